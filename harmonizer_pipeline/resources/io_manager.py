@@ -1,0 +1,189 @@
+"""PostgreSQL IO manager for pandas DataFrames, on Dagster's database IO manager framework.
+
+Built the way dagster-duckdb-pandas is: a `DbClient` (connections, schemas, partition slices)
+and `DbTypeHandler`s (DataFrame, DataFrameChunks) under Dagster's `DbIOManager`. The storage
+itself lives in `table_store` (no dagster imports).
+
+- Asset `raw/clinic_a` → table `raw.clinic_a`; `columns` input metadata selects columns.
+- Partitioned assets name their partition column with `partition_expr` metadata (a column
+  name; per dimension for multi-partitions). Writing a partition deletes exactly its rows and
+  COPYs the new ones in one transaction; a frame without that column gets it filled in.
+- An unpartitioned asset is replaced whole (drop + create + COPY in one transaction), so
+  changing its columns never breaks the next write (dagster issue 17058).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+
+import pandas as pd
+from dagster import (
+    ConfigurableIOManagerFactory,
+    InputContext,
+    MetadataValue,
+    OutputContext,
+    TableColumn,
+    TableSchema,
+)
+from dagster._core.definitions.metadata import TableMetadataSet
+from dagster._core.definitions.partitions.utils import TimeWindow
+from dagster._core.storage.db_io_manager import DbClient, DbIOManager, DbTypeHandler, TableSlice
+from pydantic import Field
+
+from harmonizer_pipeline.resources import table_store
+from harmonizer_pipeline.resources.postgres import adbc_connection, database_of, resolve_database_url
+from harmonizer_pipeline.resources.table_store import DataFrameChunks, WriteResult
+
+
+def _dimensions(table_slice: TableSlice) -> list[tuple[str, Sequence[str] | tuple[object, object]]]:
+    dims = []
+    for dim in table_slice.partition_dimensions or []:
+        if isinstance(dim.partitions, TimeWindow):
+            dims.append((dim.partition_expr, (dim.partitions.start, dim.partitions.end)))
+        else:
+            dims.append((dim.partition_expr, list(dim.partitions)))
+    return dims
+
+
+def _where(table_slice: TableSlice):
+    dims = _dimensions(table_slice)
+    return table_store.partition_filter(dims) if dims else None
+
+
+def _partition_constants(table_slice: TableSlice) -> dict[str, object]:
+    """Values for partition columns a frame may leave out: the key, or the window's start."""
+    constants: dict[str, object] = {}
+    for column, selection in _dimensions(table_slice):
+        if isinstance(selection, tuple):
+            constants[column] = pd.Timestamp(selection[0])
+        elif len(selection) == 1:
+            constants[column] = selection[0]
+    return constants
+
+
+class PostgresClient(DbClient):
+    """Connections and table slices for one PostgreSQL database."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def delete_table_slice(self, context: OutputContext, table_slice: TableSlice, connection) -> None:
+        where = _where(table_slice)
+        if where is None:
+            table_store.drop_table(connection, table_slice.schema, table_slice.table)
+        else:
+            table_store.delete_rows(connection, table_slice.schema, table_slice.table, where)
+
+    def get_select_statement(self, table_slice: TableSlice) -> str:
+        return table_store.select_statement(
+            table_slice.schema, table_slice.table, table_slice.columns, _where(table_slice)
+        )
+
+    def ensure_schema_exists(self, context: OutputContext, table_slice: TableSlice, connection) -> None:
+        # First statement of every write: take the table's lock before anything else.
+        table_store.lock_table(connection, table_slice.schema, table_slice.table)
+        table_store.ensure_schema(connection, table_slice.schema)
+
+    @contextmanager
+    def connect(self, context, table_slice: TableSlice) -> Iterator:
+        with adbc_connection(self.url) as conn:
+            try:
+                yield conn
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+
+
+def _output_metadata(context: OutputContext, result: WriteResult) -> Mapping[str, object]:
+    schema = TableSchema(
+        columns=[TableColumn(name=c.name, type=c.pandas_dtype, description=c.pg_type) for c in result.columns]
+    )
+    counts = (
+        TableMetadataSet(partition_row_count=result.rows)
+        if context.has_asset_partitions
+        else TableMetadataSet(row_count=result.rows)
+    )
+    metadata: dict[str, object] = {**counts, **TableMetadataSet(column_schema=schema)}
+    if context.has_asset_partitions:
+        metadata["partition"] = ", ".join(str(k) for k in context.asset_partition_keys)
+    if result.renamed:
+        metadata["renamed_columns"] = MetadataValue.json(result.renamed)
+    return metadata
+
+
+def _write(context: OutputContext, table_slice: TableSlice, chunks, connection) -> Mapping[str, object]:
+    result = table_store.write_frames(
+        connection, table_slice.schema, table_slice.table, chunks, _partition_constants(table_slice)
+    )
+    if result.renamed:
+        context.log.warning(f"column names shortened to fit PostgreSQL's 63-byte limit: {result.renamed}")
+    return _output_metadata(context, result)
+
+
+class DataFrameTypeHandler(DbTypeHandler[pd.DataFrame]):
+    """Whole DataFrames: COPYed in, read back with their dtypes."""
+
+    def handle_output(self, context: OutputContext, table_slice: TableSlice, obj: pd.DataFrame, connection):
+        return _write(context, table_slice, [obj], connection)
+
+    def load_input(self, context: InputContext, table_slice: TableSlice, connection) -> pd.DataFrame:
+        return table_store.read_frame(
+            connection, table_slice.schema, table_slice.table, table_slice.columns, _where(table_slice)
+        )
+
+    @property
+    def supported_types(self):
+        return [pd.DataFrame]
+
+
+class DataFrameChunksTypeHandler(DbTypeHandler[DataFrameChunks]):
+    """Streams of DataFrames: COPYed chunk by chunk, read back chunk by chunk."""
+
+    def __init__(self, url: str, chunk_rows: int):
+        self.url = url
+        self.chunk_rows = chunk_rows
+
+    def handle_output(self, context: OutputContext, table_slice: TableSlice, obj: DataFrameChunks, connection):
+        return _write(context, table_slice, obj, connection)
+
+    def load_input(self, context: InputContext, table_slice: TableSlice, connection) -> DataFrameChunks:
+        # The framework closes `connection` when load_input returns; the stream needs its own.
+        chunk_rows = int((context.definition_metadata or {}).get("chunk_rows", self.chunk_rows))
+
+        def chunks() -> Iterator[pd.DataFrame]:
+            with adbc_connection(self.url) as conn:
+                yield from table_store.read_chunks(
+                    conn, table_slice.schema, table_slice.table, table_slice.columns, _where(table_slice), chunk_rows
+                )
+
+        return DataFrameChunks(chunks())
+
+    @property
+    def supported_types(self):
+        return [DataFrameChunks]
+
+
+class PostgresPandasIOManager(ConfigurableIOManagerFactory):
+    """Stores pandas DataFrames (or DataFrameChunks) in PostgreSQL tables named by asset key."""
+
+    database_url: str | None = Field(
+        default=None,
+        description="libpq URL of the database; unset means HARMONIZER_DATABASE_URL or the embedded server.",
+    )
+    chunk_rows: int = Field(
+        default=table_store.DEFAULT_CHUNK_ROWS,
+        gt=0,
+        description="Rows per DataFrame when an input is read as DataFrameChunks (input metadata `chunk_rows` overrides).",
+    )
+
+    def create_io_manager(self, context) -> DbIOManager:
+        url = resolve_database_url(self.database_url)
+        return DbIOManager(
+            type_handlers=[DataFrameTypeHandler(), DataFrameChunksTypeHandler(url, self.chunk_rows)],
+            db_client=PostgresClient(url),
+            database=database_of(url),
+            io_manager_name="PostgresPandasIOManager",
+            default_load_type=pd.DataFrame,
+        )
