@@ -71,3 +71,7 @@ def dev(dagster_args: tuple[str, ...]) -> None:
     prepare_dagster_environment()
     argv = [sys.executable, "-m", "dagster", "dev", "-w", str(WORKSPACE), *dagster_args]
     os.execv(sys.executable, argv)
+
+
+if __name__ == "__main__":
+    main()

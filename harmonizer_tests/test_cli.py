@@ -1,0 +1,163 @@
+"""The `harmonizer` console script as a person runs it: database, demo, and the UI on the same instance."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from harmonizer_pipeline.resources import postgres
+
+HARMONIZER = [sys.executable, "-m", "harmonizer_pipeline.cli"]
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([*HARMONIZER, *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def test_db_url_prints_the_configured_database(database_url):
+    done = run_cli("db", "url")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == database_url
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql://user:s3cret@db.example:5432/h", "postgresql://user:***@db.example:5432/h"),
+        ("postgresql+psycopg2://user:s3cret@db/h", "postgresql+psycopg2://user:***@db/h"),
+        ("postgresql://postgres:@/h?host=/tmp/sock", "postgresql://postgres:@/h?host=/tmp/sock"),
+    ],
+)
+def test_passwords_are_redacted(url, expected):
+    assert postgres.redact(url) == expected
+
+
+def test_non_postgres_urls_are_refused_with_a_clear_message():
+    with pytest.raises(ValueError, match=r"database URL scheme 'mysql' is not PostgreSQL"):
+        postgres.libpq_url("mysql://u@h/db")
+    with pytest.raises(ValueError, match=r"database URL must look like postgresql://"):
+        postgres.libpq_url("not a url")
+    assert postgres.sqlalchemy_url("postgresql://u@h/db", "psycopg2") == "postgresql+psycopg2://u@h/db"
+
+
+@pytest.fixture(scope="module")
+def demo_home(tmp_path_factory, database_url) -> tuple[Path, subprocess.CompletedProcess]:
+    home = tmp_path_factory.mktemp("home")
+    env = {**os.environ, postgres.HOME_ENV: str(home)}
+    return home, run_cli("demo", env=env)
+
+
+def test_demo_runs_the_pipeline_and_prints_where_results_are(demo_home):
+    _, done = demo_home
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("run ") and lines[0].endswith(": succeeded")
+    tables = {line.split()[0]: (int(line.split()[1]), line.split()[-1]) for line in lines[1:4]}
+    assert tables["raw/clinic_a"][0] == 24 and tables["raw/clinic_a"][1].endswith(".raw.clinic_a")
+    assert tables["raw/clinic_b"][0] == 15
+    assert tables["ops/load_summary"][0] == 2
+    assert "make dev" in done.stdout
+
+
+def test_demo_runs_are_stored_in_the_postgres_instance(demo_home, database_url, monkeypatch):
+    home, done = demo_home
+    assert done.returncode == 0, done.stdout + done.stderr
+    run_id = done.stdout.split()[1].rstrip(":")
+    monkeypatch.setenv("DAGSTER_HOME", str(home / "dagster_home"))
+    monkeypatch.setenv("HARMONIZER_DAGSTER_PG_URL", postgres.sqlalchemy_url(database_url, "psycopg2"))
+    with dg.DagsterInstance.get() as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+        run = instance.get_run_by_id(run_id)
+        assert run.status == dg.DagsterRunStatus.SUCCESS
+        assert run.tags["harmonizer/launched_by"] == "make demo"
+        assert instance.get_latest_materialization_event(dg.AssetKey(["raw", "clinic_a"])).run_id == run_id
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _graphql(port: int, query: str) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+@pytest.mark.slow
+def test_dev_ui_shows_the_demo_runs(demo_home):
+    home, done = demo_home
+    assert done.returncode == 0, done.stdout + done.stderr
+    run_id = done.stdout.split()[1].rstrip(":")
+    port = _free_port()
+    env = {**os.environ, postgres.HOME_ENV: str(home)}
+    # `dagster dev` does not stop its children on SIGTERM without a terminal: own process group.
+    process = subprocess.Popen(
+        [*HARMONIZER, "dev", "-p", str(port)], env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        runs = None
+        while time.monotonic() < deadline:
+            try:
+                answer = _graphql(port, "{ runsOrError { ... on Runs { results { runId status } } } }")
+                runs = {r["runId"]: r["status"] for r in answer["data"]["runsOrError"]["results"]}
+                break
+            except OSError:
+                time.sleep(1)
+        assert runs is not None, "dagster dev did not answer within 120 s"
+        assert runs[run_id] == "SUCCESS"
+        nodes = _graphql(port, "{ assetNodes { assetKey { path } } }")["data"]["assetNodes"]
+        assert {"/".join(n["assetKey"]["path"]) for n in nodes} == {"raw/clinic_a", "raw/clinic_b", "ops/load_summary"}
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.mark.slow
+def test_embedded_server_starts_once_when_several_processes_ask_at_once(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != postgres.DATABASE_URL_ENV}
+    env[postgres.HOME_ENV] = str(tmp_path / "home")
+    probe = (
+        "import psycopg, warnings; warnings.simplefilter('ignore');"
+        "from harmonizer_pipeline.resources.postgres import resolve_database_url as r;"
+        "c = psycopg.connect(r());"
+        "print(c.execute('select pg_postmaster_start_time(), current_database()').fetchone())"
+    )
+    try:
+        starters = [
+            subprocess.Popen([sys.executable, "-c", probe], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(3)
+        ]
+        outputs = [p.communicate(timeout=180) for p in starters]
+        assert [p.returncode for p in starters] == [0, 0, 0], [err for _, err in outputs]
+        assert len({out for out, _ in outputs}) == 1  # one server, one start time, one database
+        assert "'harmonizer')" in outputs[0][0]
+        assert (tmp_path / "home" / "pgdata" / "PG_VERSION").exists()
+        again = run_cli("db", "start", env=env)
+        assert again.returncode == 0 and "embedded server" in again.stdout
+    finally:
+        stopped = run_cli("db", "stop", env=env)
+    assert stopped.returncode == 0 and stopped.stdout.strip() == "embedded PostgreSQL stopped"
+    assert run_cli("db", "stop", env=env).stdout.strip() == "embedded PostgreSQL was not running"

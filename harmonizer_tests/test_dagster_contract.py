@@ -1,0 +1,28 @@
+"""The private Dagster seam the IO manager stands on (dagster._core.storage.db_io_manager).
+
+Every official database integration imports it; it is not public API, so a Dagster upgrade
+that changes it must fail here first, with a readable message."""
+
+import inspect
+
+from dagster._core.storage import db_io_manager
+
+
+def test_db_io_manager_seam_is_as_the_io_manager_expects():
+    assert db_io_manager.TableSlice._fields == ("table", "schema", "database", "columns", "partition_dimensions")
+    assert db_io_manager.TablePartitionDimension._fields == ("partition_expr", "partitions")
+    params = inspect.signature(db_io_manager.DbIOManager.__init__).parameters
+    assert {"type_handlers", "db_client", "database", "io_manager_name", "default_load_type"} <= set(params)
+    client_methods = {"delete_table_slice", "get_select_statement", "ensure_schema_exists", "connect"}
+    assert client_methods <= set(vars(db_io_manager.DbClient))
+    assert {"handle_output", "load_input", "supported_types"} <= set(vars(db_io_manager.DbTypeHandler))
+
+
+def test_handle_output_deletes_the_slice_inside_the_same_connection_as_the_write():
+    # The replace-a-partition-in-one-transaction guarantee relies on this order in one `with connect`.
+    source = inspect.getsource(db_io_manager.DbIOManager.handle_output)
+    connect = source.index("self._db_client.connect(")
+    ensure = source.index("ensure_schema_exists(")
+    delete = source.index("delete_table_slice(")
+    write = source.index("handler.handle_output(")
+    assert connect < ensure < delete < write

@@ -1,0 +1,58 @@
+"""harmonizer.yaml: the shipped example loads; every bad field is reported with its path."""
+
+from pathlib import Path
+
+import pytest
+
+from harmonizer_pipeline.settings import PROJECT_ROOT, SettingsError, load_settings_file, parse_settings
+
+
+def test_shipped_example_loads_and_resolves_relative_paths():
+    settings = load_settings_file(PROJECT_ROOT / "harmonizer.yaml")
+    assert list(settings.sources) == ["clinic_a", "clinic_b"]
+    assert settings.sources["clinic_b"].format.delimiter == ";"
+    assert settings.landing_path("clinic_a") == PROJECT_ROOT / "harmonizer_pipeline/sample_data/landing/clinic_a"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("sources: [1, 2]", "sources: Input should be a valid dictionary"),
+        ("sources:\n  Clinic-A:\n    landing: {local: {path: x}}", "sources.Clinic-A.[key]: String should match pattern"),
+        ("sources:\n  a:\n    landing: {}", "sources.a.landing: Value error, give exactly one of 'local' or 'b2'"),
+        ("sources:\n  a:\n    landing: {local: {path: x}, b2: {bucket: b}}", "give exactly one of 'local' or 'b2'"),
+        ("sources:\n  a:\n    landing: {local: {glob: '*.csv'}}", "sources.a.landing.local.path: Field required"),
+        ("sources:\n  a:\n    landing: {b2: {bucket: ''}}", "sources.a.landing.b2.bucket: String should have at least 1 character"),
+        ("sources:\n  a:\n    landing: {local: {path: x}}\n    format: {delimiter: ';;'}", "sources.a.format.delimiter: String should have at most 1 character"),
+        ("sources:\n  a:\n    landing: {local: {path: x}}\n    format: {format: docx}", "sources.a.format.format: Input should be 'csv'"),
+        ("sources:\n  a:\n    landing: {local: {path: x}}\n    colour: red", "sources.a.colour: Extra inputs are not permitted"),
+        ("sources:\n  a:\n    landing: {local: {path: x, glob: 5}}", "sources.a.landing.local.glob: Input should be a valid string"),
+        ("- just\n- a list", "must be a mapping with a 'sources' key, not list"),
+        ("sources: {a: [unclosed", "is not valid YAML"),
+    ],
+)
+def test_bad_settings_name_the_field(text, message):
+    with pytest.raises(SettingsError) as caught:
+        parse_settings(text, base_dir=Path("/tmp"), origin="harmonizer.yaml")
+    assert message in str(caught.value)
+    assert str(caught.value).startswith("harmonizer.yaml")
+
+
+def test_every_bad_field_is_reported_at_once():
+    text = "sources:\n  a:\n    landing: {local: {}}\n  b:\n    landing: {b2: {}}\n    oops: 1"
+    with pytest.raises(SettingsError, match=r"has 3 invalid field\(s\)") as caught:
+        parse_settings(text, base_dir=Path("/tmp"))
+    assert "sources.a.landing.local.path" in str(caught.value)
+    assert "sources.b.landing.b2.bucket" in str(caught.value)
+    assert "sources.b.oops" in str(caught.value)
+
+
+def test_missing_file_is_a_settings_error(tmp_path):
+    with pytest.raises(SettingsError, match=r"cannot read .*nope.yaml: No such file or directory"):
+        load_settings_file(tmp_path / "nope.yaml")
+
+
+def test_b2_source_has_no_local_path():
+    settings = parse_settings("sources:\n  cloud:\n    landing: {b2: {bucket: landing, prefix: in/}}", base_dir=Path("/tmp"))
+    with pytest.raises(SettingsError, match="source 'cloud' lands in B2, not in a local folder"):
+        settings.landing_path("cloud")
