@@ -313,3 +313,24 @@ def test_partition_filter_quotes_columns_and_values():
     assert where.as_string(None) == (
         "\"part'x\" IN ('a''b', 'c') AND (\"day\" >= '2024-01-01 00:00:00'::timestamp AND \"day\" < '2024-01-02 00:00:00'::timestamp)"
     )
+
+
+def test_a_partition_whose_column_is_all_null_fits_any_column_type(conn, schema):
+    replace_table(conn, schema, "t", [pd.DataFrame({"part": ["a"], "n": [1]})])
+    ts.write_frames(conn, schema, "t", [pd.DataFrame({"part": ["b"], "n": pd.Series([None], dtype=object)})])
+    conn.commit()
+    assert ts.read_frame(conn, schema, "t")["n"].tolist() == [1, pd.NA]
+
+
+def test_a_later_chunk_cannot_change_a_column_type_silently(conn, schema):
+    def chunks():
+        yield pd.DataFrame({"n": pd.Series([None], dtype=object)})  # only NULLs: the column becomes text
+        yield pd.DataFrame({"n": [5]})
+
+    with pytest.raises(TableStoreError, match=r"column 'n' is text in the table but the new rows hold bigint"):
+        replace_table(conn, schema, "t", chunks())
+
+
+def test_rows_without_their_partition_column_are_refused_when_it_cannot_be_filled(conn, schema):
+    with pytest.raises(TableStoreError, match=r"lack partition column\(s\) \['day'\]"):
+        ts.write_frames(conn, schema, "t", [pd.DataFrame({"n": [1]})], required_columns=["day"])

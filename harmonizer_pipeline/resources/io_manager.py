@@ -115,7 +115,12 @@ def _output_metadata(context: OutputContext, result: WriteResult) -> Mapping[str
 
 def _write(context: OutputContext, table_slice: TableSlice, chunks, connection) -> Mapping[str, object]:
     result = table_store.write_frames(
-        connection, table_slice.schema, table_slice.table, chunks, _partition_constants(table_slice)
+        connection,
+        table_slice.schema,
+        table_slice.table,
+        chunks,
+        constant_columns=_partition_constants(table_slice),
+        required_columns=[column for column, _ in _dimensions(table_slice)],
     )
     if result.renamed:
         context.log.warning(f"column names shortened to fit PostgreSQL's 63-byte limit: {result.renamed}")

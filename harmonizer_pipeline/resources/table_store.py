@@ -104,6 +104,7 @@ class ColumnSpec:
     categories: list | None = None
     ordered: bool = False
     json_values: bool = False
+    only_nulls: bool = False  # this chunk carries no value for it, so any column type fits
 
     def comment(self) -> str:
         info: dict = {"pandas_dtype": self.pandas_dtype}
@@ -238,6 +239,7 @@ def frame_to_arrow(frame: pd.DataFrame) -> tuple[pa.Table, list[ColumnSpec]]:
                 categories=[_plain(v) for v in dtype.categories] if categorical else None,
                 ordered=bool(dtype.ordered) if categorical else False,
                 json_values=json_values,
+                only_nulls=array.null_count == len(array),
             )
         )
         arrays.append(array)
@@ -280,10 +282,8 @@ def _restore_column(array: pa.ChunkedArray, spec: ColumnSpec | None) -> pd.Serie
     if series.dtype == target:
         return series
     if target.kind in "iub" and series.hasnans:
-        raise TableStoreError(
-            f"column {spec.name!r} was stored as {spec.pandas_dtype} but now holds NULLs; "
-            "it cannot be restored without losing them"
-        )
+        # Rows appended later (another partition) brought NULLs: keep the nullable dtype.
+        return series
     return series.astype(target)
 
 
@@ -442,26 +442,38 @@ def write_frames(
     table: str,
     chunks: Iterable[pd.DataFrame],
     constant_columns: Mapping[str, object] | None = None,
+    required_columns: Sequence[str] = (),
 ) -> WriteResult:
     """Append DataFrame chunks to `schema.table` through ADBC's binary COPY, creating the table
     from the first chunk or adding columns it lacks. Runs in the caller's transaction.
 
-    `constant_columns` fills columns a chunk does not carry (e.g. its partition key).
+    `constant_columns` fills columns a chunk does not carry (e.g. its partition key);
+    `required_columns` must be present after that (e.g. partition columns).
     """
     constants = dict(constant_columns or {})
     iterator = iter(chunks)
     first = next(iterator, None)
     if first is None:
         raise TableStoreError(f"{schema}.{table}: the asset produced no DataFrame chunk at all")
-    first_table, specs = frame_to_arrow(_with_constant_columns(first, constants))
+    first = _with_constant_columns(first, constants)
+    missing = [c for c in required_columns if c not in first.columns]
+    if missing:
+        raise TableStoreError(
+            f"{schema}.{table}: the rows lack partition column(s) {missing}, and the run covers several "
+            "partitions, so they cannot be filled in; add the column(s) to the DataFrame"
+        )
+    first_table, specs = frame_to_arrow(first)
     existing = stored_columns(conn, schema, table) if table_exists(conn, schema, table) else None
     if existing is None:
         _create_table(conn, schema, table, specs)
+        table_types = {s.stored_name: s.pg_type for s in specs}
     else:
-        _check_compatible(schema, table, specs, existing)
+        table_types = {name: spec.pg_type for name, spec in existing.items()}
+        _check_compatible(schema, table, specs, table_types)
         new = [s for s in specs if s.stored_name not in existing]
         if new:
             _add_columns(conn, schema, table, new)
+            table_types.update({s.stored_name: s.pg_type for s in new})
     target = conn.adbc_get_table_schema(storage_name(table), db_schema_filter=schema)
     names = [s.stored_name for s in specs]
     write_schema = pa.schema([target.field(n).remove_metadata() for n in names])
@@ -484,6 +496,7 @@ def write_frames(
                         f"{schema}.{table}: a later chunk has columns {[s.name for s in chunk_specs]}, "
                         f"the first had {[s.name for s in specs]}"
                     )
+                _check_compatible(schema, table, chunk_specs, table_types)
         except BaseException as exc:
             failures.append(exc)
             raise
@@ -500,22 +513,23 @@ def write_frames(
     return result
 
 
-def _check_compatible(schema: str, table: str, specs: Sequence[ColumnSpec], existing: Mapping[str, ColumnSpec]) -> None:
+def _check_compatible(schema: str, table: str, specs: Sequence[ColumnSpec], table_types: Mapping[str, str]) -> None:
     for spec in specs:
-        old = existing.get(spec.stored_name)
-        if old is not None and old.pg_type != spec.pg_type and not _widens(old.pg_type, spec.pg_type):
-            raise TableStoreError(
-                f"{schema}.{table}: column {spec.name!r} is {old.pg_type} in the table but the new rows "
-                f"hold {spec.pg_type} ({spec.pandas_dtype}); other partitions would be corrupted, so "
-                "convert the column or re-materialize every partition"
-            )
+        old = table_types.get(spec.stored_name)
+        if old is None or spec.only_nulls or old == spec.pg_type or _widens(old, spec.pg_type):
+            continue
+        raise TableStoreError(
+            f"{schema}.{table}: column {spec.name!r} is {old} in the table but the new rows "
+            f"hold {spec.pg_type} ({spec.pandas_dtype}); convert the column, or re-materialize "
+            "everything in the table if its type really changed"
+        )
 
 
 _WIDER = {"smallint": 0, "integer": 1, "bigint": 2}
 
 
 def _widens(old: str, new: str) -> bool:
-    # Smaller integers go into a wider integer column; a NULL-only chunk arrives as text.
+    # Smaller integers go into a wider integer column, single precision into double.
     if old in _WIDER and new in _WIDER:
         return _WIDER[new] <= _WIDER[old]
     return (old, new) in {("double precision", "real")}
