@@ -334,3 +334,25 @@ def test_a_later_chunk_cannot_change_a_column_type_silently(conn, schema):
 def test_rows_without_their_partition_column_are_refused_when_it_cannot_be_filled(conn, schema):
     with pytest.raises(TableStoreError, match=r"lack partition column\(s\) \['day'\]"):
         ts.write_frames(conn, schema, "t", [pd.DataFrame({"n": [1]})], required_columns=["day"])
+
+
+@pytest.mark.slow
+def test_a_large_table_read_by_several_connections_equals_the_single_read(database_url, conn, schema, monkeypatch):
+    from harmonizer_pipeline.resources.postgres import adbc_connection
+
+    frame = pd.DataFrame(
+        {"n": np.arange(300_000, dtype="int64"), "text": pd.array([f"row {i} " * 4 for i in range(300_000)], dtype="str")}
+    )
+    replace_table(conn, schema, "t", [frame])
+    monkeypatch.setattr(ts, "PARALLEL_MIN_BYTES", 1 << 20)
+    opened = []
+
+    def connect():
+        opened.append(1)
+        return adbc_connection(database_url)
+
+    parallel = ts.read_frame(conn, schema, "t", connect=connect, workers=3)
+    assert len(opened) == 3
+    assert_frame_equal(parallel, frame)
+    some = ts.read_frame(conn, schema, "t", where=sql.SQL("n % 1000 = 0"), connect=connect, workers=3)
+    assert some["n"].tolist() == list(range(0, 300_000, 1000))

@@ -14,6 +14,7 @@ itself lives in `table_store` (no dagster imports).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
@@ -128,14 +129,24 @@ def _write(context: OutputContext, table_slice: TableSlice, chunks, connection) 
 
 
 class DataFrameTypeHandler(DbTypeHandler[pd.DataFrame]):
-    """Whole DataFrames: COPYed in, read back with their dtypes."""
+    """Whole DataFrames: COPYed in, read back with their dtypes (large tables by several connections)."""
+
+    def __init__(self, url: str, read_workers: int):
+        self.url = url
+        self.read_workers = read_workers
 
     def handle_output(self, context: OutputContext, table_slice: TableSlice, obj: pd.DataFrame, connection):
         return _write(context, table_slice, [obj], connection)
 
     def load_input(self, context: InputContext, table_slice: TableSlice, connection) -> pd.DataFrame:
         return table_store.read_frame(
-            connection, table_slice.schema, table_slice.table, table_slice.columns, _where(table_slice)
+            connection,
+            table_slice.schema,
+            table_slice.table,
+            table_slice.columns,
+            _where(table_slice),
+            connect=lambda: adbc_connection(self.url),
+            workers=self.read_workers,
         )
 
     @property
@@ -183,10 +194,17 @@ class PostgresPandasIOManager(ConfigurableIOManagerFactory):
         description="Rows per DataFrame when an input is read as DataFrameChunks (input metadata `chunk_rows` overrides).",
     )
 
+    read_workers: int = Field(
+        default=0,
+        ge=0,
+        description="Connections that read one large table at once; 0 means one per CPU core, at most 4.",
+    )
+
     def create_io_manager(self, context) -> DbIOManager:
         url = resolve_database_url(self.database_url)
+        workers = self.read_workers or min(os.cpu_count() or 1, 4)
         return DbIOManager(
-            type_handlers=[DataFrameTypeHandler(), DataFrameChunksTypeHandler(url, self.chunk_rows)],
+            type_handlers=[DataFrameTypeHandler(url, workers), DataFrameChunksTypeHandler(url, self.chunk_rows)],
             db_client=PostgresClient(url),
             database=database_of(url),
             io_manager_name="PostgresPandasIOManager",

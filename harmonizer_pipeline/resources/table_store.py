@@ -18,7 +18,9 @@ from __future__ import annotations
 import decimal
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +30,8 @@ import pyarrow.compute as pc
 from psycopg import sql
 
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
+BLOCK_BYTES = 8192
+PARALLEL_MIN_BYTES = 64 << 20  # below this, extra connections cost more than they save
 _HASH_CHARS = 8
 DEFAULT_CHUNK_ROWS = 100_000
 
@@ -169,23 +173,30 @@ def _storable_arrow_type(arrow_type: pa.DataType) -> pa.DataType:
     return arrow_type
 
 
+def _as_json(series: pd.Series) -> pa.Array:
+    return pa.array(
+        [None if _is_missing(v) else json.dumps(v, ensure_ascii=False, default=str) for v in series], pa.string()
+    )
+
+
 def _is_missing(value) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA
 
 
 def _column_to_arrow(series: pd.Series, column: str) -> tuple[pa.Array, bool]:
     """Arrow array for one column; nested values become JSON text (second item True)."""
-    if series.dtype == object and series.map(lambda v: isinstance(v, (dict, list, tuple))).any():
-        as_json = [None if _is_missing(v) else json.dumps(v, ensure_ascii=False, default=str) for v in series]
-        return pa.array(as_json, pa.string()), True
     try:
         array = pa.Array.from_pandas(series)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError) as exc:
+        if series.map(lambda v: isinstance(v, (dict, list, tuple))).any():
+            return _as_json(series), True
         kinds = sorted({type(v).__name__ for v in series.dropna().head(1000)})
         raise TableStoreError(
             f"column {column!r} cannot be stored: its values mix Python types ({', '.join(kinds)}); "
             f"convert it to one type first ({exc})"
         ) from exc
+    if pa.types.is_nested(array.type):
+        return _as_json(series), True
     target = _storable_arrow_type(array.type)
     if pa.types.is_string(target) and not pa.types.is_null(array.type):
         _reject_nul(array, column)
@@ -251,27 +262,25 @@ def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _nullable_types(arrow_type: pa.DataType):
-    # Integers and booleans with NULLs must not detour through float64/object.
-    return {
-        pa.int8(): pd.Int8Dtype(),
-        pa.int16(): pd.Int16Dtype(),
-        pa.int32(): pd.Int32Dtype(),
-        pa.int64(): pd.Int64Dtype(),
-        pa.bool_(): pd.BooleanDtype(),
-    }.get(arrow_type)
+_READ_DTYPES = {
+    # Integers and booleans with NULLs must not detour through float64/object ...
+    pa.int8(): pd.Int8Dtype(),
+    pa.int16(): pd.Int16Dtype(),
+    pa.int32(): pd.Int32Dtype(),
+    pa.int64(): pd.Int64Dtype(),
+    pa.bool_(): pd.BooleanDtype(),
+    # ... and text stays in Arrow memory (pandas' default `str` dtype) instead of Python objects.
+    pa.string(): pd.StringDtype("pyarrow", na_value=np.nan),
+    pa.large_string(): pd.StringDtype("pyarrow", na_value=np.nan),
+}
 
 
 def _restore_column(array: pa.ChunkedArray, spec: ColumnSpec | None) -> pd.Series:
     if spec is not None and spec.json_values:
         return pd.Series([None if v is None else json.loads(v) for v in array.to_pylist()], dtype=object)
     if spec is not None and spec.pandas_dtype == "object":
-        values = array.to_pylist()  # Python objects as stored: str, datetime.date, None, ...
-        if spec.pg_type.startswith("numeric"):
-            # ADBC hands NUMERIC over as text; the frame held Decimals.
-            values = [None if v is None else decimal.Decimal(v) for v in values]
-        return pd.Series(values, dtype=object)
-    series = array.to_pandas(types_mapper=_nullable_types)
+        return _restore_objects(array, spec)
+    series = array.to_pandas(types_mapper=_READ_DTYPES.get)
     if spec is None:
         return series
     if spec.categories is not None:
@@ -285,6 +294,18 @@ def _restore_column(array: pa.ChunkedArray, spec: ColumnSpec | None) -> pd.Serie
         # Rows appended later (another partition) brought NULLs: keep the nullable dtype.
         return series
     return series.astype(target)
+
+
+def _restore_objects(array: pa.ChunkedArray, spec: ColumnSpec) -> pd.Series:
+    """Python objects as the frame held them: str, datetime.date, Decimal, ... and None."""
+    if pa.types.is_date(array.type):
+        return array.to_pandas(date_as_object=True)
+    if spec.pg_type.startswith("numeric"):
+        # ADBC hands NUMERIC over as text; the frame held Decimals.
+        return pd.Series([None if v is None else decimal.Decimal(v) for v in array.to_pylist()], dtype=object)
+    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+        return pd.Series(array.to_numpy(zero_copy_only=False), dtype=object)
+    return pd.Series(array.to_pylist(), dtype=object)
 
 
 def pandas_dtype(name: str):
@@ -573,13 +594,63 @@ def _plan_read(conn, schema: str, table: str, columns: Sequence[str] | None) -> 
 
 
 def read_frame(
-    conn, schema: str, table: str, columns: Sequence[str] | None = None, where: sql.Composable | None = None
+    conn,
+    schema: str,
+    table: str,
+    columns: Sequence[str] | None = None,
+    where: sql.Composable | None = None,
+    *,
+    connect: Callable[[], AbstractContextManager] | None = None,
+    workers: int = 1,
 ) -> pd.DataFrame:
+    """The table (or the rows matching `where`) as one DataFrame.
+
+    With `connect` and `workers` > 1, a table of over PARALLEL_MIN_BYTES is read by that many
+    connections at once, each scanning its own range of blocks, all in one exported snapshot
+    (as `pg_dump --jobs` does), so the result is the same consistent table a single read gives.
+    """
     specs, stored = _plan_read(conn, schema, table, columns)
-    with conn.cursor() as cur:
-        cur.execute(_select(schema, table, stored, where).as_string(None))
-        arrow_table = cur.fetch_arrow_table()
+    blocks = _block_count(conn, schema, table)
+    if connect is None or workers < 2 or blocks * BLOCK_BYTES < PARALLEL_MIN_BYTES:
+        arrow_table = _fetch(conn, _select(schema, table, stored, where))
+    else:
+        arrow_table = _fetch_in_parallel(conn, connect, workers, blocks, schema, table, stored, where)
     return arrow_to_frame(arrow_table, specs)
+
+
+def _fetch(conn, query: sql.Composable) -> pa.Table:
+    with conn.cursor() as cur:
+        cur.execute(query.as_string(None))
+        return cur.fetch_arrow_table()
+
+
+def _block_count(conn, schema: str, table: str) -> int:
+    name = sql.Literal(qualified(schema, table).as_string(None))
+    query = sql.SQL("SELECT pg_relation_size(to_regclass({})) / current_setting('block_size')::bigint").format(name)
+    return int(_scalar(conn, query) or 0)
+
+
+def _fetch_in_parallel(conn, connect, workers, blocks, schema, table, stored, where) -> pa.Table:
+    conn.commit()  # the snapshot must open a fresh repeatable-read transaction
+    _execute(conn, sql.SQL("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+    snapshot = _scalar(conn, sql.SQL("SELECT pg_export_snapshot()"))
+    starts = [blocks * i // workers for i in range(workers)]
+    ranges = list(zip(starts, [*starts[1:], None]))
+
+    def fetch(block_range: tuple[int, int | None]) -> pa.Table:
+        low, high = block_range
+        condition = [sql.SQL("ctid >= {}::tid").format(sql.Literal(f"({low},0)"))]
+        if high is not None:  # the last range is open: rows appended meanwhile are not in the snapshot anyway
+            condition.append(sql.SQL("ctid < {}::tid").format(sql.Literal(f"({high},0)")))
+        if where is not None:
+            condition.insert(0, sql.SQL("({})").format(where))
+        with connect() as worker:
+            _execute(worker, sql.SQL("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+            _execute(worker, sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+            return _fetch(worker, _select(schema, table, stored, sql.SQL(" AND ").join(condition)))
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return pa.concat_tables(pool.map(fetch, ranges))
 
 
 def read_chunks(
