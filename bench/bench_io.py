@@ -105,7 +105,7 @@ def make_chunk(start: int, rows: int) -> pd.DataFrame:
         return rng.random(rows) < share
 
     def text(values: pa.Array, empty_share: float = 0.0) -> pd.api.extensions.ExtensionArray:
-        # Built in Arrow: a million Python strings of ~150 UCS-4 characters would dwarf the chunk.
+        # Built in Arrow: Python str objects of ~150 UCS-4 characters each would dwarf the chunk.
         values = pc.if_else(mask(empty_share), "", values)
         return pd.array(pc.if_else(mask(), pa.scalar(None, pa.string()), values), dtype="str")
 
@@ -142,15 +142,24 @@ def make_chunk(start: int, rows: int) -> pd.DataFrame:
     return pd.DataFrame(columns, index=pd.RangeIndex(start, start + rows))
 
 
-def iter_chunks(rows: int) -> Iterator[pd.DataFrame]:
-    """The benchmark table as consecutive chunks of CHUNK_ROWS rows, generated lazily."""
-    for start in range(0, rows, CHUNK_ROWS):
-        yield make_chunk(start, min(CHUNK_ROWS, rows - start))
+class GeneratedChunks:
+    """The benchmark table in chunks of CHUNK_ROWS rows, generated lazily; `seconds` sums the generating."""
+
+    def __init__(self, rows: int):
+        self.rows = rows
+        self.seconds = 0.0
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        for start in range(0, self.rows, CHUNK_ROWS):
+            began = time.perf_counter()
+            chunk = make_chunk(start, min(CHUNK_ROWS, self.rows - start))
+            self.seconds += time.perf_counter() - began
+            yield chunk
 
 
 def make_frame(rows: int) -> pd.DataFrame:
     """The whole benchmark table in one DataFrame."""
-    return pd.concat(iter_chunks(rows))
+    return pd.concat(GeneratedChunks(rows))
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -171,18 +180,12 @@ def timed(action: Callable[[], object]) -> tuple[float, object]:
     return time.perf_counter() - start, value
 
 
-def streamed_asset(rows: int, generation: list[float]):
-    """Asset bench/io_table returning DataFrameChunks; adds chunk generation seconds to `generation`."""
-
-    def chunks() -> Iterator[pd.DataFrame]:
-        for start in range(0, rows, CHUNK_ROWS):
-            seconds, chunk = timed(lambda start=start: make_chunk(start, min(CHUNK_ROWS, rows - start)))
-            generation[0] += seconds
-            yield chunk
+def streamed_asset(chunks: GeneratedChunks):
+    """Asset bench/io_table returning `chunks` as DataFrameChunks."""
 
     @asset(name=IO_TABLE, key_prefix=[SCHEMA])
     def io_table() -> DataFrameChunks:
-        return DataFrameChunks(chunks())
+        return DataFrameChunks(chunks)
 
     return io_table
 
@@ -221,10 +224,9 @@ def scenario_iomanager_write_whole(url: str, rows: int) -> dict:
 
 def scenario_iomanager_write_streamed(url: str, rows: int) -> dict:
     """dagster.materialize of an asset returning DataFrameChunks generated lazily (generation is timed too)."""
-    generation = [0.0]
-    io_table = streamed_asset(rows, generation)
-    seconds, _ = timed(lambda: materialize([io_table], resources={"io_manager": io_manager(url)}))
-    return {"seconds": seconds, "note": f"incl. {generation[0]:.2f} s generating chunks"}
+    chunks = GeneratedChunks(rows)
+    seconds, _ = timed(lambda: materialize([streamed_asset(chunks)], resources={"io_manager": io_manager(url)}))
+    return {"seconds": seconds, "note": f"incl. {chunks.seconds:.2f} s generating chunks"}
 
 
 def scenario_verify(url: str, rows: int) -> dict:
@@ -236,7 +238,7 @@ def scenario_verify(url: str, rows: int) -> dict:
         # SQL promises no row order, so compare in id order.
         outcome["mismatch"] = frame_mismatch(make_frame(rows), source.sort_values("id", ignore_index=True))
 
-    upstream = streamed_asset(rows, [0.0])  # not selected: only names the IO manager's table
+    upstream = streamed_asset(GeneratedChunks(rows))  # not selected: only names the IO manager's table
     materialize([upstream, verify_roundtrip], resources={"io_manager": io_manager(url)}, selection=[verify_roundtrip])
     return {"passed": outcome["mismatch"] is None, "detail": outcome["mismatch"] or f"{rows:,} rows equal"}
 
@@ -285,7 +287,7 @@ def scenario_psql_copy(url: str, rows: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench_io_") as folder:
         csv_path = Path(folder) / "table.csv"
         with csv_path.open("w", encoding="utf-8", newline="") as handle:
-            for chunk in iter_chunks(rows):
+            for chunk in GeneratedChunks(rows):
                 chunk.to_csv(handle, header=handle.tell() == 0, index=False, na_rep=CSV_NULL)
         columns = ", ".join(f"{name} {pg_type}" for name, pg_type in PG_TYPES.items())
         with psycopg.connect(url, autocommit=True) as conn:
@@ -297,7 +299,8 @@ def scenario_psql_copy(url: str, rows: int) -> dict:
         )
         command = [*psql_command(url), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", copy]
         seconds, _ = timed(lambda: subprocess.run(command, check=True))
-    return {"seconds": seconds, "note": f"CSV {csv_path.name} written untimed"}
+        size_mb = csv_path.stat().st_size / 2**20
+    return {"seconds": seconds, "note": f"CSV of {size_mb:,.0f} MB written untimed"}
 
 
 SCENARIOS: dict[str, Callable[[str, int], dict]] = {
@@ -311,8 +314,9 @@ SCENARIOS: dict[str, Callable[[str, int], dict]] = {
 }
 
 
-def max_rss_mb(who: int = resource.RUSAGE_SELF) -> float:
-    return resource.getrusage(who).ru_maxrss / 1024  # KiB on Linux
+def max_rss_mb() -> float:
+    """This process's peak RSS so far (ru_maxrss is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 @asset
@@ -337,7 +341,8 @@ def child_main(name: str, url: str, rows: int, result_path: Path) -> None:
 def run_scenario(name: str, url: str, rows: int, workdir: Path) -> dict:
     """Run one scenario in a fresh child; its output goes to a log shown only if it fails."""
     result_path, log_path = workdir / f"{name}.json", workdir / f"{name}.log"
-    argv = [sys.executable, __file__, "--scenario", name, "--rows", str(rows), "--url", url, "--result", str(result_path)]
+    argv = [sys.executable, __file__, "--scenario", name, "--rows", str(rows)]
+    argv += ["--url", url, "--result", str(result_path)]
     with log_path.open("w") as log:
         child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         # wait4 gives this child's own rusage (ru_maxrss includes its reaped children, e.g. psql).
@@ -347,8 +352,8 @@ def run_scenario(name: str, url: str, rows: int, workdir: Path) -> dict:
         tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-40:])
         raise RuntimeError(f"scenario {name} exited with {child.returncode}:\n{tail}")
     result = json.loads(result_path.read_text())
-    peak = usage.ru_maxrss / 1024
-    return {**result, "peak_rss_mb": peak, "rss_growth_mb": peak - result.pop("baseline_rss_mb")}
+    peak = usage.ru_maxrss / 1024  # KiB on Linux
+    return {**result, "peak_rss_mb": peak, "rss_growth_mb": peak - result["baseline_rss_mb"]}
 
 
 def targets(results: dict) -> list[dict]:
