@@ -14,6 +14,7 @@ from pandas.testing import assert_frame_equal
 from psycopg import sql
 
 from harmonizer_pipeline.resources import table_store as ts
+from harmonizer_pipeline.resources.frame_codec import storage_name, storage_names
 from harmonizer_pipeline.resources.table_store import TableStoreError
 
 
@@ -178,8 +179,8 @@ def test_long_names_are_shortened_deterministically_and_restored(conn, schema, p
     assert set(stored) == {first, second, umlauts}
     assert stored[first] != stored[second]
     assert all(len(name.encode()) <= 63 for name in stored.values())
-    assert stored[umlauts] == ts.storage_name(umlauts) and stored[umlauts].startswith("ü" * 27)
-    assert ts.storage_name(first) == stored[first]  # deterministic
+    assert stored[umlauts] == storage_name(umlauts) and stored[umlauts].startswith("ü" * 27)
+    assert storage_name(first) == stored[first]  # deterministic
     back = ts.read_frame(conn, schema, "t")
     assert back.columns.tolist() == [first, second, umlauts]
     names = psql("SELECT column_name FROM information_schema.columns WHERE table_schema = %s ORDER BY ordinal_position", (schema,))
@@ -189,7 +190,7 @@ def test_long_names_are_shortened_deterministically_and_restored(conn, schema, p
 def test_names_colliding_after_shortening_are_refused():
     long_name = "x" * 80
     with pytest.raises(TableStoreError, match=r"would both be stored as"):
-        ts.storage_names([long_name, ts.storage_name(long_name)])
+        storage_names([long_name, storage_name(long_name)])
 
 
 def test_duplicate_column_names_are_refused(conn, schema):
