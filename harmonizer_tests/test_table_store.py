@@ -357,3 +357,47 @@ def test_a_large_table_read_by_several_connections_equals_the_single_read(databa
     assert_frame_equal(parallel, frame)
     some = ts.read_frame(conn, schema, "t", where=sql.SQL("n % 1000 = 0"), connect=connect, workers=3)
     assert some["n"].tolist() == list(range(0, 300_000, 1000))
+
+
+def _staging_tables(psql, schema):
+    return psql("SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename LIKE '\\_harmonizer\\_load\\_%%'", (schema,))
+
+
+def _parallel_replace(conn, database_url, schema, chunks, workers=3):
+    from harmonizer_pipeline.resources.postgres import adbc_connection
+
+    ts.ensure_schema(conn, schema)
+    conn.commit()
+    ts.lock_table(conn, schema, "t")
+    ts.drop_table(conn, schema, "t")
+    result = ts.replace_table(
+        conn, schema, "t", chunks, connect=lambda: adbc_connection(database_url), workers=workers, parallel_min_rows=1
+    )
+    conn.commit()
+    return result
+
+
+@pytest.mark.slow
+def test_parallel_replace_writes_every_row_once_and_leaves_no_staging_table(conn, database_url, schema, psql):
+    frame = pd.DataFrame({"n": np.arange(250_000, dtype="int64"), "s": pd.array([str(i) for i in range(250_000)], dtype="str")})
+    result = _parallel_replace(conn, database_url, schema, [frame])
+    assert result.rows == 250_000
+    back = ts.read_frame(conn, schema, "t").sort_values("n", ignore_index=True)
+    assert_frame_equal(back, frame)
+    assert _staging_tables(psql, schema) == []
+
+
+def test_a_failing_parallel_write_keeps_the_old_table_and_drops_its_staging(conn, database_url, schema, psql):
+    replace_table(conn, schema, "t", [pd.DataFrame({"n": [1, 2]})])
+    leftover = "_harmonizer_load_" + __import__("hashlib").sha256(b"t").hexdigest()[:8] + "_dead"
+    psql(sql.SQL("CREATE TABLE {}.{} (n bigint)").format(sql.Identifier(schema), sql.Identifier(leftover)))
+
+    def chunks():
+        yield pd.DataFrame({"n": np.arange(100_000, dtype="int64")})
+        raise RuntimeError("upstream file vanished")
+
+    with pytest.raises(RuntimeError, match="upstream file vanished"):
+        _parallel_replace(conn, database_url, schema, chunks())
+    conn.rollback()
+    assert ts.read_frame(conn, schema, "t")["n"].tolist() == [1, 2]
+    assert _staging_tables(psql, schema) == []  # the crashed write's leftover went too

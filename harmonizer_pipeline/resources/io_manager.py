@@ -82,9 +82,12 @@ class PostgresClient(DbClient):
         )
 
     def ensure_schema_exists(self, context: OutputContext, table_slice: TableSlice, connection) -> None:
-        # First statement of every write: take the table's lock before anything else.
+        # The schema is committed at once on its own connection, so that parallel COPY workers
+        # see it; then the write's own transaction takes the table's lock before anything else.
+        with adbc_connection(self.url) as own:
+            table_store.ensure_schema(own, table_slice.schema)
+            own.commit()
         table_store.lock_table(connection, table_slice.schema, table_slice.table)
-        table_store.ensure_schema(connection, table_slice.schema)
 
     @contextmanager
     def connect(self, context, table_slice: TableSlice) -> Iterator:
@@ -114,15 +117,26 @@ def _output_metadata(context: OutputContext, result: WriteResult) -> Mapping[str
     return metadata
 
 
-def _write(context: OutputContext, table_slice: TableSlice, chunks, connection) -> Mapping[str, object]:
-    result = table_store.write_frames(
-        connection,
-        table_slice.schema,
-        table_slice.table,
-        chunks,
-        constant_columns=_partition_constants(table_slice),
-        required_columns=[column for column, _ in _dimensions(table_slice)],
-    )
+def _write(context: OutputContext, table_slice: TableSlice, chunks, connection, url: str, workers: int) -> Mapping[str, object]:
+    if table_slice.partition_dimensions:
+        # Deleting the partition's rows and appending the new ones must commit together: one connection.
+        result = table_store.write_frames(
+            connection,
+            table_slice.schema,
+            table_slice.table,
+            chunks,
+            constant_columns=_partition_constants(table_slice),
+            required_columns=[column for column, _ in _dimensions(table_slice)],
+        )
+    else:
+        result = table_store.replace_table(
+            connection,
+            table_slice.schema,
+            table_slice.table,
+            chunks,
+            connect=lambda: adbc_connection(url),
+            workers=workers,
+        )
     if result.renamed:
         context.log.warning(f"column names shortened to fit PostgreSQL's 63-byte limit: {result.renamed}")
     return _output_metadata(context, result)
@@ -131,12 +145,12 @@ def _write(context: OutputContext, table_slice: TableSlice, chunks, connection) 
 class DataFrameTypeHandler(DbTypeHandler[pd.DataFrame]):
     """Whole DataFrames: COPYed in, read back with their dtypes (large tables by several connections)."""
 
-    def __init__(self, url: str, read_workers: int):
+    def __init__(self, url: str, workers: int):
         self.url = url
-        self.read_workers = read_workers
+        self.workers = workers
 
     def handle_output(self, context: OutputContext, table_slice: TableSlice, obj: pd.DataFrame, connection):
-        return _write(context, table_slice, [obj], connection)
+        return _write(context, table_slice, [obj], connection, self.url, self.workers)
 
     def load_input(self, context: InputContext, table_slice: TableSlice, connection) -> pd.DataFrame:
         return table_store.read_frame(
@@ -146,7 +160,7 @@ class DataFrameTypeHandler(DbTypeHandler[pd.DataFrame]):
             table_slice.columns,
             _where(table_slice),
             connect=lambda: adbc_connection(self.url),
-            workers=self.read_workers,
+            workers=self.workers,
         )
 
     @property
@@ -157,12 +171,13 @@ class DataFrameTypeHandler(DbTypeHandler[pd.DataFrame]):
 class DataFrameChunksTypeHandler(DbTypeHandler[DataFrameChunks]):
     """Streams of DataFrames: COPYed chunk by chunk, read back chunk by chunk."""
 
-    def __init__(self, url: str, chunk_rows: int):
+    def __init__(self, url: str, workers: int, chunk_rows: int):
         self.url = url
+        self.workers = workers
         self.chunk_rows = chunk_rows
 
     def handle_output(self, context: OutputContext, table_slice: TableSlice, obj: DataFrameChunks, connection):
-        return _write(context, table_slice, obj, connection)
+        return _write(context, table_slice, obj, connection, self.url, self.workers)
 
     def load_input(self, context: InputContext, table_slice: TableSlice, connection) -> DataFrameChunks:
         # The framework closes `connection` when load_input returns; the stream needs its own.
@@ -194,17 +209,20 @@ class PostgresPandasIOManager(ConfigurableIOManagerFactory):
         description="Rows per DataFrame when an input is read as DataFrameChunks (input metadata `chunk_rows` overrides).",
     )
 
-    read_workers: int = Field(
+    parallel_connections: int = Field(
         default=0,
         ge=0,
-        description="Connections that read one large table at once; 0 means one per CPU core, at most 4.",
+        description=(
+            "Connections that read or write one large table at once; 0 means one per CPU core, at most 4. "
+            "Partition writes always use one, so deleting and appending commit together."
+        ),
     )
 
     def create_io_manager(self, context) -> DbIOManager:
         url = resolve_database_url(self.database_url)
-        workers = self.read_workers or min(os.cpu_count() or 1, 4)
+        workers = self.parallel_connections or min(os.cpu_count() or 1, 4)
         return DbIOManager(
-            type_handlers=[DataFrameTypeHandler(url, workers), DataFrameChunksTypeHandler(url, self.chunk_rows)],
+            type_handlers=[DataFrameTypeHandler(url, workers), DataFrameChunksTypeHandler(url, workers, self.chunk_rows)],
             db_client=PostgresClient(url),
             database=database_of(url),
             io_manager_name="PostgresPandasIOManager",

@@ -7,6 +7,10 @@ How columns are encoded is `frame_codec`'s business.
 
 from __future__ import annotations
 
+import hashlib
+import queue
+import secrets
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
@@ -26,7 +30,9 @@ from harmonizer_pipeline.resources.frame_codec import (
 )
 
 BLOCK_BYTES = 8192
-PARALLEL_MIN_BYTES = 64 << 20  # below this, extra connections cost more than they save
+PARALLEL_MIN_BYTES = 64 << 20  # reads: below this, extra connections cost more than they save
+PARALLEL_MIN_ROWS = 100_000  # writes: likewise
+PARALLEL_BATCH_ROWS = 50_000  # rows per batch handed to a COPY worker
 DEFAULT_CHUNK_ROWS = 100_000
 
 
@@ -85,13 +91,19 @@ def _restorable(specs: Mapping[str, ColumnSpec]) -> dict[str, ColumnSpec]:
 # --- writing --------------------------------------------------------------------------------
 
 
+def _advisory_lock(conn, key: str) -> None:
+    _execute(conn, sql.SQL("SELECT pg_advisory_xact_lock(hashtextextended({}, 0))").format(sql.Literal(key)))
+
+
 def lock_table(conn, schema: str, table: str) -> None:
-    """Serialise writers of one table (and creators of its schema) until the transaction ends."""
-    for key in (f"schema:{schema}", f"table:{schema}.{table}"):
-        _execute(conn, sql.SQL("SELECT pg_advisory_xact_lock(hashtextextended({}, 0))").format(sql.Literal(key)))
+    """Serialise writers of one table until the transaction ends."""
+    _advisory_lock(conn, f"table:{schema}.{table}")
 
 
 def ensure_schema(conn, schema: str) -> None:
+    """Create the schema if missing; commit it on its own (parallel writers need to see it),
+    concurrent creators wait for each other instead of colliding."""
+    _advisory_lock(conn, f"schema:{schema}")
     _execute(conn, sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
 
 
@@ -150,6 +162,92 @@ class WriteResult:
         return {c.name: c.stored_name for c in self.columns if c.name != c.stored_name}
 
 
+class _Encoder:
+    """The DataFrame chunks of one write as Arrow tables shaped like the target table.
+
+    The first chunk decides the columns; every later chunk must bring the same ones, with
+    types the table can hold. Counts rows into `result` as they go out."""
+
+    def __init__(self, schema: str, table: str, chunks: Iterable[pd.DataFrame], constants: Mapping[str, object], required: Sequence[str]):
+        self.label = f"{schema}.{table}"
+        self.constants = dict(constants)
+        self.chunks = iter(chunks)
+        first = next(self.chunks, None)
+        if first is None:
+            raise TableStoreError(f"{self.label}: the asset produced no DataFrame chunk at all")
+        first = _with_constant_columns(first, self.constants)
+        missing = [c for c in required if c not in first.columns]
+        if missing:
+            raise TableStoreError(
+                f"{self.label}: the rows lack partition column(s) {missing}, and the run covers several "
+                "partitions, so they cannot be filled in; add the column(s) to the DataFrame"
+            )
+        self.first_table, self.specs = frame_to_arrow(first)
+        self.first_rows = len(first)
+        self.result = WriteResult(columns=self.specs)
+
+    def tables(self, write_schema: pa.Schema, table_types: Mapping[str, str]) -> Iterator[pa.Table]:
+        names = [s.stored_name for s in self.specs]
+        arrow_table = self.first_table
+        while True:
+            self.result.rows += arrow_table.num_rows
+            yield _cast(arrow_table, write_schema, self.label)
+            frame = next(self.chunks, None)
+            if frame is None:
+                return
+            arrow_table, chunk_specs = frame_to_arrow(_with_constant_columns(frame, self.constants))
+            if [s.stored_name for s in chunk_specs] != names:
+                raise TableStoreError(
+                    f"{self.label}: a later chunk has columns {[s.name for s in chunk_specs]}, "
+                    f"the first had {[s.name for s in self.specs]}"
+                )
+            _check_compatible(self.label, chunk_specs, table_types)
+
+
+def _prepare_table(conn, schema: str, table: str, specs: Sequence[ColumnSpec]) -> dict[str, str]:
+    """Create the table, or add the columns it lacks; return its column types by stored name."""
+    existing = stored_columns(conn, schema, table) if table_exists(conn, schema, table) else None
+    if existing is None:
+        _create_table(conn, schema, table, specs)
+        return {s.stored_name: s.pg_type for s in specs}
+    table_types = {name: spec.pg_type for name, spec in existing.items()}
+    _check_compatible(f"{schema}.{table}", specs, table_types)
+    new = [s for s in specs if s.stored_name not in existing]
+    if new:
+        _add_columns(conn, schema, table, new)
+        table_types.update({s.stored_name: s.pg_type for s in new})
+    return table_types
+
+
+def _write_schema(conn, schema: str, table: str, specs: Sequence[ColumnSpec]) -> pa.Schema:
+    # The Arrow types ADBC's COPY needs for the table's columns, in the chunk's column order.
+    target = conn.adbc_get_table_schema(storage_name(table), db_schema_filter=schema)
+    return pa.schema([target.field(s.stored_name).remove_metadata() for s in specs])
+
+
+def _ingest(conn, schema: str, table: str, write_schema: pa.Schema, tables: Iterable[pa.Table]) -> None:
+    """COPY the tables into `schema.table` on `conn`; errors raised while producing them surface as themselves."""
+    failures: list[BaseException] = []
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        try:
+            for arrow_table in tables:
+                yield from arrow_table.to_batches()
+        except BaseException as exc:
+            failures.append(exc)
+            raise
+
+    reader = pa.RecordBatchReader.from_batches(write_schema, batches())
+    with conn.cursor() as cur:
+        try:
+            cur.adbc_ingest(storage_name(table), reader, mode="append", db_schema_name=schema)
+        except Exception:
+            # ADBC wraps errors raised while producing chunks; surface the original one.
+            if failures:
+                raise failures[0] from None
+            raise
+
+
 def write_frames(
     conn,
     schema: str,
@@ -164,76 +262,142 @@ def write_frames(
     `constant_columns` fills columns a chunk does not carry (e.g. its partition key);
     `required_columns` must be present after that (e.g. partition columns).
     """
-    constants = dict(constant_columns or {})
-    iterator = iter(chunks)
-    first = next(iterator, None)
-    if first is None:
-        raise TableStoreError(f"{schema}.{table}: the asset produced no DataFrame chunk at all")
-    first = _with_constant_columns(first, constants)
-    missing = [c for c in required_columns if c not in first.columns]
-    if missing:
-        raise TableStoreError(
-            f"{schema}.{table}: the rows lack partition column(s) {missing}, and the run covers several "
-            "partitions, so they cannot be filled in; add the column(s) to the DataFrame"
-        )
-    first_table, specs = frame_to_arrow(first)
-    existing = stored_columns(conn, schema, table) if table_exists(conn, schema, table) else None
-    if existing is None:
-        _create_table(conn, schema, table, specs)
-        table_types = {s.stored_name: s.pg_type for s in specs}
-    else:
-        table_types = {name: spec.pg_type for name, spec in existing.items()}
-        _check_compatible(schema, table, specs, table_types)
-        new = [s for s in specs if s.stored_name not in existing]
-        if new:
-            _add_columns(conn, schema, table, new)
-            table_types.update({s.stored_name: s.pg_type for s in new})
-    target = conn.adbc_get_table_schema(storage_name(table), db_schema_filter=schema)
-    names = [s.stored_name for s in specs]
-    write_schema = pa.schema([target.field(n).remove_metadata() for n in names])
-    result = WriteResult(columns=specs)
+    encoder = _Encoder(schema, table, chunks, constant_columns or {}, required_columns)
+    table_types = _prepare_table(conn, schema, table, encoder.specs)
+    write_schema = _write_schema(conn, schema, table, encoder.specs)
+    _ingest(conn, schema, table, write_schema, encoder.tables(write_schema, table_types))
+    return encoder.result
 
+
+def replace_table(
+    conn,
+    schema: str,
+    table: str,
+    chunks: Iterable[pd.DataFrame],
+    *,
+    connect: Callable[[], AbstractContextManager] | None = None,
+    workers: int = 1,
+    parallel_min_rows: int = PARALLEL_MIN_ROWS,
+) -> WriteResult:
+    """Write the whole content of `schema.table` (the caller's transaction has dropped the old one).
+
+    Small writes go through `conn` alone. A stream (any iterable but a list or tuple of frames),
+    or a frame of `parallel_min_rows` rows or more, is COPYed by `workers` connections at once into a staging table, which the caller's
+    transaction then renames into place: until it commits, readers see the old table, and a
+    failure leaves the old table as it was.
+    """
+    encoder = _Encoder(schema, table, chunks, {}, ())
+    streamed = not isinstance(chunks, (list, tuple))
+    if connect is None or workers < 2 or (not streamed and encoder.first_rows < parallel_min_rows):
+        table_types = _prepare_table(conn, schema, table, encoder.specs)
+        write_schema = _write_schema(conn, schema, table, encoder.specs)
+        _ingest(conn, schema, table, write_schema, encoder.tables(write_schema, table_types))
+        return encoder.result
+
+    prefix = f"_harmonizer_load_{hashlib.sha256(table.encode()).hexdigest()[:8]}_"
+    staging = prefix + secrets.token_hex(4)
+    with connect() as setup:
+        _drop_leftover_staging(setup, schema, prefix)
+        _create_table(setup, schema, staging, encoder.specs)
+        setup.commit()
+    swapped = False
+    try:
+        with connect() as probe:
+            write_schema = _write_schema(probe, schema, staging, encoder.specs)
+        table_types = {s.stored_name: s.pg_type for s in encoder.specs}
+        _ingest_in_parallel(connect, workers, schema, staging, write_schema, encoder.tables(write_schema, table_types))
+        drop_table(conn, schema, table)
+        _execute(conn, sql.SQL("ALTER TABLE {} RENAME TO {}").format(
+            qualified(schema, staging), sql.Identifier(storage_name(table))))
+        swapped = True
+    finally:
+        if not swapped:
+            with connect() as cleanup:
+                drop_table(cleanup, schema, staging)
+                cleanup.commit()
+    return encoder.result
+
+
+def _drop_leftover_staging(conn, schema: str, prefix: str) -> None:
+    # Staging tables of this table that a crashed write left behind: the writer that calls
+    # this holds the table's lock, so no live write owns them.
+    query = sql.SQL("SELECT tablename FROM pg_tables WHERE schemaname = {} AND starts_with(tablename, {})").format(
+        sql.Literal(schema), sql.Literal(prefix)
+    )
+    with conn.cursor() as cur:
+        cur.execute(query.as_string(None))
+        leftovers = [name for (name,) in cur.fetchall()]
+    for name in leftovers:
+        drop_table(conn, schema, name)
+
+
+def _ingest_in_parallel(connect, workers: int, schema: str, table: str, write_schema: pa.Schema, tables: Iterable[pa.Table]) -> None:
+    """COPY the tables into `schema.table` over `workers` connections, each committing its share.
+
+    The calling thread converts; worker threads COPY (ADBC releases the GIL), fed record
+    batches through a bounded queue, so memory stays at a few batches per worker."""
+    work: queue.Queue = queue.Queue(maxsize=workers * 2)
+    stop = threading.Event()
     failures: list[BaseException] = []
 
     def batches() -> Iterator[pa.RecordBatch]:
-        arrow_table = first_table
-        try:
-            while True:
-                result.rows += arrow_table.num_rows
-                yield from _cast(arrow_table, write_schema, schema, table).to_batches()
-                frame = next(iterator, None)
-                if frame is None:
+        while True:
+            try:
+                batch = work.get(timeout=0.1)
+            except queue.Empty:
+                if stop.is_set():
                     return
-                arrow_table, chunk_specs = frame_to_arrow(_with_constant_columns(frame, constants))
-                if [s.stored_name for s in chunk_specs] != names:
-                    raise TableStoreError(
-                        f"{schema}.{table}: a later chunk has columns {[s.name for s in chunk_specs]}, "
-                        f"the first had {[s.name for s in specs]}"
-                    )
-                _check_compatible(schema, table, chunk_specs, table_types)
+                continue
+            if batch is None:
+                return
+            yield batch
+
+    def copy_share() -> None:
+        try:
+            with connect() as worker:
+                with worker.cursor() as cur:
+                    reader = pa.RecordBatchReader.from_batches(write_schema, batches())
+                    cur.adbc_ingest(storage_name(table), reader, mode="append", db_schema_name=schema)
+                worker.commit()
         except BaseException as exc:
             failures.append(exc)
-            raise
+            stop.set()
 
-    reader = pa.RecordBatchReader.from_batches(write_schema, batches())
-    with conn.cursor() as cur:
-        try:
-            cur.adbc_ingest(storage_name(table), reader, mode="append", db_schema_name=schema)
-        except Exception:
-            # ADBC wraps errors raised while producing chunks; surface the original one.
-            if failures:
-                raise failures[0] from None
-            raise
-    return result
+    def offer(item) -> bool:
+        while not stop.is_set():
+            try:
+                work.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    threads = [threading.Thread(target=copy_share, name=f"copy-{i}", daemon=True) for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    try:
+        for arrow_table in tables:
+            if not all(offer(batch) for batch in arrow_table.to_batches(max_chunksize=PARALLEL_BATCH_ROWS)):
+                break
+    except BaseException as exc:
+        failures.insert(0, exc)
+        stop.set()
+    finally:
+        for _ in threads:
+            offer(None)
+        for thread in threads:
+            thread.join()
+    if failures:
+        raise failures[0]
 
 
-def _check_compatible(schema: str, table: str, specs: Sequence[ColumnSpec], table_types: Mapping[str, str]) -> None:
+def _check_compatible(label: str, specs: Sequence[ColumnSpec], table_types: Mapping[str, str]) -> None:
     for spec in specs:
         old = table_types.get(spec.stored_name)
         if old is None or spec.only_nulls or old == spec.pg_type or _widens(old, spec.pg_type):
             continue
         raise TableStoreError(
-            f"{schema}.{table}: column {spec.name!r} is {old} in the table but the new rows "
+            f"{label}: column {spec.name!r} is {old} in the table but the new rows "
             f"hold {spec.pg_type} ({spec.pandas_dtype}); convert the column, or re-materialize "
             "everything in the table if its type really changed"
         )
@@ -249,11 +413,11 @@ def _widens(old: str, new: str) -> bool:
     return (old, new) in {("double precision", "real")}
 
 
-def _cast(arrow_table: pa.Table, target: pa.Schema, schema: str, table: str) -> pa.Table:
+def _cast(arrow_table: pa.Table, target: pa.Schema, label: str) -> pa.Table:
     try:
         return arrow_table.cast(target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise TableStoreError(f"{schema}.{table}: rows do not fit the table's column types: {exc}") from exc
+        raise TableStoreError(f"{label}: rows do not fit the table's column types: {exc}") from exc
 
 
 # --- reading --------------------------------------------------------------------------------
