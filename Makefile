@@ -22,6 +22,7 @@ test: $(INSTALLED)  ## the whole test suite, against a real PostgreSQL
 	$(BIN)/python -m pytest
 
 bench: $(INSTALLED)  ## benchmarks against peers (not part of CI)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/bench_io.py
 
 lint: $(INSTALLED)
