@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import warnings
+from pathlib import Path
 
 import click
 
@@ -52,6 +54,42 @@ def db_stop() -> None:
 def db_psql(psql_args: tuple[str, ...]) -> None:
     """Open psql on the database (extra arguments go to psql)."""
     sys.exit(postgres.run_psql(postgres.resolve_database_url(), list(psql_args)))
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: format, encoding, delimiter, header, rows, columns, evidence.")
+def inspect(path: Path, as_json: bool) -> None:
+    """Read FILE with the ingestion readers and say what was detected."""
+    from harmonizer_pipeline.ingest.readers import ReadError, open_table
+
+    try:
+        table = open_table(path)
+        rows = sum(len(chunk) for chunk in table.chunks())
+    except ReadError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+    except OSError as exc:
+        click.echo(f"{path.name}: {exc.strerror}", err=True)
+        sys.exit(2)
+    found = table.detection
+    report = {
+        "format": found.format,
+        "encoding": found.encoding,
+        "delimiter": found.delimiter,
+        "header": found.header,
+        "rows": rows,
+        "columns": found.columns,
+        "evidence": found.evidence,
+    }
+    if as_json:
+        click.echo(json.dumps(report, ensure_ascii=False))
+        return
+    for name in ("format", "encoding", "delimiter", "header", "rows"):
+        click.echo(f"{name:<10} {report[name]}")
+    click.echo(f"{'columns':<10} {', '.join(found.columns)}")
+    for line in found.evidence:
+        click.echo(f"  - {line}")
 
 
 @main.command()

@@ -1,33 +1,72 @@
-"""`make demo`: materialize every asset on the bundled sample data into the harmonizer instance."""
+"""`make demo`: run every source's sensor once on the bundled sample files, load what it finds
+into the harmonizer instance, and say where the results are."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import dagster as dg
+
 from harmonizer_pipeline.dagster_home import prepare_dagster_environment
 from harmonizer_pipeline.resources.postgres import redact, resolve_database_url
 
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
-def run_demo(echo: Callable[[str], None] = print) -> bool:
-    """Run the `harmonize_all` job, print rows per table; True when the run succeeded."""
-    prepare_dagster_environment()
-    import dagster as dg
 
-    from harmonizer_pipeline.definitions import defs
+def evaluate_sensor(
+    defs: dg.Definitions, sensor: dg.SensorDefinition, instance: dg.DagsterInstance, cursor: str | None = None
+) -> dg.SensorResult:
+    """One tick of the sensor with a real context on this instance."""
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=defs.resources, definitions=defs)
+    return sensor(context)
 
-    with dg.DagsterInstance.get() as instance:
-        result = defs.resolve_job_def("harmonize_all").execute_in_process(
+
+def launch_requests(
+    defs: dg.Definitions,
+    sensor: dg.SensorDefinition,
+    instance: dg.DagsterInstance,
+    result: dg.SensorResult,
+    tags: dict[str, str] | None = None,
+) -> list[dg.ExecuteInProcessResult]:
+    """What the daemon does with a tick's result, in this process: add the requested partitions
+    and run each request."""
+    for request in result.dynamic_partitions_requests:
+        instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    job = defs.resolve_job_def(sensor.job_name)
+    return [
+        job.execute_in_process(
             instance=instance,
-            tags={"harmonizer/launched_by": "make demo"},
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            partition_key=request.partition_key,
+            tags={**request.tags, **(tags or {})},
+            run_config=QUIET,
             raise_on_error=False,
         )
-    echo(f"run {result.run_id}: {'succeeded' if result.success else 'FAILED'}")
-    for event in result.get_asset_materialization_events():
-        metadata = event.materialization.metadata
-        rows = metadata.get("dagster/row_count") or metadata.get("dagster/partition_row_count")
-        table = metadata.get("dagster/table_name")
-        echo(f"  {event.asset_key.to_user_string():<24} {rows.value if rows else '?':>8} rows  -> {table.value if table else '?'}")
+        for request in result.run_requests
+    ]
+
+
+def run_demo(echo: Callable[[str], None] = print) -> bool:
+    """One sensor tick per source, one run per new file; True when every run succeeded."""
+    prepare_dagster_environment()
+    from harmonizer_pipeline.definitions import defs
+    from harmonizer_pipeline.ingest import registry
+    from harmonizer_pipeline.resources import PostgresResource
+
+    all_ok = True
+    with dg.DagsterInstance.get() as instance:
+        for sensor in defs.sensors:
+            result = evaluate_sensor(defs, sensor, instance)
+            runs = launch_requests(defs, sensor, instance, result, tags={"harmonizer/launched_by": "make demo"})
+            for run in runs:
+                all_ok &= run.success
+                tags = run.dagster_run.tags
+                echo(f"run {run.run_id} {tags['harmonizer/source']} {tags['harmonizer/file']}: {'loaded' if run.success else 'FAILED'}")
+    with PostgresResource().connect() as conn:
+        entries = registry.entries(conn)
+    echo("file registry (ops.file_registry):")
+    for e in entries:
+        detail = f"{e.rows} rows -> raw.{e.source}" if e.status == "loaded" else (e.error or "")
+        echo(f"  {e.source} {e.object_key} {e.status} {detail}")
     echo(f"database: {redact(resolve_database_url())}  (open it with `.venv/bin/harmonizer db psql`)")
     echo("see the runs in the Dagster UI: `make dev`, then http://127.0.0.1:3000/runs")
-    return result.success
+    return all_ok

@@ -6,13 +6,22 @@ Loaded once per process. Every invalid field is reported with its path in the YA
 
 from __future__ import annotations
 
+import codecs
 import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 CONFIG_ENV = "HARMONIZER_CONFIG"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +46,7 @@ class LocalLanding(_Model):
 class B2Landing(_Model):
     bucket: str = Field(min_length=1)
     prefix: str = ""
+    glob: str = Field(default="*", description="Which objects under the prefix belong to this source.")
 
 
 class Landing(_Model):
@@ -51,9 +61,35 @@ class Landing(_Model):
 
 
 class FormatHints(_Model):
+    """What the readers would otherwise detect; leave a field out to detect it."""
+
     format: Literal["csv", "tsv", "excel", "json", "xml", "parquet"] | None = None
     delimiter: str | None = Field(default=None, min_length=1, max_length=1)
+    quotechar: str | None = Field(default=None, min_length=1, max_length=1)
     encoding: str | None = None
+    header: bool | None = None
+    sheet: str | None = Field(default=None, description="Excel: read only this sheet.")
+    record_path: str | None = Field(
+        default=None, description="JSON: dotted path to the records list; XML: the record element or its path."
+    )
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                codecs.lookup(value)
+            except LookupError:
+                raise ValueError(f"unknown encoding {value!r}") from None
+        return value
+
+
+class Ingest(_Model):
+    chunk_rows: int = Field(default=100_000, gt=0, description="Rows per chunk while loading a file.")
+    max_new_files_per_tick: int = Field(default=200, gt=0, description="Files one sensor tick requests at most.")
+    max_listed_per_tick: int = Field(
+        default=10_000, gt=0, description="Objects one tick lists at most; the cursor resumes the sweep next tick."
+    )
 
 
 class Source(_Model):
@@ -64,6 +100,7 @@ class Source(_Model):
 
 class Settings(_Model):
     sources: dict[SourceName, Source] = Field(default_factory=dict)
+    ingest: Ingest = Ingest()
     base_dir: Path = Field(default=PROJECT_ROOT, exclude=True)
 
     def landing_path(self, source: str) -> Path:

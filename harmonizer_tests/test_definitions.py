@@ -1,40 +1,49 @@
-"""The code location loads, and its asset graph runs on the bundled sample data."""
+"""The code location loads, and its sensors load the bundled sample data end to end."""
 
 import dagster as dg
-import pandas as pd
 import pytest
 from psycopg import sql
 
 from harmonizer_pipeline.definitions import defs
-from harmonizer_pipeline.resources.postgres import adbc_connection, resolve_database_url
-from harmonizer_pipeline.resources.table_store import read_frame
+from harmonizer_pipeline.demo import evaluate_sensor, launch_requests
+from harmonizer_pipeline.ingest import registry
+from harmonizer_pipeline.resources import PostgresResource
 
 
 def test_definitions_are_loadable():
     dg.Definitions.validate_loadable(defs)
     keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == {"raw/clinic_a", "raw/clinic_b", "ops/load_summary"}
-    assert defs.resolve_job_def("harmonize_all") is not None
+    assert keys == {"raw/clinic_a", "raw/clinic_b"}
+    assert sorted(s.name for s in defs.sensors) == ["clinic_a_landing", "clinic_b_landing"]
+    assert defs.resolve_job_def("load_clinic_a").partitions_def.name == "clinic_a_files"
 
 
 @pytest.fixture(scope="module")
-def demo_run():
-    result = dg.materialize(list(defs.assets), resources=defs.resources)
-    assert result.success
-    return result
+def sample_runs():
+    with dg.instance_for_test() as instance:
+        return {
+            sensor.name: launch_requests(defs, sensor, instance, evaluate_sensor(defs, sensor, instance))
+            for sensor in defs.sensors
+        }
 
 
-def test_demo_graph_materializes_every_asset_with_row_counts(demo_run):
-    counts = {
-        e.asset_key.to_user_string(): e.materialization.metadata["dagster/row_count"].value
-        for e in demo_run.get_asset_materialization_events()
+def test_sensors_load_every_sample_file(sample_runs, psql):
+    assert {name: [r.success for r in runs] for name, runs in sample_runs.items()} == {
+        "clinic_a_landing": [True],
+        "clinic_b_landing": [True],
     }
-    assert counts == {"raw/clinic_a": 24, "raw/clinic_b": 15, "ops/load_summary": 2}
+    with PostgresResource().connect() as conn:
+        loaded = {(e.source, e.object_key): (e.status, e.rows) for e in registry.entries(conn)}
+    assert loaded[("clinic_a", "patients_2026-11.csv")] == ("loaded", 24)
+    assert loaded[("clinic_b", "export.csv")] == ("loaded", 15)
 
 
-def test_demo_raw_layer_keeps_text_exactly_as_written(demo_run, psql):
+def test_raw_layer_keeps_text_exactly_as_written_with_lineage(sample_runs, psql):
     first = psql(
-        sql.SQL("SELECT patient_id, postal_code, balance, _source_file, _row_number FROM raw.clinic_a ORDER BY _row_number LIMIT 4")
+        sql.SQL(
+            "SELECT patient_id, postal_code, balance, _source_file, _row_number FROM raw.clinic_a "
+            "ORDER BY _row_number LIMIT 4"
+        )
     )
     assert first == [
         ("P0001", "071239", "22,46", "patients_2026-11.csv", 2),
@@ -43,10 +52,4 @@ def test_demo_raw_layer_keeps_text_exactly_as_written(demo_run, psql):
         ("P0004", "073963", "N/A", "patients_2026-11.csv", 5),
     ]
     assert psql("SELECT count(*) FROM raw.clinic_a WHERE balance IS NULL") == [(0,)]
-
-
-def test_load_summary_counts_files_and_rows(demo_run):
-    with adbc_connection(resolve_database_url()) as conn:
-        frame = read_frame(conn, "ops", "load_summary")
-    expected = pd.DataFrame({"source": ["clinic_a", "clinic_b"], "files": [1, 1], "rows": [24, 15]})
-    pd.testing.assert_frame_equal(frame, expected)
+    assert psql("SELECT count(DISTINCT _load_id), count(DISTINCT _partition) FROM raw.clinic_b") == [(1, 1)]

@@ -1,36 +1,107 @@
-"""raw/<source>: every file of a source's landing folder as text, one table per source."""
+"""raw/<source>: each landed file as one partition of text rows plus lineage, in PostgreSQL."""
+
+import datetime as dt
 
 import dagster as dg
 import pandas as pd
 
-from harmonizer_pipeline.ingest.readers import read_delimited_text
+from harmonizer_pipeline.ingest import registry
+from harmonizer_pipeline.ingest.discovery import sha256_of
+from harmonizer_pipeline.ingest.readers import ReadError, ReadHints, open_table
+from harmonizer_pipeline.resources import LandingResource, PostgresResource
+from harmonizer_pipeline.resources.landing import LandedObject, LandingError
+from harmonizer_pipeline.resources.postgres import harmonizer_home
+from harmonizer_pipeline.resources.table_store import DataFrameChunks
 from harmonizer_pipeline.settings import Settings
 
+PARTITION_COLUMN = "_partition"
 
-def raw_source_asset(settings: Settings, source: str) -> dg.AssetsDefinition:
-    hints = settings.sources[source].format
+
+def files_partitions(source: str) -> dg.DynamicPartitionsDefinition:
+    """One partition per landed file of the source (added by its sensor)."""
+    return dg.DynamicPartitionsDefinition(name=f"{source}_files")
+
+
+def read_hints(settings: Settings, source: str) -> ReadHints:
+    return ReadHints(**settings.sources[source].format.model_dump())
+
+
+def _fail(postgres: PostgresResource, source: str, partition_key: str, run_id: str, message: str) -> dg.Failure:
+    """Record the file as failed with its one-line message; the Failure to raise."""
+    with postgres.connect() as conn:
+        registry.update(conn, source, partition_key, status="failed", error=message, run_id=run_id)
+    return dg.Failure(description=message)
+
+
+def _about(object_key: str, exc: ReadError) -> str:
+    # The reader names the staged copy; the person needs the name of the file they landed.
+    message = str(exc)
+    staged = f"{exc.path.name}: "
+    return object_key + ": " + message[len(staged):] if message.startswith(staged) else f"{object_key}: {message}"
+
+
+def raw_source_asset(settings: Settings, source: str, partitions: dg.DynamicPartitionsDefinition) -> dg.AssetsDefinition:
+    description = settings.sources[source].description or f"Files landed for {source}"
 
     @dg.asset(
         key=["raw", source],
+        partitions_def=partitions,
+        metadata={"partition_expr": PARTITION_COLUMN},
         group_name="ingest",
         kinds={"pandas", "postgres"},
         owners=["team:data-engineering"],
-        description=settings.sources[source].description or f"Files landed for {source}, as text.",
+        description=f"{description}: every value as text exactly as read, one partition per file.",
     )
-    def raw_source(context: dg.AssetExecutionContext) -> pd.DataFrame:
-        folder = settings.landing_path(source)
-        files = sorted(p for p in folder.glob(settings.sources[source].landing.local.glob) if p.is_file())
-        if not files:
-            raise dg.Failure(f"no files match {settings.sources[source].landing.local.glob!r} in {folder}")
-        frames = [
-            read_delimited_text(path, delimiter=hints.delimiter or ",", encoding=hints.encoding or "utf-8")
-            for path in files
-        ]
-        context.log.info(f"read {len(files)} file(s) from {folder}")
-        return pd.concat(frames, ignore_index=True)
+    def raw_source(context: dg.AssetExecutionContext, postgres: PostgresResource, landing: LandingResource) -> DataFrameChunks:
+        partition_key = context.partition_key
+        run_id = context.run.run_id
+        with postgres.connect() as conn:
+            registry.ensure_registry(conn)
+            entry = registry.entry_for_partition(conn, source, partition_key)
+        if entry is None:
+            raise dg.Failure(f"partition {partition_key!r} of {source} has no file in ops.file_registry")
+
+        def failed(message: str) -> dg.Failure:
+            return _fail(postgres, source, partition_key, run_id, message)
+
+        staging = harmonizer_home() / "staging" / source
+        obj = LandedObject(entry.object_key, entry.size or 0, 0.0, entry.object_version)
+        try:
+            path = landing.zone(settings, source).download(obj, staging)
+        except LandingError as exc:
+            raise failed(str(exc)) from None
+        sha256 = sha256_of(path)
+        try:
+            table = open_table(path, read_hints(settings, source), settings.ingest.chunk_rows)
+        except ReadError as exc:
+            path.unlink(missing_ok=True)
+            raise failed(_about(entry.object_key, exc)) from None
+        detection = table.detection
+        context.add_output_metadata(
+            {
+                "file": entry.object_key,
+                "sha256": sha256,
+                "format": detection.format,
+                "encoding": detection.encoding or "",
+                "delimiter": detection.delimiter or "",
+                "detection": dg.MetadataValue.md("\n".join(f"- {line}" for line in detection.evidence)),
+            }
+        )
+        ingested_at = pd.Timestamp(dt.datetime.now(dt.timezone.utc))
+
+        def stream():
+            try:
+                for chunk in table.chunks():
+                    yield chunk.assign(_source_file=entry.object_key, _load_id=run_id, _ingested_at=ingested_at)
+            except ReadError as exc:
+                raise failed(_about(entry.object_key, exc)) from None
+            finally:
+                path.unlink(missing_ok=True)
+
+        def mark_loaded(connection, result) -> None:
+            # Runs inside the write's transaction: the file is `loaded` exactly when its rows are.
+            registry.update(connection, source, partition_key, status="loaded", rows=result.rows, sha256=sha256, run_id=run_id, error=None)
+
+        return DataFrameChunks(stream(), on_written=mark_loaded)
 
     return raw_source
-
-
-def raw_assets(settings: Settings) -> list[dg.AssetsDefinition]:
-    return [raw_source_asset(settings, name) for name, s in settings.sources.items() if s.landing.local]

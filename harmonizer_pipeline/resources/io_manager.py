@@ -137,6 +137,8 @@ def _write(context: OutputContext, table_slice: TableSlice, chunks, connection, 
             connect=lambda: adbc_connection(url),
             workers=workers,
         )
+    if isinstance(chunks, DataFrameChunks) and chunks.on_written is not None:
+        chunks.on_written(connection, result)
     if result.renamed:
         context.log.warning(f"column names shortened to fit PostgreSQL's 63-byte limit: {result.renamed}")
     return _output_metadata(context, result)

@@ -41,10 +41,13 @@ class DataFrameChunks(Iterator[pd.DataFrame]):
 
     Return it from an asset to have each chunk COPYed as it comes (one transaction), or annotate
     an input with it to read the table chunk by chunk, so no table has to sit in memory whole.
+    `on_written(connection, result)` runs inside the write's transaction once every chunk is
+    in, so bookkeeping (e.g. marking a file loaded) commits or rolls back with the rows.
     """
 
-    def __init__(self, chunks: Iterable[pd.DataFrame]):
+    def __init__(self, chunks: Iterable[pd.DataFrame], on_written: Callable[[object, WriteResult], None] | None = None):
         self._chunks = iter(chunks)
+        self.on_written = on_written
 
     def __next__(self) -> pd.DataFrame:
         return next(self._chunks)
