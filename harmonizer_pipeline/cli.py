@@ -69,9 +69,6 @@ def inspect(path: Path, as_json: bool) -> None:
     except ReadError as exc:
         click.echo(str(exc), err=True)
         sys.exit(2)
-    except OSError as exc:
-        click.echo(f"{path.name}: {exc.strerror}", err=True)
-        sys.exit(2)
     found = table.detection
     report = {
         "format": found.format,

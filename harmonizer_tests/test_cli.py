@@ -175,3 +175,48 @@ def test_embedded_server_starts_once_when_several_processes_ask_at_once(tmp_path
         stopped = run_cli("db", "stop", env=env)
     assert stopped.returncode == 0 and stopped.stdout.strip() == "embedded PostgreSQL stopped"
     assert run_cli("db", "stop", env=env).stdout.strip() == "embedded PostgreSQL was not running"
+
+
+def test_inspect_reports_what_the_readers_detect_as_json(tmp_path):
+    path = tmp_path / "export.csv"
+    path.write_bytes("id;name;amount\n007;Jürgen;1.234,50\n008;Zoë;\n".encode("cp1252"))
+    done = run_cli("inspect", str(path), "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert {k: report[k] for k in ("format", "delimiter", "rows", "columns")} == {
+        "format": "csv",
+        "delimiter": ";",
+        "rows": 2,
+        "columns": ["id", "name", "amount"],
+    }
+    assert report["encoding"] in {"cp1252", "windows-1252"}
+
+
+def test_inspect_prints_a_readable_summary(tmp_path):
+    path = tmp_path / "people.tsv"
+    path.write_text("id\tname\n1\tAnn\n", encoding="utf-8")
+    done = run_cli("inspect", str(path))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[:5] == ["format     tsv", "encoding   utf-8", "delimiter  \t", "header     True", "rows       1"]
+    assert lines[5] == "columns    id, name"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("ragged.csv", b"a,b\n1,2\n3,4,5\n", "ragged.csv: line 3 has 3 fields, the header has 2"),
+        ("empty.csv", b"", "empty.csv: "),
+        ("missing.csv", None, "missing.csv: cannot open: No such file or directory"),
+    ],
+)
+def test_inspect_bad_input_exits_non_zero_with_one_line_and_no_traceback(tmp_path, name, content, message):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    done = run_cli("inspect", str(path))
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert done.stderr.startswith(message)
+    assert "Traceback" not in done.stderr

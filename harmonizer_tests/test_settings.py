@@ -56,3 +56,42 @@ def test_b2_source_has_no_local_path():
     settings = parse_settings("sources:\n  cloud:\n    landing: {b2: {bucket: landing, prefix: in/}}", base_dir=Path("/tmp"))
     with pytest.raises(SettingsError, match="source 'cloud' lands in B2, not in a local folder"):
         settings.landing_path("cloud")
+
+
+@pytest.mark.parametrize(
+    ("fragment", "message"),
+    [
+        ("format: {encoding: klingon-8}", "sources.a.format.encoding: Value error, unknown encoding 'klingon-8'"),
+        ("format: {quotechar: \"''\"}", "sources.a.format.quotechar: String should have at most 1 character"),
+        ("format: {header: maybe}", "sources.a.format.header: Input should be a valid boolean"),
+        ("format: {sheet: 3}", "sources.a.format.sheet: Input should be a valid string"),
+    ],
+)
+def test_bad_format_hints_name_the_field(fragment, message):
+    text = f"sources:\n  a:\n    landing: {{local: {{path: x}}}}\n    {fragment}\n"
+    with pytest.raises(SettingsError) as caught:
+        parse_settings(text, base_dir=Path("/tmp"))
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("fragment", "message"),
+    [
+        ("ingest: {chunk_rows: 0}", "ingest.chunk_rows: Input should be greater than 0"),
+        ("ingest: {max_new_files_per_tick: -1}", "ingest.max_new_files_per_tick: Input should be greater than 0"),
+        ("ingest: {max_listed_per_tick: many}", "ingest.max_listed_per_tick: Input should be a valid integer"),
+        ("ingest: {staging: /tmp}", "ingest.staging: Extra inputs are not permitted"),
+    ],
+)
+def test_bad_ingest_limits_name_the_field(fragment, message):
+    with pytest.raises(SettingsError) as caught:
+        parse_settings(f"sources: {{}}\n{fragment}\n", base_dir=Path("/tmp"))
+    assert message in str(caught.value)
+
+
+def test_format_hints_reach_the_readers():
+    from harmonizer_pipeline.ingest.assets import read_hints
+
+    text = "sources:\n  a:\n    landing: {local: {path: x}}\n    format: {format: csv, delimiter: ';', encoding: cp1252, header: true}\n"
+    hints = read_hints(parse_settings(text, base_dir=Path("/tmp")), "a")
+    assert (hints.format, hints.delimiter, hints.encoding, hints.header, hints.sheet) == ("csv", ";", "cp1252", True, None)
