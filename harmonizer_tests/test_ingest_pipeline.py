@@ -1,5 +1,6 @@
 """Landing folder → sensor → file registry → raw/<source> partitions, through Dagster's own APIs."""
 
+import itertools
 import json
 import time
 from pathlib import Path
@@ -170,22 +171,28 @@ class SimulatedB2Landing(LandingResource):
 SIMULATOR: list = []
 
 
-def test_files_landing_in_b2_are_loaded_once_each(source, tmp_path, psql):
+def simulated_b2() -> tuple[dict, object]:
+    """Resources whose landing zone is B2 through b2sdk's RawSimulator, and its bucket `landing`."""
     from b2sdk.v2 import RawSimulator
 
     SIMULATOR[:] = [RawSimulator()]
     key_id, key = SIMULATOR[0].create_account()
     resources = {**build_resources(), "landing": SimulatedB2Landing(b2_application_key_id=key_id, b2_application_key=key)}
-    bucket = resources["landing"].b2_api().create_bucket("landing", "allPrivate")
+    return resources, resources["landing"].b2_api().create_bucket("landing", "allPrivate")
+
+
+def b2_settings(source: str, tmp_path: Path, **ingest):
+    landing = {"b2": {"bucket": "landing", "prefix": "incoming", "glob": "**/*.csv"}}
+    return parse_settings(json.dumps({"sources": {source: {"landing": landing}}, "ingest": ingest}), base_dir=tmp_path)
+
+
+def test_files_landing_in_b2_are_loaded_once_each(source, tmp_path, psql):
+    resources, bucket = simulated_b2()
     bucket.upload_bytes(b"id;city\n1;K\xc3\xb6ln\n", "incoming/a.csv")
     bucket.upload_bytes(b"id;city\n2;Berlin\n3;Hamburg\n", "incoming/sub dir/ü; b.csv")  # odd characters stage safely
     bucket.upload_bytes(b"id;city\n1;K\xc3\xb6ln\n", "incoming/copy.csv")
     bucket.upload_bytes(b"id;city\n9;Elsewhere\n", "other/x.csv")
-    settings = parse_settings(
-        json.dumps({"sources": {source: {"landing": {"b2": {"bucket": "landing", "prefix": "incoming", "glob": "**/*.csv"}}}}}),
-        base_dir=tmp_path,
-    )
-    defs = build_definitions(settings, resources)
+    defs = build_definitions(b2_settings(source, tmp_path), resources)
     with dg.instance_for_test() as instance:
         runs = load(defs, instance, tick(defs, instance))
         assert [r.success for r in runs] == [True, True]
@@ -198,3 +205,24 @@ def test_files_landing_in_b2_are_loaded_once_each(source, tmp_path, psql):
     assert psql(sql.SQL("SELECT id, city FROM raw.{} ORDER BY id").format(sql.Identifier(source))) == [
         ("1", "Köln"), ("2", "Berlin"), ("3", "Hamburg"),
     ]
+
+
+@pytest.mark.slow
+def test_a_tick_over_ten_thousand_b2_objects_is_bounded(source, tmp_path):
+    resources, bucket = simulated_b2()
+    # The simulator numbers at most 4999 uploads per bucket; widen its counters for 10 000.
+    simulated = SIMULATOR[0].bucket_name_to_bucket["landing"]
+    simulated.upload_timestamp_counter = itertools.count(5000)
+    simulated.file_id_counter = itertools.count(10**6, -1)
+    for i in range(10_000):
+        bucket.upload_bytes(f"n\n{i}\n".encode(), f"incoming/{i:05d}.csv")
+    defs = build_definitions(b2_settings(source, tmp_path, max_new_files_per_tick=300), resources)
+    with dg.instance_for_test() as instance:
+        started = time.perf_counter()
+        first = tick(defs, instance)
+        seconds = time.perf_counter() - started
+        second = tick(defs, instance, first.cursor)
+    assert len(first.run_requests) == 300 and seconds < 30, f"tick took {seconds:.1f} s"
+    # The next tick re-requests the 300 pending files (same run keys) and takes 300 more.
+    assert len(second.run_requests) == 600
+    assert len({r.run_key for r in first.run_requests + second.run_requests}) == 600
