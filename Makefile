@@ -24,6 +24,7 @@ test: $(INSTALLED)  ## the whole test suite, against a real PostgreSQL
 bench: $(INSTALLED)  ## benchmarks against peers (not part of CI)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/bench_io.py
+	$(BIN)/python bench/bench_ingest.py
 
 lint: $(INSTALLED)
 	$(BIN)/python -m compileall -q harmonizer_pipeline harmonizer_tests bench
