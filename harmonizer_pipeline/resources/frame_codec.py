@@ -125,33 +125,30 @@ def _parse_comment(comment: str | None) -> dict:
     return info if isinstance(info, dict) and "pandas_dtype" in info else {}
 
 
+_PG_TYPES = (
+    # (test on the Arrow type, PostgreSQL type); the first that matches wins.
+    (pa.types.is_boolean, "boolean"),
+    (lambda t: pa.types.is_int8(t) or pa.types.is_int16(t) or pa.types.is_uint8(t), "smallint"),
+    (lambda t: pa.types.is_int32(t) or pa.types.is_uint16(t), "integer"),
+    (pa.types.is_integer, "bigint"),
+    (lambda t: pa.types.is_float16(t) or pa.types.is_float32(t), "real"),
+    (pa.types.is_floating, "double precision"),
+    (lambda t: pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t), "text"),
+    (lambda t: pa.types.is_binary(t) or pa.types.is_large_binary(t), "bytea"),
+    (pa.types.is_date, "date"),
+    (lambda t: pa.types.is_timestamp(t) and t.tz is not None, "timestamp with time zone"),
+    (pa.types.is_timestamp, "timestamp without time zone"),
+    (pa.types.is_time, "time without time zone"),
+    (pa.types.is_duration, "interval"),
+)
+
+
 def _pg_type(arrow_type: pa.DataType) -> str:
-    if pa.types.is_boolean(arrow_type):
-        return "boolean"
-    if pa.types.is_int8(arrow_type) or pa.types.is_int16(arrow_type) or pa.types.is_uint8(arrow_type):
-        return "smallint"
-    if pa.types.is_int32(arrow_type) or pa.types.is_uint16(arrow_type):
-        return "integer"
-    if pa.types.is_integer(arrow_type):
-        return "bigint"
-    if pa.types.is_float16(arrow_type) or pa.types.is_float32(arrow_type):
-        return "real"
-    if pa.types.is_floating(arrow_type):
-        return "double precision"
-    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) or pa.types.is_string_view(arrow_type):
-        return "text"
-    if pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type):
-        return "bytea"
-    if pa.types.is_date(arrow_type):
-        return "date"
-    if pa.types.is_timestamp(arrow_type):
-        return "timestamp with time zone" if arrow_type.tz else "timestamp without time zone"
-    if pa.types.is_time(arrow_type):
-        return "time without time zone"
-    if pa.types.is_duration(arrow_type):
-        return "interval"
     if pa.types.is_decimal(arrow_type):
         return f"numeric({arrow_type.precision},{arrow_type.scale})"
+    for matches, pg_type in _PG_TYPES:
+        if matches(arrow_type):
+            return pg_type
     raise TableStoreError(f"no PostgreSQL type for Arrow type {arrow_type}")
 
 
