@@ -11,6 +11,7 @@ import pickle
 import random
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import openpyxl
@@ -337,14 +338,14 @@ def test_ragged_row_after_a_multiline_value_names_its_physical_line(tmp_path):
 
 def test_ragged_row_deep_in_the_file_fails_while_streaming(tmp_path):
     path = tmp_path / "late.csv"
-    path.write_text("a,b\n" + "1234567,2\n" * 250_000 + "3\n" + "4,5\n" * 10)
+    path.write_text("a,b\n" + f"{'x' * 37},2\n" * 500_000 + "3\n" + "4,5\n" * 10)  # 20 MB: many pyarrow blocks
     table = open_table(path, chunk_rows=100_000)
     sizes = []
     with pytest.raises(ReadError) as caught:
         for frame in table.chunks():
             sizes.append(len(frame))
-    assert (str(caught.value), caught.value.line) == ("late.csv: line 250002 has 1 field, the header has 2", 250002)
-    assert sizes == [100_000, 100_000]
+    assert (str(caught.value), caught.value.line) == ("late.csv: line 500002 has 1 field, the header has 2", 500002)
+    assert sizes == [100_000] * 4
 
 
 def test_unclosed_quote_at_the_end_names_the_line_where_its_record_starts(tmp_path):
@@ -356,6 +357,17 @@ def test_unclosed_quote_swallowing_more_than_a_block_names_its_line(tmp_path):
     path = write(tmp_path, "huge_open.csv", "a,b\n" + "1,2\n" * 10 + '3,"x\n' + "y,z\n" * 400_000)
     error = read_error(path)
     assert (str(error), error.line) == ("huge_open.csv: line 12: a quoted field opened in this record is never closed", 12)
+
+
+def test_records_of_many_mib_are_read_by_a_second_pass_with_larger_blocks(tmp_path):
+    rows = "".join(f"{n},x\n" for n in range(300_000))  # > 1 MiB of rows before and after the large record
+    path = write(tmp_path, "blob.csv", "a,b\n" + rows + '1,"' + "y\n" * (3 << 20) + '"\n' + rows)
+    _, frames = read(path, chunk_rows=250_000)
+    frame = pd.concat(frames, ignore_index=True)
+    assert [len(f) for f in frames] == [250_000, 250_000, 100_001]
+    assert frame["a"].tolist() == [str(n) for n in range(300_000)] + ["1"] + [str(n) for n in range(300_000)]
+    assert frame["b"].str.len().tolist()[299_999:300_002] == [1, 6 << 20, 1]
+    assert frame["_row_number"].tolist()[299_999:300_002] == [300_001, 300_002, 300_002 + (3 << 20) + 1]
 
 
 def test_invalid_utf8_in_a_file_declared_utf8_names_the_line(tmp_path):
@@ -484,6 +496,46 @@ def test_excel_sheet_without_header_and_sheet_with_header_only(tmp_path):
     assert [values(frame) for frame in names] == [{"first": [], "last": [], "_row_number": []}]
 
 
+def _ods(path: Path) -> Path:
+    """A minimal OpenDocument spreadsheet: a header, then typed cells (string, float, date, boolean, empty)."""
+    def cell(kind: str, value: str) -> str:
+        attribute = {"string": "", "float": f' office:value="{value}"', "date": f' office:date-value="{value}"',
+                     "boolean": f' office:boolean-value="{value}"'}[kind]
+        return f'<table:table-cell office:value-type="{kind}"{attribute}><text:p>{value}</text:p></table:table-cell>'
+
+    rows = [
+        [cell("string", "id"), cell("string", "amount"), cell("string", "day")],
+        [cell("string", "007"), cell("float", "1.5"), cell("date", "2024-01-02")],
+        ["<table:table-cell/>", cell("float", "3"), cell("boolean", "true")],
+    ]
+    content = (
+        '<?xml version="1.0" encoding="UTF-8"?><office:document-content'
+        ' xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0"'
+        ' xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0"'
+        ' xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" office:version="1.2">'
+        '<office:body><office:spreadsheet><table:table table:name="Sheet1">'
+        + "".join(f"<table:table-row>{''.join(row)}</table:table-row>" for row in rows)
+        + "</table:table></office:spreadsheet></office:body></office:document-content>"
+    )
+    manifest = (
+        '<?xml version="1.0" encoding="UTF-8"?><manifest:manifest'
+        ' xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0" manifest:version="1.2">'
+        '<manifest:file-entry manifest:full-path="/" manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/>'
+        '<manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml"/></manifest:manifest>'
+    )
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet")
+        archive.writestr("META-INF/manifest.xml", manifest)
+        archive.writestr("content.xml", content)
+    return path
+
+
+def test_ods_spreadsheet(tmp_path):
+    detection, frame = read_values(_ods(tmp_path / "sheet.ods"))
+    assert frame == {"id": ["007", None], "amount": ["1.5", "3"], "day": ["2024-01-02", "TRUE"], "_row_number": [2, 3]}
+    assert (detection.format, detection.sheets, detection.header) == ("excel", ["Sheet1"], True)
+
+
 def test_excel_missing_sheet_lists_the_sheets(tmp_path):
     error = read_error(_workbook(tmp_path / "book.xlsx"), ReadHints(sheet="Nope"))
     assert str(error) == "book.xlsx: no sheet 'Nope'; the sheets are 'Orders', 'Empty', 'More'"
@@ -562,6 +614,16 @@ def test_ndjson_row_numbers_are_lines(tmp_path):
     assert (detection.format, detection.evidence[2]) == ("ndjson", "one JSON object per line → ndjson")
 
 
+@pytest.mark.parametrize(("name", "content", "encoding"), [
+    ("utf16.json", '[{"a": "ä"}]'.encode("utf-16"), "utf-16"),
+    ("bom.ndjson", b'\xef\xbb\xbf{"a": "\xc3\xa4"}\n{"a": "b"}\n', "utf-8-sig"),
+])
+def test_json_with_a_bom(tmp_path, name, content, encoding):
+    detection, frame = read_values(write(tmp_path, name, content))
+    assert frame["a"][0] == "ä"
+    assert detection.encoding == encoding
+
+
 def test_json_streams_records_across_blocks(tmp_path):
     records = [{"n": n, "x": f"{n / 7:.12f}", "v": n * 1.25} for n in range(60_000)]
     path = write(tmp_path, "many.json", json.dumps(records, separators=(",", ":")))
@@ -588,8 +650,11 @@ def test_json_keys_colliding_after_stripping_are_renamed(tmp_path):
     ("scalars.json", '[{"a": 1}, 2]', ReadHints(), "scalars.json: record 2 (line 1) is not a JSON object", 1),
     ("two.json", '{"a": [{"x": 1}],\n"b": [{"y": 2}]}', ReadHints(),
      "two.json: line 2: keys 'a' and 'b' both hold lists of objects; set record_path", 2),
-    ("flat.json", '{"a": 1}', ReadHints(), "flat.json: line 1: no top-level key holds a list of objects; set record_path", 1),
+    ("flat.json", '{"a": 1}', ReadHints(),
+     "flat.json: line 1: no top-level key holds a list of objects; set record_path", 1),
     ("lost.json", '{"a": {"b": []}}', ReadHints(record_path="a.c"), "lost.json: line 1: record_path 'a.c' not found", 1),
+    ("leaf.json", '{"a": {"b": 1}}', ReadHints(record_path="a.b"),
+     "leaf.json: line 1: record_path 'a.b' does not lead to a list", 1),
     ("arr.json", "[]", ReadHints(record_path="a"), "arr.json: record_path 'a' given, but the document is an array", None),
 ])
 def test_bad_json_fails_naming_the_line(tmp_path, name, text, hints, message, line):
@@ -660,6 +725,13 @@ def test_xml_declared_latin1_is_decoded(tmp_path):
     detection, frame = read_values(write(tmp_path, "latin.xml", text, "latin-1"))
     assert frame == {"n": ["Müller", "x"], "_row_number": [1, 2]}
     assert detection.encoding == "ISO-8859-1"
+
+
+def test_xml_in_utf16_with_bom(tmp_path):
+    text = '<?xml version="1.0" encoding="UTF-16"?><r><x>ä</x><x>b</x></r>'
+    detection, frame = read_values(write(tmp_path, "u16.xml", text, "utf-16"))
+    assert frame == {"x": ["ä", "b"], "_row_number": [1, 2]}
+    assert detection.encoding == "utf-16"
 
 
 def test_xml_without_repetition_is_one_record_and_empty_root_has_none(tmp_path):

@@ -14,7 +14,7 @@ at \\n, \\r\\n or \\r): a record spans one line plus the line breaks inside its 
 lines are not records and are skipped (a line of only delimiters is a record of ''). pyarrow reports
 a ragged record without its line and accepts a quote left open at the end of the file, so on any
 parse error, and whenever the file holds an odd number of quote characters, a second pass with the
-csv module names the exact line.
+csv module names the exact line. A record may be up to 128 MiB long.
 
 Excel (.xlsx, .xlsm, .xls, .ods) via python-calamine: every non-empty sheet, or hints.sheet. Leading
 empty rows and columns and blank rows are skipped; the first non-empty row is the header when one is
@@ -40,8 +40,9 @@ on children); a path repeated within a record holds a JSON list of its texts. Na
 text beside child elements is ignored. `_row_number` is the record's ordinal.
 
 Parquet: iter_batches, every column cast to text: numbers as Arrow prints them ('1', '0.1'),
-timestamps ISO 8601 with 'T', booleans 'true'/'false', durations ISO 8601, nested types compact JSON,
-a binary column holding any non-UTF-8 value as PostgreSQL bytea hex ('\\x00ff'). `_row_number` is the 1-based row index.
+timestamps ISO 8601 with 'T' at their unit's precision ('2024-01-02T03:04:05.000'), booleans
+'true'/'false', durations ISO 8601, nested types compact JSON, a binary column holding any non-UTF-8
+value as PostgreSQL bytea hex ('\\x00ff'). `_row_number` is the 1-based row index.
 
 JSON and XML are streamed twice: open_table reads every record once to learn all columns (and so
 reports bad records early), chunks() reads them again, so every chunk has the same columns while
@@ -62,6 +63,7 @@ import codecs
 import contextlib
 import csv
 import datetime
+import functools
 import io
 import itertools
 import json
@@ -86,6 +88,9 @@ from defusedxml.common import DefusedXmlException
 
 _HEAD_BYTES = 1 << 20
 _BLOCK_BYTES = 1 << 20
+# pyarrow fails on a record longer than two blocks; big blocks make its memory grow with the file, so a file
+# is read with small ones and read again with large ones (skipping the rows done) only when a record needs it.
+_ARROW_BLOCK_SIZES = (1 << 20, 64 << 20)
 _SAMPLE_RECORDS = 100
 _XML_SCAN_ELEMENTS = 20_000
 _MAX_JSON_RECORD_CHARS = 64 << 20
@@ -114,7 +119,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 _DATA_LIKE = re.compile(
     r"[-+]?\d[\d.,' ]*(?:[eE][-+]?\d+)?%?|\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)?"
 )
-_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)")
+_LINE_END = re.compile(r"(?<=\n)|(?<=\r)(?!\n)")
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")
 _XML_DECLARED_ENCODING = re.compile(r"<\?xml[^>]*\bencoding\s*=\s*[\"']([\w.:-]+)")
 
@@ -135,6 +140,8 @@ class ReadError(ValueError):
 
 @dataclass(frozen=True)
 class ReadHints:
+    """What the source's configuration says about its files; None means detect."""
+
     format: Literal["csv", "tsv", "excel", "json", "xml", "parquet"] | None = None  # None = detect
     delimiter: str | None = None
     quotechar: str | None = None
@@ -146,6 +153,8 @@ class ReadHints:
 
 @dataclass
 class Detection:
+    """What open_table found, and why."""
+
     format: str  # csv|tsv|excel|json|ndjson|xml|parquet
     encoding: str | None
     delimiter: str | None
@@ -239,9 +248,9 @@ def _read_head(path: Path, hints: ReadHints) -> _Head:
         head.format, why = _text_format(head.text)
     head.evidence.insert(0, why)
     by_extension = _EXTENSIONS.get(path.suffix.lower())
-    family = {"tsv": "csv"}
-    if not hints.format and by_extension and family.get(by_extension, by_extension) != head.format:
-        head.evidence.insert(1, f"extension {path.suffix} suggests {by_extension}, but the content is {head.format}: content wins")
+    if not hints.format and by_extension and by_extension.replace("tsv", "csv") != head.format:
+        contradiction = f"extension {path.suffix} suggests {by_extension}, but the content is {head.format}: content wins"
+        head.evidence.insert(1, contradiction)
     return head
 
 
@@ -258,7 +267,8 @@ def _text_format(text: str) -> tuple[str, str]:
 def _decode_head(head: _Head) -> None:
     """Choose the encoding, decode the head strictly and refuse binary content."""
     head.encoding, why = _guess_encoding(head)
-    head.text = _decode(head.path, head.encoding, codecs.getincrementaldecoder(head.encoding)(), head.raw, head.complete, 1)
+    decoder = codecs.getincrementaldecoder(head.encoding)()
+    head.text = _decode(head.path, head.encoding, decoder, head.raw, head.complete, 1)
     sample = head.text[:65536]
     if "\x00" in sample or len(_CONTROL.findall(sample)) > len(sample) // 100:
         raise ReadError(head.path, "binary content that is neither Parquet nor Excel")
@@ -317,17 +327,21 @@ def _decoded_blocks(path: Path, encoding: str) -> Iterator[str]:
 
 def _lines(blocks: Iterable[str]) -> Iterator[str]:
     """Physical lines with their line ends, across block boundaries."""
-    rest = ""
-    for block in blocks:
-        text, end = rest + block, 0
-        for match in _LINE.finditer(text):
-            if match.end() == len(text) and text.endswith("\r"):
-                break  # may be the first half of \r\n
-            yield match.group()
-            end = match.end()
-        rest = text[end:]
-    if rest:
-        yield rest
+    pending: list[str] = []  # pieces of a line not ended yet (kept apart: a line can be huge)
+    for block in filter(None, blocks):
+        if pending and pending[-1].endswith("\r") and not block.startswith("\n"):
+            yield "".join(pending)
+            pending = []
+        *ended, rest = _LINE_END.split(block)
+        if block.endswith("\r"):  # may be the first half of \r\n
+            rest = ended.pop()
+        if ended:
+            ended[0] = "".join([*pending, ended[0]])
+            pending = []
+            yield from ended
+        pending.append(rest)
+    if any(pending):
+        yield "".join(pending)
 
 
 # ---------------------------------------------------------------- columns, tables, chunks
@@ -368,7 +382,9 @@ def _schema(columns: Sequence[str], with_sheet: bool) -> pa.Schema:
     return pa.schema([*((name, pa.string()) for name in columns), *lineage, ("_row_number", pa.int64())])
 
 
-def _lineage_table(names: Sequence[str], arrays: Sequence[Any], row_numbers: Any, sheets: list[str] | None = None) -> pa.Table:
+def _lineage_table(
+    names: Sequence[str], arrays: Sequence[Any], row_numbers: Any, sheets: list[str] | None = None
+) -> pa.Table:
     """A table of text columns plus `_sheet` (when given) and `_row_number`."""
     columns = dict(zip(names, arrays))
     if sheets is not None:
@@ -396,7 +412,9 @@ def _frame(table: pa.Table) -> pd.DataFrame:
     return table.to_pandas(types_mapper={pa.string(): _TEXT, pa.large_string(): _TEXT}.get)
 
 
-def _record_tables(records: Iterator[tuple[int, str | None, dict]], keys: Sequence, names: Sequence[str], with_sheet: bool, chunk_rows: int) -> Iterator[pa.Table]:
+def _record_tables(
+    records: Iterator[tuple[int, str | None, dict]], keys: Sequence, names: Sequence[str], with_sheet: bool, chunk_rows: int
+) -> Iterator[pa.Table]:
     """Tables of up to chunk_rows (row number, sheet, {key: text}) records; absent keys are NULL."""
     position = {key: index for index, key in enumerate(keys)}
     while True:
@@ -414,12 +432,21 @@ def _record_tables(records: Iterator[tuple[int, str | None, dict]], keys: Sequen
         yield _lineage_table(names, arrays, numbers, sheets if with_sheet else None)
 
 
-def _guess_header(values: Sequence[str | None], where: str) -> tuple[bool, str]:
-    """A first row is a header unless one of its values looks like a number or a date."""
-    data = next((value for value in values if value and _DATA_LIKE.fullmatch(value.strip())), None)
-    if data is not None:
-        return False, f"no header: {where} holds {data!r}, which looks like data"
-    return True, f"header: {where} holds no numbers or dates"
+def _header_columns(
+    first: Sequence[str | None], hint: bool | None, where: str
+) -> tuple[bool, list[str], dict[str, str], list[str]]:
+    """Header or not (hint, else: unless a first-row value looks like data), column names, renames, evidence."""
+    data = next((value for value in first if value and _DATA_LIKE.fullmatch(value.strip())), None)
+    if hint is not None:
+        header, why = hint, f"header={hint} from hints"
+    elif data is not None:
+        header, why = False, f"no header: {where} holds {data!r}, which looks like data"
+    else:
+        header, why = True, f"header: {where} holds no numbers or dates"
+    if not header:
+        return False, [f"column_{n}" for n in range(1, len(first) + 1)], {}, [why]
+    names, renamed, evidence = _column_names([value or "" for value in first])
+    return True, names, renamed, [why, *evidence]
 
 
 # ---------------------------------------------------------------- delimited text
@@ -436,47 +463,52 @@ class _Delimited:
         records = _sample_records(head.text, head.complete, self.delimiter, self.quotechar)
         if not records:
             raise ReadError(self.path, "no data: the file holds only blank lines")
-        if hints.header is None:
-            self.header, header_why = _guess_header(records[0], "the first record")
-        else:
-            self.header, header_why = hints.header, f"header={hints.header} from hints"
         self.width = len(records[0])
-        if self.header:
-            names, renamed, name_why = _column_names(records[0])
-        else:
-            names, renamed, name_why = [f"column_{n}" for n in range(1, self.width + 1)], {}, []
+        self.header, names, renamed, header_why = _header_columns(records[0], hints.header, "the first record")
         self.detection = Detection(
             "tsv" if self.delimiter == "\t" else "csv", self.encoding, self.delimiter, self.quotechar, self.header,
-            [], None, names, renamed, [*head.evidence, delimiter_why, quote_why, header_why, *name_why],
+            [], None, names, renamed, [*head.evidence, delimiter_why, quote_why, *header_why],
         )
 
     def tables(self, chunk_rows: int) -> Iterator[pa.Table]:
         """Record batches with `_row_number` = the physical line where each record starts; blank lines dropped."""
-        source = _Utf8Source(self.path, self.encoding, self.quotechar)
         lines = _LineReader(self.path, self.encoding)
-        next_line, header_pending = 1, self.header
-        try:
-            for batch in self._arrow_reader(source):
-                starts, next_line = _record_lines(batch, next_line)
-                keep = ~_blank_lines(batch, starts, lines)
-                if header_pending and keep.any():
-                    keep[np.flatnonzero(keep)[0]], header_pending = False, False
-                rows = batch if keep.all() else batch.filter(pa.array(keep))
-                yield _lineage_table(self.detection.columns, rows.columns, starts[keep])
-        except (pa.ArrowInvalid, UnicodeDecodeError) as err:
-            self._raise_exact_error()
-            raise ReadError(self.path, f"cannot parse: {err}") from err
-        finally:
-            source.close()
+        next_line, header_pending, done = 1, self.header, 0  # done: pyarrow rows already yielded (or dropped)
+        for block_size in _ARROW_BLOCK_SIZES:
+            source, seen = _Utf8Source(self.path, self.encoding, self.quotechar), 0
+            try:
+                for batch in self._arrow_reader(source, block_size):
+                    seen += batch.num_rows
+                    if seen <= done:
+                        continue
+                    batch, done = batch.slice(max(0, done - seen + batch.num_rows)), seen
+                    starts, next_line = _record_lines(batch, next_line)
+                    keep = ~_blank_lines(batch, starts, lines)
+                    if header_pending and keep.any():
+                        keep[np.flatnonzero(keep)[0]], header_pending = False, False
+                    rows = batch if keep.all() else batch.filter(pa.array(keep))
+                    yield _lineage_table(self.detection.columns, rows.columns, starts[keep])
+                break
+            except (pa.ArrowInvalid, UnicodeDecodeError) as err:
+                too_large = "straddles two block boundaries" in str(err)
+                if too_large and block_size != _ARROW_BLOCK_SIZES[-1]:
+                    continue
+                self._raise_exact_error()
+                if too_large:
+                    cause = f"a record at or after line {next_line} is longer than {2 * block_size >> 20} MiB"
+                    raise ReadError(self.path, cause) from err
+                raise ReadError(self.path, f"cannot parse: {err}") from err
+            finally:
+                source.close()
         if source.quotes % 2:  # an odd count may be a quote left open at the end, which pyarrow accepts
             self._raise_exact_error()
 
-    def _arrow_reader(self, source: _Utf8Source) -> pacsv.CSVStreamingReader:
+    def _arrow_reader(self, source: _Utf8Source, block_size: int) -> pacsv.CSVStreamingReader:
         """Every field a non-null string; blank lines kept (as empty rows) so line numbers can be counted."""
         names = [f"f{n}" for n in range(self.width)]
         return pacsv.open_csv(
             source,
-            read_options=pacsv.ReadOptions(column_names=names, block_size=_BLOCK_BYTES),
+            read_options=pacsv.ReadOptions(column_names=names, block_size=block_size),
             parse_options=pacsv.ParseOptions(
                 delimiter=self.delimiter, quote_char=self.quotechar, newlines_in_values=True, ignore_empty_lines=False
             ),
@@ -490,9 +522,8 @@ class _Delimited:
 
     def _raise_exact_error(self) -> None:
         """Re-read with the csv module; raise ReadError at the first record that is ragged or never closes its quote."""
-        reader = csv.reader(
-            _lines(_decoded_blocks(self.path, self.encoding)), delimiter=self.delimiter, quotechar=self.quotechar, strict=True
-        )
+        lines = _lines(_decoded_blocks(self.path, self.encoding))
+        reader = csv.reader(lines, delimiter=self.delimiter, quotechar=self.quotechar, strict=True)
         start, width, first = 1, None, None
         try:
             for fields in reader:
@@ -500,14 +531,17 @@ class _Delimited:
                     width, first = len(fields), start
                 elif fields and len(fields) != width:
                     reference = "the header" if self.header else f"line {first}"
-                    raise ReadError(self.path, f"line {start} has {_fields(len(fields))}, {reference} has {width}", start)
+                    cause = f"line {start} has {_fields(len(fields))}, {reference} has {width}"
+                    raise ReadError(self.path, cause, start)
                 start = reader.line_num + 1
         except csv.Error as err:
-            cause = "a quoted field opened in this record is never closed" if "unexpected end of data" in str(err) else str(err)
+            never_closed = "unexpected end of data" in str(err)
+            cause = "a quoted field opened in this record is never closed" if never_closed else str(err)
             raise ReadError(self.path, f"line {start}: {cause}", start) from err
 
 
 def _fields(count: int) -> str:
+    """'1 field', '3 fields'."""
     return f"{count} field" if count == 1 else f"{count} fields"
 
 
@@ -545,6 +579,7 @@ class _LineReader:
         self._number, self._line = 0, ""
 
     def is_blank(self, number: int) -> bool:
+        """Whether physical line `number` (not before the last one asked) is empty."""
         if self._lines is None:
             self._lines = _lines(_decoded_blocks(self._path, self._encoding))
         while self._number < number:
@@ -604,7 +639,9 @@ def _delimiter(head: _Head, quotechar: str) -> tuple[str, str]:
 
     def summary(delimiter: str) -> str:
         splits, same, width, records = scores[delimiter]
-        return f"{delimiter!r} splits {same} of {records} sample records into {width} fields" if splits else f"{delimiter!r} gives one field"
+        if not splits:
+            return f"{delimiter!r} gives one field"
+        return f"{delimiter!r} splits {same} of {records} sample records into {width} fields"
 
     return best, "; ".join(summary(d) for d in sorted(_DELIMITERS, key=lambda d: d != best))
 
@@ -614,13 +651,16 @@ def _quotechar(head: _Head, delimiter: str) -> tuple[str, str]:
     if head.hints.quotechar:
         _check_one_character(head.path, "quotechar", head.hints.quotechar)
         return head.hints.quotechar, "quote character from hints"
-    wrapped = re.search(rf"(?:^|{re.escape(delimiter)})'[^'\r\n]*'(?={re.escape(delimiter)}|\r|\n|$)", head.text, re.MULTILINE)
-    if '"' not in head.text and wrapped and _split_score(head, delimiter, "'")[:3] >= _split_score(head, delimiter, '"')[:3]:
+    separator = re.escape(delimiter)
+    wrapped = re.search(rf"(?:^|{separator})'[^'\r\n]*'(?={separator}|\r|\n|$)", head.text, re.MULTILINE)
+    single, double = _split_score(head, delimiter, "'"), _split_score(head, delimiter, '"')
+    if '"' not in head.text and wrapped and single[:3] >= double[:3]:
         return "'", "values wrapped in ' and no \" anywhere → quote character '"
     return '"', 'quote character " (the default)'
 
 
 def _check_one_character(path: Path, name: str, value: str) -> None:
+    """pyarrow and the csv module take a single character."""
     if len(value) != 1:
         raise ReadError(path, f"{name} in hints must be one character, got {value!r}")
 
@@ -633,57 +673,54 @@ class _Excel:
 
     def __init__(self, head: _Head):
         self.path, sheet = head.path, head.hints.sheet
-        workbook = self._open()
-        if sheet is not None and sheet not in workbook.sheet_names:
-            listed = ", ".join(map(repr, workbook.sheet_names))
-            raise ReadError(self.path, f"no sheet {sheet!r}; the sheets are {listed}")
         self._sheets: dict[str, tuple[bool, list[str]]] = {}  # sheet → (has a header row, its column names)
         renamed, evidence = {}, list(head.evidence)
-        for name in [sheet] if sheet is not None else workbook.sheet_names:
-            first = next(_sheet_rows(self.path, workbook, name), None)
-            if first is None:
-                evidence.append(f"sheet {name!r} is empty: skipped")
-                continue
-            number, texts = first
-            if head.hints.header is None:
-                header, why = _guess_header(texts, f"row {number}")
-            else:
-                header, why = head.hints.header, f"header={head.hints.header} from hints"
-            if header:
-                names, sheet_renamed, name_why = _column_names([text or "" for text in texts])
-            else:
-                names, sheet_renamed, name_why = [f"column_{n}" for n in range(1, len(texts) + 1)], {}, []
-            self._sheets[name] = (header, names)
-            renamed |= sheet_renamed
-            evidence += [f"sheet {name!r}: {why}", *(f"sheet {name!r}: {line}" for line in name_why)]
+        with self._open() as workbook:
+            if sheet is not None and sheet not in workbook.sheet_names:
+                listed = ", ".join(map(repr, workbook.sheet_names))
+                raise ReadError(self.path, f"no sheet {sheet!r}; the sheets are {listed}")
+            for name in [sheet] if sheet is not None else workbook.sheet_names:
+                first = next(_sheet_rows(self.path, workbook, name), None)
+                if first is None:
+                    evidence.append(f"sheet {name!r} is empty: skipped")
+                    continue
+                number, texts = first
+                header, names, sheet_renamed, why = _header_columns(texts, head.hints.header, f"row {number}")
+                self._sheets[name] = (header, names)
+                renamed |= sheet_renamed
+                evidence += [f"sheet {name!r}: {line}" for line in why]
         if not self._sheets:
             raise ReadError(self.path, f"sheet {sheet!r} is empty" if sheet is not None else "every sheet is empty")
         columns = list(dict.fromkeys(itertools.chain.from_iterable(names for _, names in self._sheets.values())))
         self.detection = Detection("excel", None, None, None, all(h for h, _ in self._sheets.values()),
                                    list(self._sheets), None, columns, renamed, evidence)
 
-    def _open(self) -> python_calamine.CalamineWorkbook:
+    def _open(self) -> contextlib.closing[python_calamine.CalamineWorkbook]:
+        """The workbook, closed on leaving the with block."""
         try:
-            return python_calamine.CalamineWorkbook.from_path(str(self.path))
+            return contextlib.closing(python_calamine.CalamineWorkbook.from_path(str(self.path)))
         except python_calamine.CalamineError as err:
             raise ReadError(self.path, f"not a readable Excel workbook: {err}") from err
 
     def tables(self, chunk_rows: int) -> Iterator[pa.Table]:
-        workbook = self._open()
+        """The sheets' rows after their headers, keyed by column name."""
 
         def records() -> Iterator[tuple[int, str, dict]]:
-            for sheet, (header, names) in self._sheets.items():
-                rows = _sheet_rows(self.path, workbook, sheet)
-                if header:
-                    next(rows)
-                for number, texts in rows:
-                    yield number, sheet, dict(zip(names, texts))
+            with self._open() as workbook:
+                for sheet, (header, names) in self._sheets.items():
+                    rows = _sheet_rows(self.path, workbook, sheet)
+                    if header:
+                        next(rows)
+                    for number, texts in rows:
+                        yield number, sheet, dict(zip(names, texts))
 
         columns = self.detection.columns
         return _record_tables(records(), columns, columns, len(self._sheets) > 1, chunk_rows)
 
 
-def _sheet_rows(path: Path, workbook: python_calamine.CalamineWorkbook, sheet: str) -> Iterator[tuple[int, list[str | None]]]:
+def _sheet_rows(
+    path: Path, workbook: python_calamine.CalamineWorkbook, sheet: str
+) -> Iterator[tuple[int, list[str | None]]]:
     """(sheet row number, cell texts) of the rows that hold a value."""
     try:
         for number, cells in enumerate(workbook.get_sheet_by_name(sheet).iter_rows(), 1):
@@ -719,9 +756,11 @@ class _RecordReader:
     detection: Detection
 
     def _records(self) -> Iterator[tuple[int, str | None, dict[tuple[str, ...], str | None]]]:
+        """(row number, sheet, {key path: text}) per record."""
         raise NotImplementedError
 
     def _learn_columns(self) -> tuple[list[str], dict[str, str], list[str]]:
+        """Read every record once; the keys in order of first appearance become the columns."""
         keys: dict[tuple[str, ...], None] = {}
         for _, _, values in self._records():
             keys.update(dict.fromkeys(values))
@@ -729,6 +768,7 @@ class _RecordReader:
         return _column_names(["__".join(key) for key in self._keys])
 
     def tables(self, chunk_rows: int) -> Iterator[pa.Table]:
+        """The records again, as tables with every learned column."""
         return _record_tables(self._records(), self._keys, self.detection.columns, False, chunk_rows)
 
 
@@ -746,7 +786,7 @@ class _Json(_RecordReader):
     def __init__(self, head: _Head):
         self.path, self.encoding, self._record_path = head.path, head.encoding, head.hints.record_path
         self._ndjson, why = _is_ndjson(head)
-        self._found: str | None = None
+        self._found: str | None = None  # the records' key, set by _document_records when it ends
         names, renamed, name_why = self._learn_columns()
         if self._found is not None:
             why = f"key {self._found!r} holds the records"
@@ -754,22 +794,26 @@ class _Json(_RecordReader):
                                    self._found, names, renamed, [*head.evidence, why, *name_why])
 
     def _records(self) -> Iterator[tuple[int, None, dict]]:
+        """Flattened records numbered by index (NDJSON: by line)."""
         for number, record in self._ndjson_records() if self._ndjson else self._document_records():
             yield number, None, _flatten_json(record)
 
     def _ndjson_records(self) -> Iterator[tuple[int, dict]]:
+        """(line, object) for each non-blank line."""
         for number, line in enumerate(_lines(_decoded_blocks(self.path, self.encoding)), 1):
             if not line.strip():
                 continue
             try:
                 record = _JSON.decode(line)
             except json.JSONDecodeError as err:
-                raise ReadError(self.path, f"line {number}: invalid JSON: {err.msg} (column {err.colno})", number) from err
+                cause = f"line {number}: invalid JSON: {err.msg} (column {err.colno})"
+                raise ReadError(self.path, cause, number) from err
             if not isinstance(record, dict):
                 raise ReadError(self.path, f"line {number} is not a JSON object", number)
             yield number, record
 
     def _document_records(self) -> Iterator[tuple[int, dict]]:
+        """(index, object) for each record of an array or of the records list inside an object."""
         scanner = _JsonScanner(self.path, _decoded_blocks(self.path, self.encoding))
         if scanner.expect("[{") == "[":
             if self._record_path:
@@ -805,7 +849,9 @@ def _is_ndjson(head: _Head) -> tuple[bool, str]:
     return False, "one JSON object"
 
 
-def _flatten_json(record: dict, prefix: tuple[str, ...] = (), flat: dict | None = None) -> dict[tuple[str, ...], str | None]:
+def _flatten_json(
+    record: dict, prefix: tuple[str, ...] = (), flat: dict | None = None
+) -> dict[tuple[str, ...], str | None]:
     """{key path: text}: nested objects flattened, everything else as text."""
     flat = {} if flat is None else flat
     for key, value in record.items():
@@ -846,9 +892,11 @@ class _JsonScanner:
         self.found: str | None = None
 
     def line(self) -> int:
+        """The line of the current position."""
         return self._line + self._text.count("\n", 0, self._pos)
 
     def error(self, message: str, pos: int | None = None) -> ReadError:
+        """A ReadError naming the line of pos (default: the current position)."""
         line = self._line + self._text.count("\n", 0, self._pos if pos is None else pos)
         return ReadError(self.path, f"line {line}: {message}", line)
 
@@ -871,6 +919,7 @@ class _JsonScanner:
                 return ""
 
     def expect(self, chars: str) -> str:
+        """Consume and return the next non-space character, which must be one of chars."""
         char = self.peek()
         if not char or char not in chars:
             found = repr(char) if char else "the end of the file"
@@ -879,10 +928,12 @@ class _JsonScanner:
         return char
 
     def expect_end(self) -> None:
+        """Only whitespace may follow the document."""
         if self.peek():
             raise self.error("invalid JSON: more data after the document")
 
     def value(self) -> Any:
+        """The next complete JSON value, reading more blocks until it is whole."""
         self.peek()
         while True:
             try:
@@ -940,7 +991,9 @@ class _JsonScanner:
             elif path and key == path[0]:
                 self.found = prefix + key
                 if len(path) == 1:
-                    self.expect("[")
+                    if self.peek() != "[":
+                        raise self.error(f"record_path {self.found!r} does not lead to a list")
+                    self._pos += 1
                     yield from self.items()
                 else:
                     self.expect("{")
@@ -960,12 +1013,11 @@ class _Xml(_RecordReader):
 
     def __init__(self, head: _Head):
         self.path, self._encoding = head.path, head.hints.encoding
-        record_path = head.hints.record_path
-        if record_path:
-            self._match, self._by_tag = tuple(record_path.strip("/").split("/")), "/" not in record_path.strip("/")
-            why = f"record element {record_path!r} from hints"
+        if head.hints.record_path:
+            self._match = tuple(head.hints.record_path.strip("/").split("/"))
+            self._by_tag, why = len(self._match) == 1, f"record element {head.hints.record_path!r} from hints"
         else:
-            self._match, self._by_tag, why = self._detect_record()
+            (self._match, why), self._by_tag = self._detect_record(), False
         names, renamed, name_why = self._learn_columns()
         encoding, encoding_why = _xml_encoding(head)
         self.detection = Detection("xml", encoding, None, None, None, [], "/".join(self._match or ()) or None,
@@ -979,7 +1031,7 @@ class _Xml(_RecordReader):
         except DefusedXmlException as err:
             line = parser.parser.CurrentLineNumber
             name, system = getattr(err, "name", None), getattr(err, "sysid", None)
-            what = f"entity {name!r}" if name else "a DTD"
+            what = f"entity {name!r}" if name else "an external reference"
             what += f" with SYSTEM {system!r}" if system else ""
             raise ReadError(self.path, f"line {line}: XML entities are forbidden (declares {what})", line) from err
         except ParseError as err:
@@ -987,7 +1039,7 @@ class _Xml(_RecordReader):
             reason = re.sub(r": line \d+, column \d+$", "", str(err))
             raise ReadError(self.path, f"line {line}, column {column}: invalid XML: {reason}", line) from err
 
-    def _detect_record(self) -> tuple[tuple[str, ...] | None, bool, str]:
+    def _detect_record(self) -> tuple[tuple[str, ...] | None, str]:
         """The shallowest element repeated under one parent in the first elements; none: the document is one record."""
         children: dict[tuple[str, ...], Counter] = defaultdict(Counter)
         tags: list[str] = []
@@ -1006,12 +1058,17 @@ class _Xml(_RecordReader):
                     for tag, count in counts.items() if count > 1]
         if repeated:
             record = min(repeated)[2]
-            return record, False, f"<{record[-1]}> repeats under {'/'.join(record[:-1])}: one record each"
+            return record, f"<{record[-1]}> repeats under {'/'.join(record[:-1])}: one record each"
         if not children:
-            return None, False, f"root <{root}> has no child elements: no records"
-        return (root,), False, "no element repeats: the document is one record"
+            return None, f"root <{root}> has no child elements: no records"
+        return (root,), "no element repeats: the document is one record"
+
+    def _is_record(self, tags: list[str]) -> bool:
+        """Whether the element at the end of the open-tag path is a record."""
+        return tags[-1] == self._match[-1] if self._by_tag else tuple(tags) == self._match
 
     def _records(self) -> Iterator[tuple[int, None, dict]]:
+        """Each record element flattened, then removed from the tree."""
         if self._match is None:
             return
         tags: list[str] = []
@@ -1021,7 +1078,7 @@ class _Xml(_RecordReader):
             if event == "start":
                 tags.append(_local(element.tag))
                 elements.append(element)
-                if record_depth is None and (tags[-1] == self._match[-1] if self._by_tag else tuple(tags) == self._match):
+                if record_depth is None and self._is_record(tags):
                     record_depth = len(tags)
                 continue
             if len(tags) == record_depth:
@@ -1082,6 +1139,7 @@ class _Parquet:
         self.detection = Detection("parquet", None, None, None, None, [], None, names, renamed, evidence)
 
     def tables(self, chunk_rows: int) -> Iterator[pa.Table]:
+        """Batches of at most chunk_rows rows, numbered from 1."""
         first = 1
         with pq.ParquetFile(self.path) as file:
             for batch in file.iter_batches(batch_size=chunk_rows):
@@ -1098,7 +1156,8 @@ def _arrow_text(array: pa.Array) -> pa.Array:
     if pa.types.is_duration(kind):
         return pa.array([_cell_text(value) for value in array.to_pylist()], pa.string())
     if pa.types.is_nested(kind):
-        return pa.array([None if v is None else json.dumps(v, ensure_ascii=False, separators=(",", ":"), default=_cell_text) for v in array.to_pylist()], pa.string())
+        dump = functools.partial(json.dumps, ensure_ascii=False, separators=(",", ":"), default=_cell_text)
+        return pa.array([None if value is None else dump(value) for value in array.to_pylist()], pa.string())
     if pa.types.is_binary(kind) or pa.types.is_large_binary(kind) or pa.types.is_fixed_size_binary(kind):
         try:
             return array.cast(pa.string())
