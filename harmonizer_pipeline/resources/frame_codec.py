@@ -24,6 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg import sql
 
+from harmonizer_pipeline.arrow_scan import may_contain_byte
+
 MAX_IDENTIFIER_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1
 _HASH_CHARS = 8
 
@@ -212,6 +214,10 @@ def _column_to_arrow(series: pd.Series, column: str) -> tuple[pa.Array, bool]:
 def _reject_nul(array: pa.Array, column: str) -> None:
     # PostgreSQL text cannot hold U+0000; say where it is instead of failing inside COPY.
     values = array.dictionary if pa.types.is_dictionary(array.type) else array
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if not may_contain_byte(values, 0):
+        return
     hits = pc.match_substring(values, "\x00")
     if pc.any(hits).as_py():
         if pa.types.is_dictionary(array.type):

@@ -16,6 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from harmonizer_pipeline.arrow_scan import may_contain_byte
+
 from .base import Detection, ReadError
 from .columns import header_columns, lineage_table
 from .text import Head, decoded_blocks, physical_lines
@@ -169,8 +171,10 @@ def _record_lines(batch: pa.RecordBatch, first_line: int) -> tuple[np.ndarray, i
     """Start line of each record (1 + the line breaks inside its values after the previous one) and the next line."""
     spans = np.ones(batch.num_rows, np.int64)
     for column in batch.columns:
-        spans += pc.count_substring(column, "\n").to_numpy()
-        if pc.any(pc.match_substring(column, "\r")).as_py():
+        # Most columns hold no line break at all: a scan of their bytes skips the per-value count.
+        if may_contain_byte(column, ord("\n")):
+            spans += pc.count_substring(column, "\n").to_numpy()
+        if may_contain_byte(column, ord("\r")) and pc.any(pc.match_substring(column, "\r")).as_py():
             spans += pc.subtract(pc.count_substring(column, "\r"), pc.count_substring(column, "\r\n")).to_numpy()
     ends = first_line + np.cumsum(spans)
     return ends - spans, int(ends[-1]) if len(ends) else first_line
