@@ -401,3 +401,47 @@ def test_a_failing_parallel_write_keeps_the_old_table_and_drops_its_staging(conn
     conn.rollback()
     assert ts.read_frame(conn, schema, "t")["n"].tolist() == [1, 2]
     assert _staging_tables(psql, schema) == []  # the crashed write's leftover went too
+
+
+def _swap(conn, database_url, schema, key, chunks):
+    from harmonizer_pipeline.resources.postgres import adbc_connection
+
+    ts.ensure_schema(conn, schema)
+    conn.commit()
+    ts.lock_table(conn, schema, "files")
+    result = ts.replace_partition(
+        conn, schema, "files", "_partition", key, chunks, connect=lambda: adbc_connection(database_url), workers=2
+    )
+    conn.commit()
+    return result
+
+
+def test_one_key_of_a_list_partitioned_table_is_swapped_in_whole(conn, database_url, schema, psql):
+    _swap(conn, database_url, schema, "a.csv", [pd.DataFrame({"n": [1, 2]})])
+    _swap(conn, database_url, schema, "b'.csv", [pd.DataFrame({"n": [10]})])
+    # Rows of a key written by a several-key run land in the DEFAULT child ...
+    ts.write_frames(conn, schema, "files", [pd.DataFrame({"n": [7], "_partition": ["a.csv"]})])
+    conn.commit()
+    # ... and the key's next swap replaces them together with its old child.
+    _swap(conn, database_url, schema, "a.csv", [pd.DataFrame({"n": [3, 4, 5]})])
+    back = ts.read_frame(conn, schema, "files").sort_values("n", ignore_index=True)
+    assert back.to_dict("list") == {"n": [3, 4, 5, 10], "_partition": ["a.csv"] * 3 + ["b'.csv"]}
+    children = psql(
+        "SELECT count(*) FROM pg_inherits WHERE inhparent = to_regclass(%s)", (f'"{schema}".files',)
+    )
+    assert children == [(3,)]  # a.csv, b'.csv and DEFAULT
+    assert _staging_tables(psql, schema) == []
+
+
+def test_a_failing_swap_keeps_the_keys_old_rows(conn, database_url, schema, psql):
+    _swap(conn, database_url, schema, "a.csv", [pd.DataFrame({"n": [1, 2]})])
+
+    def chunks():
+        yield pd.DataFrame({"n": [9]})
+        raise RuntimeError("file truncated")
+
+    with pytest.raises(RuntimeError, match="file truncated"):
+        _swap(conn, database_url, schema, "a.csv", chunks())
+    conn.rollback()
+    assert ts.read_frame(conn, schema, "files")["n"].tolist() == [1, 2]
+    assert _staging_tables(psql, schema) == []

@@ -52,6 +52,22 @@ def _where(table_slice: TableSlice):
     return table_store.partition_filter(dims) if dims else None
 
 
+def _single_key(table_slice: TableSlice) -> tuple[str, str] | None:
+    """(column, key) when the slice is exactly one key of one static or dynamic dimension."""
+    dims = _dimensions(table_slice)
+    if len(dims) == 1 and isinstance(dims[0][1], list) and len(dims[0][1]) == 1:
+        return dims[0][0], dims[0][1][0]
+    return None
+
+
+def _swaps(table_slice: TableSlice, connection) -> tuple[str, str] | None:
+    # One key of a file-like partitioning: written by swapping its child table (see table_store).
+    single = _single_key(table_slice)
+    if single and table_store.swaps_partitions(connection, table_slice.schema, table_slice.table):
+        return single
+    return None
+
+
 def _partition_constants(table_slice: TableSlice) -> dict[str, object]:
     """Values for partition columns a frame may leave out: the key, or the window's start."""
     constants: dict[str, object] = {}
@@ -73,7 +89,7 @@ class PostgresClient(DbClient):
         where = _where(table_slice)
         if where is None:
             table_store.drop_table(connection, table_slice.schema, table_slice.table)
-        else:
+        elif not _swaps(table_slice, connection):  # a swapped key replaces its rows itself
             table_store.delete_rows(connection, table_slice.schema, table_slice.table, where)
 
     def get_select_statement(self, table_slice: TableSlice) -> str:
@@ -118,7 +134,13 @@ def _output_metadata(context: OutputContext, result: WriteResult) -> Mapping[str
 
 
 def _write(context: OutputContext, table_slice: TableSlice, chunks, connection, url: str, workers: int) -> Mapping[str, object]:
-    if table_slice.partition_dimensions:
+    swap = _swaps(table_slice, connection) if table_slice.partition_dimensions else None
+    if swap:
+        result = table_store.replace_partition(
+            connection, table_slice.schema, table_slice.table, *swap, chunks,
+            connect=lambda: adbc_connection(url), workers=workers,
+        )
+    elif table_slice.partition_dimensions:
         # Deleting the partition's rows and appending the new ones must commit together: one connection.
         result = table_store.write_frames(
             connection,

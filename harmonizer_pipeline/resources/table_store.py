@@ -13,7 +13,7 @@ import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -272,6 +272,56 @@ def write_frames(
     return encoder.result
 
 
+def _copy_in(conn, schema: str, table: str, encoder: _Encoder) -> WriteResult:
+    """COPY the encoder's chunks into `schema.table` on `conn` alone, creating or widening it."""
+    table_types = _prepare_table(conn, schema, table, encoder.specs)
+    write_schema = _write_schema(conn, schema, table, encoder.specs)
+    _ingest(conn, schema, table, write_schema, encoder.tables(write_schema, table_types))
+    return encoder.result
+
+
+@dataclass
+class _Staging:
+    name: str
+    swapped: bool = False  # set once the caller's transaction has renamed it into place
+
+
+@contextmanager
+def _staging_table(connect, schema: str, table: str, definition: sql.Composable) -> Iterator[_Staging]:
+    """A committed, empty table `(definition)` under a private name, dropped on the way out
+    unless the caller swapped it into place."""
+    prefix = f"_harmonizer_load_{hashlib.sha256(table.encode()).hexdigest()[:8]}_"
+    staging = _Staging(prefix + secrets.token_hex(4))
+    with connect() as setup:
+        _drop_leftover_staging(setup, schema, prefix)
+        _execute(setup, sql.SQL("CREATE TABLE {} ({})").format(qualified(schema, staging.name), definition))
+        setup.commit()
+    try:
+        yield staging
+    finally:
+        if not staging.swapped:
+            with connect() as cleanup:
+                drop_table(cleanup, schema, staging.name)
+                cleanup.commit()
+
+
+def _copy_in_parallel(connect, workers: int, schema: str, staging: str, encoder: _Encoder) -> None:
+    with connect() as probe:
+        write_schema = _write_schema(probe, schema, staging, encoder.specs)
+    table_types = {s.stored_name: s.pg_type for s in encoder.specs}
+    _ingest_in_parallel(connect, workers, schema, staging, write_schema, encoder.tables(write_schema, table_types))
+
+
+def _columns_sql(specs: Sequence[ColumnSpec]) -> sql.Composable:
+    return sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(s.stored_name), sql.SQL(s.pg_type)) for s in specs)
+
+
+def _goes_parallel(chunks, encoder: _Encoder, connect, workers: int, parallel_min_rows: int) -> bool:
+    # A stream (any iterable but a list or tuple of frames) or a large frame.
+    streamed = not isinstance(chunks, (list, tuple))
+    return connect is not None and workers > 1 and (streamed or encoder.first_rows >= parallel_min_rows)
+
+
 def replace_table(
     conn,
     schema: str,
@@ -284,40 +334,91 @@ def replace_table(
 ) -> WriteResult:
     """Write the whole content of `schema.table` (the caller's transaction has dropped the old one).
 
-    Small writes go through `conn` alone. A stream (any iterable but a list or tuple of frames),
-    or a frame of `parallel_min_rows` rows or more, is COPYed by `workers` connections at once into a staging table, which the caller's
+    Small writes go through `conn` alone. A stream, or a frame of `parallel_min_rows` rows or
+    more, is COPYed by `workers` connections at once into a staging table, which the caller's
     transaction then renames into place: until it commits, readers see the old table, and a
     failure leaves the old table as it was.
     """
     encoder = _Encoder(schema, table, chunks, {}, ())
-    streamed = not isinstance(chunks, (list, tuple))
-    if connect is None or workers < 2 or (not streamed and encoder.first_rows < parallel_min_rows):
-        table_types = _prepare_table(conn, schema, table, encoder.specs)
-        write_schema = _write_schema(conn, schema, table, encoder.specs)
-        _ingest(conn, schema, table, write_schema, encoder.tables(write_schema, table_types))
-        return encoder.result
-
-    prefix = f"_harmonizer_load_{hashlib.sha256(table.encode()).hexdigest()[:8]}_"
-    staging = prefix + secrets.token_hex(4)
-    with connect() as setup:
-        _drop_leftover_staging(setup, schema, prefix)
-        _create_table(setup, schema, staging, encoder.specs)
-        setup.commit()
-    swapped = False
-    try:
-        with connect() as probe:
-            write_schema = _write_schema(probe, schema, staging, encoder.specs)
-        table_types = {s.stored_name: s.pg_type for s in encoder.specs}
-        _ingest_in_parallel(connect, workers, schema, staging, write_schema, encoder.tables(write_schema, table_types))
+    if not _goes_parallel(chunks, encoder, connect, workers, parallel_min_rows):
+        return _copy_in(conn, schema, table, encoder)
+    with _staging_table(connect, schema, table, _columns_sql(encoder.specs)) as staging:
+        _copy_in_parallel(connect, workers, schema, staging.name, encoder)
         drop_table(conn, schema, table)
         _execute(conn, sql.SQL("ALTER TABLE {} RENAME TO {}").format(
-            qualified(schema, staging), sql.Identifier(storage_name(table))))
-        swapped = True
-    finally:
-        if not swapped:
-            with connect() as cleanup:
-                drop_table(cleanup, schema, staging)
-                cleanup.commit()
+            qualified(schema, staging.name), sql.Identifier(storage_name(table))))
+        staging.swapped = True
+        _comment_columns(conn, schema, table, encoder.specs)
+    return encoder.result
+
+
+# A table partitioned by file (or any single key) is a PostgreSQL LIST-partitioned table with one
+# child table per key plus a DEFAULT child: writing one key COPYs into a staging table over
+# several connections, then the write's transaction swaps it in for the key's old child.
+
+
+def _is_list_partitioned(conn, schema: str, table: str) -> bool:
+    name = sql.Literal(qualified(schema, table).as_string(None))
+    query = sql.SQL("SELECT EXISTS (SELECT 1 FROM pg_partitioned_table WHERE partrelid = to_regclass({}))").format(name)
+    return _scalar(conn, query) is True
+
+
+def swaps_partitions(conn, schema: str, table: str) -> bool:
+    """Whether one key of this table is written by swapping its child table (missing tables
+    are created that way), rather than by deleting and appending rows."""
+    return not table_exists(conn, schema, table) or _is_list_partitioned(conn, schema, table)
+
+
+def _child_name(table: str, key: str | None) -> str:
+    """The child table of a key (None: the DEFAULT child)."""
+    tag = "default" if key is None else "p_" + hashlib.sha256(key.encode()).hexdigest()[:12]
+    return f"{storage_name(table)[:40]}__{tag}"
+
+
+def replace_partition(
+    conn,
+    schema: str,
+    table: str,
+    column: str,
+    key: str,
+    chunks: Iterable[pd.DataFrame],
+    *,
+    connect: Callable[[], AbstractContextManager],
+    workers: int,
+) -> WriteResult:
+    """Write the rows of one partition key of a LIST-partitioned table (creating the table on
+    first use). The rows are COPYed by `workers` connections into a staging table that carries
+    the key's CHECK constraint; the caller's transaction then drops the key's old child (and
+    the key's rows in the DEFAULT child) and attaches the staging table in its place, so the
+    key's rows change all at once, and a failure leaves them as they were."""
+    encoder = _Encoder(schema, table, chunks, {column: key}, (column,))
+    with connect() as setup:
+        # The parent's shape is committed first: staging tables are made LIKE it.
+        if table_exists(setup, schema, table):
+            _prepare_table(setup, schema, table, encoder.specs)
+        else:
+            stored_column = sql.Identifier(storage_name(column))
+            _execute(setup, sql.SQL("CREATE TABLE {} ({}) PARTITION BY LIST ({})").format(
+                qualified(schema, table), _columns_sql(encoder.specs), stored_column))
+            _comment_columns(setup, schema, table, encoder.specs)
+            _execute(setup, sql.SQL("CREATE TABLE {} PARTITION OF {} DEFAULT").format(
+                qualified(schema, _child_name(table, None)), qualified(schema, table)))
+        setup.commit()
+    ident, value = sql.Identifier(storage_name(column)), sql.Literal(key)
+    like = sql.SQL("LIKE {}, CHECK ({} IS NOT NULL AND {} = {})").format(qualified(schema, table), ident, ident, value)
+    with _staging_table(connect, schema, table, like) as staging:
+        if _goes_parallel(chunks, encoder, connect, workers, 1):
+            _copy_in_parallel(connect, workers, schema, staging.name, encoder)
+        else:
+            _copy_in(conn, schema, staging.name, encoder)
+        _execute(conn, sql.SQL("DELETE FROM {} WHERE {} = {}").format(
+            qualified(schema, _child_name(table, None)), ident, value))
+        child = _child_name(table, key)
+        drop_table(conn, schema, child)
+        _execute(conn, sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES IN ({})").format(
+            qualified(schema, table), qualified(schema, staging.name), value))
+        _execute(conn, sql.SQL("ALTER TABLE {} RENAME TO {}").format(qualified(schema, staging.name), sql.Identifier(child)))
+        staging.swapped = True
     return encoder.result
 
 
