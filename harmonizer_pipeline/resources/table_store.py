@@ -265,11 +265,7 @@ def write_frames(
     `constant_columns` fills columns a chunk does not carry (e.g. its partition key);
     `required_columns` must be present after that (e.g. partition columns).
     """
-    encoder = _Encoder(schema, table, chunks, constant_columns or {}, required_columns)
-    table_types = _prepare_table(conn, schema, table, encoder.specs)
-    write_schema = _write_schema(conn, schema, table, encoder.specs)
-    _ingest(conn, schema, table, write_schema, encoder.tables(write_schema, table_types))
-    return encoder.result
+    return _copy_in(conn, schema, table, _Encoder(schema, table, chunks, constant_columns or {}, required_columns))
 
 
 def _copy_in(conn, schema: str, table: str, encoder: _Encoder) -> WriteResult:
