@@ -11,7 +11,7 @@ from harmonizer_pipeline.ingest.readers import ReadError, ReadHints, open_table
 from harmonizer_pipeline.resources import LandingResource, PostgresResource
 from harmonizer_pipeline.resources.landing import LandedObject, LandingError
 from harmonizer_pipeline.resources.postgres import harmonizer_home
-from harmonizer_pipeline.resources.table_store import DataFrameChunks
+from harmonizer_pipeline.resources.table_store import DataFrameChunks, TextCopy
 from harmonizer_pipeline.settings import Settings
 
 PARTITION_COLUMN = "_partition"
@@ -67,14 +67,16 @@ def raw_source_asset(settings: Settings, source: str, partitions: dg.DynamicPart
         staging = harmonizer_home() / "staging" / source
         obj = LandedObject(entry.object_key, entry.size or 0, 0.0, entry.object_version)
         try:
-            path = landing.zone(settings, source).download(obj, staging)
+            fetched = landing.zone(settings, source).fetch(obj, staging)
         except LandingError as exc:
             raise failed(str(exc)) from None
-        sha256 = sha256_of(path)
+        # A local file's content id is the SHA-256 of this very version (fetch and mark_loaded check
+        # the version); a download is hashed here.
+        sha256 = entry.content_id.removeprefix("sha256:") if entry.content_id.startswith("sha256:") else sha256_of(fetched.path)
         try:
-            table = open_table(path, read_hints(settings, source), settings.ingest.chunk_rows)
+            table = open_table(fetched.path, read_hints(settings, source), settings.ingest.chunk_rows)
         except ReadError as exc:
-            path.unlink(missing_ok=True)
+            fetched.discard()
             raise failed(_about(entry.object_key, exc)) from None
         detection = table.detection
         context.add_output_metadata(
@@ -87,21 +89,31 @@ def raw_source_asset(settings: Settings, source: str, partitions: dg.DynamicPart
                 "detection": dg.MetadataValue.md("\n".join(f"- {line}" for line in detection.evidence)),
             }
         )
-        ingested_at = pd.Timestamp(dt.datetime.now(dt.timezone.utc))
+        lineage = {
+            "_source_file": entry.object_key,
+            "_load_id": run_id,
+            "_ingested_at": pd.Timestamp(dt.datetime.now(dt.timezone.utc)),
+        }
 
         def stream():
             try:
                 for chunk in table.chunks():
-                    yield chunk.assign(_source_file=entry.object_key, _load_id=run_id, _ingested_at=ingested_at)
+                    yield chunk.assign(**lineage)
             except ReadError as exc:
                 raise failed(_about(entry.object_key, exc)) from None
-            finally:
-                path.unlink(missing_ok=True)
 
         def mark_loaded(connection, result) -> None:
             # Runs inside the write's transaction: the file is `loaded` exactly when its rows are.
+            try:
+                fetched.check_unchanged()
+            except LandingError as exc:
+                raise failed(str(exc)) from None
             registry.update(connection, source, partition_key, status="loaded", rows=result.rows, sha256=sha256, run_id=run_id, error=None)
 
-        return DataFrameChunks(stream(), on_written=mark_loaded)
+        server_csv = table.server_csv()
+        text_copy = None
+        if server_csv is not None:
+            text_copy = TextCopy(server_csv, table.empty_frame().assign(**lineage), lineage, "_row_number")
+        return DataFrameChunks(stream(), on_written=mark_loaded, text_copy=text_copy, on_closed=fetched.discard)
 
     return raw_source

@@ -16,7 +16,7 @@ from itertools import islice
 from pathlib import Path
 
 from harmonizer_pipeline.ingest import registry
-from harmonizer_pipeline.resources.landing import LandedObject, LandingZone, LocalLanding
+from harmonizer_pipeline.resources.landing import LandedObject, LandingError, LandingZone, LocalLanding
 
 _HASH_BLOCK = 1 << 20
 
@@ -33,6 +33,7 @@ class FileToLoad:
 class TickPlan:
     to_load: list[FileToLoad] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)  # object keys recorded as duplicate
+    skipped: list[str] = field(default_factory=list)  # why listed objects could not be registered this tick
     listed: int = 0
     next_start_after: str | None = None
 
@@ -48,7 +49,7 @@ def sha256_of(path: Path) -> str:
 def content_id(zone: LandingZone, obj: LandedObject) -> str:
     """A content identity available without loading: SHA-256 of a local file, B2's SHA-1."""
     if isinstance(zone, LocalLanding):
-        return f"sha256:{sha256_of(zone.root / obj.key)}"
+        return f"sha256:{zone.sha256(obj)}"
     # B2 has no SHA-1 for some large files; the object's version then stands for the content.
     return f"sha1:{obj.content_sha1}" if obj.content_sha1 else f"version:{obj.version}"
 
@@ -73,8 +74,13 @@ def plan_tick(
             # Enough for one tick: the next one takes this slice again; the registry skips what is done.
             plan.next_start_after = start_after
             return plan
+        try:
+            identity = content_id(zone, obj)
+        except LandingError as exc:
+            # Changed or gone while hashed: its next version is listed on a later sweep.
+            plan.skipped.append(str(exc))
+            continue
         new_count += 1
-        identity = content_id(zone, obj)
         twin = registry.live_entry_with_content(conn, source, content_id=identity)
         if twin is not None:
             registry.register(conn, source, obj, identity, "duplicate", error=f"same content as {twin.object_key} ({twin.status})")

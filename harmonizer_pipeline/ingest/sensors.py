@@ -31,6 +31,8 @@ def landing_sensor(
         context.log.info(
             f"{zone.describe()}: listed {plan.listed}, {len(plan.to_load)} to load, {len(plan.duplicates)} duplicate(s)"
         )
+        for why in plan.skipped:
+            context.log.warning(f"skipped until a later tick: {why}")
         return dg.SensorResult(
             run_requests=[
                 dg.RunRequest(

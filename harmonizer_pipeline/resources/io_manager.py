@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import pandas as pd
+import psycopg
 from dagster import (
     ConfigurableIOManagerFactory,
     InputContext,
@@ -33,7 +34,7 @@ from dagster._core.storage.db_io_manager import DbClient, DbIOManager, DbTypeHan
 from pydantic import Field
 
 from harmonizer_pipeline.resources import table_store
-from harmonizer_pipeline.resources.postgres import adbc_connection, database_of, resolve_database_url
+from harmonizer_pipeline.resources.postgres import adbc_connection, database_of, libpq_url, resolve_database_url
 from harmonizer_pipeline.resources.table_store import DataFrameChunks, WriteResult
 
 
@@ -130,19 +131,34 @@ def _output_metadata(context: OutputContext, result: WriteResult) -> Mapping[str
         metadata["partition"] = ", ".join(str(k) for k in context.asset_partition_keys)
     if result.renamed:
         metadata["renamed_columns"] = MetadataValue.json(result.renamed)
+    metadata["loaded_by"] = result.loaded_by
     return metadata
 
 
 def _write(context: OutputContext, table_slice: TableSlice, chunks, connection, url: str, workers: int) -> Mapping[str, object]:
+    try:
+        result = _store(table_slice, chunks, connection, url, workers)
+        if isinstance(chunks, DataFrameChunks) and chunks.on_written is not None:
+            chunks.on_written(connection, result)
+    finally:
+        if isinstance(chunks, DataFrameChunks):
+            chunks.close()
+    if result.renamed:
+        context.log.warning(f"column names shortened to fit PostgreSQL's 63-byte limit: {result.renamed}")
+    context.log.info(f"{table_slice.schema}.{table_slice.table}: {result.rows} rows, loaded by {result.loaded_by}")
+    return _output_metadata(context, result)
+
+
+def _store(table_slice: TableSlice, chunks, connection, url: str, workers: int) -> WriteResult:
     swap = _swaps(table_slice, connection) if table_slice.partition_dimensions else None
     if swap:
-        result = table_store.replace_partition(
+        return table_store.replace_partition(
             connection, table_slice.schema, table_slice.table, *swap, chunks,
-            connect=lambda: adbc_connection(url), workers=workers,
+            connect=lambda: adbc_connection(url), workers=workers, connect_text=lambda: psycopg.connect(libpq_url(url)),
         )
-    elif table_slice.partition_dimensions:
+    if table_slice.partition_dimensions:
         # Deleting the partition's rows and appending the new ones must commit together: one connection.
-        result = table_store.write_frames(
+        return table_store.write_frames(
             connection,
             table_slice.schema,
             table_slice.table,
@@ -150,20 +166,14 @@ def _write(context: OutputContext, table_slice: TableSlice, chunks, connection, 
             constant_columns=_partition_constants(table_slice),
             required_columns=[column for column, _ in _dimensions(table_slice)],
         )
-    else:
-        result = table_store.replace_table(
-            connection,
-            table_slice.schema,
-            table_slice.table,
-            chunks,
-            connect=lambda: adbc_connection(url),
-            workers=workers,
-        )
-    if isinstance(chunks, DataFrameChunks) and chunks.on_written is not None:
-        chunks.on_written(connection, result)
-    if result.renamed:
-        context.log.warning(f"column names shortened to fit PostgreSQL's 63-byte limit: {result.renamed}")
-    return _output_metadata(context, result)
+    return table_store.replace_table(
+        connection,
+        table_slice.schema,
+        table_slice.table,
+        chunks,
+        connect=lambda: adbc_connection(url),
+        workers=workers,
+    )
 
 
 class DataFrameTypeHandler(DbTypeHandler[pd.DataFrame]):

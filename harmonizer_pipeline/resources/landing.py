@@ -46,6 +46,21 @@ class LandedObject:
     content_sha1: str | None = None  # B2 lists it; a sensor can know the content without downloading
 
 
+@dataclass
+class FetchedFile:
+    """A landed object's bytes as a local file: the zone's own file (a local folder's, read in place
+    and never touched) or a copy in the staging folder, deleted by discard()."""
+
+    path: Path
+    staged: bool
+    # Raises LandingError when the file is no longer the version listed (read in place: it may change).
+    check_unchanged: Callable[[], None] = lambda: None
+
+    def discard(self) -> None:
+        if self.staged:
+            self.path.unlink(missing_ok=True)
+
+
 class LandingZone(ABC):
     """A place new input files land in, polled by sensors."""
 
@@ -60,6 +75,10 @@ class LandingZone(ABC):
     @abstractmethod
     def describe(self) -> str:
         """A human-readable location, never credentials."""
+
+    def fetch(self, obj: LandedObject, staging_dir: Path) -> FetchedFile:
+        """The listed version of obj as a local file to read (by default, a staged download)."""
+        return FetchedFile(self.download(obj, staging_dir), staged=True)
 
 
 def safe_staging_path(staging_dir: Path, key: str) -> Path:
@@ -167,6 +186,34 @@ class LocalLanding(LandingZone):
                 self._check_version(obj, os.fstat(src.fileno()))
 
         return atomic_download(staging_dir, obj.key, copy, self.describe())
+
+    def fetch(self, obj: LandedObject, staging_dir: Path) -> FetchedFile:
+        """The file itself, read in place (a copy would cost a pass over it): the reader checks
+        before committing that it is still the listed version."""
+        source = self._source(obj.key)
+        try:
+            self._check_version(obj, os.stat(source))
+        except OSError as exc:
+            raise LandingError(f"cannot read {obj.key!r} in {self.describe()}: {exc}") from exc
+        return FetchedFile(source, staged=False, check_unchanged=lambda: self._check_unchanged(obj, source))
+
+    def sha256(self, obj: LandedObject) -> str:
+        """SHA-256 of the listed version of obj (LandingError if it changes while being hashed)."""
+        source = self._source(obj.key)
+        try:
+            with open(source, "rb") as file:
+                self._check_version(obj, os.fstat(file.fileno()))
+                digest = hashlib.file_digest(file, "sha256")
+                self._check_version(obj, os.fstat(file.fileno()))
+        except OSError as exc:
+            raise LandingError(f"cannot read {obj.key!r} in {self.describe()}: {exc}") from exc
+        return digest.hexdigest()
+
+    def _check_unchanged(self, obj: LandedObject, source: Path) -> None:
+        try:
+            self._check_version(obj, os.stat(source))
+        except OSError as exc:
+            raise LandingError(f"{obj.key!r} in {self.describe()} disappeared while it was loaded: {exc}") from exc
 
     def _real_root(self) -> Path:
         """The resolved root folder, which must exist."""

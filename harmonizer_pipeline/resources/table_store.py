@@ -15,8 +15,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
+import psycopg
 import pyarrow as pa
 from psycopg import sql
 
@@ -43,14 +45,47 @@ class DataFrameChunks(Iterator[pd.DataFrame]):
     an input with it to read the table chunk by chunk, so no table has to sit in memory whole.
     `on_written(connection, result)` runs inside the write's transaction once every chunk is
     in, so bookkeeping (e.g. marking a file loaded) commits or rolls back with the rows.
+    `text_copy` offers the same rows as text PostgreSQL parses itself (see TextCopy), tried
+    first by a one-key partition write. close() (called by the IO manager once the write is
+    over, done or failed) closes the stream and runs `on_closed`.
     """
 
-    def __init__(self, chunks: Iterable[pd.DataFrame], on_written: Callable[[object, WriteResult], None] | None = None):
+    def __init__(
+        self,
+        chunks: Iterable[pd.DataFrame],
+        on_written: Callable[[object, WriteResult], None] | None = None,
+        text_copy: TextCopy | None = None,
+        on_closed: Callable[[], None] | None = None,
+    ):
         self._chunks = iter(chunks)
-        self.on_written = on_written
+        self.on_written, self.text_copy, self.on_closed = on_written, text_copy, on_closed
 
     def __next__(self) -> pd.DataFrame:
         return next(self._chunks)
+
+    def close(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+        if self.on_closed is not None:
+            self.on_closed()
+
+
+@dataclass
+class TextCopy:
+    """The rows of a write as delimited text that PostgreSQL parses itself (COPY ... FORMAT csv): faster
+    than parsing here, and used only where the server's parse equals the chunks'.
+
+    `source` is an ingest.readers.ServerCsv: `columns`, `delimiter`, `quotechar`, and segments(n)
+    for n parallel COPY streams, each with blocks(stop), header, first_row_number(), and after
+    blocks() `refusal` (why its parse may differ) and `lines`. `template` is a zero-row frame with
+    the chunks' columns and dtypes: its first columns are `source.columns`, `row_number_column`
+    numbers the records by physical line, and `constants` fill the others."""
+
+    source: Any
+    template: pd.DataFrame
+    constants: Mapping[str, object]
+    row_number_column: str
 
 
 # --- catalog --------------------------------------------------------------------------------
@@ -159,6 +194,7 @@ def _with_constant_columns(frame: pd.DataFrame, constants: Mapping[str, object])
 class WriteResult:
     rows: int = 0
     columns: list[ColumnSpec] = field(default_factory=list)
+    loaded_by: str = "binary COPY from Arrow"  # how the rows went in, and why, for the run's metadata
 
     @property
     def renamed(self) -> dict[str, str]:
@@ -283,14 +319,19 @@ class _Staging:
 
 
 @contextmanager
-def _staging_table(connect, schema: str, table: str, definition: sql.Composable) -> Iterator[_Staging]:
-    """A committed, empty table `(definition)` under a private name, dropped on the way out
-    unless the caller swapped it into place."""
+def _staging_table(
+    connect, schema: str, table: str, definition: sql.Composable, defaults: Mapping[str, sql.Composable] | None = None
+) -> Iterator[_Staging]:
+    """A committed, empty table `(definition)` under a private name, with column `defaults`
+    (stored name → expression), dropped on the way out unless the caller swapped it into place."""
     prefix = f"_harmonizer_load_{hashlib.sha256(table.encode()).hexdigest()[:8]}_"
     staging = _Staging(prefix + secrets.token_hex(4))
     with connect() as setup:
         _drop_leftover_staging(setup, schema, prefix)
         _execute(setup, sql.SQL("CREATE TABLE {} ({})").format(qualified(schema, staging.name), definition))
+        for name, expression in (defaults or {}).items():
+            _execute(setup, sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {}").format(
+                qualified(schema, staging.name), sql.Identifier(name), expression))
         setup.commit()
     try:
         yield staging
@@ -381,41 +422,166 @@ def replace_partition(
     *,
     connect: Callable[[], AbstractContextManager],
     workers: int,
+    connect_text: Callable[[], AbstractContextManager[psycopg.Connection]] | None = None,
 ) -> WriteResult:
     """Write the rows of one partition key of a LIST-partitioned table (creating the table on
     first use). The rows are COPYed by `workers` connections into a staging table that carries
     the key's CHECK constraint; the caller's transaction then drops the key's old child (and
     the key's rows in the DEFAULT child) and attaches the staging table in its place, so the
-    key's rows change all at once, and a failure leaves them as they were."""
+    key's rows change all at once, and a failure leaves them as they were.
+
+    When the chunks offer a TextCopy and `connect_text` gives psycopg connections, PostgreSQL
+    parses the text itself first; if it refuses or its parse may differ, the chunks are written."""
+    text_copy = getattr(chunks, "text_copy", None)
+    refusal = None
+    if text_copy is not None and connect_text is not None:
+        result, refusal = _replace_partition_from_text(conn, schema, table, column, key, text_copy, connect, connect_text, workers)
+        if result is not None:
+            return result
     encoder = _Encoder(schema, table, chunks, {column: key}, (column,))
-    with connect() as setup:
-        # The parent's shape is committed first: staging tables are made LIKE it.
-        if table_exists(setup, schema, table):
-            _prepare_table(setup, schema, table, encoder.specs)
-        else:
-            stored_column = sql.Identifier(storage_name(column))
-            _execute(setup, sql.SQL("CREATE TABLE {} ({}) PARTITION BY LIST ({})").format(
-                qualified(schema, table), _columns_sql(encoder.specs), stored_column))
-            _comment_columns(setup, schema, table, encoder.specs)
-            _execute(setup, sql.SQL("CREATE TABLE {} PARTITION OF {} DEFAULT").format(
-                qualified(schema, _child_name(table, None)), qualified(schema, table)))
-        setup.commit()
-    ident, value = sql.Identifier(storage_name(column)), sql.Literal(key)
-    like = sql.SQL("LIKE {}, CHECK ({} IS NOT NULL AND {} = {})").format(qualified(schema, table), ident, ident, value)
-    with _staging_table(connect, schema, table, like) as staging:
+    _ensure_list_table(connect, schema, table, column, encoder.specs)
+    with _partition_staging(connect, schema, table, column, key) as staging:
         if _goes_parallel(chunks, encoder, connect, workers, 1):
             _copy_in_parallel(connect, workers, schema, staging.name, encoder)
         else:
             _copy_in(conn, schema, staging.name, encoder)
-        _execute(conn, sql.SQL("DELETE FROM {} WHERE {} = {}").format(
-            qualified(schema, _child_name(table, None)), ident, value))
-        child = _child_name(table, key)
-        drop_table(conn, schema, child)
-        _execute(conn, sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES IN ({})").format(
-            qualified(schema, table), qualified(schema, staging.name), value))
-        _execute(conn, sql.SQL("ALTER TABLE {} RENAME TO {}").format(qualified(schema, staging.name), sql.Identifier(child)))
-        staging.swapped = True
+        _swap_in_partition(conn, schema, table, column, key, staging)
+    if refusal:
+        encoder.result.loaded_by += f" (PostgreSQL's CSV parse not used: {refusal})"
     return encoder.result
+
+
+def _ensure_list_table(connect, schema: str, table: str, column: str, specs: Sequence[ColumnSpec]) -> None:
+    """Create the LIST-partitioned table (with its DEFAULT child), or add the columns it lacks;
+    committed at once, as staging tables are made LIKE it."""
+    with connect() as setup:
+        if table_exists(setup, schema, table):
+            _prepare_table(setup, schema, table, specs)
+        else:
+            stored_column = sql.Identifier(storage_name(column))
+            _execute(setup, sql.SQL("CREATE TABLE {} ({}) PARTITION BY LIST ({})").format(
+                qualified(schema, table), _columns_sql(specs), stored_column))
+            _comment_columns(setup, schema, table, specs)
+            _execute(setup, sql.SQL("CREATE TABLE {} PARTITION OF {} DEFAULT").format(
+                qualified(schema, _child_name(table, None)), qualified(schema, table)))
+        setup.commit()
+
+
+def _partition_staging(connect, schema: str, table: str, column: str, key: str, defaults: Mapping[str, sql.Composable] | None = None):
+    ident = sql.Identifier(storage_name(column))
+    like = sql.SQL("LIKE {}, CHECK ({} IS NOT NULL AND {} = {})").format(qualified(schema, table), ident, ident, sql.Literal(key))
+    return _staging_table(connect, schema, table, like, defaults)
+
+
+def _swap_in_partition(conn, schema: str, table: str, column: str, key: str, staging: _Staging) -> None:
+    """In the caller's transaction: the staging table becomes the key's child, replacing its old rows."""
+    ident, value = sql.Identifier(storage_name(column)), sql.Literal(key)
+    _execute(conn, sql.SQL("DELETE FROM {} WHERE {} = {}").format(qualified(schema, _child_name(table, None)), ident, value))
+    child = _child_name(table, key)
+    drop_table(conn, schema, child)
+    _execute(conn, sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES IN ({})").format(
+        qualified(schema, table), qualified(schema, staging.name), value))
+    _execute(conn, sql.SQL("ALTER TABLE {} RENAME TO {}").format(qualified(schema, staging.name), sql.Identifier(child)))
+    staging.swapped = True
+
+
+# PostgreSQL parsing delimited text itself. Each COPY stream numbers its rows from its own
+# temporary sequence (the staging table's default names it, so every session finds its own).
+_ROW_SEQUENCE = "pg_temp.harmonizer_row_number"
+
+
+class _Refused(Exception):
+    """The server's parse of a segment may differ from the chunks' (or another segment's did)."""
+
+
+def _replace_partition_from_text(
+    conn, schema, table, column, key, text_copy: TextCopy, connect, connect_text, workers: int
+) -> tuple[WriteResult | None, str | None]:
+    """The key's rows COPYed from text in parallel segments: (result, None), or (None, why not)."""
+    template = _with_constant_columns(text_copy.template, {column: key})
+    specs = frame_to_arrow(template)[1]
+    by_name = {spec.name: spec for spec in specs}
+    fields = list(text_copy.source.columns)
+    filled = {*fields, text_copy.row_number_column, *text_copy.constants, column}
+    if list(template.columns[: len(fields)]) != fields or set(template.columns) != filled:
+        raise TableStoreError(
+            f"{schema}.{table}: a TextCopy's template must hold the text's columns {fields} first, then only "
+            f"{text_copy.row_number_column!r} and the constants {list(text_copy.constants)}; it holds {list(template.columns)}"
+        )
+    defaults = {
+        by_name[name].stored_name: sql.SQL("{}::{}").format(sql.Literal(_plain_value(value)), sql.SQL(by_name[name].pg_type))
+        for name, value in {**text_copy.constants, column: key}.items()
+    }
+    defaults[by_name[text_copy.row_number_column].stored_name] = sql.SQL("nextval({}::text::regclass)").format(
+        sql.Literal(_ROW_SEQUENCE)
+    )
+    _ensure_list_table(connect, schema, table, column, specs)
+    stored_fields = [by_name[name].stored_name for name in fields]
+    segments = text_copy.source.segments(workers)
+    with _partition_staging(connect, schema, table, column, key, defaults) as staging:
+        try:
+            rows = _copy_text_segments(connect_text, schema, staging.name, stored_fields, text_copy.source, segments)
+        except _Refused as refused:
+            return None, str(refused)
+        _execute(conn, sql.SQL("ALTER TABLE {} {}").format(
+            qualified(schema, staging.name),
+            sql.SQL(", ").join(sql.SQL("ALTER COLUMN {} DROP DEFAULT").format(sql.Identifier(name)) for name in defaults)))
+        _swap_in_partition(conn, schema, table, column, key, staging)
+    streams = "one COPY stream" if len(segments) == 1 else f"{len(segments)} parallel COPY streams"
+    return WriteResult(rows=rows, columns=specs, loaded_by=f"PostgreSQL's CSV parser ({streams})"), None
+
+
+def _plain_value(value):
+    # psycopg adapts datetimes, not pandas Timestamps' subclass quirks (nanoseconds).
+    return value.to_pydatetime() if isinstance(value, pd.Timestamp) else value
+
+
+def _copy_text_segments(connect_text, schema: str, table: str, fields: Sequence[str], source, segments) -> int:
+    """COPY each segment on its own connection at once, each committing its share; the rows in all."""
+    stop = threading.Event()
+    options = [
+        sql.SQL("FORMAT csv"),
+        sql.SQL("DELIMITER {}").format(sql.Literal(source.delimiter)),
+        sql.SQL("QUOTE {}").format(sql.Literal(source.quotechar)),
+        sql.SQL("ENCODING 'UTF8'"),
+        sql.SQL("FORCE_NOT_NULL ({})").format(sql.SQL(", ").join(map(sql.Identifier, fields))),
+    ]
+
+    def copy_segment(segment) -> int:
+        try:
+            with connect_text() as session:
+                session.execute(sql.SQL("CREATE TEMPORARY SEQUENCE {} START WITH {} CACHE 1000").format(
+                    sql.SQL(_ROW_SEQUENCE), sql.Literal(segment.first_row_number())))
+                statement = sql.SQL("COPY {} ({}) FROM STDIN ({})").format(
+                    qualified(schema, table),
+                    sql.SQL(", ").join(map(sql.Identifier, fields)),
+                    sql.SQL(", ").join([*options, sql.SQL("HEADER {}").format(sql.SQL("true" if segment.header else "false"))]),
+                )
+                with session.cursor() as cur:
+                    with cur.copy(statement) as copy:
+                        for block in segment.blocks(stop):
+                            copy.write(block)
+                        if segment.refusal or stop.is_set():
+                            raise _Refused(segment.refusal or "another segment was refused")
+                    rows = cur.rowcount
+                expected = segment.lines - (1 if segment.header else 0)
+                if rows != expected:
+                    raise _Refused(f"COPY read {rows} records from {expected} lines of data: a record spans several lines, or a line is blank")
+                return rows
+        except psycopg.errors.DataError as err:
+            stop.set()
+            raise _Refused(f"PostgreSQL: {str(err).splitlines()[0]}") from err
+        except BaseException:
+            stop.set()
+            raise
+
+    with ThreadPoolExecutor(max_workers=len(segments), thread_name_prefix="copy-text") as pool:
+        futures = [pool.submit(copy_segment, segment) for segment in segments]
+    failures = [f.exception() for f in futures if f.exception() is not None]
+    # A real error (connection, disk) wins over a refusal: it would fail the exact path too.
+    for failure in sorted(failures, key=lambda f: isinstance(f, _Refused)):
+        raise failure
+    return sum(f.result() for f in futures)
 
 
 def _drop_leftover_staging(conn, schema: str, prefix: str) -> None:

@@ -54,6 +54,10 @@ name__2, name__3 ... (skipping names the header already uses). Each change is in
 Detection.renamed_columns, keyed by the original header (an original renamed more than once is keyed
 '<header> (column <n>)' from the second time on), and in Detection.evidence.
 
+Delimited text may instead go to PostgreSQL as it is, for COPY to parse (TableFile.server_csv(),
+see server_csv.py): only where that parse provably gives the same rows, which is checked while the
+bytes go out and by the row count COPY reports.
+
 Bad input raises only ReadError: one line, '<file name>: <cause>', naming the line or record.
 """
 
@@ -71,11 +75,12 @@ import pyarrow as pa
 import python_calamine
 
 from .base import Detection, ReadError, ReadHints
-from .columns import chunk_schema, rechunk
+from .columns import chunk_schema, frame, rechunk
 from .delimited import _Delimited
 from .excel import _Excel
 from .json_records import _Json
 from .parquet import _Parquet
+from .server_csv import ServerCsv
 from .text import read_head
 from .xml_records import _Xml
 
@@ -96,9 +101,19 @@ class TableFile:
 
     def chunks(self) -> Iterator[pd.DataFrame]:
         """DataFrames of at most chunk_rows rows; a file without rows yields one empty frame with the columns."""
-        schema = chunk_schema(self.detection.columns, len(self.detection.sheets) > 1)
         with _as_read_error(self._reader.path):
-            yield from rechunk(self._reader.tables(self._chunk_rows), schema, self._chunk_rows)
+            yield from rechunk(self._reader.tables(self._chunk_rows), self._schema(), self._chunk_rows)
+
+    def empty_frame(self) -> pd.DataFrame:
+        """No rows, the columns and dtypes of every chunk."""
+        return frame(self._schema().empty_table())
+
+    def server_csv(self) -> ServerCsv | None:
+        """The file as text PostgreSQL's COPY can parse into the same rows, where its dialect allows."""
+        return self._reader.server_csv() if isinstance(self._reader, _Delimited) else None
+
+    def _schema(self) -> pa.Schema:
+        return chunk_schema(self.detection.columns, len(self.detection.sheets) > 1)
 
 
 def open_table(path: Path, hints: ReadHints = ReadHints(), chunk_rows: int = 100_000) -> TableFile:

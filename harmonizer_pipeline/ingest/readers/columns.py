@@ -75,13 +75,13 @@ def rechunk(tables: Iterable[pa.Table], schema: pa.Schema, chunk_rows: int) -> I
         size += table.num_rows
         while size >= chunk_rows:
             whole = pa.concat_tables(pending)
-            yield _frame(whole.slice(0, chunk_rows))
+            yield frame(whole.slice(0, chunk_rows))
             pending, size, emitted = [whole.slice(chunk_rows)], size - chunk_rows, True
     if size or not emitted:
-        yield _frame(pa.concat_tables(pending) if pending else schema.empty_table())
+        yield frame(pa.concat_tables(pending) if pending else schema.empty_table())
 
 
-def _frame(table: pa.Table) -> pd.DataFrame:
+def frame(table: pa.Table) -> pd.DataFrame:
     """Arrow to pandas with text as pandas' "str" dtype."""
     return table.to_pandas(types_mapper={pa.string(): _TEXT, pa.large_string(): _TEXT}.get)
 

@@ -20,6 +20,7 @@ from harmonizer_pipeline.arrow_scan import may_contain_byte
 
 from .base import Detection, ReadError
 from .columns import header_columns, lineage_table
+from .server_csv import ServerCsv
 from .text import Head, decoded_blocks, physical_lines
 
 # pyarrow fails on a record longer than two blocks; big blocks make its memory grow with the file, so a file
@@ -49,6 +50,11 @@ class _Delimited:
             "tsv" if self.delimiter == "\t" else "csv", self.encoding, self.delimiter, self.quotechar, self.header,
             [], None, names, renamed, [*head.evidence, delimiter_why, quote_why, *header_why],
         )
+
+    def server_csv(self) -> ServerCsv | None:
+        if not ServerCsv.supports(self.encoding, self.delimiter, self.quotechar, self.width):
+            return None
+        return ServerCsv(self.path, self.encoding, self.delimiter, self.quotechar, self.header, self.detection.columns)
 
     def tables(self, chunk_rows: int) -> Iterator[pa.Table]:
         """Record batches with `_row_number` = the physical line where each record starts; blank lines dropped."""
