@@ -1,5 +1,6 @@
 """Landing folder → sensor → file registry → raw/<source> partitions, through Dagster's own APIs."""
 
+import hashlib
 import itertools
 import json
 import time
@@ -13,6 +14,7 @@ from harmonizer_pipeline.definitions import build_definitions
 from harmonizer_pipeline.demo import evaluate_sensor, launch_requests
 from harmonizer_pipeline.ingest import registry
 from harmonizer_pipeline.resources import LandingResource, PostgresResource, build_resources
+from harmonizer_pipeline.resources.landing import LocalLanding
 from harmonizer_pipeline.settings import parse_settings
 
 @pytest.fixture
@@ -129,6 +131,69 @@ def test_a_bad_file_fails_alone_is_recorded_and_stays_in_the_landing_folder(land
     assert rows["ragged.csv"][0] == "failed" and rows["ragged.csv"][2].startswith("ragged.csv: line 3 has 3 fields")
     assert (landing / "ragged.csv").exists()
     assert psql(sql.SQL("SELECT amount FROM raw.{}").format(sql.Identifier(source))) == [("1.234,50",)]
+
+
+def test_a_clean_csv_is_parsed_by_postgresql_in_place_and_hashed_once(landing, source, psql, tmp_path, monkeypatch):
+    monkeypatch.setenv("HARMONIZER_HOME", str(tmp_path / "home"))
+    content = b'id,name\n1,"Smith, Ann"\n2,\n'
+    (landing / "a.csv").write_bytes(content)
+    defs = make_defs(landing, source)
+    with dg.instance_for_test() as instance:
+        [run] = load(defs, instance, tick(defs, instance))
+        [event] = run.get_asset_materialization_events()
+    metadata = event.materialization.metadata
+    assert metadata["loaded_by"].value == "PostgreSQL's CSV parser (one COPY stream)"
+    assert metadata["sha256"].value == hashlib.sha256(content).hexdigest()
+    assert not (tmp_path / "home" / "staging").exists()  # read where it landed, never copied
+    with PostgresResource().connect() as conn:
+        [entry] = registry.entries(conn, source)
+    assert (entry.status, entry.rows, entry.sha256) == ("loaded", 2, hashlib.sha256(content).hexdigest())
+    stored = psql(sql.SQL("SELECT id, name, _row_number FROM raw.{} ORDER BY 3").format(sql.Identifier(source)))
+    assert stored == [("1", "Smith, Ann", 2), ("2", "", 3)]
+
+
+def test_a_file_changing_while_hashed_is_skipped_until_its_next_version(landing, source, monkeypatch):
+    path = landing / "growing.csv"
+    path.write_text("id\n1\n")
+    listed = LocalLanding.list_objects
+
+    def list_then_append(zone, start_after=None):
+        objects = list(listed(zone, start_after))
+        with path.open("a") as file:  # the producer is still writing
+            file.write("2\n")
+        return iter(objects)
+
+    defs = make_defs(landing, source)
+    with dg.instance_for_test() as instance:
+        monkeypatch.setattr(LocalLanding, "list_objects", list_then_append)
+        assert tick(defs, instance).run_requests == []
+        assert registry_rows(source) == {}
+        monkeypatch.undo()
+        [request] = tick(defs, instance).run_requests
+    assert request.tags["harmonizer/file"] == "growing.csv"
+
+
+def test_a_file_rewritten_while_it_loads_fails_and_commits_no_rows(landing, source, psql, monkeypatch):
+    path = landing / "a.csv"
+    path.write_text("id\n1\n")
+    fetch = LocalLanding.fetch
+
+    def fetch_then_rewrite(zone, obj, staging_dir):
+        fetched = fetch(zone, obj, staging_dir)
+        path.write_text("id\n1\n2\n")  # the producer rewrites it while the run reads it
+        return fetched
+
+    defs = make_defs(landing, source)
+    with dg.instance_for_test() as instance:
+        requests = tick(defs, instance)
+        monkeypatch.setattr(LocalLanding, "fetch", fetch_then_rewrite)
+        [run] = load(defs, instance, requests)
+    assert not run.success
+    status, rows, error = registry_rows(source)["a.csv"]
+    assert (status, rows) == ("failed", None)
+    assert error.startswith("'a.csv' in local folder") and "changed since it was listed" in error
+    # The table's shape is committed before the rows; the rows roll back with the registry update.
+    assert psql(sql.SQL("SELECT count(*) FROM raw.{}").format(sql.Identifier(source))) == [(0,)]
 
 
 def test_a_replaced_file_is_loaded_again_as_a_new_partition(landing, source, psql):

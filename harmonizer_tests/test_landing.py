@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import logging
 import os
@@ -137,6 +138,36 @@ def test_local_download_refuses_changed_or_vanished_files(tmp_path: Path) -> Non
     with pytest.raises(LandingError, match="cannot download 'a.csv' from local folder"):
         zone.download(obj, staging)
     assert list(staging.iterdir()) == []
+
+
+def test_a_local_file_is_read_in_place_and_checked_before_its_load_commits(tmp_path: Path) -> None:
+    file = write(tmp_path / "in" / "a.csv", "1,2\n")
+    zone = LocalLanding(tmp_path / "in")
+    [obj] = zone.list_objects()
+    fetched = zone.fetch(obj, tmp_path / "staging")
+    assert (fetched.path, fetched.staged) == (file, False)
+    fetched.check_unchanged()
+    fetched.discard()  # the zone's own file: never deleted
+    assert file.read_text() == "1,2\n" and not (tmp_path / "staging").exists()
+
+    file.write_text("1,2\n3,4\n")
+    with pytest.raises(LandingError, match="'a.csv'.*changed since it was listed"):
+        fetched.check_unchanged()
+    with pytest.raises(LandingError, match="'a.csv'.*changed since it was listed"):
+        zone.fetch(obj, tmp_path / "staging")
+    file.unlink()
+    with pytest.raises(LandingError, match="'a.csv' in local folder .* disappeared while it was loaded"):
+        fetched.check_unchanged()
+
+
+def test_local_sha256_is_of_the_listed_version_only(tmp_path: Path) -> None:
+    file = write(tmp_path / "in" / "a.csv", "1,2\n")
+    zone = LocalLanding(tmp_path / "in")
+    [obj] = zone.list_objects()
+    assert zone.sha256(obj) == hashlib.sha256(b"1,2\n").hexdigest()
+    file.write_text("changed\n")
+    with pytest.raises(LandingError, match="changed since it was listed"):
+        zone.sha256(obj)
 
 
 def test_local_refuses_missing_root_and_foreign_keys(tmp_path: Path) -> None:
