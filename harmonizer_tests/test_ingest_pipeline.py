@@ -272,6 +272,31 @@ def test_files_landing_in_b2_are_loaded_once_each(source, tmp_path, psql):
     ]
 
 
+def test_a_b2_object_without_sha1_is_a_duplicate_once_its_sha256_is_known(source, tmp_path, psql, monkeypatch):
+    monkeypatch.setenv("HARMONIZER_HOME", str(tmp_path / "home"))
+    from b2sdk.v2 import UploadSourceBytes
+
+    resources, bucket = simulated_b2()
+    content = b"id,city\n" + b"".join(b"%d,Town %d\n" % (n, n) for n in range(40))
+    bucket.upload_bytes(content, "incoming/a.csv")
+    # A large file assembled from parts: B2 lists no SHA-1 for it, so the sensor knows only its version.
+    bucket.concatenate([UploadSourceBytes(content[:300]), UploadSourceBytes(content[300:])], "incoming/b_parts.csv")
+    defs = build_definitions(b2_settings(source, tmp_path), resources)
+    with dg.instance_for_test() as instance:
+        requests = tick(defs, instance)
+        assert len(requests.run_requests) == 2
+        runs = load(defs, instance, requests)
+        assert [r.success for r in runs] == [True, True]
+        assert [len(r.get_asset_materialization_events()) for r in runs] == [1, 0]
+    rows = registry_rows(source)
+    assert rows == {
+        "incoming/a.csv": ("loaded", 40, None),
+        "incoming/b_parts.csv": ("duplicate", None, "same content as incoming/a.csv (loaded)"),
+    }
+    assert psql(sql.SQL("SELECT count(*) FROM raw.{}").format(sql.Identifier(source))) == [(40,)]
+    assert list((tmp_path / "home").glob("**/*.csv")) == []
+
+
 @pytest.mark.slow
 def test_a_tick_over_ten_thousand_b2_objects_is_bounded(source, tmp_path):
     resources, bucket = simulated_b2()

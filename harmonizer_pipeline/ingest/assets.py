@@ -47,12 +47,13 @@ def raw_source_asset(settings: Settings, source: str, partitions: dg.DynamicPart
         key=["raw", source],
         partitions_def=partitions,
         metadata={"partition_expr": PARTITION_COLUMN},
+        output_required=False,  # a file found to duplicate a loaded one after download writes nothing
         group_name="ingest",
         kinds={"pandas", "postgres"},
         owners=["team:data-engineering"],
         description=f"{description}: every value as text exactly as read, one partition per file.",
     )
-    def raw_source(context: dg.AssetExecutionContext, postgres: PostgresResource, landing: LandingResource) -> DataFrameChunks:
+    def raw_source(context: dg.AssetExecutionContext, postgres: PostgresResource, landing: LandingResource):
         partition_key = context.partition_key
         run_id = context.run.run_id
         with postgres.connect() as conn:
@@ -70,9 +71,21 @@ def raw_source_asset(settings: Settings, source: str, partitions: dg.DynamicPart
             fetched = landing.zone(settings, source).fetch(obj, staging)
         except LandingError as exc:
             raise failed(str(exc)) from None
-        # A local file's content id is the SHA-256 of this very version (fetch and mark_loaded check
-        # the version); a download is hashed here.
-        sha256 = entry.content_id.removeprefix("sha256:") if entry.content_id.startswith("sha256:") else sha256_of(fetched.path)
+        if entry.content_id.startswith("sha256:"):
+            # A local file: the sensor hashed this very version (fetch and mark_loaded check the version).
+            sha256 = entry.content_id.removeprefix("sha256:")
+        else:
+            # A download, known to the sensor by B2's SHA-1 or, lacking one, only by its version.
+            sha256 = sha256_of(fetched.path)
+            with postgres.connect() as conn:
+                twin = registry.claim_sha256(conn, source, partition_key, sha256)
+                if twin is not None:
+                    message = f"same content as {twin.object_key} ({twin.status})"
+                    registry.update(conn, source, partition_key, status="duplicate", error=message, run_id=run_id)
+            if twin is not None:
+                fetched.discard()
+                context.log.info(f"{entry.object_key}: {message}; not loaded again")
+                return
         try:
             table = open_table(fetched.path, read_hints(settings, source), settings.ingest.chunk_rows)
         except ReadError as exc:
@@ -114,6 +127,6 @@ def raw_source_asset(settings: Settings, source: str, partitions: dg.DynamicPart
         text_copy = None
         if server_csv is not None:
             text_copy = TextCopy(server_csv, table.empty_frame().assign(**lineage), lineage, "_row_number")
-        return DataFrameChunks(stream(), on_written=mark_loaded, text_copy=text_copy, on_closed=fetched.discard)
+        yield dg.Output(DataFrameChunks(stream(), on_written=mark_loaded, text_copy=text_copy, on_closed=fetched.discard))
 
     return raw_source

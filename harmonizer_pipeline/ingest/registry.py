@@ -123,6 +123,17 @@ def live_entry_with_content(conn, source: str, content_id: str | None = None, sh
     return found[0] if found else None
 
 
+def claim_sha256(conn, source: str, partition_key: str, sha256: str) -> RegistryEntry | None:
+    """Another pending or loaded entry of the source with this SHA-256, if any; else the SHA-256
+    is recorded on this partition's entry at once, so a twin loading meanwhile finds it."""
+    _run(conn, sql.SQL("SELECT pg_advisory_xact_lock(hashtextextended({}, 0))").format(sql.Literal(f"sha256:{source}:{sha256}")))
+    twin = live_entry_with_content(conn, source, sha256=sha256)
+    if twin is not None and twin.partition_key != partition_key:
+        return twin
+    update(conn, source, partition_key, sha256=sha256)
+    return None
+
+
 def register(conn, source: str, obj: LandedObject, content_id: str, status: str, error: str | None = None) -> RegistryEntry:
     """Record a newly seen object (`pending` or `duplicate`); a row that exists is left as it is."""
     values = [source, obj.key, obj.version, obj.size, content_id, status, error, partition_key_for(obj.key, content_id)]
