@@ -101,9 +101,8 @@ class PostgresClient(DbClient):
     def ensure_schema_exists(self, context: OutputContext, table_slice: TableSlice, connection) -> None:
         # The schema is committed at once on its own connection, so that parallel COPY workers
         # see it; then the write's own transaction takes the table's lock before anything else.
-        with adbc_connection(self.url) as own:
+        with psycopg.connect(libpq_url(self.url)) as own:  # commits on exit
             table_store.ensure_schema(own, table_slice.schema)
-            own.commit()
         table_store.lock_table(connection, table_slice.schema, table_slice.table)
 
     @contextmanager

@@ -435,12 +435,14 @@ def replace_partition(
     text_copy = getattr(chunks, "text_copy", None)
     refusal = None
     if text_copy is not None and connect_text is not None:
-        result, refusal = _replace_partition_from_text(conn, schema, table, column, key, text_copy, connect, connect_text, workers)
+        result, refusal = _replace_partition_from_text(conn, schema, table, column, key, text_copy, connect_text, workers)
         if result is not None:
             return result
     encoder = _Encoder(schema, table, chunks, {column: key}, (column,))
-    _ensure_list_table(connect, schema, table, column, encoder.specs)
-    with _partition_staging(connect, schema, table, column, key) as staging:
+    # DDL on the side goes through psycopg when offered: an ADBC connection costs ~50 ms to open.
+    setup = connect_text or connect
+    _ensure_list_table(setup, schema, table, column, encoder.specs)
+    with _partition_staging(setup, schema, table, column, key) as staging:
         if _goes_parallel(chunks, encoder, connect, workers, 1):
             _copy_in_parallel(connect, workers, schema, staging.name, encoder)
         else:
@@ -495,7 +497,7 @@ class _Refused(Exception):
 
 
 def _replace_partition_from_text(
-    conn, schema, table, column, key, text_copy: TextCopy, connect, connect_text, workers: int
+    conn, schema, table, column, key, text_copy: TextCopy, connect_text, workers: int
 ) -> tuple[WriteResult | None, str | None]:
     """The key's rows COPYed from text in parallel segments: (result, None), or (None, why not)."""
     template = _with_constant_columns(text_copy.template, {column: key})
@@ -515,10 +517,10 @@ def _replace_partition_from_text(
     defaults[by_name[text_copy.row_number_column].stored_name] = sql.SQL("nextval({}::text::regclass)").format(
         sql.Literal(_ROW_SEQUENCE)
     )
-    _ensure_list_table(connect, schema, table, column, specs)
+    _ensure_list_table(connect_text, schema, table, column, specs)
     stored_fields = [by_name[name].stored_name for name in fields]
     segments = text_copy.source.segments(workers)
-    with _partition_staging(connect, schema, table, column, key, defaults) as staging:
+    with _partition_staging(connect_text, schema, table, column, key, defaults) as staging:
         try:
             rows = _copy_text_segments(connect_text, schema, staging.name, stored_fields, text_copy.source, segments)
         except _Refused as refused:
