@@ -241,3 +241,15 @@ def test_any_file_loads_the_same_through_postgresql_or_the_exact_reader(conn, da
         assert_frame_equal(stored(conn, schema, "server"), stored(conn, schema, "exact"))
     ts.drop_table(conn, schema, "raw")
     conn.commit()
+
+
+def test_a_header_past_postgresqls_name_limit_is_copied_into_its_shortened_column(conn, database_url, schema, tmp_path):
+    long_name = "patient_" + "very_" * 14 + "long_identifier"  # 93 bytes: stored under a shortened name
+    path = tmp_path / "f.csv"
+    path.write_text(f"id,{long_name}\n1,a\n2,b\n")
+    ts.ensure_schema(conn, schema)
+    conn.commit()
+    result = load(conn, database_url, schema, "k", path, ReadHints(), segments=1)
+    assert result.loaded_by == "PostgreSQL's CSV parser (one COPY stream)"
+    assert len(result.renamed[long_name].encode()) <= 63
+    assert stored(conn, schema, "k")[[long_name, "_row_number"]].to_dict("list") == {long_name: ["a", "b"], "_row_number": [2, 3]}
