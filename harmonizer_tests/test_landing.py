@@ -90,23 +90,6 @@ def test_local_resumes_after_start_after(tmp_path: Path) -> None:
     assert keys(zone, "z") == []
 
 
-def test_local_download_streams_content_into_staging(tmp_path: Path) -> None:
-    data = os.urandom(3 * MiB)
-    write(tmp_path / "in" / "sub" / "data.csv", data)
-    zone = LocalLanding(tmp_path / "in", "**/*.csv")
-    staging = tmp_path / "staging"
-
-    [obj] = zone.list_objects()
-    path = zone.download(obj, staging)
-    again = zone.download(obj, staging)
-
-    assert path == again == safe_staging_path(staging, "sub/data.csv")
-    assert path.read_bytes() == data
-    assert path.suffix == ".csv"
-    assert list(staging.iterdir()) == [path]  # no temporary file left behind
-    assert keys(LocalLanding(staging, "**/*")) == [path.name]
-
-
 def test_local_version_changes_with_content(tmp_path: Path) -> None:
     file = write(tmp_path / "a.csv", "1,2\n")
     zone = LocalLanding(tmp_path)
@@ -123,21 +106,6 @@ def test_local_version_changes_with_content(tmp_path: Path) -> None:
     [rewritten] = zone.list_objects()
 
     assert len({first.version, grown.version, rewritten.version}) == 3
-
-
-def test_local_download_refuses_changed_or_vanished_files(tmp_path: Path) -> None:
-    file = write(tmp_path / "in" / "a.csv", "1,2\n")
-    zone = LocalLanding(tmp_path / "in")
-    staging = tmp_path / "staging"
-    [obj] = zone.list_objects()
-
-    file.write_text("1,2\n3,4\n")
-    with pytest.raises(LandingError, match="'a.csv'.*changed since it was listed"):
-        zone.download(obj, staging)
-    file.unlink()
-    with pytest.raises(LandingError, match="cannot download 'a.csv' from local folder"):
-        zone.download(obj, staging)
-    assert list(staging.iterdir()) == []
 
 
 def test_a_local_file_is_read_in_place_and_checked_before_its_load_commits(tmp_path: Path) -> None:
@@ -179,7 +147,9 @@ def test_local_refuses_missing_root_and_foreign_keys(tmp_path: Path) -> None:
     [outside] = LocalLanding(tmp_path).list_objects()
     forged: LandedObject = dataclasses.replace(outside, key="../outside.csv")
     with pytest.raises(LandingError, match="not a file inside"):
-        zone.download(forged, tmp_path / "staging")
+        zone.fetch(forged, tmp_path / "staging")
+    with pytest.raises(LandingError, match="not a file inside"):
+        zone.sha256(forged)
 
 
 # --- staging paths ----------------------------------------------------------------------------

@@ -18,8 +18,6 @@ from pathlib import Path
 from harmonizer_pipeline.ingest import registry
 from harmonizer_pipeline.resources.landing import LandedObject, LandingError, LandingZone, LocalLanding
 
-_HASH_BLOCK = 1 << 20
-
 
 @dataclass(frozen=True)
 class FileToLoad:
@@ -39,11 +37,8 @@ class TickPlan:
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        while block := handle.read(_HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def content_id(zone: LandingZone, obj: LandedObject) -> str:

@@ -11,6 +11,7 @@ from b2sdk.v2 import B2Api, B2HttpApiConfig, Bucket, InMemoryAccountInfo
 from b2sdk.v2.exception import B2Error
 
 from harmonizer_pipeline.resources.landing import (
+    FetchedFile,
     LandedObject,
     LandingError,
     LandingZone,
@@ -81,6 +82,9 @@ class B2Landing(LandingZone):
                 if obj is not None:
                     yield obj
             start = page["nextFileName"]
+
+    def fetch(self, obj: LandedObject, staging_dir: Path) -> FetchedFile:
+        return FetchedFile(self.download(obj, staging_dir), staged=True)
 
     def download(self, obj: LandedObject, staging_dir: Path) -> Path:
         """Stream the object to staging, failing if its current version is not the listed one."""

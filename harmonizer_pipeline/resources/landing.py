@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 import stat
 import tempfile
 from abc import ABC, abstractmethod
@@ -25,7 +24,6 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 
 PARTIAL_SUFFIXES = (".part", ".tmp", ".crdownload")
-_COPY_CHUNK = 1 << 20
 _UNSAFE_CHARS = re.compile(r"[^\w.-]+")
 _EXTENSION = re.compile(r"(?:\.[A-Za-z0-9]{1,10}){1,2}$")
 _MAX_STEM_BYTES = 100
@@ -69,16 +67,13 @@ class LandingZone(ABC):
         """Stream every selected object with key > start_after, in ascending key order."""
 
     @abstractmethod
-    def download(self, obj: LandedObject, staging_dir: Path) -> Path:
-        """Copy the listed version of obj atomically to safe_staging_path(staging_dir, obj.key)."""
+    def fetch(self, obj: LandedObject, staging_dir: Path) -> FetchedFile:
+        """The listed version of obj as a local file to read: the file itself where the zone is
+        local, else a copy downloaded atomically to safe_staging_path(staging_dir, obj.key)."""
 
     @abstractmethod
     def describe(self) -> str:
         """A human-readable location, never credentials."""
-
-    def fetch(self, obj: LandedObject, staging_dir: Path) -> FetchedFile:
-        """The listed version of obj as a local file to read (by default, a staged download)."""
-        return FetchedFile(self.download(obj, staging_dir), staged=True)
 
 
 def safe_staging_path(staging_dir: Path, key: str) -> Path:
@@ -173,19 +168,6 @@ class LocalLanding(LandingZone):
     def list_objects(self, start_after: str | None = None) -> Iterator[LandedObject]:
         """Walk the folder depth-first in key order, one directory listing at a time."""
         return self._walk(self.root, "", self._real_root(), start_after)
-
-    def download(self, obj: LandedObject, staging_dir: Path) -> Path:
-        """Stream-copy the file, failing if it is no longer the listed version."""
-        source = self._source(obj.key)
-
-        def copy(target: Path) -> None:
-            with open(source, "rb") as src, open(target, "wb") as dst:
-                self._check_version(obj, os.fstat(src.fileno()))
-                shutil.copyfileobj(src, dst, _COPY_CHUNK)
-                # Still the listed version after copying: nobody wrote to it meanwhile.
-                self._check_version(obj, os.fstat(src.fileno()))
-
-        return atomic_download(staging_dir, obj.key, copy, self.describe())
 
     def fetch(self, obj: LandedObject, staging_dir: Path) -> FetchedFile:
         """The file itself, read in place (a copy would cost a pass over it): the reader checks
