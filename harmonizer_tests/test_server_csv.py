@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal
 
 from harmonizer_pipeline.ingest.readers import ReadError, ReadHints, open_table
-from harmonizer_pipeline.ingest.readers.server_csv import ServerCsv, _BreakCount
+from harmonizer_pipeline.ingest.readers.server_csv import ServerCsv
 from harmonizer_pipeline.resources import table_store as ts
 from harmonizer_pipeline.resources.postgres import adbc_connection, libpq_url
 
@@ -30,7 +30,7 @@ def server_text(path: Path, **hints) -> ServerCsv:
 def sent(text: ServerCsv, segments: int = 1) -> tuple[list[bytes], list[str | None], list[int]]:
     """Each segment's bytes, refusal and line count."""
     parts = text.segments(segments)
-    data = [b"".join(part.blocks()) for part in parts]
+    data = [b"".join(bytes(block) for block in part.blocks()) for part in parts]
     return data, [part.refusal for part in parts], [part.lines for part in parts]
 
 
@@ -41,7 +41,8 @@ def sent(text: ServerCsv, segments: int = 1) -> tuple[list[bytes], list[str | No
         (b'id,name\n1,"Ann"e\n', 'a closing " is followed by more of its field'),
         (b'id,name\n1,x""\n', 'a " opens a quoted section inside a field'),
         (b'id,name\n1,"never closed\n', 'an odd number of " characters: a quoted value is never closed'),
-        (b'\nid,name\n1,Ann\n', "the file starts with a blank line"),
+        (b"id,name\r1,Ann\r", "a line ends in a lone \\r"),
+        (b"id,name\r\n1,Ann\r2,Bob\r\n", "a line ends in a lone \\r"),
     ],
 )
 def test_text_postgresql_would_parse_differently_is_refused(tmp_path, content, refusal):
@@ -59,48 +60,38 @@ def test_an_undefined_cp1252_byte_is_refused(tmp_path):
     assert refusals[0].startswith("a byte cp1252 lacks")
 
 
-def test_quoted_fields_with_doubled_quotes_pass_and_trailing_blank_lines_are_dropped(tmp_path):
+def test_lines_go_out_led_by_their_physical_line_number_and_blank_lines_stay_out(tmp_path):
     path = tmp_path / "f.csv"
-    path.write_bytes(b'id,name\r\n1,"Smith, ""Jr"""\r\n2,""\r\n\r\n\r\n')
+    path.write_bytes(b'\r\nid,name\r\n1,"Smith, ""Jr"""\r\n\r\n2,""\r\n\r\n\r\n')
     data, refusals, lines = sent(server_text(path))
-    assert (data, refusals, lines) == ([b'id,name\r\n1,"Smith, ""Jr"""\r\n2,""\r\n'], [None], [3])
+    assert (data, refusals, lines) == ([b'2,id,name\r\n3,1,"Smith, ""Jr"""\r\n5,2,""\r\n'], [None], [3])
 
 
 def test_a_utf8_bom_is_dropped_and_cp1252_is_sent_as_utf8(tmp_path):
     bom = tmp_path / "bom.csv"
     bom.write_bytes(b"\xef\xbb\xbfid,name\n1,Zo\xc3\xab")
-    assert sent(server_text(bom))[0] == [b"id,name\n1,Zo\xc3\xab"]
-    assert sent(server_text(bom))[2] == [2]  # the last line lacks its line break
+    assert sent(server_text(bom)) == ([b"1,id,name\n2,1,Zo\xc3\xab\n"], [None], [2])  # the last line lacked its \n
     cp1252 = tmp_path / "cp.csv"
-    cp1252.write_bytes("id,name\n1,Zoë €\n".encode("cp1252"))
-    assert sent(server_text(cp1252, encoding="cp1252"))[0] == ["id,name\n1,Zoë €\n".encode()]
+    cp1252.write_bytes("id;name\n1;Zoë €\n".encode("cp1252"))
+    assert sent(server_text(cp1252, encoding="cp1252"))[0] == ["1;id;name\n2;1;Zoë €\n".encode()]
 
 
-def test_segments_start_after_a_line_feed_and_know_their_first_line(tmp_path):
+def test_segments_start_after_a_line_feed_and_number_on_from_the_lines_before(tmp_path):
     path = tmp_path / "f.csv"
-    path.write_bytes(b"".join(b"%d,row %d\r\n" % (n, n) for n in range(1, 101)))
+    path.write_bytes(b"".join(b"%d,row %d\r\n" % (n, n) for n in range(1, 10_001)))
     text = server_text(path, header=False)
     text.min_segment_bytes = 1
-    parts = text.segments(3)
-    data = [b"".join(part.blocks()) for part in parts]
-    assert b"".join(data) == path.read_bytes()
-    assert all(chunk.endswith(b"\r\n") for chunk in data)
-    # Each segment's first record sits on the line its number says.
-    assert [part.first_row_number() for part in parts] == [int(chunk.split(b",")[0]) for chunk in data]
-    assert sum(part.lines for part in parts) == 100
-
-
-def test_a_crlf_split_between_blocks_is_one_line_break():
-    count = _BreakCount()
-    for block in (b"a\r", b"\nb\r", b"c\n", b"\r\n"):
-        count.add(block)
-    assert count.count == 4  # a\r\n, b\r (lone), c\n, \r\n
+    data, refusals, lines = sent(text, 3)
+    assert refusals == [None] * 3 and sum(lines) == 10_000 and all(lines)
+    # Every line is led by its own number (zero-padded to the block's widest), whichever segment it went out in.
+    numbered = b"".join(data).split(b"\r\n")[:-1]
+    assert [(int(line.split(b",")[0]), int(line.split(b",")[1])) for line in numbered] == [(n, n) for n in range(1, 10_001)]
 
 
 @pytest.mark.parametrize(
     ("content", "hints"),
     [
-        (b"only\n1\n\n2\n", {}),  # one column: a blank line is a record to COPY, none to the exact reader
+        (b"a,b\n1,2\n", {"delimiter": "1"}),  # the line number's digits would read as delimiters
         ("a,b\n1,2\n".encode("utf-16"), {}),
         (b"a;b\n1;2\n", {"quotechar": ";"}),
     ],
@@ -115,19 +106,21 @@ def test_dialects_copy_cannot_parse_alike_get_no_server_text(tmp_path, content, 
 
 
 def load(conn, database_url: str, schema: str, key: str, path: Path, hints: ReadHints, segments: int | None):
-    """Load the file as partition `key`: through the server's parse when `segments`, else the exact reader's."""
+    """Load the file as partition `key`: through the server's parse in up to `segments` COPY streams (two
+    per worker) when `segments`, else the exact reader's."""
     table = open_table(path, hints)
     text_copy = None
     if segments:
         text = table.server_csv()
         if text is not None:
-            text.min_segment_bytes = 1
+            if segments > 1:
+                text.min_segment_bytes = 1  # small files split too
             text_copy = ts.TextCopy(text, table.empty_frame().assign(**LINEAGE), LINEAGE, "_row_number")
     chunks = ts.DataFrameChunks((chunk.assign(**LINEAGE) for chunk in table.chunks()), text_copy=text_copy)
     ts.lock_table(conn, schema, "raw")
     result = ts.replace_partition(
         conn, schema, "raw", "_partition", key, chunks,
-        connect=lambda: adbc_connection(database_url), workers=segments or 1,
+        connect=lambda: adbc_connection(database_url), workers=max(1, (segments or 1) // 2),
         connect_text=lambda: psycopg.connect(libpq_url(database_url)),
     )  # fmt: skip
     conn.commit()
@@ -154,9 +147,9 @@ def test_postgresql_parses_a_clean_file_into_the_exact_readers_rows(conn, databa
     )
     ts.ensure_schema(conn, schema)
     conn.commit()
-    server = load(conn, database_url, schema, "server", path, ReadHints(), segments=2)
+    server = load(conn, database_url, schema, "server", path, ReadHints(), segments=4)
     exact = load(conn, database_url, schema, "exact", path, ReadHints(), segments=None)
-    assert server.loaded_by == "PostgreSQL's CSV parser (2 parallel COPY streams)"
+    assert server.loaded_by == "PostgreSQL's CSV parser (4 parallel COPY streams)"
     assert exact.loaded_by == "binary COPY from Arrow"
     assert server.rows == exact.rows == 3
     assert [c.pg_type for c in server.columns] == [c.pg_type for c in exact.columns]
@@ -175,7 +168,7 @@ def test_postgresql_parses_a_clean_file_into_the_exact_readers_rows(conn, databa
     ("content", "reason"),
     [
         (b'id,note\n1,"two\nlines"\n2,x\n', "COPY read 2 records from 3 lines of data"),
-        (b"id,note\n1,a\n\n2,b\n", 'PostgreSQL: missing data for column "note"'),
+        (b"id,note\r\n1,a\r2,b\r\n", "a line ends in a lone \\r"),
         (b'id,size\n1,5" screen\n', 'a " opens a quoted section inside a field'),
     ],
 )
@@ -219,8 +212,9 @@ def csv_files(draw) -> tuple[bytes, int]:
         quoting = csv.QUOTE_MINIMAL if style == "minimal" else csv.QUOTE_ALL
         csv.writer(out, lineterminator=terminator, quoting=quoting).writerows(rows)
     body = ",".join(f"c{n}" for n in range(width)) + terminator + out.getvalue()
+    body = body.replace(terminator, terminator * 2, draw(st.integers(0, 2)))  # blank lines after the first lines
     body += draw(st.sampled_from(["", terminator, terminator * 2]))
-    return body.encode(), draw(st.integers(1, 3))
+    return body.encode(), draw(st.integers(1, 4))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

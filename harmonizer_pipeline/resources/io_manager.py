@@ -246,7 +246,8 @@ class PostgresPandasIOManager(ConfigurableIOManagerFactory):
         default=0,
         ge=0,
         description=(
-            "Connections that read or write one large table at once; 0 means one per CPU core, at most 4. "
+            "Connections that read or write one large table at once; 0 means one per CPU core, at most 4 "
+            "(text that PostgreSQL parses itself goes in over twice as many). "
             "Partition writes always use one, so deleting and appending commit together."
         ),
     )

@@ -52,7 +52,7 @@ class _Delimited:
         )
 
     def server_csv(self) -> ServerCsv | None:
-        if not ServerCsv.supports(self.encoding, self.delimiter, self.quotechar, self.width):
+        if not ServerCsv.supports(self.encoding, self.delimiter, self.quotechar):
             return None
         return ServerCsv(self.path, self.encoding, self.delimiter, self.quotechar, self.header, self.detection.columns)
 

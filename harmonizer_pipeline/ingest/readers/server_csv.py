@@ -2,21 +2,22 @@
 
 Parsing on the server skips the client's parse and re-encode; the raw layer can use it only where the
 server's parse provably equals the exact reader's (see readers/__init__). PostgreSQL's CSV parser opens
-a quoted section at any quote, the exact reader only at the start of a field, and the exact reader numbers
-rows by physical line and skips blank lines. The two agree on a segment when:
+a quoted section at any quote, the exact reader only at the start of a field; the exact reader numbers
+records by the physical line they start on and skips blank lines. What goes out is the file's lines,
+each prefixed with its line number as a first field (numbering here costs less than a sequence on the
+server), blank lines left out. The two parses agree on a segment when:
 
 - every quote opens at the start of a field or closes at its end (an opening quote follows a delimiter,
   a line break, the segment's start or a closing quote — `""` inside a quoted value —; a closing quote
   precedes a delimiter, a line break, the end or an opening quote), and the segment holds an even number
   of quotes, so it starts and ends outside a quoted value;
-- the rows COPY reports equal the lines the segment holds (less the header): no record spans two lines,
-  and there is no blank line (PostgreSQL rejects a blank line in text of two columns or more);
-- the text starts with no line break (PostgreSQL would take a leading blank line for the header).
+- lines end in \n or \r\n only (a lone \r ends a line for the exact reader, not for the numbering);
+- the rows COPY reports equal the lines sent (less the header): every line is one record, so no line
+  was numbered inside a quoted value and no blank line left out belonged to one.
 
 The first two are checked here as the bytes go out; the row count is the caller's to compare with
 `CsvSegment.lines`. A segment that fails a check stops early with `refusal` saying why, and the caller
-falls back to the exact reader, which also names the line of any real error. Blank lines at the very
-end of the file are dropped before sending, as the exact reader drops them.
+falls back to the exact reader, which also names the line of any real error.
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 _BLOCK_BYTES = 4 << 20
 _MIN_SEGMENT_BYTES = 32 << 20  # smaller files go in one stream: a connection costs more than it saves
 _SINGLE_BYTE = ("cp1252", "iso8859-1", "ascii")  # codecs names; transcoded by block, line breaks stay 0A/0D
-_LINE_BREAKS = b"\r\n"
 
 
 @dataclass
@@ -45,17 +47,14 @@ class CsvSegment:
     end: int
     header: bool  # the first segment of a file with a header: COPY skips its first line
     refusal: str | None = None  # why the server's parse may differ, once blocks() stopped early
-    lines: int = 0  # lines sent (header included), once blocks() finished
-
-    def first_row_number(self) -> int:
-        """`_row_number` of the segment's first record: the physical line it starts on."""
-        return self.text.line_at(self.index) + (1 if self.header else 0)
+    lines: int = 0  # lines sent (header included, blank ones not), once blocks() finished
 
     def blocks(self, stop: threading.Event | None = None) -> Iterator[bytes]:
-        """The segment as UTF-8 bytes; stops early, with `refusal` set, at the first sign of a different parse."""
-        scan, breaks = _QuoteScan(self.text.delimiter, self.text.quotechar), _BreakCount()
-        last = self.index == self.text.segment_count - 1
-        pending, sent = b"", False
+        """The segment's non-blank lines as UTF-8, each after its line number and a delimiter; stops
+        early, with `refusal` set, at the first sign of a different parse."""
+        scan = _QuoteScan(self.text.delimiter, self.text.quotechar)
+        numbering = _LineNumbering(self.text.delimiter, self.text.line_at(self.index))
+        carry = b""
         for data in self.text.read(self.start, self.end, bom=self.index == 0 and self.text.utf8_encoded):
             if stop is not None and stop.is_set():
                 return
@@ -64,29 +63,25 @@ class CsvSegment:
             except UnicodeDecodeError as err:
                 self.refusal = f"a byte {self.text.encoding} lacks ({err.reason})"
                 return
-            if self.index == 0 and not sent and not pending and data[:1] in (b"\r", b"\n"):
-                self.refusal = "the file starts with a blank line"
-                return
             if not scan.feed(data):
                 self.refusal = scan.refusal
                 return
-            if last:
-                # Hold back the line breaks ending this block: at the end of the file, blank lines are dropped.
-                body = data.rstrip(_LINE_BREAKS)
-                data, pending = (pending + body, data[len(body):]) if body else (b"", pending + data)
-            if data:
-                breaks.add(data)
-                sent = True
-                yield data
+            cut = data.rfind(b"\n") + 1
+            whole, carry = (carry + data[:cut], data[cut:]) if cut else (b"", carry + data)
+            if whole:
+                if b"\r" in whole and whole.count(b"\r") != whole.count(b"\r\n"):
+                    self.refusal = "a line ends in a lone \\r"
+                    return
+                yield numbering.number(whole)
         if not scan.finish():
             self.refusal = scan.refusal
             return
-        if pending:
-            tail = b"\r\n" if pending.startswith(b"\r\n") else pending[:1]
-            breaks.add(tail)
-            yield tail
-        # A segment but the last ends after a line feed; the last line of the file may lack its line break.
-        self.lines = breaks.count + (1 if last and sent and not pending else 0)
+        if carry:  # the file's last line, without a line break
+            if b"\r" in carry:
+                self.refusal = "a line ends in a lone \\r"
+                return
+            yield numbering.number(carry + b"\n")
+        self.lines = numbering.sent
 
 
 class ServerCsv:
@@ -106,12 +101,11 @@ class ServerCsv:
         return codecs.lookup(self.encoding).name in ("utf-8", "utf-8-sig")
 
     @staticmethod
-    def supports(encoding: str, delimiter: str, quotechar: str, width: int) -> bool:
+    def supports(encoding: str, delimiter: str, quotechar: str) -> bool:
         """Whether COPY can parse this dialect the way the exact reader does (else: the exact reader alone)."""
         name = codecs.lookup(encoding).name
-        ascii_marks = all(len(c) == 1 and c.isascii() and c not in "\r\n" for c in (delimiter, quotechar))
-        # One column: a blank line is a record of '' to COPY but no record to the exact reader.
-        return width > 1 and ascii_marks and delimiter != quotechar and (name in ("utf-8", "utf-8-sig") or name in _SINGLE_BYTE)
+        ascii_marks = all(len(c) == 1 and c.isascii() and c not in "\r\n0123456789" for c in (delimiter, quotechar))
+        return ascii_marks and delimiter != quotechar and (name in ("utf-8", "utf-8-sig") or name in _SINGLE_BYTE)
 
     def segments(self, count: int) -> list[CsvSegment]:
         """Up to `count` segments of at least `min_segment_bytes`, each cut just after a line feed."""
@@ -135,10 +129,9 @@ class ServerCsv:
         with self._lock:
             for i in range(1, index + 1):
                 if i not in self._line_at:
-                    breaks = _BreakCount()
-                    for data in self.read(self._starts[i - 1], self._starts[i], bom=False):
-                        breaks.add(data)
-                    self._line_at[i] = self._line_at[i - 1] + breaks.count
+                    # Only \n counts: a lone \r (another line end to the exact reader) is refused anyway.
+                    breaks = sum(data.count(b"\n") for data in self.read(self._starts[i - 1], self._starts[i], bom=False))
+                    self._line_at[i] = self._line_at[i - 1] + breaks
             return self._line_at[index]
 
     def read(self, start: int, end: int, bom: bool) -> Iterator[bytes]:
@@ -159,19 +152,41 @@ class ServerCsv:
         return data.decode(name).encode("utf-8") if name in _SINGLE_BYTE else data
 
 
-class _BreakCount:
-    """Line breaks (\\n, \\r\\n, lone \\r) in a stream of blocks, a \\r\\n split between two blocks counted once."""
+class _LineNumbering:
+    """Prefixes lines with their physical line numbers (zero-padded, then the delimiter) and drops blank
+    ones, block by block, in Arrow's and numpy's vectorised kernels."""
 
-    def __init__(self) -> None:
-        self.count, self._after_cr = 0, False
+    def __init__(self, delimiter: str, first_line: int):
+        self._delimiter, self._next = ord(delimiter), first_line
+        self.sent = 0  # lines sent
 
-    def add(self, data: bytes) -> None:
-        self.count += data.count(b"\n")
-        if b"\r" in data:  # a fast search first: most files have no \r, and counting costs a full pass
-            self.count += data.count(b"\r") - data.count(b"\r\n")
-        if self._after_cr and data.startswith(b"\n"):
-            self.count -= 1
-        self._after_cr = data.endswith(b"\r")
+    def number(self, whole: bytes) -> memoryview:
+        """Whole lines (`whole` ends with \\n), numbered; blank ones left out."""
+        array = np.frombuffer(whole, np.uint8)
+        ends = np.flatnonzero(array == ord("\n")) + 1
+        starts = np.concatenate(([0], ends[:-1]))
+        numbers = np.arange(self._next, self._next + len(ends))
+        self._next += len(ends)
+        lengths = ends - starts
+        keep = (lengths > 2) | ((lengths == 2) & (array[starts] != ord("\r")))
+        lines = pa.BinaryArray.from_buffers(pa.binary(), len(ends), [None, pa.py_buffer(_offsets(ends)), pa.py_buffer(whole)])
+        if not keep.all():
+            lines, numbers = lines.filter(pa.array(keep)), numbers[keep]
+        self.sent += len(numbers)
+        width = len(str(int(numbers[-1]))) if len(numbers) else 1
+        prefixes = np.empty((len(numbers), width + 1), np.uint8)
+        prefixes[:, :width] = numbers[:, None] // 10 ** np.arange(width - 1, -1, -1) % 10 + ord("0")
+        prefixes[:, width] = self._delimiter
+        prefix_array = pa.BinaryArray.from_buffers(
+            pa.binary(), len(numbers), [None, pa.py_buffer(np.arange(len(numbers) + 1, dtype=np.int32) * (width + 1)), pa.py_buffer(prefixes)]
+        )
+        joined = pc.binary_join_element_wise(prefix_array, lines, b"")
+        size = int(np.frombuffer(joined.buffers()[1], np.int32, 1, 4 * len(joined))[0]) if len(joined) else 0
+        return memoryview(joined.buffers()[2])[:size] if size else memoryview(b"")
+
+
+def _offsets(ends: np.ndarray) -> np.ndarray:
+    return np.concatenate(([0], ends)).astype(np.int32)
 
 
 @dataclass
