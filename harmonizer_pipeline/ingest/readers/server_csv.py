@@ -93,7 +93,6 @@ class ServerCsv:
         self._starts: list[int] = []
         self._line_at: dict[int, int] = {0: 1}
         self._lock = threading.Lock()
-        self.segment_count = 0
         self.min_segment_bytes = _MIN_SEGMENT_BYTES
 
     @property
@@ -120,7 +119,6 @@ class ServerCsv:
                     break
                 starts.append(file.tell())
         self._starts = starts
-        self.segment_count = len(starts)
         bounds = [*starts, size]
         return [CsvSegment(self, i, bounds[i], bounds[i + 1], self.header and i == 0) for i in range(len(starts))]
 
