@@ -1,0 +1,333 @@
+"""Column profiles of raw text: semantic type, counts, shapes, PII and a quality score (no dagster).
+
+Every measure is computed on a column's distinct values weighted by their counts (Arrow's
+value_counts), so a column of a million rows with a thousand distinct values costs a thousand
+regex tests, not a million.
+
+Semantic types, tested in this order on the non-empty values (a type wins when at least
+TYPE_SHARE of them match it; a column name such as `zip` or `phone` breaks ties between the
+all-digit kinds): uuid, email, url, ip, datetime, date, boolean, currency amount, integer,
+decimal, phone, postal code; failing all of them, categorical (at most CATEGORICAL_MAX distinct
+values, or distinct values under 5% of the non-empty ones) or free text.
+
+Value shapes: upper-case letters become `A`, lower-case `a` (a run of letters of one case
+becomes one letter), digits `9` each, anything else stays; `John42` → `Aa99`.
+
+PII kinds: email, phone, card (13–19 digits passing the Luhn check), iban (ISO 13616 mod-97
+check), national_id (US SSN shape outside the never-issued ranges), ip. A column is flagged
+with a kind when at least PII_SHARE of its non-empty values are of that kind.
+
+Quality score of a column, 0–100:
+    100 × (0.4 × completeness + 0.3 × validity + 0.15 × uniqueness + 0.15 × consistency)
+- completeness: share of rows neither NULL nor blank;
+- validity: share of non-empty values matching the semantic type (1 for categorical and free text);
+- uniqueness: distinct / non-empty for a key-like column (uuid, email, integer, phone or free
+  text with distinct values ≥ 90% of the non-empty ones), else 1;
+- consistency: share of non-empty values without surrounding whitespace and in the column's most
+  common shape family (for dates: the most common date format).
+A file's score is the mean of its columns' scores.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+TYPE_SHARE = 0.95
+PII_SHARE = 0.5
+CATEGORICAL_MAX = 50
+TOP_VALUES = 10
+TOP_PATTERNS = 5
+KEY_LIKE_SHARE = 0.9
+SAMPLE_DISTINCT = 20_000  # distinct values typed and shaped; more are sampled in proportion to their counts
+
+_DATE_FORMATS = {
+    "YYYY-MM-DD": r"\d{4}-\d{2}-\d{2}",
+    "DD.MM.YYYY": r"\d{2}\.\d{2}\.\d{4}",
+    "DD/MM/YYYY or MM/DD/YYYY": r"\d{2}/\d{2}/\d{4}",
+    "YYYY/MM/DD": r"\d{4}/\d{2}/\d{2}",
+}
+_DATE = "(?:" + "|".join(_DATE_FORMATS.values()) + ")"
+_TIME = r"\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?"
+# A phone number is written as phones are (a leading + or 00, an area code with a leading 0, or
+# groups split by spaces, dashes, dots or parentheses); a short bare run of digits is a code.
+_PHONE = (
+    r"(?:\+|00)\d[\d\s().-]{6,18}\d"  # international
+    r"|\(?0\d{1,4}\)?[\s./-]\d[\d\s./-]{3,14}\d|0\d{9,11}"  # national: area code, then a separator or 10-12 digits
+    r"|\d{2,4}[\s.-]\d{2,4}[\s.-]\d{2,6}"  # grouped
+)
+# Each semantic type: the RE2 pattern its values fully match (pyarrow runs them).
+TYPE_PATTERNS: dict[str, str] = {
+    "uuid": r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
+    "email": r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
+    "url": r"(?:https?|ftp)://[^\s/$.?#][^\s]*",
+    "ip": r"(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)|[0-9A-Fa-f:]*:[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*",
+    "datetime": _DATE + r"[T ]" + _TIME,
+    "date": _DATE,
+    "boolean": r"(?i:true|false|yes|no|y|n|t|f|ja|nein|oui|non)",
+    "currency amount": r"(?:[$€£¥]\s?[+-]?\d[\d.,' ]*|[+-]?\d[\d.,' ]*\s?(?:[$€£¥]|EUR|USD|GBP|CHF|JPY|SEK|PLN))",
+    "integer": r"[+-]?(?:0|[1-9]\d*)",
+    # Whole numbers too, but not digit codes with leading zeros ('007').
+    "decimal": r"[+-]?(?:(?:0|[1-9]\d*)(?:[.,]\d+)?|\d{1,3}(?:[.,' ]\d{3})+(?:[.,]\d+)?)",
+    "phone": _PHONE,
+    "postal code": r"\d{4,6}|[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2}|\d{4} ?[A-Z]{2}|[A-Z]\d[A-Z] ?\d[A-Z]\d|\d{3}-\d{4}|\d{5}-\d{4}",
+}
+# All-digit kinds a value can be at once; the column's name decides between them when given.
+_NAME_HINTS = {
+    "postal code": re.compile(r"zip|postal|postcode|plz|cap\b|cep\b", re.I),
+    "phone": re.compile(r"phone|tel|mobile|fax|gsm", re.I),
+}
+_DIGITS_ONLY = {"integer", "phone", "postal code"}
+_KEY_TYPES = {"uuid", "email", "integer", "phone", "free text"}  # kinds that identify when nearly unique
+
+_PII_PATTERNS = {
+    "email": TYPE_PATTERNS["email"],
+    "phone": _PHONE,
+    "card": r"\d(?:[ -]?\d){12,18}",
+    "iban": r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}",
+    "national_id": r"(?:00[1-9]|0[1-9]\d|[1-578]\d\d|6[0-57-9]\d|66[0-57-9])-(?:0[1-9]|[1-9]\d)-(?:000[1-9]|00[1-9]\d|0[1-9]\d\d|[1-9]\d{3})",
+    "ip": TYPE_PATTERNS["ip"],
+}
+
+
+@dataclass
+class ColumnProfile:
+    name: str
+    semantic_type: str
+    rows: int
+    nulls: int
+    empties: int  # '' or whitespace only
+    distinct: int  # distinct non-null values
+    top_values: list[tuple[str, int]]
+    minimum: str | None  # numerically for number types, else lexically
+    maximum: str | None
+    length_min: int | None
+    length_mean: float | None
+    length_max: int | None
+    patterns: list[tuple[str, int]]
+    pii: list[str]
+    pii_counts: dict[str, int]
+    completeness: float
+    validity: float
+    uniqueness: float
+    consistency: float
+    quality_score: float
+
+
+@dataclass
+class FileProfile:
+    rows: int
+    columns: list[ColumnProfile] = field(default_factory=list)
+
+    @property
+    def quality_score(self) -> float:
+        return round(float(np.mean([c.quality_score for c in self.columns])), 1) if self.columns else 100.0
+
+
+def profile_frame(frame: pd.DataFrame, columns: Sequence[str] | None = None) -> FileProfile:
+    """Profile the frame's text columns (all but lineage columns starting with '_', unless named)."""
+    names = list(columns) if columns is not None else [c for c in frame.columns if not str(c).startswith("_")]
+    return FileProfile(len(frame), [profile_column(str(name), frame[name]) for name in names])
+
+
+def profile_column(name: str, values: pd.Series | pa.Array | pa.ChunkedArray) -> ColumnProfile:
+    array = _as_text(values)
+    rows, nulls = len(array), array.null_count
+    counted = pc.value_counts(array.drop_null()) if rows - nulls else _NO_COUNTS
+    distinct_values: pa.Array = counted.field("values")
+    counts = counted.field("counts").to_numpy(zero_copy_only=False).astype(np.int64)
+    stripped = pc.utf8_trim_whitespace(distinct_values)
+    blank = pc.equal(stripped, "").to_numpy(zero_copy_only=False)
+    empties = int(counts[blank].sum())
+    filled = _Values(distinct_values.filter(~blank), stripped.filter(~blank), counts[~blank])
+    sample = filled.sample(SAMPLE_DISTINCT)
+    semantic_type = _semantic_type(name, sample, len(filled), filled.total)
+    open_type = semantic_type in ("categorical", "free text")
+    matches = np.ones(len(filled), bool) if open_type else _full_match(filled.stripped, TYPE_PATTERNS[semantic_type])
+    pii_counts = {}
+    for kind, pattern in _PII_PATTERNS.items():
+        # Kinds absent from the sample are not looked for in the rest.
+        if _pii_matches(kind, pattern, sample.stripped).any():
+            pii_counts[kind] = int(filled.counts[_pii_matches(kind, pattern, filled.stripped)].sum())
+    patterns = _patterns(sample, filled.total)
+    minimum, maximum = _range(semantic_type, filled.stripped, matches)
+    lengths = pc.utf8_length(distinct_values).to_numpy(zero_copy_only=False)
+    completeness = (rows - nulls - empties) / rows if rows else 1.0
+    validity = float(filled.counts[matches].sum()) / filled.total if filled.total and not open_type else 1.0
+    key_like = semantic_type in _KEY_TYPES and filled.total and len(filled) >= KEY_LIKE_SHARE * filled.total
+    uniqueness = len(filled) / filled.total if key_like else 1.0
+    consistency = _consistency(semantic_type, filled, patterns)
+    score = 100 * (0.4 * completeness + 0.3 * validity + 0.15 * uniqueness + 0.15 * consistency)
+    order = np.argsort(-counts, kind="stable")[:TOP_VALUES]
+    distinct = len(distinct_values)
+    return ColumnProfile(
+        name=name,
+        semantic_type=semantic_type,
+        rows=rows,
+        nulls=nulls,
+        empties=empties,
+        distinct=distinct,
+        top_values=[(distinct_values[int(i)].as_py(), int(counts[i])) for i in order],
+        minimum=minimum,
+        maximum=maximum,
+        length_min=int(lengths.min()) if distinct else None,
+        length_mean=round(float(np.average(lengths, weights=counts)), 2) if distinct else None,
+        length_max=int(lengths.max()) if distinct else None,
+        patterns=patterns,
+        pii=[kind for kind, n in pii_counts.items() if filled.total and n >= PII_SHARE * filled.total],
+        pii_counts=pii_counts,
+        completeness=round(completeness, 4),
+        validity=round(validity, 4),
+        uniqueness=round(uniqueness, 4),
+        consistency=round(consistency, 4),
+        quality_score=round(score, 1),
+    )
+
+
+_NO_COUNTS = pa.StructArray.from_arrays([pa.array([], pa.string()), pa.array([], pa.int64())], ["values", "counts"])
+
+
+@dataclass
+class _Values:
+    """A column's distinct non-blank values (as read and trimmed) with their row counts."""
+
+    values: pa.Array
+    stripped: pa.Array
+    counts: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @property
+    def total(self) -> int:
+        return int(self.counts.sum())
+
+    def sample(self, size: int) -> _Values:
+        """`size` rows drawn with a fixed seed (as distinct values with the times each was drawn),
+        or all of them when there are no more than `size` distinct values."""
+        if len(self) <= size:
+            return self
+        draws = np.random.default_rng(0).choice(len(self), size, p=self.counts / self.total)
+        chosen, weights = np.unique(draws, return_counts=True)
+        indices = pa.array(chosen)
+        return _Values(self.values.take(indices), self.stripped.take(indices), weights)
+
+
+def _as_text(values) -> pa.Array:
+    if isinstance(values, pd.Series):
+        values = pa.array(values.array, from_pandas=True) if len(values) else pa.array([], pa.string())
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    return values.cast(pa.string()) if values.type != pa.string() else values
+
+
+def _full_match(values: pa.Array, pattern: str) -> np.ndarray:
+    if not len(values):
+        return np.zeros(0, bool)
+    return pc.match_substring_regex(values, f"^(?:{pattern})$").to_numpy(zero_copy_only=False)
+
+
+def _semantic_type(name: str, sample: _Values, distinct: int, total: int) -> str:
+    """The first type TYPE_SHARE of the values match (by count), a name hint deciding among digit kinds."""
+    if not sample.total:
+        return "free text"
+    shares = {}
+    for semantic_type, pattern in TYPE_PATTERNS.items():
+        shares[semantic_type] = sample.counts[_full_match(sample.stripped, pattern)].sum() / sample.total
+        whole_numbers = semantic_type == "decimal" and shares["integer"] >= TYPE_SHARE
+        if shares[semantic_type] >= TYPE_SHARE and semantic_type not in _DIGITS_ONLY and not whole_numbers:
+            return semantic_type
+    digit_kinds = [kind for kind in ("integer", "phone", "postal code") if shares[kind] >= TYPE_SHARE]
+    hinted = [kind for kind in digit_kinds if kind in _NAME_HINTS and _NAME_HINTS[kind].search(name)]
+    if hinted or digit_kinds:
+        return (hinted or digit_kinds)[0]
+    if distinct <= CATEGORICAL_MAX or distinct < 0.05 * total:
+        return "categorical"
+    return "free text"
+
+
+def _pii_matches(kind: str, pattern: str, values: pa.Array) -> np.ndarray:
+    """Values of a PII kind: its pattern, and its check digits (Luhn for cards, mod-97 for IBANs);
+    a phone that is really a date does not count."""
+    matches = _full_match(values, pattern)
+    if kind in ("card", "iban") and matches.any():
+        check = _luhn if kind == "card" else _iban_ok
+        at = np.flatnonzero(matches)
+        matches[at] = [check(value) for value in values.take(pa.array(at)).to_pylist()]
+    elif kind == "phone" and matches.any():
+        matches &= ~_full_match(values, "(?:" + TYPE_PATTERNS["datetime"] + "|" + TYPE_PATTERNS["date"] + ")")
+    return matches
+
+
+def _luhn(value: str) -> bool:
+    digits = [int(c) for c in value if c.isdigit()]
+    if not 13 <= len(digits) <= 19:
+        return False
+    total = sum(d if i % 2 == 0 else (d * 2 - 9 if d > 4 else d * 2) for i, d in enumerate(reversed(digits)))
+    return total % 10 == 0
+
+
+def _iban_ok(value: str) -> bool:
+    compact = value.replace(" ", "").upper()
+    if not re.fullmatch(r"[A-Z]{2}\d{2}[A-Z0-9]{11,30}", compact):
+        return False
+    rearranged = compact[4:] + compact[:4]
+    return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+
+
+def _patterns(sample: _Values, total: int) -> list[tuple[str, int]]:
+    """The most common value shapes with their row counts (estimated from the sample when sampled)."""
+    if not len(sample):
+        return []
+    shapes = pc.replace_substring_regex(sample.values, r"[0-9]", "9")
+    shapes = pc.replace_substring_regex(shapes, r"\p{Lu}+", "A")
+    shapes = pc.replace_substring_regex(shapes, r"\p{Ll}+", "a")
+    frame = pd.DataFrame({"shape": shapes.to_numpy(zero_copy_only=False), "count": sample.counts})
+    totals = frame.groupby("shape", sort=False)["count"].sum().sort_values(ascending=False, kind="stable")
+    scale = total / sample.total
+    return [(shape, round(int(n) * scale)) for shape, n in totals.head(TOP_PATTERNS).items()]
+
+
+def _range(semantic_type: str, values: pa.Array, matches: np.ndarray) -> tuple[str | None, str | None]:
+    """Min and max: by number for integers and decimals, by text otherwise (ISO dates sort right)."""
+    if not len(values):
+        return None, None
+    if semantic_type in ("integer", "decimal") and matches.any():
+        typed = values.filter(pa.array(matches))
+        numbers = _numbers(typed).to_numpy(zero_copy_only=False)
+        return typed[int(np.argmin(numbers))].as_py(), typed[int(np.argmax(numbers))].as_py()
+    extremes = pc.min_max(values)
+    return extremes["min"].as_py(), extremes["max"].as_py()
+
+
+def _numbers(texts: pa.Array) -> pa.Array:
+    """Numbers written with the values' majority decimal mark (',' when most values put it after
+    any '.'); other marks, spaces and apostrophes group thousands. Literal replaces, then a cast."""
+    sample = texts.to_pylist()[:SAMPLE_DISTINCT]
+    comma_decimal = sum(t.rfind(",") > t.rfind(".") for t in sample) > len(sample) / 2
+    thousands, decimal = (".", ",") if comma_decimal else (",", ".")
+    for mark in (thousands, " ", "'"):
+        texts = pc.replace_substring(texts, mark, "")
+    return pc.cast(pc.replace_substring(texts, decimal, "."), pa.float64())
+
+
+def _consistency(semantic_type: str, filled: _Values, patterns: list[tuple[str, int]]) -> float:
+    """Share of values without surrounding whitespace and in the dominant shape (date format for dates)."""
+    if not filled.total:
+        return 1.0
+    untrimmed = pc.not_equal(filled.values, filled.stripped).to_numpy(zero_copy_only=False)
+    clean = 1 - filled.counts[untrimmed].sum() / filled.total
+    if semantic_type in ("date", "datetime"):
+        tail = r"[T ].*" if semantic_type == "datetime" else ""
+        dominant = max(filled.counts[_full_match(filled.stripped, f"(?:{fmt}){tail}")].sum() for fmt in _DATE_FORMATS.values()) / filled.total
+    elif semantic_type in ("free text", "categorical"):
+        dominant = 1.0
+    else:
+        dominant = min(1.0, patterns[0][1] / filled.total) if patterns else 1.0
+    return float(clean * dominant)
