@@ -56,26 +56,33 @@ def db_psql(psql_args: tuple[str, ...]) -> None:
     sys.exit(postgres.run_psql(postgres.resolve_database_url(), list(psql_args)))
 
 
+def _read_or_exit(path: Path):
+    """The file's TableFile and its rows as one DataFrame; a ReadError exits 2 with its one line."""
+    import pandas as pd
+
+    from harmonizer_pipeline.ingest.readers import ReadError, open_table
+
+    try:
+        table = open_table(path)
+        return table, pd.concat(list(table.chunks()), ignore_index=True)
+    except ReadError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+
+
 @main.command()
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: format, encoding, delimiter, header, rows, columns, evidence.")
 def inspect(path: Path, as_json: bool) -> None:
     """Read FILE with the ingestion readers and say what was detected."""
-    from harmonizer_pipeline.ingest.readers import ReadError, open_table
-
-    try:
-        table = open_table(path)
-        rows = sum(len(chunk) for chunk in table.chunks())
-    except ReadError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(2)
+    table, frame = _read_or_exit(path)
     found = table.detection
     report = {
         "format": found.format,
         "encoding": found.encoding,
         "delimiter": found.delimiter,
         "header": found.header,
-        "rows": rows,
+        "rows": len(frame),
         "columns": found.columns,
         "evidence": found.evidence,
     }
@@ -87,6 +94,43 @@ def inspect(path: Path, as_json: bool) -> None:
     click.echo(f"{'columns':<10} {', '.join(found.columns)}")
     for line in found.evidence:
         click.echo(f"  - {line}")
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: rows, quality_score, columns (name, semantic_type, nulls, distinct, pii, pattern, ...).")
+def profile(path: Path, as_json: bool) -> None:
+    """Profile FILE's columns: semantic type, counts, shapes, PII and quality score."""
+    from harmonizer_pipeline.quality.profiling import profile_frame
+
+    table, frame = _read_or_exit(path)
+    found = profile_frame(frame, table.detection.columns)
+    columns = [
+        {
+            "name": c.name,
+            "semantic_type": c.semantic_type,
+            "nulls": c.nulls,
+            "empties": c.empties,
+            "distinct": c.distinct,
+            "pii": c.pii,
+            "pattern": c.patterns[0][0] if c.patterns else None,
+            "min": c.minimum,
+            "max": c.maximum,
+            "top_values": [[value, count] for value, count in c.top_values],
+            "quality_score": c.quality_score,
+        }
+        for c in found.columns
+    ]
+    if as_json:
+        click.echo(json.dumps({"rows": found.rows, "quality_score": found.quality_score, "columns": columns}, ensure_ascii=False))
+        return
+    click.echo(f"{found.rows} rows, quality score {found.quality_score}")
+    for c in columns:
+        pii = f"  PII: {', '.join(c['pii'])}" if c["pii"] else ""
+        click.echo(
+            f"  {c['name']:<24} {c['semantic_type']:<16} nulls {c['nulls']:<8} empty {c['empties']:<8} "
+            f"distinct {c['distinct']:<8} shape {c['pattern']!s:<14} score {c['quality_score']}{pii}"
+        )
 
 
 @main.command()

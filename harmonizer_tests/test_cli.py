@@ -220,3 +220,40 @@ def test_inspect_bad_input_exits_non_zero_with_one_line_and_no_traceback(tmp_pat
     assert len(done.stderr.strip().splitlines()) == 1
     assert done.stderr.startswith(message)
     assert "Traceback" not in done.stderr
+
+
+def test_profile_reports_types_pii_and_scores_as_json(tmp_path):
+    path = tmp_path / "patients.csv"
+    path.write_text(
+        "id,email,card,visit\n"
+        + "".join(f"{n},user{n}@example.com,4111 1111 1111 1111,2024-01-{n:02d}\n" for n in range(1, 21))
+        + "21,,1234 5678 1234 5678,\n",
+        encoding="utf-8",
+    )
+    done = run_cli("profile", str(path), "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["rows"] == 21
+    by_name = {c["name"]: c for c in report["columns"]}
+    assert [c["name"] for c in report["columns"]] == ["id", "email", "card", "visit"]
+    assert {n: by_name[n]["semantic_type"] for n in by_name} == {"id": "integer", "email": "email", "card": "categorical", "visit": "date"}
+    assert (by_name["email"]["nulls"], by_name["email"]["empties"], by_name["email"]["distinct"]) == (0, 1, 21)
+    assert by_name["email"]["pii"] == ["email"] and by_name["card"]["pii"] == ["card"]  # 20 of 21 pass Luhn
+    assert by_name["visit"]["pattern"] == "9999-99-99"
+    assert (by_name["id"]["min"], by_name["id"]["max"]) == ("1", "21")
+    assert 0 < report["quality_score"] <= 100
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("ragged.csv", b"a,b\n1,2\n3,4,5\n", "ragged.csv: line 3 has 3 fields, the header has 2"),
+        ("binary.csv", b"\x00\x01\x02garbage\x00" * 50, "binary.csv: binary content"),
+    ],
+)
+def test_profile_bad_input_exits_2_with_one_line(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    done = run_cli("profile", str(path), "--json")
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.startswith(message) and len(done.stderr.strip().splitlines()) == 1
