@@ -134,6 +134,46 @@ def profile(path: Path, as_json: bool) -> None:
 
 
 @main.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--schema", "schema_spec", required=True, help="A pandera YAML file, or the import path of a DataFrameModel.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: rows, valid_rows, rejected_rows, failures (check, column, count).")
+def validate(path: Path, schema_spec: str, as_json: bool) -> None:
+    """Validate FILE against a pandera schema; exit 0 when no row is rejected, 1 when rows are,
+    2 on a file or schema that cannot be read."""
+    import pandas as pd
+
+    from harmonizer_pipeline.quality.validation import SchemaLoadError, load_schema, validate_chunk
+
+    try:
+        schema = load_schema(schema_spec, base_dir=Path.cwd())
+    except SchemaLoadError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+    _, frame = _read_or_exit(path)
+    result = validate_chunk(schema, frame)
+    failures = result.rejected.groupby(["check", "column"], dropna=False, sort=True).size()
+    report = {
+        "rows": result.rows,
+        "valid_rows": len(result.valid),
+        "rejected_rows": result.rejected_rows,
+        "structure_errors": result.structure_errors,
+        "failures": [
+            {"check": check, "column": None if pd.isna(column) else column, "count": int(count)}
+            for (check, column), count in failures.items()
+        ],
+    }
+    if as_json:
+        click.echo(json.dumps(report, ensure_ascii=False))
+    else:
+        click.echo(f"{report['rows']} rows: {report['valid_rows']} valid, {report['rejected_rows']} rejected")
+        for problem in result.structure_errors:
+            click.echo(f"  structure: {problem}")
+        for failure in report["failures"]:
+            click.echo(f"  {failure['count']:>8}  {failure['column']}: {failure['check']}")
+    sys.exit(1 if result.rejected_rows else 0)
+
+
+@main.command()
 def demo() -> None:
     """Run the whole pipeline on the bundled sample data and say where the results are."""
     from harmonizer_pipeline.demo import run_demo

@@ -257,3 +257,49 @@ def test_profile_bad_input_exits_2_with_one_line(tmp_path, name, content, messag
     done = run_cli("profile", str(path), "--json")
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr.startswith(message) and len(done.stderr.strip().splitlines()) == 1
+
+
+VALIDATE_SCHEMA = """\
+schema_type: dataframe
+columns:
+  id: {dtype: int64, coerce: true, unique: true}
+  status: {dtype: str, checks: {isin: [A, B]}}
+"""
+
+
+def test_validate_counts_rejections_by_check_and_exits_1(tmp_path):
+    (tmp_path / "schema.yaml").write_text(VALIDATE_SCHEMA)
+    data = tmp_path / "data.csv"
+    data.write_text("id,status\n1,A\n2,C\nx,B\n4,B\n")
+    done = run_cli("validate", str(data), "--schema", str(tmp_path / "schema.yaml"), "--json")
+    assert done.returncode == 1, done.stderr
+    assert json.loads(done.stdout) == {
+        "rows": 4,
+        "valid_rows": 2,
+        "rejected_rows": 2,
+        "structure_errors": [],
+        "failures": [
+            {"check": "coerce_dtype('int64')", "column": "id", "count": 1},
+            {"check": "isin(['A', 'B'])", "column": "status", "count": 1},
+        ],
+    }
+    data.write_text("id,status\n1,A\n2,B\n")
+    clean = run_cli("validate", str(data), "--schema", str(tmp_path / "schema.yaml"))
+    assert (clean.returncode, clean.stdout.strip()) == (0, "2 rows: 2 valid, 0 rejected")
+
+
+@pytest.mark.parametrize(
+    ("schema_text", "data_text", "message"),
+    [
+        (None, "id,status\n1,A\n", "schema "),
+        ("columns: [unclosed", "id,status\n1,A\n", "schema "),
+        (VALIDATE_SCHEMA, "a,b\n1,2\n3,4,5\n", "data.csv: line 3 has 3 fields"),
+    ],
+)
+def test_validate_bad_schema_or_file_exits_2_with_one_line(tmp_path, schema_text, data_text, message):
+    if schema_text is not None:
+        (tmp_path / "schema.yaml").write_text(schema_text)
+    (tmp_path / "data.csv").write_text(data_text)
+    done = run_cli("validate", str(tmp_path / "data.csv"), "--schema", str(tmp_path / "schema.yaml"))
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.startswith(message) and len(done.stderr.strip().splitlines()) == 1
