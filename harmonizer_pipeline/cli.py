@@ -173,6 +173,22 @@ def validate(path: Path, schema_spec: str, as_json: bool) -> None:
     sys.exit(1 if result.rejected_rows else 0)
 
 
+@main.command("infer-schema")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the YAML here (default: standard output).")
+def infer_schema(path: Path, output: Path | None) -> None:
+    """Draft a pandera YAML schema from FILE's profile; FILE passes it. Review it before use."""
+    from harmonizer_pipeline.quality.schema_inference import infer_schema as draft
+
+    table, frame = _read_or_exit(path)
+    text = draft(frame, table.detection.columns).to_yaml()
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"schema for {len(table.detection.columns)} columns written to {output}")
+
+
 @main.command()
 def demo() -> None:
     """Run the whole pipeline on the bundled sample data and say where the results are."""

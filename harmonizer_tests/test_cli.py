@@ -303,3 +303,16 @@ def test_validate_bad_schema_or_file_exits_2_with_one_line(tmp_path, schema_text
     done = run_cli("validate", str(tmp_path / "data.csv"), "--schema", str(tmp_path / "schema.yaml"))
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr.startswith(message) and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_infer_schema_writes_a_schema_its_file_passes_and_a_corrupted_copy_fails(tmp_path):
+    data = tmp_path / "data.csv"
+    data.write_text("id,email,status\n1,a@b.org,A\n2,c@d.net,B\n3,e@f.com,A\n")
+    written = run_cli("infer-schema", str(data), "-o", str(tmp_path / "schema.yaml"))
+    assert written.returncode == 0, written.stderr
+    assert written.stdout.strip() == f"schema for 3 columns written to {tmp_path / 'schema.yaml'}"
+    assert run_cli("validate", str(data), "--schema", str(tmp_path / "schema.yaml")).returncode == 0
+    corrupted = tmp_path / "corrupted.csv"
+    corrupted.write_text("id,email,status\n1,a@b.org,A\n2,broken,B\n")
+    done = run_cli("validate", str(corrupted), "--schema", str(tmp_path / "schema.yaml"), "--json")
+    assert done.returncode == 1 and json.loads(done.stdout)["rejected_rows"] == 1

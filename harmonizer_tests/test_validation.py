@@ -136,3 +136,15 @@ def test_bad_schemas_are_one_line_errors(tmp_path, spec, content, message):
         load_schema(spec, base_dir=tmp_path)
     assert str(caught.value).startswith(message)
     assert "\n" not in str(caught.value)
+
+
+def test_blank_values_count_as_missing(yaml_schema):
+    result = validate_chunk(yaml_schema, raw(id=["1", "2", " "], amount=["", "2", "3"], status=["A", "", "B"], email=["", "x@y.z", None]))
+    # amount '' coerces to NULL (nullable); status '' is a missing required value; id ' ' likewise
+    # (and, being int64, cannot be coerced either: pandera says both).
+    assert result.rejected[["_row_number", "column", "check", "failure_case"]].to_dict("records") == [
+        {"_row_number": 3, "column": "status", "check": "not_nullable", "failure_case": ""},
+        {"_row_number": 4, "column": "id", "check": "coerce_dtype('int64')", "failure_case": " "},
+        {"_row_number": 4, "column": "id", "check": "not_nullable", "failure_case": " "},
+    ]
+    assert result.valid["amount"].isna().tolist() == [True]

@@ -9,7 +9,8 @@ put back on the passing rows after, so a `strict` schema need not list them.
 validate_chunk() runs the schema with lazy=True, so every failure of every row is reported, not
 the first. Each failure becomes a rejected-row record (`_row_number`, column, check, failing
 value, message); a row with any failure is rejected whole, the others pass with the schema's
-dtypes. Failures that concern the frame rather than a row — a missing or unexpected column —
+dtypes. Blank values ('' or whitespace) count as missing: a `nullable: false` column rejects
+them, and they coerce to NULL. Failures that concern the frame rather than a row — a missing or unexpected column —
 are structure errors: then no row can be typed, and every row is rejected with check
 `structure`.
 """
@@ -74,7 +75,7 @@ def load_schema(spec: str, base_dir: Path | None = None) -> pa.DataFrameSchema:
 def validate_chunk(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> ChunkValidation:
     """Validate one chunk of raw rows (with `_row_number`); see the module docstring."""
     lineage = [c for c in frame.columns if str(c).startswith("_")]
-    data = frame.drop(columns=lineage)
+    data = frame.drop(columns=lineage).apply(_blank_as_missing)
     try:
         typed = schema.validate(data, lazy=True)
         return ChunkValidation(typed.join(frame[lineage]), _no_rejections(), len(frame))
@@ -113,6 +114,13 @@ def validate_chunk(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> ChunkVali
     passing = data.drop(index=pd.unique(index))
     typed = schema.validate(passing, lazy=True) if len(passing) else schema.coerce_dtype(passing) if schema.coerce else passing
     return ChunkValidation(typed.join(frame[lineage]), rejected.sort_values(["_row_number", "column"], kind="stable", ignore_index=True), len(frame))
+
+
+def _blank_as_missing(column: pd.Series) -> pd.Series:
+    """Raw text keeps '' as read; typing takes a blank value for a missing one."""
+    if not pd.api.types.is_string_dtype(column):
+        return column
+    return column.mask(column.str.strip() == "")
 
 
 def _raw_values(frame: pd.DataFrame, cases: pd.DataFrame) -> np.ndarray:
