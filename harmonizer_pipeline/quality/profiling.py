@@ -111,6 +111,7 @@ class ColumnProfile:
     length_mean: float | None
     length_max: int | None
     patterns: list[tuple[str, int]]
+    categories: list[str] | None  # every distinct non-blank value, for categorical and boolean columns
     pii: list[str]
     pii_counts: dict[str, int]
     completeness: float
@@ -180,6 +181,7 @@ def profile_column(name: str, values: pd.Series | pa.Array | pa.ChunkedArray) ->
         length_mean=round(float(np.average(lengths, weights=counts)), 2) if distinct else None,
         length_max=int(lengths.max()) if distinct else None,
         patterns=patterns,
+        categories=sorted(filled.values.to_pylist()) if semantic_type in ("categorical", "boolean") and len(filled) <= CATEGORICAL_MAX else None,
         pii=[kind for kind, n in pii_counts.items() if filled.total and n >= PII_SHARE * filled.total],
         pii_counts=pii_counts,
         completeness=round(completeness, 4),
