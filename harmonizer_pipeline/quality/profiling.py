@@ -47,13 +47,13 @@ TOP_PATTERNS = 5
 KEY_LIKE_SHARE = 0.9
 SAMPLE_DISTINCT = 20_000  # distinct values typed and shaped; more are sampled in proportion to their counts
 
-_DATE_FORMATS = {
+DATE_FORMATS = {
     "YYYY-MM-DD": r"\d{4}-\d{2}-\d{2}",
     "DD.MM.YYYY": r"\d{2}\.\d{2}\.\d{4}",
     "DD/MM/YYYY or MM/DD/YYYY": r"\d{2}/\d{2}/\d{4}",
     "YYYY/MM/DD": r"\d{4}/\d{2}/\d{2}",
 }
-_DATE = "(?:" + "|".join(_DATE_FORMATS.values()) + ")"
+_DATE = "(?:" + "|".join(DATE_FORMATS.values()) + ")"
 _TIME = r"\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?"
 # A phone number is written as phones are (a leading + or 00, an area code with a leading 0, or
 # groups split by spaces, dashes, dots or parentheses); a short bare run of digits is a code.
@@ -302,13 +302,13 @@ def _range(semantic_type: str, values: pa.Array, matches: np.ndarray) -> tuple[s
         return None, None
     if semantic_type in ("integer", "decimal") and matches.any():
         typed = values.filter(pa.array(matches))
-        numbers = _numbers(typed).to_numpy(zero_copy_only=False)
+        numbers = to_numbers(typed).to_numpy(zero_copy_only=False)
         return typed[int(np.argmin(numbers))].as_py(), typed[int(np.argmax(numbers))].as_py()
     extremes = pc.min_max(values)
     return extremes["min"].as_py(), extremes["max"].as_py()
 
 
-def _numbers(texts: pa.Array) -> pa.Array:
+def to_numbers(texts: pa.Array) -> pa.Array:
     """Numbers written with the values' majority decimal mark (',' when most values put it after
     any '.'); other marks, spaces and apostrophes group thousands. Literal replaces, then a cast."""
     sample = texts.to_pylist()[:SAMPLE_DISTINCT]
@@ -327,7 +327,7 @@ def _consistency(semantic_type: str, filled: _Values, patterns: list[tuple[str, 
     clean = 1 - filled.counts[untrimmed].sum() / filled.total
     if semantic_type in ("date", "datetime"):
         tail = r"[T ].*" if semantic_type == "datetime" else ""
-        dominant = max(filled.counts[_full_match(filled.stripped, f"(?:{fmt}){tail}")].sum() for fmt in _DATE_FORMATS.values()) / filled.total
+        dominant = max(filled.counts[_full_match(filled.stripped, f"(?:{fmt}){tail}")].sum() for fmt in DATE_FORMATS.values()) / filled.total
     elif semantic_type in ("free text", "categorical"):
         dominant = 1.0
     else:

@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 from psycopg import sql
 
-from harmonizer_pipeline.quality.profiling import _DATE_FORMATS, TYPE_PATTERNS, ColumnProfile, FileProfile, _numbers
+from harmonizer_pipeline.quality.profiling import DATE_FORMATS, TYPE_PATTERNS, ColumnProfile, FileProfile, to_numbers
 
 REQUIRED_SHARE = 0.95
 
@@ -93,12 +93,12 @@ def _column_recommendations(p: ColumnProfile, text: pd.Series, table: str) -> li
                 f"UPDATE {table} SET {c} = NULL WHERE btrim({c}) !~ {_literal(pattern)};",
             ))
     if p.semantic_type in ("date", "datetime"):
-        used = {name: int(filled.str.strip().str.match(f"^{pattern}").sum()) for name, pattern in _DATE_FORMATS.items()}
+        used = {name: int(filled.str.strip().str.match(f"^{pattern}").sum()) for name, pattern in DATE_FORMATS.items()}
         used = {name: n for name, n in used.items() if n}
         if len(used) > 1:
             minority = len(filled) - max(used.values())
             cases = "\n".join(
-                f"  WHEN {c} ~ {_literal('^' + _DATE_FORMATS[name])} THEN to_date({c}, {_literal(_SQL_FORMATS[name])})"
+                f"  WHEN {c} ~ {_literal('^' + DATE_FORMATS[name])} THEN to_date({c}, {_literal(_SQL_FORMATS[name])})"
                 for name in used
             )
             found.append(Recommendation(
@@ -112,7 +112,7 @@ def _column_recommendations(p: ColumnProfile, text: pd.Series, table: str) -> li
             ))
     if p.semantic_type in ("integer", "decimal") and len(filled) >= 4:
         typed = filled[filled.str.strip().str.fullmatch(TYPE_PATTERNS[p.semantic_type])]
-        numbers = _numbers(pa.array(typed.str.strip().to_numpy(dtype=object), pa.string())).to_numpy(zero_copy_only=False)
+        numbers = to_numbers(pa.array(typed.str.strip().to_numpy(dtype=object), pa.string())).to_numpy(zero_copy_only=False)
         q1, q3 = np.percentile(numbers, [25, 75])
         low, high = float(q1 - 1.5 * (q3 - q1)), float(q3 + 1.5 * (q3 - q1))
         outside = int(((numbers < low) | (numbers > high)).sum())
