@@ -56,15 +56,17 @@ def db_psql(psql_args: tuple[str, ...]) -> None:
     sys.exit(postgres.run_psql(postgres.resolve_database_url(), list(psql_args)))
 
 
-def _read_or_exit(path: Path):
-    """The file's TableFile and its rows as one DataFrame; a ReadError exits 2 with its one line."""
+def _read_or_exit(path: Path, whole: bool = True):
+    """The file's TableFile and its rows: one DataFrame when `whole`, else only their count
+    (streamed, so memory stays bounded). A ReadError exits 2 with its one line."""
     import pandas as pd
 
     from harmonizer_pipeline.ingest.readers import ReadError, open_table
 
     try:
         table = open_table(path)
-        return table, pd.concat(list(table.chunks()), ignore_index=True)
+        chunks = table.chunks()
+        return table, pd.concat(list(chunks), ignore_index=True) if whole else sum(len(chunk) for chunk in chunks)
     except ReadError as exc:
         click.echo(str(exc), err=True)
         sys.exit(2)
@@ -75,14 +77,14 @@ def _read_or_exit(path: Path):
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: format, encoding, delimiter, header, rows, columns, evidence.")
 def inspect(path: Path, as_json: bool) -> None:
     """Read FILE with the ingestion readers and say what was detected."""
-    table, frame = _read_or_exit(path)
+    table, rows = _read_or_exit(path, whole=False)
     found = table.detection
     report = {
         "format": found.format,
         "encoding": found.encoding,
         "delimiter": found.delimiter,
         "header": found.header,
-        "rows": len(frame),
+        "rows": rows,
         "columns": found.columns,
         "evidence": found.evidence,
     }

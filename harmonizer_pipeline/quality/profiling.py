@@ -154,8 +154,10 @@ def profile_column(name: str, values: pd.Series | pa.Array | pa.ChunkedArray) ->
     pii_counts = {}
     for kind, pattern in _PII_PATTERNS.items():
         # Kinds absent from the sample are not looked for in the rest.
-        if _pii_matches(kind, pattern, sample.stripped).any():
-            pii_counts[kind] = int(filled.counts[_pii_matches(kind, pattern, filled.stripped)].sum())
+        in_sample = _pii_matches(kind, pattern, sample.stripped)
+        if in_sample.any():
+            everywhere = in_sample if sample is filled else _pii_matches(kind, pattern, filled.stripped)
+            pii_counts[kind] = int(filled.counts[everywhere].sum())
     patterns = _patterns(sample, filled.total)
     minimum, maximum = _range(semantic_type, filled.stripped, matches)
     lengths = pc.utf8_length(distinct_values).to_numpy(zero_copy_only=False)
