@@ -142,9 +142,8 @@ def profile(path: Path, as_json: bool) -> None:
 def validate(path: Path, schema_spec: str, as_json: bool) -> None:
     """Validate FILE against a pandera schema; exit 0 when no row is rejected, 1 when rows are,
     2 on a file or schema that cannot be read."""
-    import pandas as pd
-
-    from harmonizer_pipeline.quality.validation import SchemaLoadError, load_schema, validate_chunk
+    from harmonizer_pipeline.quality.gate import validate_frame
+    from harmonizer_pipeline.quality.validation import SchemaLoadError, load_schema
 
     try:
         schema = load_schema(schema_spec, base_dir=Path.cwd())
@@ -152,16 +151,16 @@ def validate(path: Path, schema_spec: str, as_json: bool) -> None:
         click.echo(str(exc), err=True)
         sys.exit(2)
     _, frame = _read_or_exit(path)
-    result = validate_chunk(schema, frame)
-    failures = result.rejected.groupby(["check", "column"], dropna=False, sort=True).size()
+    # The same validation as the gate of validated/<source> (uniqueness over the whole file).
+    _, result = validate_frame(schema, frame, on_rejected=lambda rejected: None)
     report = {
         "rows": result.rows,
-        "valid_rows": len(result.valid),
+        "valid_rows": result.valid_rows,
         "rejected_rows": result.rejected_rows,
         "structure_errors": result.structure_errors,
         "failures": [
-            {"check": check, "column": None if pd.isna(column) else column, "count": int(count)}
-            for (check, column), count in failures.items()
+            {"check": check, "column": column, "count": count}
+            for (check, column), count in sorted(result.failures.items(), key=str)
         ],
     }
     if as_json:

@@ -4,18 +4,24 @@ import dagster as dg
 
 from harmonizer_pipeline.ingest.assets import files_partitions, raw_source_asset
 from harmonizer_pipeline.ingest.sensors import landing_sensor
+from harmonizer_pipeline.quality.assets import profile_source_asset, validated_source_asset
 from harmonizer_pipeline.resources import build_resources
 from harmonizer_pipeline.settings import Settings, load_settings
 
 
 def build_definitions(settings: Settings, resources: dict[str, object] | None = None) -> dg.Definitions:
-    """Per source: raw/<source> partitioned by file, the job that loads one file, its sensor."""
+    """Per source: raw/<source> partitioned by file, validated/<source> behind its schema gate,
+    quality/profile_<source>; the job that loads, validates and profiles one file; its sensor."""
     assets, jobs, sensors = [], [], []
     for source in settings.sources:
         partitions = files_partitions(source)
-        raw = raw_source_asset(settings, source, partitions)
-        job = dg.define_asset_job(f"load_{source}", selection=[raw.key], partitions_def=partitions)
-        assets.append(raw)
+        stage = [
+            raw_source_asset(settings, source, partitions),
+            validated_source_asset(settings, source, partitions),
+            profile_source_asset(settings, source, partitions),
+        ]
+        job = dg.define_asset_job(f"load_{source}", selection=[a.key for a in stage], partitions_def=partitions)
+        assets.extend(stage)
         jobs.append(job)
         sensors.append(landing_sensor(settings, source, job, partitions))
     return dg.Definitions(assets=assets, jobs=jobs, sensors=sensors, resources=resources or build_resources())

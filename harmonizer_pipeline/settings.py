@@ -1,4 +1,4 @@
-"""Typed model of harmonizer.yaml: the sources a user lands files from.
+"""Typed model of harmonizer.yaml: the sources a user lands files from and the schemas that gate them.
 
 Loaded once per process. Every invalid field is reported with its path in the YAML
 (`sources.clinic_a.landing.local.path: Field required`), never as a traceback.
@@ -93,15 +93,58 @@ class Ingest(_Model):
 
 
 class Source(_Model):
+    # `schema` is the YAML name; BaseModel already has a `schema` attribute.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
     description: str = ""
     landing: Landing
     format: FormatHints = FormatHints()
+    pandera_schema: str | None = Field(
+        default=None,
+        alias="schema",
+        min_length=1,
+        description=(
+            "The pandera schema that gates the source's rows: a YAML file in pandera's from_yaml format "
+            "(relative to harmonizer.yaml) or the import path of a DataFrameModel (package.module:Model). "
+            "Without one, rows pass as text."
+        ),
+    )
+    max_reject_rate: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of a file's rows its schema may reject before the gate blocks downstream assets.",
+    )
 
 
 class Settings(_Model):
     sources: dict[SourceName, Source] = Field(default_factory=dict)
     ingest: Ingest = Ingest()
     base_dir: Path = Field(default=PROJECT_ROOT, exclude=True)
+
+    @model_validator(mode="after")
+    def _schemas_load(self) -> Settings:
+        # A schema that cannot be loaded is a configuration error, reported with its YAML path
+        # when the settings load rather than when the first file arrives.
+        from harmonizer_pipeline.quality.validation import SchemaLoadError, load_schema
+
+        problems = []
+        for name, source in self.sources.items():
+            if source.pandera_schema is not None:
+                try:
+                    load_schema(source.pandera_schema, self.base_dir)
+                except SchemaLoadError as err:
+                    problems.append(f"sources.{name}.schema: {err}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def schema_for(self, source: str):
+        """The source's pandera DataFrameSchema, or None when it names none."""
+        from harmonizer_pipeline.quality.validation import load_schema
+
+        spec = self.sources[source].pandera_schema
+        return None if spec is None else load_schema(spec, self.base_dir)
 
     def landing_path(self, source: str) -> Path:
         local = self.sources[source].landing.local

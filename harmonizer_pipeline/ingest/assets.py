@@ -121,8 +121,12 @@ def raw_source_asset(settings: Settings, source: str, partitions: dg.DynamicPart
                 fetched.check_unchanged()
             except LandingError as exc:
                 raise failed(str(exc)) from None
-            registry.update(connection, source, partition_key, status="loaded", rows=result.rows, sha256=sha256, run_id=run_id, error=None)
+            registry.update(
+                connection, source, partition_key,
+                status="loaded", rows=result.rows, sha256=sha256, run_id=run_id, error=None, columns=data_columns,
+            )
 
+        data_columns = [str(c) for c in table.empty_frame().columns if c != "_row_number"]
         server_csv = table.server_csv()
         text_copy = None
         if server_csv is not None:

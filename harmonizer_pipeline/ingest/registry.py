@@ -24,7 +24,7 @@ from harmonizer_pipeline.resources.landing import LandedObject
 TABLE = sql.SQL("ops.file_registry")
 COLUMNS = (
     "source", "object_key", "object_version", "size", "content_id", "sha256", "status", "error",
-    "rows", "partition_key", "run_id", "first_seen", "updated_at",
+    "rows", "partition_key", "run_id", "first_seen", "updated_at", "columns",
 )  # fmt: skip
 _MAX_KEY_CHARS = 200
 
@@ -44,6 +44,7 @@ class RegistryEntry:
     run_id: str | None
     first_seen: datetime
     updated_at: datetime
+    columns: list[str] | None  # the file's own columns, in its order (the raw table holds every file's)
 
 
 def _run(conn, statement: sql.Composable) -> list[tuple]:
@@ -77,6 +78,8 @@ def ensure_registry(conn) -> None:
             )"""
         ).format(table=TABLE),
     )
+    # Added after the first release; registries made before it gain the column here.
+    _run(conn, sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS columns text[]").format(TABLE))
     _run(conn, sql.SQL("CREATE INDEX IF NOT EXISTS file_registry_content ON {} (source, content_id)").format(TABLE))
     _run(conn, sql.SQL("CREATE INDEX IF NOT EXISTS file_registry_partition ON {} (source, partition_key)").format(TABLE))
 
@@ -153,7 +156,7 @@ def entry_for_partition(conn, source: str, partition_key: str) -> RegistryEntry 
 
 
 def update(conn, source: str, partition_key: str, **changes) -> None:
-    """Set columns of the partition's entry (status, error, rows, sha256, run_id) and its updated_at."""
+    """Set columns of the partition's entry (status, error, rows, sha256, run_id, columns) and its updated_at."""
     assignments = [sql.SQL("{} = {}").format(sql.Identifier(k), sql.Literal(v)) for k, v in changes.items()]
     assignments.append(sql.SQL("updated_at = now()"))
     _run(

@@ -36,16 +36,13 @@ class Recommendation:
 
 def recommend(profile: FileProfile, frame: pd.DataFrame, table: str = "raw.source") -> list[Recommendation]:
     """Every recommendation for the profiled columns of `frame`, column by column."""
+    return [found for column in profile.columns for found in recommend_column(column, frame[column.name], table)]
+
+
+def recommend_column(p: ColumnProfile, text: pd.Series, table: str = "raw.source") -> list[Recommendation]:
+    """The recommendations for one profiled column, given its raw text."""
     schema, _, name = table.rpartition(".")
-    target = (sql.Identifier(schema, name) if schema else sql.Identifier(name)).as_string(None)
-    found = []
-    for column in profile.columns:
-        text = frame[column.name]
-        found.extend(_column_recommendations(column, text, target))
-    return found
-
-
-def _column_recommendations(p: ColumnProfile, text: pd.Series, table: str) -> list[Recommendation]:
+    table = (sql.Identifier(schema, name) if schema else sql.Identifier(name)).as_string(None)
     col, c = repr(p.name), sql.Identifier(p.name).as_string(None)
     filled = text.dropna()
     filled = filled[filled.str.strip() != ""]

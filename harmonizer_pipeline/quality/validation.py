@@ -10,7 +10,9 @@ validate_chunk() runs the schema with lazy=True, so every failure of every row i
 the first. Each failure becomes a rejected-row record (`_row_number`, column, check, failing
 value, message); a row with any failure is rejected whole, the others pass with the schema's
 dtypes. Blank values ('' or whitespace) count as missing: a `nullable: false` column rejects
-them, and they coerce to NULL. Failures that concern the frame rather than a row — a missing or unexpected column —
+them, and they coerce to NULL (nullable integer and boolean columns get pandas' nullable
+dtypes, Int64 and boolean, for that). A value the column's dtype cannot take is a
+`coerce_dtype` failure, and its row's other columns are still checked. Failures that concern the frame rather than a row — a missing or unexpected column —
 are structure errors: then no row can be typed, and every row is rejected with check
 `structure`.
 """
@@ -24,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
-from pandera.errors import SchemaError, SchemaErrors, SchemaInitError
+from pandera.errors import ParserError, SchemaError, SchemaErrors, SchemaInitError
 
 REJECTED_COLUMNS = ["_row_number", "column", "check", "failure_case", "message"]
 
@@ -52,7 +54,7 @@ def load_schema(spec: str, base_dir: Path | None = None) -> pa.DataFrameSchema:
         if not path.is_file():
             raise SchemaLoadError(f"schema {spec}: no such file ({path})")
         try:
-            return pa.DataFrameSchema.from_yaml(path)
+            return with_nullable_dtypes(pa.DataFrameSchema.from_yaml(path))
         except Exception as err:  # pandera and yaml raise many kinds for a malformed file
             raise SchemaLoadError(f"schema {spec}: {type(err).__name__}: {' '.join(str(err).split())}") from err
     module_name, _, name = spec.replace(":", ".").rpartition(".")
@@ -63,28 +65,44 @@ def load_schema(spec: str, base_dir: Path | None = None) -> pa.DataFrameSchema:
     except (ImportError, AttributeError) as err:
         raise SchemaLoadError(f"schema {spec}: cannot import {name} from {module_name}: {err}") from err
     if isinstance(target, pa.DataFrameSchema):
-        return target
+        return with_nullable_dtypes(target)
     if isinstance(target, type) and issubclass(target, pa.DataFrameModel):
         try:
-            return target.to_schema()
+            return with_nullable_dtypes(target.to_schema())
         except SchemaInitError as err:
             raise SchemaLoadError(f"schema {spec}: {err}") from err
     raise SchemaLoadError(f"schema {spec}: {name} is a {type(target).__name__}, not a DataFrameModel or DataFrameSchema")
 
 
+# numpy dtypes that hold no missing value, and the pandas dtypes that do.
+_NULLABLE_DTYPES = {
+    **{f"{sign}int{bits}": f"{sign.upper()}Int{bits}" for sign in ("", "u") for bits in (8, 16, 32, 64)},
+    "bool": "boolean",
+}
+
+
+def with_nullable_dtypes(schema: pa.DataFrameSchema) -> pa.DataFrameSchema:
+    """A `nullable` integer or boolean column typed with pandas' nullable dtype (int64 → Int64),
+    so that a missing value is NULL rather than a failure to coerce the whole column."""
+    changes = {
+        name: {"dtype": _NULLABLE_DTYPES[str(column.dtype)]}
+        for name, column in schema.columns.items()
+        if column.nullable and str(column.dtype) in _NULLABLE_DTYPES
+    }
+    return schema.update_columns(changes) if changes else schema
+
+
 def validate_chunk(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> ChunkValidation:
     """Validate one chunk of raw rows (with `_row_number`); see the module docstring."""
     lineage = [c for c in frame.columns if str(c).startswith("_")]
-    data = frame.drop(columns=lineage).apply(_blank_as_missing)
-    try:
-        typed = schema.validate(data, lazy=True)
-        return ChunkValidation(typed.join(frame[lineage]), _no_rejections(), len(frame))
-    except SchemaErrors as errors:
-        cases = errors.failure_cases
-    except SchemaError as error:  # raised even when lazy, e.g. by a failing dataframe-level parser
-        cases = pd.DataFrame([{"column": None, "check": str(error.check), "failure_case": None, "index": None}])
-    row_level = cases["index"].notna()
-    structure = cases[~row_level]
+    data = frame.drop(columns=lineage).apply(blank_as_missing)
+    # A value its column's dtype cannot take fails coercion; pandera would then leave the whole
+    # column untyped and fail its other checks on text. So rows holding such values are checked
+    # apart, without those columns, and the rest as usual.
+    uncoercible = {name: bad for name in data.columns if len(bad := coerce_column(schema, name, data[name])[1])}
+    odd_rows = pd.Index(sorted(set().union(*uncoercible.values()))) if uncoercible else pd.Index([])
+    typed, cases = _validate(schema, data.drop(index=odd_rows))
+    structure = cases[cases["index"].isna()] if cases is not None else ()
     if len(structure):
         problems = [f"{c['check']}: {c['failure_case']}" for _, c in structure.iterrows()]
         rejected = pd.DataFrame(
@@ -96,8 +114,21 @@ def validate_chunk(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> ChunkVali
                 "message": "; ".join(problems),
             }
         )
-        return ChunkValidation(frame.iloc[:0], rejected, len(frame), problems)
-    cases = _without_echoes(cases[row_level])
+        return ChunkValidation(_no_rows(schema).join(frame[lineage].iloc[:0]), rejected, len(frame), problems)
+    if cases is None and not uncoercible:
+        return ChunkValidation(typed.join(frame[lineage]), _no_rejections(), len(frame))
+    found = [] if cases is None else [_without_echoes(cases[["column", "check", "index"]])]
+    for name, bad in uncoercible.items():
+        found.append(pd.DataFrame({"column": name, "check": f"coerce_dtype('{schema.columns[name].dtype}')", "index": bad}))
+    columns_of_row: dict[object, list[str]] = {}
+    for name, bad in uncoercible.items():
+        for index in bad:
+            columns_of_row.setdefault(index, []).append(name)
+    for names, rows in pd.Series(columns_of_row).groupby(lambda i: tuple(columns_of_row[i])).groups.items():
+        _, apart = _validate(schema.remove_columns(list(names)), data.loc[rows].drop(columns=list(names)))
+        if apart is not None:
+            found.append(_without_echoes(apart.loc[apart["index"].notna(), ["column", "check", "index"]]))
+    cases = pd.concat(found, ignore_index=True)
     index = cases["index"].to_numpy()
     rejected = pd.DataFrame(
         {
@@ -107,16 +138,54 @@ def validate_chunk(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> ChunkVali
             "failure_case": _raw_values(frame, cases),
         }
     )
-    rejected["message"] = [
-        f"column {column!r} fails {check} with {value!r}"
-        for column, check, value in zip(rejected["column"], rejected["check"], rejected["failure_case"])
-    ]
-    passing = data.drop(index=pd.unique(index))
-    typed = schema.validate(passing, lazy=True) if len(passing) else schema.coerce_dtype(passing) if schema.coerce else passing
+    rejected["message"] = [failure_message(*record) for record in zip(rejected["column"], rejected["check"], rejected["failure_case"])]
+    failing = pd.unique(index)
+    if typed is not None:  # only the rows checked apart failed: the others are typed already
+        typed = typed.drop(index=failing, errors="ignore")
+    else:
+        passing = data.drop(index=failing)
+        typed = schema.validate(passing, lazy=True) if len(passing) else schema.coerce_dtype(passing) if schema.coerce else passing
     return ChunkValidation(typed.join(frame[lineage]), rejected.sort_values(["_row_number", "column"], kind="stable", ignore_index=True), len(frame))
 
 
-def _blank_as_missing(column: pd.Series) -> pd.Series:
+def _validate(schema: pa.DataFrameSchema, data: pd.DataFrame) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """(typed rows, None) when every row passes, else (None, pandera's failure cases)."""
+    try:
+        return schema.validate(data, lazy=True), None
+    except SchemaErrors as errors:
+        return None, errors.failure_cases
+    except SchemaError as error:  # raised even when lazy, e.g. by a failing dataframe-level parser
+        return None, pd.DataFrame([{"column": None, "check": str(error.check), "failure_case": None, "index": None}])
+
+
+def coerce_column(schema: pa.DataFrameSchema, name: str, values: pd.Series) -> tuple[pd.Series, pd.Index]:
+    """The column's present values typed as the schema coerces them (missing and uncoercible
+    values left out), and the index labels of the values its dtype cannot take. A column the
+    schema does not coerce is returned as it is, less its missing values."""
+    present = values.dropna()
+    column = schema.columns.get(name)
+    if column is None or column.dtype is None or not (column.coerce or schema.coerce):
+        return present, pd.Index([])
+    try:
+        return column.dtype.try_coerce(present), pd.Index([])
+    except ParserError as err:
+        bad = pd.Index(err.failure_cases["index"])
+        return column.dtype.try_coerce(present.drop(index=bad)), bad
+
+
+def failure_message(column: str, check: str, value: str | None) -> str:
+    return f"column {column!r} fails {check} with {value!r}"
+
+
+def _no_rows(schema: pa.DataFrameSchema) -> pd.DataFrame:
+    """No rows, the schema's columns and dtypes: what a file with the wrong structure passes on,
+    so its partition of the validated table still has the types of the others."""
+    return pd.DataFrame(
+        {name: pd.Series([], dtype=column.dtype.type if column.dtype is not None else "str") for name, column in schema.columns.items()}
+    )
+
+
+def blank_as_missing(column: pd.Series) -> pd.Series:
     """Raw text keeps '' as read; typing takes a blank value for a missing one."""
     if not pd.api.types.is_string_dtype(column):
         return column
@@ -134,7 +203,8 @@ def _raw_values(frame: pd.DataFrame, cases: pd.DataFrame) -> np.ndarray:
 
 
 def _without_echoes(cases: pd.DataFrame) -> pd.DataFrame:
-    """Drop the dtype failure pandera reports again for a value its coercion already failed on."""
+    """Drop the dtype failure pandera reports again for a value its coercion already failed on
+    (a missing value in a column whose dtype has no missing values)."""
     coerced = cases["check"].astype(str).str.startswith("coerce_dtype(")
     failed = set(zip(cases.loc[coerced, "column"], cases.loc[coerced, "index"]))
     repeated = np.array([(column, index) in failed for column, index in zip(cases["column"], cases["index"])], bool)

@@ -1,0 +1,240 @@
+"""validated/<source> behind its blocking schema gate, and quality/profile_<source> with its drift check."""
+
+import dagster as dg
+import pandas as pd
+import pandera.pandas as pa
+
+from harmonizer_pipeline.ingest import registry
+from harmonizer_pipeline.ingest.assets import PARTITION_COLUMN
+from harmonizer_pipeline.quality import store
+from harmonizer_pipeline.quality.drift import compare_profiles
+from harmonizer_pipeline.quality.gate import PartitionValidation, unique_column_sets, uniqueness_rejections, verdict
+from harmonizer_pipeline.quality.profiling import FileProfile, profile_column
+from harmonizer_pipeline.quality.recommendations import recommend_column
+from harmonizer_pipeline.resources import PostgresResource
+from harmonizer_pipeline.resources import table_store
+from harmonizer_pipeline.resources.postgres import adbc_connection
+from harmonizer_pipeline.resources.table_store import DataFrameChunks
+from harmonizer_pipeline.settings import Settings
+
+GATE_CHECK = "schema_gate"
+DRIFT_CHECK = "drift"
+PROFILE_READ_CELLS = 20_000_000  # raw values profiled at once: columns are read in groups this size
+OWNERS = ["team:data-engineering"]
+
+# For assets downstream of validated/<source>: run when upstream updates, unless its gate failed.
+GATED_EAGER = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+
+
+def _file_columns(conn, source: str, partition_key: str) -> tuple[registry.RegistryEntry, list[str]]:
+    """The file's registry entry and its own columns (the raw table holds every file's columns)."""
+    registry.ensure_registry(conn)
+    entry = registry.entry_for_partition(conn, source, partition_key)
+    if entry is None or entry.status != "loaded":
+        raise dg.Failure(f"partition {partition_key!r} of {source} is not a loaded file: materialize raw/{source} first")
+    if entry.columns is not None:
+        return entry, list(entry.columns)
+    # Loaded before the registry kept each file's columns: every data column of the raw table.
+    stored = table_store.stored_columns(conn, "raw", source).values()
+    return entry, [spec.name for spec in stored if not spec.name.startswith("_")]
+
+
+def _partition_rows(partition_key: str):
+    return table_store.partition_filter([(PARTITION_COLUMN, [partition_key])])
+
+
+def _table(records: list[dict], columns: list[tuple[str, str]]) -> dg.TableMetadataValue:
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord({name: record[name] for name, _ in columns}) for record in records],
+        schema=dg.TableSchema(columns=[dg.TableColumn(name, kind) for name, kind in columns]),
+    )
+
+
+def validated_source_asset(settings: Settings, source: str, partitions: dg.DynamicPartitionsDefinition) -> dg.AssetsDefinition:
+    key = dg.AssetKey(["validated", source])
+    config = settings.sources[source]
+    max_reject_rate = config.max_reject_rate
+    gate_description = (
+        f"Blocks downstream assets when {source}'s file has the wrong columns or its rejected share "
+        f"exceeds max_reject_rate ({max_reject_rate:.2%}); warns when rows were quarantined within it."
+    )
+
+    @dg.asset(
+        key=key,
+        partitions_def=partitions,
+        deps=[dg.AssetKey(["raw", source])],
+        # Not "schema": the IO manager takes that key for the PostgreSQL schema.
+        metadata={"partition_expr": PARTITION_COLUMN, "pandera_schema": config.pandera_schema or "(none: rows pass as text)"},
+        check_specs=[dg.AssetCheckSpec(GATE_CHECK, asset=key, blocking=True, description=gate_description)],
+        group_name="quality",
+        kinds={"pandera", "postgres"},
+        owners=OWNERS,
+        description=(
+            f"{source}'s raw rows typed and checked by its pandera schema; rows that fail go to "
+            "quality.rejected_rows with the check and value, never dropped."
+        ),
+    )
+    def validated(context: dg.AssetExecutionContext, postgres: PostgresResource):
+        partition_key, run_id = context.partition_key, context.run.run_id
+        schema = settings.schema_for(source) or pa.DataFrameSchema()
+        with postgres.connect() as conn:
+            store.ensure_quality_tables(conn)
+            _, columns = _file_columns(conn, source, partition_key)
+        where = _partition_rows(partition_key)
+        url = postgres.url()
+        unique = sorted({c for _, group, _ in unique_column_sets(schema) for c in group if c in columns})
+        duplicates = pd.DataFrame()
+        if unique:  # uniqueness holds over the whole file: one pass over its unique columns first
+            with adbc_connection(url) as conn:
+                duplicates = uniqueness_rejections(schema, table_store.read_frame(conn, "raw", source, ["_row_number", *unique], where))
+        writer = store.RejectedRowsWriter(url, source, partition_key, run_id)
+        validation = PartitionValidation(schema, duplicates, writer.write)
+        keep = set(columns)
+
+        def raw_chunks():
+            with adbc_connection(url) as conn:
+                for chunk in table_store.read_chunks(conn, "raw", source, None, where, settings.ingest.chunk_rows):
+                    yield chunk[[c for c in chunk.columns if c in keep or c.startswith("_")]]
+
+        # Rejected rows commit just before the valid ones, inside the write's transaction.
+        yield dg.Output(DataFrameChunks(validation.run(raw_chunks()), on_written=writer.commit, on_closed=writer.close))
+        summary = validation.summary
+        decision = verdict(summary, max_reject_rate)
+        with postgres.connect() as conn:
+            store.record_gate(conn, source, partition_key, run_id, summary, max_reject_rate, decision)
+        failures = [{"check": k, "column": c or "", "count": n} for (k, c), n in sorted(summary.failures.items(), key=str)]
+        sample = [{**r, "column": r["column"] or "", "failure_case": r["failure_case"] or ""} for r in summary.sample]
+        yield dg.AssetCheckResult(
+            check_name=GATE_CHECK,
+            passed=decision.passed,
+            severity=dg.AssetCheckSeverity.WARN if decision.severity == "warn" else dg.AssetCheckSeverity.ERROR,
+            description=decision.description,
+            metadata={
+                "rows": summary.rows,
+                "rejected_rows": summary.rejected_rows,
+                "reject_rate": summary.reject_rate,
+                "max_reject_rate": max_reject_rate,
+                "structure_errors": dg.MetadataValue.md("\n".join(f"- {e}" for e in summary.structure_errors) or "none"),
+                "failures": _table(failures, [("check", "string"), ("column", "string"), ("count", "int")]),
+                "failing_rows_sample": _table(
+                    sample, [("_row_number", "int"), ("column", "string"), ("check", "string"), ("failure_case", "string"), ("message", "string")]
+                ),
+            },
+        )
+
+    return validated
+
+
+def _profile_markdown(profile: FileProfile) -> str:
+    lines = [
+        f"**{profile.rows} rows, quality score {profile.quality_score}**",
+        "",
+        "| column | type | nulls | empty | distinct | min | max | shape | PII | score | top values |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in profile.columns:
+        top = ", ".join(f"`{v}` ({n})" for v, n in c.top_values[:3])
+        shape = f"`{c.patterns[0][0]}`" if c.patterns else ""
+        cells = [c.name, c.semantic_type, c.nulls, c.empties, c.distinct, c.minimum or "", c.maximum or "", shape, ", ".join(c.pii), c.quality_score, top]
+        lines.append("| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(lines)
+
+
+def _recommendations_markdown(recommendations) -> str:
+    if not recommendations:
+        return "No issues found."
+    parts = []
+    for r in recommendations:
+        parts.append(f"### `{r.column}`: {r.issue}\n{r.detail}\n\n```python\n{r.pandas}\n```\n\n```sql\n{r.sql}\n```")
+    return "\n\n".join(parts)
+
+
+def profile_source_asset(settings: Settings, source: str, partitions: dg.DynamicPartitionsDefinition) -> dg.AssetsDefinition:
+    key = dg.AssetKey(["quality", f"profile_{source}"])
+
+    @dg.asset(
+        key=key,
+        partitions_def=partitions,
+        deps=[dg.AssetKey(["raw", source])],
+        check_specs=[
+            dg.AssetCheckSpec(
+                DRIFT_CHECK,
+                asset=key,
+                description="Warns when the file's columns, types, missing or distinct shares, or categories differ from the previous file's.",
+            )
+        ],
+        group_name="quality",
+        kinds={"pandas", "postgres"},
+        owners=OWNERS,
+        description=(
+            f"Column profile of each {source} file as landed (types, counts, shapes, PII, quality score) and "
+            "recommended fixes; history in quality.column_profiles, quality.recommendations and quality.schema_history."
+        ),
+    )
+    def profile(context: dg.AssetExecutionContext, postgres: PostgresResource):
+        partition_key, run_id = context.partition_key, context.run.run_id
+        with postgres.connect() as conn:
+            store.ensure_quality_tables(conn)
+            entry, columns = _file_columns(conn, source, partition_key)
+        where = _partition_rows(partition_key)
+        per_read = max(1, PROFILE_READ_CELLS // max(entry.rows or 1, 1))
+        profiles, recommendations = [], []
+        with adbc_connection(postgres.url()) as conn:
+            for start in range(0, len(columns), per_read):
+                group = columns[start:start + per_read]
+                frame = table_store.read_frame(conn, "raw", source, group, where)
+                for name in group:
+                    column_profile = profile_column(name, frame[name])
+                    profiles.append(column_profile)
+                    recommendations.extend(recommend_column(column_profile, frame[name], f"raw.{source}"))
+                del frame
+        file_profile = FileProfile(entry.rows or 0, profiles)
+        keys = context.instance.get_dynamic_partitions(partitions.name)
+        earlier = keys[: keys.index(partition_key)] if partition_key in keys else []
+        with postgres.connect() as conn:
+            previous = store.latest_profile(conn, source, earlier)
+            store.save_profile(conn, source, partition_key, run_id, file_profile, recommendations)
+            findings = compare_profiles(previous[1], file_profile) if previous else []
+            if previous:
+                store.record_drift(conn, source, partition_key, previous[0], run_id, findings)
+        if previous is None:
+            drift = dg.AssetCheckResult(check_name=DRIFT_CHECK, passed=True, description="first file of the source: nothing to compare with")
+        else:
+            drift = dg.AssetCheckResult(
+                check_name=DRIFT_CHECK,
+                passed=not findings,
+                severity=dg.AssetCheckSeverity.WARN,
+                description=f"{len(findings)} change(s) since {previous[0]}" if findings else f"no drift since {previous[0]}",
+                metadata={
+                    "previous_partition": previous[0],
+                    "findings": _table(
+                        [{"kind": f.kind, "column": f.column, "detail": f.detail} for f in findings],
+                        [("kind", "string"), ("column", "string"), ("detail", "string")],
+                    ),
+                },
+            )
+        column_rows = [
+            {
+                "column": c.name, "semantic_type": c.semantic_type, "nulls": c.nulls, "empties": c.empties,
+                "distinct": c.distinct, "pattern": c.patterns[0][0] if c.patterns else "", "pii": ", ".join(c.pii),
+                "quality_score": c.quality_score,
+            }  # fmt: skip
+            for c in profiles
+        ]
+        return dg.MaterializeResult(
+            metadata={
+                "rows": file_profile.rows,
+                "quality_score": file_profile.quality_score,
+                "columns": _table(
+                    column_rows,
+                    [("column", "string"), ("semantic_type", "string"), ("nulls", "int"), ("empties", "int"), ("distinct", "int"),
+                     ("pattern", "string"), ("pii", "string"), ("quality_score", "float")],
+                ),  # fmt: skip
+                "profile": dg.MetadataValue.md(_profile_markdown(file_profile)),
+                "recommendations": dg.MetadataValue.md(_recommendations_markdown(recommendations)),
+                "recommendation_count": len(recommendations),
+            },
+            check_results=[drift],
+        )
+
+    return profile
