@@ -50,6 +50,7 @@ def run_demo(echo: Callable[[str], None] = print) -> bool:
     prepare_dagster_environment()
     from harmonizer_pipeline.definitions import defs
     from harmonizer_pipeline.ingest import registry
+    from harmonizer_pipeline.quality import store
     from harmonizer_pipeline.resources import PostgresResource
 
     all_ok = True
@@ -63,10 +64,19 @@ def run_demo(echo: Callable[[str], None] = print) -> bool:
                 echo(f"run {run.run_id} {tags['harmonizer/source']} {tags['harmonizer/file']}: {'loaded' if run.success else 'FAILED'}")
     with PostgresResource().connect() as conn:
         entries = registry.entries(conn)
+        store.ensure_quality_tables(conn)
+        gates = store.latest_gate_results(conn)
+        profiles = store.latest_profile_scores(conn)
     echo("file registry (ops.file_registry):")
     for e in entries:
         detail = f"{e.rows} rows -> raw.{e.source}" if e.status == "loaded" else (e.error or "")
         echo(f"  {e.source} {e.object_key} {e.status} {detail}")
+    echo("schema gate (quality.gate_results; failing rows in quality.rejected_rows):")
+    for source, partition, severity, description in gates:
+        echo(f"  {source} {partition} {severity}: {description} -> validated.{source}")
+    echo("profiles (quality.column_profiles, quality.recommendations):")
+    for source, partition, score, columns, recommendations in profiles:
+        echo(f"  {source} {partition}: quality score {score}, {columns} columns, {recommendations} recommendation(s)")
     echo(f"database: {redact(resolve_database_url())}  (open it with `.venv/bin/harmonizer db psql`)")
     echo("see the runs in the Dagster UI: `make dev`, then http://127.0.0.1:3000/runs")
     return all_ok

@@ -215,3 +215,70 @@ def test_a_source_without_a_schema_passes_its_rows_as_text(landing, source, psql
     assert run.success
     assert gate_evaluation(run).description == "all 8 rows passed"
     assert psql(f'SELECT age FROM validated."{source}" ORDER BY _row_number LIMIT 3') == [("34",), ("-3",), ("41",)]
+
+
+def people(rows: int, *, name_column: str = "name", blank_emails: int = 0, statuses=("active", "inactive"), phone: bool = False) -> str:
+    header = ["id", name_column, "email", "status"] + (["phone"] if phone else [])
+    lines = [",".join(header)]
+    for i in range(rows):
+        email = "" if i < blank_emails else f"person{i}@example.com"
+        cells = [str(i + 1), f"Person {i % 7}" + (" " if i == 3 else ""), email, statuses[i % len(statuses)]]
+        lines.append(",".join(cells + ([f"+49 30 {1000000 + i}"] if phone else [])))
+    return "\n".join(lines) + "\n"
+
+
+def test_profiles_are_stored_by_run_shown_in_the_ui_and_compared_with_the_previous_file(landing, source, psql):
+    defs = make_defs(landing, source, schema=None)
+    with dg.instance_for_test() as instance:
+        (landing / "people_1.csv").write_text(people(20))
+        [first] = land_and_load(defs, instance)
+        (landing / "people_2.csv").write_text(
+            people(20, name_column="full_name", blank_emails=10, statuses=("active", "inactive", "paused"), phone=True)
+        )
+        [second] = land_and_load(defs, instance)
+    assert first.success and second.success
+    [profile] = [e for e in first.get_asset_materialization_events() if e.asset_key.path[0] == "quality"]
+    metadata = profile.materialization.metadata
+    assert (metadata["rows"].value, metadata["recommendation_count"].value) == (20, 2)
+    columns = {r.data["column"]: r.data for r in metadata["columns"].value.records}
+    assert {name: c["semantic_type"] for name, c in columns.items()} == {
+        "id": "integer", "name": "categorical", "email": "email", "status": "categorical",
+    }  # fmt: skip
+    assert columns["email"]["pii"] == "email" and columns["id"]["pattern"] == "99"
+    assert "| email | email | 0 | 0 | 20 |" in metadata["profile"].value
+    assert "### `name`: whitespace" in metadata["recommendations"].value and "```sql" in metadata["recommendations"].value
+    [first_drift] = [e for e in first.get_asset_check_evaluations() if e.check_name == "drift"]
+    assert (first_drift.passed, first_drift.description) == (True, "first file of the source: nothing to compare with")
+
+    stored = psql(
+        "SELECT partition_key, column_name, semantic_type, nulls, empties, distinct_values, pii FROM quality.column_profiles"
+        " WHERE source = %s ORDER BY profiled_at, position",
+        (source,),
+    )
+    first_key, second_key = (run.dagster_run.tags["dagster/partition"] for run in (first, second))
+    assert stored[:4] == [
+        (first_key, "id", "integer", 0, 0, 20, []),
+        (first_key, "name", "categorical", 0, 0, 8, []),
+        (first_key, "email", "email", 0, 0, 20, ["email"]),
+        (first_key, "status", "categorical", 0, 0, 2, []),
+    ]
+    assert [row[1] for row in stored[4:]] == ["id", "full_name", "email", "status", "phone"]
+    # 'Person 3 ' carries a trailing space, and so is also a second spelling of 'Person 3'.
+    assert psql(
+        "SELECT column_name, issue, rows FROM quality.recommendations WHERE source = %s AND partition_key = %s ORDER BY issue",
+        (source, first_key),
+    ) == [("name", "inconsistent_case", 3), ("name", "whitespace", 1)]
+
+    [drift] = [e for e in second.get_asset_check_evaluations() if e.check_name == "drift"]
+    assert (drift.passed, drift.severity) == (False, dg.AssetCheckSeverity.WARN)
+    assert drift.description == f"5 change(s) since {first_key}"
+    assert psql(
+        "SELECT previous_partition_key, kind, column_name, detail FROM quality.schema_history WHERE source = %s ORDER BY detected_at, kind, column_name",
+        (source,),
+    ) == [
+        (first_key, "added_column", "phone", "new column 'phone' (phone)"),
+        (first_key, "distinct_rate_jump", "email", "distinct 100.0% → 55.0%"),
+        (first_key, "new_categories", "status", "new values ['paused']"),
+        (first_key, "null_rate_jump", "email", "missing 0.0% → 50.0%"),
+        (first_key, "renamed_column", "full_name", "'name' is now 'full_name'"),
+    ]

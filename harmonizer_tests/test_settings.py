@@ -95,3 +95,40 @@ def test_format_hints_reach_the_readers():
     text = "sources:\n  a:\n    landing: {local: {path: x}}\n    format: {format: csv, delimiter: ';', encoding: cp1252, header: true}\n"
     hints = read_hints(parse_settings(text, base_dir=Path("/tmp")), "a")
     assert (hints.format, hints.delimiter, hints.encoding, hints.header, hints.sheet) == ("csv", ";", "cp1252", True, None)
+
+
+@pytest.mark.parametrize(
+    ("fragment", "message"),
+    [
+        ("schema: missing.yaml", "sources.a.schema: schema missing.yaml: no such file (/tmp/"),
+        ("schema: ''", "sources.a.schema: String should have at least 1 character"),
+        ("schema: no_such_module:Model", "sources.a.schema: schema no_such_module:Model: cannot import Model from no_such_module"),
+        ("schema: harmonizer_pipeline.settings:Settings", "sources.a.schema: schema harmonizer_pipeline.settings:Settings: Settings is a "),
+        ("schema: [a, b]", "sources.a.schema: Input should be a valid string"),
+        ("max_reject_rate: 1.5", "sources.a.max_reject_rate: Input should be less than or equal to 1"),
+        ("max_reject_rate: -0.1", "sources.a.max_reject_rate: Input should be greater than or equal to 0"),
+        ("max_reject_rate: some", "sources.a.max_reject_rate: Input should be a valid number"),
+    ],
+)
+def test_bad_schema_settings_name_the_field(fragment, message):
+    text = f"sources:\n  a:\n    landing: {{local: {{path: x}}}}\n    {fragment}\n"
+    with pytest.raises(SettingsError) as caught:
+        parse_settings(text, base_dir=Path("/tmp"))
+    assert message in str(caught.value)
+
+
+def test_a_malformed_schema_file_is_a_settings_error_naming_source_and_file(tmp_path):
+    (tmp_path / "bad.yaml").write_text("schema_type: dataframe\ncolumns:\n  id: {dtype: not_a_type}\n")
+    text = "sources:\n  a:\n    landing: {local: {path: x}}\n    schema: bad.yaml\n"
+    with pytest.raises(SettingsError) as caught:
+        parse_settings(text, base_dir=tmp_path)
+    assert "sources.a.schema: schema bad.yaml: " in str(caught.value)
+    assert "not_a_type" in str(caught.value)
+
+
+def test_schemas_of_the_shipped_example_load_from_yaml_and_from_a_class():
+    settings = load_settings_file(PROJECT_ROOT / "harmonizer.yaml")
+    assert (settings.sources["clinic_a"].max_reject_rate, settings.sources["clinic_b"].max_reject_rate) == (0.05, 0.0)
+    clinic_a, clinic_b = settings.schema_for("clinic_a"), settings.schema_for("clinic_b")
+    assert clinic_a.columns["patient_id"].unique and str(clinic_a.columns["birth_date"].dtype) == "datetime64[ns]"
+    assert list(clinic_b.columns) == ["id", "name", "dob", "sex", "town"] and clinic_b.strict

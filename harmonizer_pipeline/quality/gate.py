@@ -33,6 +33,7 @@ from harmonizer_pipeline.quality.validation import (
     coerce_column,
     failure_message,
     validate_chunk,
+    with_nullable_dtypes,
 )
 
 SAMPLE_ROWS = 20  # rejected records kept for the check's metadata
@@ -59,6 +60,7 @@ def uniqueness_rejections(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd
     """Rejected-row records (REJECTED_COLUMNS) for every uniqueness rule, over the whole file.
     `frame` needs `_row_number` and the unique columns (the file's text); rules naming a
     column the file lacks are left to the structure check."""
+    schema = with_nullable_dtypes(schema)
     records = []
     typed: dict[str, pd.Series] = {}
     for check, columns, report in unique_column_sets(schema):
@@ -147,7 +149,7 @@ class PartitionValidation:
     records to `on_rejected`, and sums everything up in `summary`."""
 
     def __init__(self, schema: pa.DataFrameSchema, unique_rejections: pd.DataFrame, on_rejected: Callable[[pd.DataFrame], None]):
-        self.schema = without_uniqueness(schema)
+        self.schema = with_nullable_dtypes(without_uniqueness(schema))
         self.unique_rejections = unique_rejections
         self.on_rejected = on_rejected
         self.summary = GateSummary()

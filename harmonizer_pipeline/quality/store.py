@@ -228,3 +228,25 @@ def record_drift(conn, source: str, partition_key: str, previous_key: str, run_i
             " detail, previous_value, current_value) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
             [(source, partition_key, previous_key, run_id, f.kind, f.column, f.detail, f.previous, f.current) for f in findings],
         )
+
+
+def latest_gate_results(conn) -> list[tuple[str, str, str, str]]:
+    """(source, partition_key, severity, description) of each file's latest gate decision."""
+    return conn.execute(
+        "SELECT source, partition_key, severity, description FROM ("
+        " SELECT DISTINCT ON (source, partition_key) * FROM quality.gate_results"
+        " ORDER BY source, partition_key, checked_at DESC) latest ORDER BY source, partition_key"
+    ).fetchall()
+
+
+def latest_profile_scores(conn) -> list[tuple[str, str, float, int, int]]:
+    """(source, partition_key, file quality score, columns, recommendations) of each file's latest profile."""
+    return conn.execute(
+        "SELECT p.source, p.partition_key, p.file_quality_score, count(*),"
+        " (SELECT count(*) FROM quality.recommendations r WHERE r.run_id = p.run_id AND r.source = p.source"
+        "  AND r.partition_key = p.partition_key)"
+        " FROM quality.column_profiles p WHERE p.run_id = ("
+        "  SELECT q.run_id FROM quality.column_profiles q WHERE q.source = p.source AND q.partition_key = p.partition_key"
+        "  ORDER BY q.profiled_at DESC LIMIT 1)"
+        " GROUP BY p.source, p.partition_key, p.file_quality_score, p.run_id ORDER BY p.source, p.partition_key"
+    ).fetchall()

@@ -1,0 +1,273 @@
+"""Benchmark profiling and validating one file: harmonizer's profile and schema gate against
+ydata-profiling in minimal mode and plain pandera validation of the same frame.
+
+Run:  .venv/bin/python bench/bench_quality.py [--rows N] [--ydata-python PATH] [--json PATH]
+
+A CSV of N rows (default 1,000,000) × 20 columns of the kinds files carry (ids, UUIDs, names,
+e-mails, phones, dates in two formats, timestamps, countries, postal codes with leading zeros,
+decimals, currency amounts, quantities with planted negative outliers, yes/no flags, statuses,
+URLs, IPs, card numbers, free text with blanks) is generated once, deterministically, into
+bench/.data/ (gitignored), with a pandera YAML schema for it. Then, each in a fresh subprocess
+(its peak RSS its own, read by the parent from os.wait4), one after the other:
+
+- harmonizer_profile: quality.profiling.profile_frame over the file's 20 text columns;
+- harmonizer_validate: the schema gate of validated/<source> (quality.gate): whole-file
+  uniqueness, then lazy validation chunk by chunk (100,000 rows), rejected rows collected;
+- harmonizer_profile_validate: both, one after the other, in one process;
+- pandera: plain `schema.validate(frame, lazy=True)` of the whole frame (pandera's own way);
+- ydata_minimal: `ProfileReport(frame, minimal=True).get_description()` (the profile without
+  rendering the HTML report, the part comparable to ours), run by a separate interpreter
+  because ydata-profiling 4.18 pins pandas < 3: `--ydata-python`, default
+  bench/.data/venv-ydata/bin/python, created on first use with
+  `python3.11 -m venv bench/.data/venv-ydata && bench/.data/venv-ydata/bin/pip install
+  "ydata-profiling>=4.18" "pandas<3" "setuptools<81"`.
+
+Each child first reads the CSV as text (harmonizer's reader; pandas.read_csv for ydata, as its
+users do), then times only the operation; `rss_before` is the process's peak RSS after the read,
+`peak_rss` after the operation. Targets: profile time ≥ 5× faster than ydata minimal, and a
+lower peak RSS. Exit status 1 when a target fails or a scenario fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+DATA_DIR = Path(__file__).resolve().parent / ".data"
+DEFAULT_ROWS = 1_000_000
+DEFAULT_YDATA_PYTHON = DATA_DIR / "venv-ydata" / "bin" / "python"
+DATA_VERSION = 1
+SEED = 20261123
+CHUNK_ROWS = 100_000
+SPEEDUP_TARGET = 5.0
+
+SCHEMA_YAML = """\
+schema_type: dataframe
+columns:
+  customer_id: {dtype: int64, nullable: false, unique: true}
+  customer_uuid: {dtype: str, nullable: false, checks: {str_matches: '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'}}
+  first_name: {dtype: str, nullable: false}
+  last_name: {dtype: str, nullable: false}
+  email: {dtype: str, nullable: true, checks: {str_matches: '^[^@\\s]+@[^@\\s]+\\.[a-z]{2,}$'}}
+  phone: {dtype: str, nullable: true, checks: {str_matches: '^\\+\\d[\\d ]{7,16}$'}}
+  birth_date: {dtype: 'datetime64[ns]', nullable: false, checks: {in_range: {min_value: '1900-01-01', max_value: '2026-12-31'}}}
+  signup_at: {dtype: 'datetime64[ns]', nullable: false}
+  country: {dtype: str, nullable: false, checks: {isin: [DE, NL, FR, BE, AT, CH, PL, DK, SE, IT]}}
+  postal_code: {dtype: str, nullable: false, checks: {str_matches: '^\\d{5}$'}}
+  city: {dtype: str, nullable: false}
+  balance: {dtype: float64, nullable: true, checks: {greater_than_or_equal_to: 0}}
+  price: {dtype: str, nullable: false, checks: {str_matches: '^€\\d+\\.\\d{2}$'}}
+  quantity: {dtype: int64, nullable: false, checks: {in_range: {min_value: 0, max_value: 1000}}}
+  active: {dtype: str, nullable: false, checks: {isin: ['yes', 'no']}}
+  status: {dtype: str, nullable: false, checks: {isin: [new, active, churned, paused]}}
+  website: {dtype: str, nullable: true, checks: {str_startswith: 'https://'}}
+  ip_address: {dtype: str, nullable: false}
+  card_number: {dtype: str, nullable: true, checks: {str_length: {min_value: 16, max_value: 16}}}
+  comment: {dtype: str, nullable: true}
+coerce: true
+strict: true
+"""
+
+
+def csv_path(rows: int) -> Path:
+    return DATA_DIR / f"quality_{rows}.csv"
+
+
+def schema_path() -> Path:
+    return DATA_DIR / "quality_schema.yaml"
+
+
+def generate_csv(rows: int) -> Path:
+    """The benchmark file (regenerated when its version or row count changes)."""
+    import numpy as np
+    import pandas as pd
+
+    path, stamp = csv_path(rows), csv_path(rows).with_suffix(".json")
+    if path.exists() and stamp.exists() and json.loads(stamp.read_text()) == {"version": DATA_VERSION, "rows": rows}:
+        return path
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(SEED)
+    first = np.array(["Anna", "Jürgen", "Zoë", "José", "Łukasz", "Søren", "François", "Mia", "Noah", "Emma", "Lukas", "Sofia"])
+    last = np.array(["Meyer", "Müller", "van Dijk", "O'Neil", "Schmidt", "Weber", "Fischer", "Dubois", "Nowak", "Jensen"])
+    cities = np.array(["Berlin", "Köln", "Utrecht", "Paris", "Wien", "Zürich", "Kraków", "Aarhus", "Malmö", "Milano"])
+    countries = np.array(["DE", "NL", "FR", "BE", "AT", "CH", "PL", "DK", "SE", "IT"])
+    ids = np.arange(1, rows + 1)
+    i = ids.astype(str)
+    fn, ln = first[rng.integers(0, len(first), rows)], last[rng.integers(0, len(last), rows)]
+    birth = pd.Timestamp("1940-01-01") + pd.to_timedelta(rng.integers(0, 30_000, rows), unit="D")
+    iso = birth.strftime("%Y-%m-%d").to_numpy()
+    dotted = birth.strftime("%d.%m.%Y").to_numpy()
+    signup = (pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 150_000_000, rows), unit="s")).strftime("%Y-%m-%dT%H:%M:%S")
+    blanks = rng.random(rows)
+    random_bytes = rng.bytes(16 * rows)
+    email = np.char.add(np.char.add(np.char.lower(fn.astype("U")), np.char.add(".", i)), "@example.com")
+    email = np.where(blanks < 0.01, np.char.replace(email, "@", " at "), np.where(blanks > 0.97, "", email))
+    frame = pd.DataFrame(
+        {
+            "customer_id": i,
+            "customer_uuid": [str(uuid.UUID(bytes=random_bytes[k:k + 16])) for k in range(0, 16 * rows, 16)],
+            "first_name": fn,
+            "last_name": ln,
+            "email": email,
+            "phone": np.where(blanks > 0.95, "", np.char.add("+49 30 ", rng.integers(1_000_000, 9_999_999, rows).astype(str))),
+            "birth_date": np.where(rng.random(rows) < 0.005, dotted, iso),  # a second date format in 0.5% of rows
+            "signup_at": signup,
+            "country": countries[rng.integers(0, len(countries), rows)],
+            "postal_code": np.char.zfill(rng.integers(0, 99_999, rows).astype(str), 5),
+            "city": cities[rng.integers(0, len(cities), rows)],
+            "balance": np.where(blanks > 0.9, "", np.round(rng.gamma(2.0, 150.0, rows), 2).astype(str)),
+            "price": np.char.add("€", np.char.mod("%.2f", rng.uniform(1, 500, rows))),
+            "quantity": np.where(rng.random(rows) < 0.002, -rng.integers(1, 50, rows), rng.integers(0, 100, rows)).astype(str),
+            "active": np.where(rng.random(rows) < 0.7, "yes", "no"),
+            "status": np.array(["new", "active", "churned", "paused"])[rng.integers(0, 4, rows)],
+            "website": np.where(blanks > 0.5, "", np.char.add("https://shop.example.com/u/", i)),
+            "ip_address": [f"10.{a}.{b}.{c}" for a, b, c in rng.integers(0, 256, (rows, 3))],
+            "card_number": np.where(blanks > 0.8, "", np.char.zfill(rng.integers(0, 10**15, rows).astype(str), 16)),
+            "comment": np.where(blanks > 0.3, "", np.char.add("Called about order ", (ids % 997).astype(str))),
+        }
+    )
+    frame.to_csv(path, index=False)
+    stamp.write_text(json.dumps({"version": DATA_VERSION, "rows": rows}))
+    return path
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _text_frame(path: Path):
+    """The file as harmonizer reads it: every value as text, `_row_number` beside."""
+    import pandas as pd
+
+    from harmonizer_pipeline.ingest.readers import open_table
+
+    return pd.concat(list(open_table(path, chunk_rows=CHUNK_ROWS).chunks()), ignore_index=True)
+
+
+def _schema():
+    from harmonizer_pipeline.quality.validation import load_schema
+
+    return load_schema(str(schema_path()))
+
+
+def _profile(frame) -> dict:
+    from harmonizer_pipeline.quality.profiling import profile_frame
+
+    profile = profile_frame(frame)
+    return {"quality_score": profile.quality_score, "columns": len(profile.columns)}
+
+
+def _validate(frame, schema) -> dict:
+    from harmonizer_pipeline.quality.gate import PartitionValidation, unique_column_sets, uniqueness_rejections
+
+    unique = sorted({c for _, group, _ in unique_column_sets(schema) for c in group})
+    validation = PartitionValidation(schema, uniqueness_rejections(schema, frame[["_row_number", *unique]]), lambda rejected: None)
+    passed = sum(len(v) for v in validation.run(frame.iloc[i:i + CHUNK_ROWS] for i in range(0, len(frame), CHUNK_ROWS)))
+    summary = validation.summary
+    return {"valid_rows": passed, "rejected_rows": summary.rejected_rows, "failures": sum(summary.failures.values())}
+
+
+def scenario(name: str, path: Path) -> dict:
+    if name == "ydata_minimal":
+        import pandas as pd
+        from ydata_profiling import ProfileReport
+
+        frame = pd.read_csv(path)
+        before = _peak_rss_mb()
+        start = time.perf_counter()
+        description = ProfileReport(frame, minimal=True, progress_bar=False).get_description()
+        seconds = time.perf_counter() - start
+        detail = {"columns": len(description.variables), "pandas": pd.__version__}
+    else:
+        frame = _text_frame(path)
+        schema = _schema() if name != "harmonizer_profile" else None
+        before = _peak_rss_mb()
+        start = time.perf_counter()
+        if name == "harmonizer_profile":
+            detail = _profile(frame)
+        elif name == "harmonizer_validate":
+            detail = _validate(frame, schema)
+        elif name == "harmonizer_profile_validate":
+            detail = {**_profile(frame), **_validate(frame, schema)}
+        elif name == "pandera":
+            from pandera.errors import SchemaErrors
+
+            data = frame.drop(columns=["_row_number"])
+            try:
+                schema.validate(data, lazy=True)
+                detail = {"failure_cases": 0}
+            except SchemaErrors as errors:
+                detail = {"failure_cases": len(errors.failure_cases)}
+        else:
+            raise SystemExit(f"unknown scenario {name}")
+        seconds = time.perf_counter() - start
+    return {"seconds": round(seconds, 3), "rss_before_mb": round(before, 1), "peak_rss_mb": round(_peak_rss_mb(), 1), **detail}
+
+
+def run_child(name: str, python: str, path: Path) -> dict:
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        command = [python, __file__, "--scenario", name, "--csv", str(path), "--result", out.name]
+        process = subprocess.Popen(command, cwd=Path(__file__).resolve().parents[1])
+        _, status, usage = os.wait4(process.pid, 0)
+        if status != 0:
+            return {"error": f"exit status {os.waitstatus_to_exitcode(status)}"}
+        result = json.loads(Path(out.name).read_text())
+        result["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
+        return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=DEFAULT_ROWS)
+    parser.add_argument("--ydata-python", default=str(DEFAULT_YDATA_PYTHON))
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--scenario", help=argparse.SUPPRESS)
+    parser.add_argument("--csv", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.scenario:
+        args.result.write_text(json.dumps(scenario(args.scenario, args.csv)))
+        return 0
+
+    path = generate_csv(args.rows)
+    schema_path().write_text(SCHEMA_YAML)
+    print(f"{path.name}: {args.rows:,} rows × 20 columns, {path.stat().st_size / 1e6:.0f} MB")
+    results = {}
+    for name in ("harmonizer_profile", "harmonizer_validate", "harmonizer_profile_validate", "pandera", "ydata_minimal"):
+        python = args.ydata_python if name == "ydata_minimal" else sys.executable
+        if name == "ydata_minimal" and not Path(python).exists():
+            results[name] = {"error": f"{python} not found (see this script's docstring to create it)"}
+        else:
+            results[name] = run_child(name, python, path)
+        print(f"  {name:<28} {json.dumps(results[name], ensure_ascii=False)}", flush=True)
+
+    ok = all("error" not in r for r in results.values())
+    ours, ydata, pandera = results["harmonizer_profile"], results["ydata_minimal"], results["pandera"]
+    print("\nratios:")
+    if ok:
+        speedup = ydata["seconds"] / ours["seconds"]
+        memory = ours["peak_rss_mb"] / ydata["peak_rss_mb"]
+        gate_vs_pandera = results["harmonizer_validate"]["seconds"] / pandera["seconds"]
+        print(f"  profile: ydata-profiling minimal {ydata['seconds']:.1f} s / harmonizer {ours['seconds']:.1f} s = "
+              f"{speedup:.1f}× faster (target ≥ {SPEEDUP_TARGET:.0f}×: {'PASS' if speedup >= SPEEDUP_TARGET else 'FAIL'})")
+        print(f"  profile peak RSS: harmonizer {ours['peak_rss_mb']:.0f} MB vs ydata {ydata['peak_rss_mb']:.0f} MB = "
+              f"{memory:.2f}× (target < 1: {'PASS' if memory < 1 else 'FAIL'})")
+        print(f"  validation: harmonizer gate {results['harmonizer_validate']['seconds']:.1f} s vs plain pandera "
+              f"{pandera['seconds']:.1f} s = {gate_vs_pandera:.2f}× (the gate also types every passing row chunk by "
+              "chunk, checks uniqueness over the whole file and keeps every rejected value)")
+        ok = speedup >= SPEEDUP_TARGET and memory < 1
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
