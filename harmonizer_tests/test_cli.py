@@ -78,8 +78,14 @@ def test_demo_runs_the_pipeline_and_prints_where_results_are(demo_home):
         "clinic_a patients_2026-11.csv: loaded",
         "clinic_b export.csv: loaded",
     ]
-    assert "  clinic_a patients_2026-11.csv loaded 24 rows -> raw.clinic_a" in lines
+    assert "  clinic_a patients_2026-11.csv loaded 25 rows -> raw.clinic_a" in lines
     assert "  clinic_b export.csv loaded 15 rows -> raw.clinic_b" in lines
+    gates = [line for line in lines if " -> validated." in line]
+    assert [line.split("@")[0] for line in gates] == ["  clinic_a patients_2026-11.csv", "  clinic_b export.csv"]
+    assert gates[0].endswith(
+        " warn: 1 of 25 rows rejected (4.00%) and quarantined in quality.rejected_rows, within max_reject_rate 5.00% -> validated.clinic_a"
+    )
+    assert gates[1].endswith(" ok: all 15 rows passed -> validated.clinic_b")
     assert "make dev" in done.stdout
 
 

@@ -37,7 +37,7 @@ def test_sensors_load_every_sample_file(sample_runs, psql):
     }
     with PostgresResource().connect() as conn:
         loaded = {(e.source, e.object_key): (e.status, e.rows) for e in registry.entries(conn)}
-    assert loaded[("clinic_a", "patients_2026-11.csv")] == ("loaded", 24)
+    assert loaded[("clinic_a", "patients_2026-11.csv")] == ("loaded", 25)
     assert loaded[("clinic_b", "export.csv")] == ("loaded", 15)
 
 
@@ -56,3 +56,16 @@ def test_raw_layer_keeps_text_exactly_as_written_with_lineage(sample_runs, psql)
     ]
     assert psql("SELECT count(*) FROM raw.clinic_a WHERE balance IS NULL") == [(0,)]
     assert psql("SELECT count(DISTINCT _load_id), count(DISTINCT _partition) FROM raw.clinic_b") == [(1, 1)]
+
+
+def test_sample_files_are_gated_typed_and_their_bad_row_is_quarantined(sample_runs, psql):
+    assert psql("SELECT count(*), min(birth_date)::text FROM validated.clinic_a") == [(24, "1947-10-04 00:00:00")]
+    assert psql(
+        "SELECT source, _row_number, column_name, check_name, failure_case FROM quality.rejected_rows"
+        " WHERE source IN ('clinic_a', 'clinic_b')"
+    ) == [("clinic_a", 26, "birth_date", "coerce_dtype('datetime64[ns]')", "1985-13-40")]
+    # clinic_b's DataFrameModel reads its day-first dates.
+    assert psql("SELECT dob::text FROM validated.clinic_b WHERE id = 'B-001'") == [("1978-09-01 00:00:00",)]
+    assert psql(
+        "SELECT source, severity FROM quality.gate_results WHERE source IN ('clinic_a', 'clinic_b') ORDER BY source"
+    ) == [("clinic_a", "warn"), ("clinic_b", "ok")]
