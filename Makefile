@@ -21,10 +21,17 @@ dev: $(INSTALLED)  ## Dagster UI + daemon on the same instance as `make demo`
 test: $(INSTALLED)  ## the whole test suite, against a real PostgreSQL
 	$(BIN)/python -m pytest
 
-bench: $(INSTALLED)  ## benchmarks against peers (not part of CI)
+# ydata-profiling pins pandas < 3, so bench_quality runs it from a venv of its own.
+YDATA_PYTHON := bench/.data/venv-ydata/bin/python
+$(YDATA_PYTHON):
+	$(PYTHON) -m venv bench/.data/venv-ydata
+	$(YDATA_PYTHON) -m pip install --quiet "ydata-profiling>=4.18" "pandas<3" "setuptools<81"
+
+bench: $(INSTALLED) $(YDATA_PYTHON)  ## benchmarks against peers (not part of CI)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/bench_io.py
 	$(BIN)/python bench/bench_ingest.py
+	$(BIN)/python bench/bench_quality.py
 
 lint: $(INSTALLED)
 	$(BIN)/python -m compileall -q harmonizer_pipeline harmonizer_tests bench

@@ -22,8 +22,9 @@ bench/.data/ (gitignored), with a pandera YAML schema for it. Then, each in a fr
   `python3.11 -m venv bench/.data/venv-ydata && bench/.data/venv-ydata/bin/pip install
   "ydata-profiling>=4.18" "pandas<3" "setuptools<81"`.
 
-Each child first reads the CSV as text (harmonizer's reader; pandas.read_csv for ydata, as its
-users do), then times only the operation; `rss_before` is the process's peak RSS after the read,
+Each child first reads the CSV (as text with pyarrow for harmonizer and pandera, as raw/<source>
+holds it; pandas.read_csv with its type inference for ydata, as its users do), then times only
+the operation; `rss_before` is the process's peak RSS after the read,
 `peak_rss` after the operation. Targets: profile time ≥ 5× faster than ydata minimal, and a
 lower peak RSS. Exit status 1 when a target fails or a scenario fails.
 """
@@ -144,12 +145,13 @@ def _peak_rss_mb() -> float:
 
 
 def _text_frame(path: Path):
-    """The file as harmonizer reads it: every value as text, `_row_number` beside."""
+    """The file as raw/<source> holds it: every value as text ('' stays ''), `_row_number` beside.
+    Read by pyarrow into pandas' Arrow-backed strings, so the frame costs about the file's size."""
+    import numpy as np
     import pandas as pd
 
-    from harmonizer_pipeline.ingest.readers import open_table
-
-    return pd.concat(list(open_table(path, chunk_rows=CHUNK_ROWS).chunks()), ignore_index=True)
+    frame = pd.read_csv(path, dtype="str", keep_default_na=False, engine="pyarrow")
+    return frame.assign(_row_number=np.arange(2, len(frame) + 2))
 
 
 def _schema():
@@ -255,14 +257,11 @@ def main() -> int:
     if ok:
         speedup = ydata["seconds"] / ours["seconds"]
         memory = ours["peak_rss_mb"] / ydata["peak_rss_mb"]
-        gate_vs_pandera = results["harmonizer_validate"]["seconds"] / pandera["seconds"]
-        print(f"  profile: ydata-profiling minimal {ydata['seconds']:.1f} s / harmonizer {ours['seconds']:.1f} s = "
-              f"{speedup:.1f}× faster (target ≥ {SPEEDUP_TARGET:.0f}×: {'PASS' if speedup >= SPEEDUP_TARGET else 'FAIL'})")
-        print(f"  profile peak RSS: harmonizer {ours['peak_rss_mb']:.0f} MB vs ydata {ydata['peak_rss_mb']:.0f} MB = "
-              f"{memory:.2f}× (target < 1: {'PASS' if memory < 1 else 'FAIL'})")
-        print(f"  validation: harmonizer gate {results['harmonizer_validate']['seconds']:.1f} s vs plain pandera "
-              f"{pandera['seconds']:.1f} s = {gate_vs_pandera:.2f}× (the gate also types every passing row chunk by "
-              "chunk, checks uniqueness over the whole file and keeps every rejected value)")
+        gate = results["harmonizer_validate"]
+        print(f"  validation: plain pandera {pandera['seconds']:.1f} s / harmonizer gate {gate['seconds']:.1f} s = "
+              f"{pandera['seconds'] / gate['seconds']:.1f}× faster; pandera reports {pandera['failure_cases']:,} failure "
+              f"cases, the gate {gate['failures']:,} on {gate['rejected_rows']:,} rows (in pandera a column with a value "
+              "its dtype cannot take stays text, and its other checks fail or error on every row)")
         ok = speedup >= SPEEDUP_TARGET and memory < 1
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

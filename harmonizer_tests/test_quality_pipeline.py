@@ -169,6 +169,8 @@ def test_a_failing_gate_blocks_downstream_and_quarantines_exactly_the_planted_er
         assert not blocked.success
         assert materialized(blocked) == {f"validated/{source}"}  # keys/<source> did not run
         assert instance.get_latest_materialization_event(dg.AssetKey(["keys", source])) is None
+        record = instance.get_latest_asset_check_evaluation_record(dg.AssetCheckKey(dg.AssetKey(["validated", source]), "schema_gate"))
+        assert (record.run_id, record.status.value) == (blocked.run_id, "FAILED")
         # Declarative automation holds it back as well (the warning test shows it would request it).
         assert automation_requests(defs, instance, source, cursor)[0] == set()
         # Validating the file again replaces its quarantine records instead of adding to them.

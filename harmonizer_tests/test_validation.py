@@ -148,3 +148,24 @@ def test_blank_values_count_as_missing(yaml_schema):
         {"_row_number": 4, "column": "id", "check": "not_nullable", "failure_case": " "},
     ]
     assert result.valid["amount"].isna().tolist() == [True]
+
+
+def test_a_value_that_cannot_be_typed_does_not_hide_the_other_failures_of_its_row_or_column():
+    schema = pa.DataFrameSchema(
+        {
+            "age": pa.Column("int64", pa.Check.ge(0)),
+            "sex": pa.Column(str, pa.Check.isin(["F", "M"])),
+            "born": pa.Column("datetime64[ns]"),
+        },
+        coerce=True,
+    )
+    frame = raw(age=["abc", "5", "-1", "7"], sex=["X", "F", "M", "F"], born=["2001-01-02", "2001-13-45", "1999-05-06", "2000-01-01"])
+    result = validate_chunk(schema, frame)
+    assert result.rejected[["_row_number", "column", "check", "failure_case"]].values.tolist() == [
+        [2, "age", "coerce_dtype('int64')", "abc"],
+        [2, "sex", "isin(['F', 'M'])", "X"],
+        [3, "born", "coerce_dtype('datetime64[ns]')", "2001-13-45"],
+        [4, "age", "greater_than_or_equal_to(0)", "-1"],
+    ]
+    assert result.valid["_row_number"].tolist() == [5]
+    assert (str(result.valid["age"].dtype), str(result.valid["born"].dtype)) == ("int64", "datetime64[ns]")

@@ -125,7 +125,10 @@ def validate_chunk(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> ChunkVali
     for name, bad in uncoercible.items():
         for index in bad:
             columns_of_row.setdefault(index, []).append(name)
-    for names, rows in pd.Series(columns_of_row).groupby(lambda i: tuple(columns_of_row[i])).groups.items():
+    rows_apart: dict[tuple[str, ...], list] = {}
+    for index, names in columns_of_row.items():
+        rows_apart.setdefault(tuple(names), []).append(index)
+    for names, rows in rows_apart.items():
         _, apart = _validate(schema.remove_columns(list(names)), data.loc[rows].drop(columns=list(names)))
         if apart is not None:
             found.append(_without_echoes(apart.loc[apart["index"].notna(), ["column", "check", "index"]]))
