@@ -284,3 +284,15 @@ def test_profiles_are_stored_by_run_shown_in_the_ui_and_compared_with_the_previo
         (first_key, "null_rate_jump", "email", "missing 0.0% → 50.0%"),
         (first_key, "renamed_column", "full_name", "'name' is now 'full_name'"),
     ]
+
+
+def test_a_file_with_only_a_header_is_validated_and_profiled_as_empty(landing, source, psql):
+    (landing / "patients.csv").write_text("id,name,age,sex\n")
+    with dg.instance_for_test() as instance:
+        [run] = land_and_load(make_defs(landing, source), instance)
+    assert run.success
+    assert gate_evaluation(run).description == "all 0 rows passed"
+    assert psql(f'SELECT count(*) FROM validated."{source}"') == [(0,)]
+    assert psql(
+        "SELECT column_name, semantic_type, rows FROM quality.column_profiles WHERE source = %s ORDER BY position", (source,)
+    ) == [("id", "free text", 0), ("name", "free text", 0), ("age", "free text", 0), ("sex", "free text", 0)]
