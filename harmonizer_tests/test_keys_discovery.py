@@ -1,0 +1,133 @@
+"""The key engine against brute force, and its edge cases."""
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from harmonizer_pipeline.keys.discovery import (
+    KeyDiscoveryError,
+    analyze,
+    duplicate_groups,
+    encode,
+    minimal_keys,
+)
+
+
+def brute_force(frame: pd.DataFrame, null_equals_null: bool = True) -> list[tuple[str, ...]]:
+    """Every minimal non-empty unique combination, by trying them all."""
+    names = sorted(frame.columns)
+    codes = encode(frame, null_equals_null=null_equals_null)
+    keys: list[tuple[str, ...]] = []
+    for size in range(1, len(names) + 1):
+        for combo in itertools.combinations(names, size):
+            if any(set(k) <= set(combo) for k in keys):
+                continue
+            if not codes[list(combo)].duplicated().any():
+                keys.append(combo)
+    return keys
+
+
+@st.composite
+def frames(draw):
+    rows = draw(st.integers(0, 30))
+    width = draw(st.integers(1, 6))
+    columns = {}
+    for i in range(width):
+        kind = draw(st.sampled_from(["int", "text", "nullable", "constant", "planted"]))
+        if kind == "int":
+            values = draw(st.lists(st.integers(0, 4), min_size=rows, max_size=rows))
+        elif kind == "text":
+            values = draw(st.lists(st.sampled_from(["a", "b", "A", "", "b "]), min_size=rows, max_size=rows))
+        elif kind == "nullable":
+            values = draw(st.lists(st.one_of(st.none(), st.integers(0, 3)), min_size=rows, max_size=rows))
+        elif kind == "constant":
+            values = ["same"] * rows
+        else:
+            values = list(range(rows))  # a planted single-column key
+        columns[f"c{i}"] = pd.Series(values, dtype="object" if kind in ("nullable", "text", "constant") else "int64")
+    frame = pd.DataFrame(columns, index=range(rows))
+    if rows and draw(st.booleans()):  # planted full-row duplicates
+        frame = pd.concat([frame, frame.iloc[: draw(st.integers(1, rows))]], ignore_index=True)
+    return frame
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(frames(), st.booleans())
+def test_minimal_keys_equal_brute_force(frame, null_equals_null):
+    found = minimal_keys(frame, null_equals_null=null_equals_null)
+    assert [k.columns for k in found] == brute_force(frame, null_equals_null)
+    for key in found:
+        assert key.has_nulls == bool(frame[list(key.columns)].isna().any().any())
+
+
+def test_null_semantics_are_explicit():
+    frame = pd.DataFrame({"id": [1, None, None], "code": ["a", "a", "b"]})
+    assert [k.columns for k in minimal_keys(frame)] == [("code", "id")]
+    assert [(k.columns, k.has_nulls) for k in minimal_keys(frame, null_equals_null=False)] == [(("id",), True)]
+
+
+@pytest.mark.parametrize(
+    ("frame", "keys"),
+    [
+        (pd.DataFrame({"a": pd.Series([], dtype="int64"), "b": pd.Series([], dtype="str")}), [("a",), ("b",)]),
+        (pd.DataFrame({"a": [1], "b": ["x"]}), [("a",), ("b",)]),
+        (pd.DataFrame({"only": [3, 1, 2]}), [("only",)]),
+        (pd.DataFrame({"only": [3, 1, 3]}), []),
+        (pd.DataFrame({"a": ["k"] * 4, "b": [0] * 4}), []),
+        (pd.DataFrame({"a": [1, 1, 2], "b": ["x", "x", "y"]}), []),  # a row repeats entirely
+        (pd.DataFrame({"n": [1.5, 1.5, 2.0], "t": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-01"]), "s": ["a", "b", "c"]}), [("s",), ("n", "t")]),
+    ],
+    ids=["zero rows", "one row", "one column", "one column repeating", "all constant", "full-row duplicates", "mixed dtypes"],
+)
+def test_edge_cases(frame, keys):
+    assert [k.columns for k in minimal_keys(frame)] == keys
+
+
+def test_a_wide_table_with_null_heavy_columns():
+    rows = 500
+    block = np.arange(rows) // 50  # 62 attributes of blocks of 50 rows: none tells rows of a block apart
+    frame = pd.DataFrame({f"attr_{i:02d}": (block + i) % 7 for i in range(62)})
+    frame["row_id"] = np.arange(rows)
+    frame["mostly_null"] = pd.Series([None] * (rows - 2) + ["x", "y"], dtype="object")
+    found = minimal_keys(frame, max_size=1)
+    assert [k.columns for k in found] == [("row_id",)]
+    analysis = analyze(frame, max_size=2)
+    assert analysis.suggestion.columns == ("row_id",) and analysis.suggestion.unique
+    assert all(len(k.columns) <= 2 for k in analysis.minimal_keys)
+
+
+def test_near_keys_are_measured_exactly_and_the_suggestion_prefers_identifiers():
+    frame = pd.DataFrame(
+        {
+            "customer_id": [f"C{i}" for i in range(100)],
+            "email": [f"p{i}@x.org" for i in range(98)] + ["p0@x.org", "p1@x.org"],  # 2 repeats
+            "city": ["Berlin", "Köln"] * 50,
+        }
+    )
+    analysis = analyze(frame)
+    assert [k.columns for k in analysis.minimal_keys] == [("customer_id",)]
+    assert analysis.suggestion.columns == ("customer_id",)
+    email = next(k for k in analysis.near_keys if k.columns == ("email",))
+    assert (email.uniqueness, email.duplicate_groups, email.excess_rows) == (0.98, 2, 2)
+    assert analysis.near_keys[0].uniqueness >= analysis.near_keys[-1].uniqueness
+
+
+def test_without_an_exact_key_the_best_near_key_is_suggested_and_its_groups_found():
+    frame = pd.DataFrame({"code": ["a", "b", "c", "a", "d"], "n": [1, 2, 3, 1, 4]})
+    analysis = analyze(frame)
+    assert analysis.minimal_keys == [] and analysis.duplicate_rows == 1
+    assert (analysis.suggestion.columns, analysis.suggestion.unique) == (("code",), False)
+    groups = duplicate_groups(frame.assign(_row_number=range(2, 7)), ["code"])
+    assert groups[["_group", "code", "_row_number"]].values.tolist() == [[1, "a", 2], [1, "a", 5]]
+
+
+def test_a_declared_key_wins_and_must_exist():
+    frame = pd.DataFrame({"id": [1, 2, 3], "name": ["a", "b", "a"]})
+    assert analyze(frame, declared_key=["name"]).suggestion.columns == ("name",)
+    assert not analyze(frame, declared_key=["name"]).suggestion.unique
+    with pytest.raises(KeyDiscoveryError, match=r"declared key column\(s\) \['nope'\] not in the data"):
+        analyze(frame, declared_key=["nope"])
