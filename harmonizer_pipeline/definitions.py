@@ -4,6 +4,7 @@ import dagster as dg
 
 from harmonizer_pipeline.ingest.assets import files_partitions, raw_source_asset
 from harmonizer_pipeline.ingest.sensors import landing_sensor
+from harmonizer_pipeline.keys.assets import comparison_source_asset, keys_source_asset
 from harmonizer_pipeline.quality.assets import profile_source_asset, validated_source_asset
 from harmonizer_pipeline.resources import build_resources
 from harmonizer_pipeline.settings import Settings, load_settings
@@ -11,7 +12,8 @@ from harmonizer_pipeline.settings import Settings, load_settings
 
 def build_definitions(settings: Settings, resources: dict[str, object] | None = None) -> dg.Definitions:
     """Per source: raw/<source> partitioned by file, validated/<source> behind its schema gate,
-    quality/profile_<source>; the job that loads, validates and profiles one file; its sensor."""
+    quality/profile_<source>, keys/<source> and keys/comparison_<source>; the job that loads,
+    validates, profiles and analyses the keys of one file; its sensor."""
     assets, jobs, sensors = [], [], []
     for source in settings.sources:
         partitions = files_partitions(source)
@@ -19,6 +21,8 @@ def build_definitions(settings: Settings, resources: dict[str, object] | None = 
             raw_source_asset(settings, source, partitions),
             validated_source_asset(settings, source, partitions),
             profile_source_asset(settings, source, partitions),
+            keys_source_asset(settings, source, partitions),
+            comparison_source_asset(settings, source, partitions),
         ]
         job = dg.define_asset_job(f"load_{source}", selection=[a.key for a in stage], partitions_def=partitions)
         assets.extend(stage)

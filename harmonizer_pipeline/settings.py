@@ -92,6 +92,11 @@ class Ingest(_Model):
     )
 
 
+class KeySettings(_Model):
+    max_size: int | None = Field(default=None, gt=0, description="Report keys of at most this many columns (the search stays exact).")
+    null_equals_null: bool = Field(default=True, description="Whether two NULLs count as the same value in a key.")
+
+
 class Source(_Model):
     # `schema` is the YAML name; BaseModel already has a `schema` attribute.
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -115,11 +120,17 @@ class Source(_Model):
         le=1.0,
         description="Share of a file's rows its schema may reject before the gate blocks downstream assets.",
     )
+    key: list[Annotated[str, StringConstraints(min_length=1)]] | None = Field(
+        default=None,
+        min_length=1,
+        description="The business key: the columns that identify a row. Unset: keys/<source> suggests one.",
+    )
 
 
 class Settings(_Model):
     sources: dict[SourceName, Source] = Field(default_factory=dict)
     ingest: Ingest = Ingest()
+    keys: KeySettings = KeySettings()
     base_dir: Path = Field(default=PROJECT_ROOT, exclude=True)
 
     @model_validator(mode="after")

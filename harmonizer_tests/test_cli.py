@@ -17,6 +17,7 @@ import dagster as dg
 import pytest
 
 from harmonizer_pipeline.resources import postgres
+from harmonizer_tests.test_definitions import SAMPLE_ASSETS
 
 HARMONIZER = [sys.executable, "-m", "harmonizer_pipeline.cli"]
 
@@ -145,9 +146,7 @@ def test_dev_ui_shows_the_demo_runs(demo_home, demo_env):
         assert runs is not None, "dagster dev did not answer within 120 s"
         assert runs[run_id] == "SUCCESS"
         nodes = _graphql(port, "{ assetNodes { assetKey { path } } }")["data"]["assetNodes"]
-        assert {"/".join(n["assetKey"]["path"]) for n in nodes} == {
-            f"{stage}/{name}" for name in ("clinic_a", "clinic_b") for stage in ("raw", "validated")
-        } | {"quality/profile_clinic_a", "quality/profile_clinic_b"}
+        assert {"/".join(n["assetKey"]["path"]) for n in nodes} == SAMPLE_ASSETS
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:

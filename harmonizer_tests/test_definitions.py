@@ -10,13 +10,18 @@ from harmonizer_pipeline.ingest import registry
 from harmonizer_pipeline.resources import PostgresResource
 
 
+# Per sample source: its raw, validated, profile, keys and comparison assets.
+SAMPLE_ASSETS = {
+    key
+    for name in ("clinic_a", "clinic_b")
+    for key in (f"raw/{name}", f"validated/{name}", f"quality/profile_{name}", f"keys/{name}", f"keys/comparison_{name}")
+}
+
+
 def test_definitions_are_loadable():
     dg.Definitions.validate_loadable(defs)
     keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == {f"{stage}/{name}" for name in ("clinic_a", "clinic_b") for stage in ("raw", "validated")} | {
-        "quality/profile_clinic_a",
-        "quality/profile_clinic_b",
-    }
+    assert keys == SAMPLE_ASSETS
     assert sorted(s.name for s in defs.sensors) == ["clinic_a_landing", "clinic_b_landing"]
     assert defs.resolve_job_def("load_clinic_a").partitions_def.name == "clinic_a_files"
 

@@ -80,7 +80,7 @@ def make_defs(landing: Path, source: str, *, schema: str | None = "patients.yaml
     settings = parse_settings(text, base_dir=landing.parent)
     partitions = files_partitions(source)
 
-    @dg.asset(key=["keys", source], partitions_def=partitions, deps=[dg.AssetKey(["validated", source])], automation_condition=GATED_EAGER)
+    @dg.asset(key=["harmonized", source], partitions_def=partitions, deps=[dg.AssetKey(["validated", source])], automation_condition=GATED_EAGER)
     def downstream() -> dg.MaterializeResult:
         return dg.MaterializeResult()
 
@@ -94,15 +94,15 @@ def land_and_load(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[dg
 
 
 def automation_requests(defs: dg.Definitions, instance, source: str, cursor) -> tuple[set[str], object]:
-    """The partitions of keys/<source> one evaluation of its automation condition requests, and its cursor."""
-    key = dg.AssetKey(["keys", source])
+    """The partitions of harmonized/<source> one evaluation of its automation condition requests, and its cursor."""
+    key = dg.AssetKey(["harmonized", source])
     result = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=dg.AssetSelection.assets(key), cursor=cursor)
     return result.get_requested_partitions(key), result.cursor
 
 
 def materialize_downstream(defs: dg.Definitions, instance, source: str, partition: str) -> dg.ExecuteInProcessResult:
     """validated/<source> and the asset downstream of it, in one run, as automation would launch them."""
-    job = dg.define_asset_job("gated", selection=[f"validated/{source}", f"keys/{source}"])
+    job = dg.define_asset_job("gated", selection=[f"validated/{source}", f"harmonized/{source}"])
     resolved = dg.Definitions.merge(defs, dg.Definitions(jobs=[job])).resolve_job_def("gated")
     return resolved.execute_in_process(instance=instance, partition_key=partition, raise_on_error=False)
 
@@ -167,8 +167,8 @@ def test_a_failing_gate_blocks_downstream_and_quarantines_exactly_the_planted_er
         partition = run.dagster_run.tags["dagster/partition"]
         blocked = materialize_downstream(defs, instance, source, partition)
         assert not blocked.success
-        assert materialized(blocked) == {f"validated/{source}"}  # keys/<source> did not run
-        assert instance.get_latest_materialization_event(dg.AssetKey(["keys", source])) is None
+        assert materialized(blocked) == {f"validated/{source}"}  # harmonized/<source> did not run
+        assert instance.get_latest_materialization_event(dg.AssetKey(["harmonized", source])) is None
         record = instance.get_latest_asset_check_evaluation_record(dg.AssetCheckKey(dg.AssetKey(["validated", source]), "schema_gate"))
         assert (record.run_id, record.status.value) == (blocked.run_id, "FAILED")
         # Declarative automation holds it back as well (the warning test shows it would request it).
@@ -194,7 +194,7 @@ def test_a_gate_within_max_reject_rate_warns_and_lets_downstream_run(landing, so
         assert automation_requests(defs, instance, source, cursor)[0] == {partition}
         downstream = materialize_downstream(defs, instance, source, partition)
         assert downstream.success
-        assert materialized(downstream) == {f"validated/{source}", f"keys/{source}"}
+        assert materialized(downstream) == {f"validated/{source}", f"harmonized/{source}"}
 
 
 def test_a_file_with_the_wrong_columns_fails_the_gate_as_a_structure_error(landing, source, psql):

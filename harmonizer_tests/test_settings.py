@@ -132,3 +132,21 @@ def test_schemas_of_the_shipped_example_load_from_yaml_and_from_a_class():
     clinic_a, clinic_b = settings.schema_for("clinic_a"), settings.schema_for("clinic_b")
     assert clinic_a.columns["patient_id"].unique and str(clinic_a.columns["birth_date"].dtype) == "datetime64[ns]"
     assert list(clinic_b.columns) == ["id", "name", "dob", "sex", "town"] and clinic_b.strict
+
+
+@pytest.mark.parametrize(
+    ("fragment", "message"),
+    [
+        ("    key: []", "sources.a.key: List should have at least 1 item"),
+        ("    key: id", "sources.a.key: Input should be a valid list"),
+        ("    key: ['']", "sources.a.key.0: String should have at least 1 character"),
+        ("keys: {max_size: 0}", "keys.max_size: Input should be greater than 0"),
+        ("keys: {null_equals_null: sometimes}", "keys.null_equals_null: Input should be a valid boolean"),
+        ("keys: {algorithm: fast}", "keys.algorithm: Extra inputs are not permitted"),
+    ],
+)
+def test_bad_key_settings_name_the_field(fragment, message):
+    text = f"sources:\n  a:\n    landing: {{local: {{path: x}}}}\n{fragment}\n"
+    with pytest.raises(SettingsError) as caught:
+        parse_settings(text, base_dir=Path("/tmp"))
+    assert message in str(caught.value)

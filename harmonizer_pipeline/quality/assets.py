@@ -26,7 +26,7 @@ OWNERS = ["team:data-engineering"]
 GATED_EAGER = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
 
 
-def _file_columns(conn, source: str, partition_key: str) -> tuple[registry.RegistryEntry, list[str]]:
+def file_columns(conn, source: str, partition_key: str) -> tuple[registry.RegistryEntry, list[str]]:
     """The file's registry entry and its own columns (the raw table holds every file's columns)."""
     registry.ensure_registry(conn)
     entry = registry.entry_for_partition(conn, source, partition_key)
@@ -39,11 +39,13 @@ def _file_columns(conn, source: str, partition_key: str) -> tuple[registry.Regis
     return entry, [spec.name for spec in stored if not spec.name.startswith("_")]
 
 
-def _partition_rows(partition_key: str):
+def partition_rows(partition_key: str):
+    """SQL condition for one file's rows."""
     return table_store.partition_filter([(PARTITION_COLUMN, [partition_key])])
 
 
-def _table(records: list[dict], columns: list[tuple[str, str]]) -> dg.TableMetadataValue:
+def table_metadata(records: list[dict], columns: list[tuple[str, str]]) -> dg.TableMetadataValue:
+    """Records as a table in the Dagster UI; `columns` are (name, type) pairs."""
     return dg.MetadataValue.table(
         records=[dg.TableRecord({name: record[name] for name, _ in columns}) for record in records],
         schema=dg.TableSchema(columns=[dg.TableColumn(name, kind) for name, kind in columns]),
@@ -79,8 +81,8 @@ def validated_source_asset(settings: Settings, source: str, partitions: dg.Dynam
         schema = settings.schema_for(source) or pa.DataFrameSchema()
         with postgres.connect() as conn:
             store.ensure_quality_tables(conn)
-            _, columns = _file_columns(conn, source, partition_key)
-        where = _partition_rows(partition_key)
+            _, columns = file_columns(conn, source, partition_key)
+        where = partition_rows(partition_key)
         url = postgres.url()
         unique = sorted({c for _, group, _ in unique_column_sets(schema) for c in group if c in columns})
         duplicates = pd.DataFrame()
@@ -115,8 +117,8 @@ def validated_source_asset(settings: Settings, source: str, partitions: dg.Dynam
                 "reject_rate": summary.reject_rate,
                 "max_reject_rate": max_reject_rate,
                 "structure_errors": dg.MetadataValue.md("\n".join(f"- {e}" for e in summary.structure_errors) or "none"),
-                "failures": _table(failures, [("check", "string"), ("column", "string"), ("count", "int")]),
-                "failing_rows_sample": _table(
+                "failures": table_metadata(failures, [("check", "string"), ("column", "string"), ("count", "int")]),
+                "failing_rows_sample": table_metadata(
                     sample, [("_row_number", "int"), ("column", "string"), ("check", "string"), ("failure_case", "string"), ("message", "string")]
                 ),
             },
@@ -175,8 +177,8 @@ def profile_source_asset(settings: Settings, source: str, partitions: dg.Dynamic
         partition_key, run_id = context.partition_key, context.run.run_id
         with postgres.connect() as conn:
             store.ensure_quality_tables(conn)
-            entry, columns = _file_columns(conn, source, partition_key)
-        where = _partition_rows(partition_key)
+            entry, columns = file_columns(conn, source, partition_key)
+        where = partition_rows(partition_key)
         per_read = max(1, PROFILE_READ_CELLS // max(entry.rows or 1, 1))
         profiles, recommendations = [], []
         with adbc_connection(postgres.url()) as conn:
@@ -207,7 +209,7 @@ def profile_source_asset(settings: Settings, source: str, partitions: dg.Dynamic
                 description=f"{len(findings)} change(s) since {previous[0]}" if findings else f"no drift since {previous[0]}",
                 metadata={
                     "previous_partition": previous[0],
-                    "findings": _table(
+                    "findings": table_metadata(
                         [{"kind": f.kind, "column": f.column, "detail": f.detail} for f in findings],
                         [("kind", "string"), ("column", "string"), ("detail", "string")],
                     ),
@@ -225,7 +227,7 @@ def profile_source_asset(settings: Settings, source: str, partitions: dg.Dynamic
             metadata={
                 "rows": file_profile.rows,
                 "quality_score": file_profile.quality_score,
-                "columns": _table(
+                "columns": table_metadata(
                     column_rows,
                     [("column", "string"), ("semantic_type", "string"), ("nulls", "int"), ("empties", "int"), ("distinct", "int"),
                      ("pattern", "string"), ("pii", "string"), ("quality_score", "float")],

@@ -1,0 +1,152 @@
+"""keys/<source> (minimal keys, near-keys, duplicates of each file) and keys/comparison_<source>
+(each file against the previous one on the key)."""
+
+import dagster as dg
+import pandas as pd
+
+from harmonizer_pipeline.keys import store
+from harmonizer_pipeline.keys.comparison import ComparisonError, compare_frames
+from harmonizer_pipeline.keys.discovery import KeyDiscoveryError, analyze, duplicate_groups
+from harmonizer_pipeline.quality.assets import GATED_EAGER, OWNERS, file_columns, partition_rows, table_metadata
+from harmonizer_pipeline.resources import PostgresResource
+from harmonizer_pipeline.resources import table_store
+from harmonizer_pipeline.resources.postgres import adbc_connection
+from harmonizer_pipeline.settings import Settings
+
+LINEAGE = ["_row_number", "_source_file", "_load_id"]
+SHOWN_KEYS = 50  # keys listed in the UI metadata (all are in keys.unique_keys)
+
+
+def _validated_file(postgres: PostgresResource, source: str, partition_key: str) -> tuple[pd.DataFrame, list[str]]:
+    """The file's validated rows: its own columns (typed) and lineage."""
+    with postgres.connect() as conn:
+        _, columns = file_columns(conn, source, partition_key)
+        stored = {spec.name for spec in table_store.stored_columns(conn, "validated", source).values()}
+    columns = [c for c in columns if c in stored]
+    with adbc_connection(postgres.url()) as conn:
+        frame = table_store.read_frame(conn, "validated", source, [*columns, *LINEAGE], partition_rows(partition_key))
+    return frame, columns
+
+
+def _groups(frame: pd.DataFrame, kind: str, columns: list[str]) -> pd.DataFrame:
+    found = duplicate_groups(frame, columns)
+    return found.assign(_kind=kind, _key_columns=[columns] * len(found))
+
+
+def keys_source_asset(settings: Settings, source: str, partitions: dg.DynamicPartitionsDefinition) -> dg.AssetsDefinition:
+    declared = settings.sources[source].key
+    options = settings.keys
+
+    @dg.asset(
+        key=["keys", source],
+        partitions_def=partitions,
+        deps=[dg.AssetKey(["validated", source])],
+        automation_condition=GATED_EAGER,
+        group_name="keys",
+        kinds={"desbordante", "postgres"},
+        owners=OWNERS,
+        description=(
+            f"Minimal unique keys (exact, Desbordante HPIValid), near-keys, the suggested key and duplicate groups of each "
+            f"{source} file's validated rows; in keys.key_summary, keys.unique_keys, keys.near_keys, keys.duplicate_groups."
+        ),
+    )
+    def keys(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
+        partition_key, run_id = context.partition_key, context.run.run_id
+        frame, columns = _validated_file(postgres, source, partition_key)
+        try:
+            analysis = analyze(frame[columns], options.max_size, declared, options.null_equals_null)
+        except KeyDiscoveryError as err:
+            raise dg.Failure(f"{source}: {err}") from None
+        groups = [_groups(frame, "row", columns)]
+        suggested = list(analysis.suggestion.columns or [])
+        if suggested:
+            groups.append(_groups(frame, "key", suggested))
+        all_groups = pd.concat(groups, ignore_index=True)
+        with postgres.connect() as conn:
+            store.ensure_keys_tables(conn)
+            store.save_analysis(conn, source, partition_key, run_id, analysis, all_groups)
+        key_groups = all_groups[all_groups["_kind"] == "key"]
+        context.log.info(f"{source}: {len(analysis.minimal_keys)} minimal keys in {analysis.seconds} s ({analysis.timings})")
+        return dg.MaterializeResult(
+            metadata={
+                "rows": analysis.rows,
+                "minimal_key_count": len(analysis.minimal_keys),
+                "suggested_key": ", ".join(suggested) or "(none)",
+                "suggestion": analysis.suggestion.reason,
+                "duplicate_rows": analysis.duplicate_rows,
+                "key_duplicate_groups": int(key_groups["_group"].nunique()),
+                "key_duplicate_rows": len(key_groups),
+                "seconds": analysis.seconds,
+                "minimal_keys": table_metadata(
+                    [{"columns": ", ".join(k.columns), "size": len(k.columns), "has_nulls": k.has_nulls} for k in analysis.minimal_keys[:SHOWN_KEYS]],
+                    [("columns", "string"), ("size", "int"), ("has_nulls", "bool")],
+                ),
+                "near_keys": table_metadata(
+                    [
+                        {"columns": ", ".join(k.columns), "uniqueness": k.uniqueness, "duplicate_groups": k.duplicate_groups, "excess_rows": k.excess_rows}
+                        for k in analysis.near_keys
+                    ],
+                    [("columns", "string"), ("uniqueness", "float"), ("duplicate_groups", "int"), ("excess_rows", "int")],
+                ),
+            }
+        )
+
+    return keys
+
+
+def comparison_source_asset(settings: Settings, source: str, partitions: dg.DynamicPartitionsDefinition) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=["keys", f"comparison_{source}"],
+        partitions_def=partitions,
+        deps=[dg.AssetKey(["keys", source])],
+        automation_condition=GATED_EAGER,
+        group_name="keys",
+        kinds={"pandas", "postgres"},
+        owners=OWNERS,
+        description=(
+            f"Each {source} file against the previous one on the key: schema differences, keys only in either, keys in "
+            "both with changed values (per column), whether the key holds in each; in keys.comparisons."
+        ),
+    )
+    def comparison(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
+        partition_key, run_id = context.partition_key, context.run.run_id
+        keys = context.instance.get_dynamic_partitions(partitions.name)
+        earlier = keys[: keys.index(partition_key)] if partition_key in keys else []
+        with postgres.connect() as conn:
+            store.ensure_keys_tables(conn)
+            key = settings.sources[source].key or store.suggested_key(conn, source, partition_key)
+            analysed = {p for (p,) in conn.execute(
+                "SELECT partition_key FROM keys.key_summary WHERE source = %s AND partition_key = ANY(%s)", (source, earlier)
+            ).fetchall()}  # fmt: skip
+        previous = next((p for p in reversed(earlier) if p in analysed), None)
+        if previous is None or not key:
+            reason = "first file of the source: nothing to compare with" if previous is None else "no key to compare on"
+            return dg.MaterializeResult(metadata={"comparison": reason})
+        before, _ = _validated_file(postgres, source, previous)
+        after, _ = _validated_file(postgres, source, partition_key)
+        try:
+            result = compare_frames(before.drop(columns=LINEAGE), after.drop(columns=LINEAGE), key)
+        except ComparisonError as err:
+            return dg.MaterializeResult(metadata={"comparison": str(err), "previous_partition": previous})
+        with postgres.connect() as conn:
+            store.save_comparison(conn, source, partition_key, previous, run_id, result)
+        return dg.MaterializeResult(
+            metadata={
+                "previous_partition": previous,
+                "key": ", ".join(result.key),
+                "only_in_previous": result.only_in_a,
+                "only_in_current": result.only_in_b,
+                "in_both": result.in_both,
+                "changed": result.changed,
+                "key_holds_previous": result.key_holds_a,
+                "key_holds_current": result.key_holds_b,
+                "added_columns": ", ".join(result.added_columns) or "(none)",
+                "removed_columns": ", ".join(result.removed_columns) or "(none)",
+                "changed_columns": table_metadata(
+                    [{"column": c, "changed_keys": n} for c, n in result.changed_columns.items()],
+                    [("column", "string"), ("changed_keys", "int")],
+                ),
+            }
+        )
+
+    return comparison
