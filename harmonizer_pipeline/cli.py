@@ -174,6 +174,47 @@ def validate(path: Path, schema_spec: str, as_json: bool) -> None:
     sys.exit(1 if result.rejected_rows else 0)
 
 
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--max-size", type=click.IntRange(min=1), help="Report keys of at most this many columns (the search stays exact).")
+@click.option("--nulls-distinct", is_flag=True, help="Count every NULL as a value of its own (default: NULL equals NULL).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: rows, columns, minimal_keys, near_keys, suggested_key, duplicate_rows, seconds.")
+def keys(path: Path, max_size: int | None, nulls_distinct: bool, as_json: bool) -> None:
+    """Find FILE's minimal unique column combinations, its near-keys and a suggested key."""
+    import time
+
+    from harmonizer_pipeline.keys.discovery import analyze
+
+    started = time.perf_counter()
+    table, frame = _read_or_exit(path)
+    columns = list(table.detection.columns)
+    found = analyze(frame[columns], max_size=max_size, null_equals_null=not nulls_distinct)
+    report = {
+        "rows": found.rows,
+        "columns": found.columns,
+        "minimal_keys": [list(k.columns) for k in found.minimal_keys],
+        "keys_with_nulls": [list(k.columns) for k in found.minimal_keys if k.has_nulls],
+        "near_keys": [
+            {"columns": list(k.columns), "uniqueness": k.uniqueness, "duplicate_groups": k.duplicate_groups, "excess_rows": k.excess_rows}
+            for k in found.near_keys
+        ],
+        "suggested_key": list(found.suggestion.columns) if found.suggestion.columns else None,
+        "suggestion": found.suggestion.reason,
+        "duplicate_rows": found.duplicate_rows,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    if as_json:
+        click.echo(json.dumps(report, ensure_ascii=False))
+        return
+    click.echo(f"{found.rows} rows, {len(columns)} columns: {len(found.minimal_keys)} minimal keys in {report['seconds']} s")
+    for key in found.minimal_keys:
+        click.echo(f"  key       {', '.join(key.columns)}{'  (holds NULLs)' if key.has_nulls else ''}")
+    for near in found.near_keys:
+        click.echo(f"  near-key  {', '.join(near.columns)}: {near.uniqueness:.2%} unique, {near.excess_rows} repeated rows")
+    click.echo(f"suggested key: {', '.join(report['suggested_key'] or ['(none)'])} ({found.suggestion.reason})")
+    click.echo(f"rows repeating another entirely: {found.duplicate_rows}")
+
+
 @main.command("infer-schema")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the YAML here (default: standard output).")

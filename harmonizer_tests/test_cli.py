@@ -323,3 +323,37 @@ def test_infer_schema_writes_a_schema_its_file_passes_and_a_corrupted_copy_fails
     corrupted.write_text("id,email,status\n1,a@b.org,A\n2,broken,B\n")
     done = run_cli("validate", str(corrupted), "--schema", str(tmp_path / "schema.yaml"), "--json")
     assert done.returncode == 1 and json.loads(done.stdout)["rejected_rows"] == 1
+
+
+def test_keys_prints_minimal_keys_near_keys_and_the_suggestion_as_json(tmp_path):
+    data = tmp_path / "orders.csv"
+    data.write_text(
+        "order_no,line,sku,qty\n"
+        "1,1,A,2\n1,2,B,1\n2,1,A,2\n2,2,C,5\n3,1,B,1\n3,2,A,3\n"
+    )
+    done = run_cli("keys", str(data), "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert (report["rows"], report["columns"]) == (6, ["order_no", "line", "sku", "qty"])
+    # Sorted by size, then names; each key's columns sorted.
+    assert report["minimal_keys"] == [["line", "order_no"], ["order_no", "qty"], ["order_no", "sku"]]
+    assert report["suggested_key"] == ["line", "order_no"]
+    assert report["duplicate_rows"] == 0 and report["seconds"] > 0
+    assert all(0 < k["uniqueness"] < 1 for k in report["near_keys"])
+    capped = json.loads(run_cli("keys", str(data), "--json", "--max-size", "1").stdout)
+    # No single column is a key; qty (4 distinct values in 6 rows) comes closest.
+    assert capped["minimal_keys"] == [] and capped["suggested_key"] == ["qty"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["missing.csv"], "missing.csv: cannot open: No such file or directory"),
+        (["data.csv", "--max-size", "0"], "Invalid value for '--max-size': 0 is not in the range x>=1"),
+    ],
+)
+def test_keys_bad_input_exits_2_with_one_line(tmp_path, args, message):
+    (tmp_path / "data.csv").write_text("a,b\n1,2\n")
+    done = subprocess.run([*HARMONIZER, "keys", *args], capture_output=True, text=True, cwd=tmp_path, timeout=180)
+    assert done.returncode == 2
+    assert message in done.stderr

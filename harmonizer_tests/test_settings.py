@@ -61,22 +61,6 @@ def test_b2_source_has_no_local_path():
 @pytest.mark.parametrize(
     ("fragment", "message"),
     [
-        ("format: {encoding: klingon-8}", "sources.a.format.encoding: Value error, unknown encoding 'klingon-8'"),
-        ("format: {quotechar: \"''\"}", "sources.a.format.quotechar: String should have at most 1 character"),
-        ("format: {header: maybe}", "sources.a.format.header: Input should be a valid boolean"),
-        ("format: {sheet: 3}", "sources.a.format.sheet: Input should be a valid string"),
-    ],
-)
-def test_bad_format_hints_name_the_field(fragment, message):
-    text = f"sources:\n  a:\n    landing: {{local: {{path: x}}}}\n    {fragment}\n"
-    with pytest.raises(SettingsError) as caught:
-        parse_settings(text, base_dir=Path("/tmp"))
-    assert message in str(caught.value)
-
-
-@pytest.mark.parametrize(
-    ("fragment", "message"),
-    [
         ("ingest: {chunk_rows: 0}", "ingest.chunk_rows: Input should be greater than 0"),
         ("ingest: {max_new_files_per_tick: -1}", "ingest.max_new_files_per_tick: Input should be greater than 0"),
         ("ingest: {max_listed_per_tick: many}", "ingest.max_listed_per_tick: Input should be a valid integer"),
@@ -95,26 +79,6 @@ def test_format_hints_reach_the_readers():
     text = "sources:\n  a:\n    landing: {local: {path: x}}\n    format: {format: csv, delimiter: ';', encoding: cp1252, header: true}\n"
     hints = read_hints(parse_settings(text, base_dir=Path("/tmp")), "a")
     assert (hints.format, hints.delimiter, hints.encoding, hints.header, hints.sheet) == ("csv", ";", "cp1252", True, None)
-
-
-@pytest.mark.parametrize(
-    ("fragment", "message"),
-    [
-        ("schema: missing.yaml", "sources.a.schema: schema missing.yaml: no such file (/tmp/"),
-        ("schema: ''", "sources.a.schema: String should have at least 1 character"),
-        ("schema: no_such_module:Model", "sources.a.schema: schema no_such_module:Model: cannot import Model from no_such_module"),
-        ("schema: harmonizer_pipeline.settings:Settings", "sources.a.schema: schema harmonizer_pipeline.settings:Settings: Settings is a "),
-        ("schema: [a, b]", "sources.a.schema: Input should be a valid string"),
-        ("max_reject_rate: 1.5", "sources.a.max_reject_rate: Input should be less than or equal to 1"),
-        ("max_reject_rate: -0.1", "sources.a.max_reject_rate: Input should be greater than or equal to 0"),
-        ("max_reject_rate: some", "sources.a.max_reject_rate: Input should be a valid number"),
-    ],
-)
-def test_bad_schema_settings_name_the_field(fragment, message):
-    text = f"sources:\n  a:\n    landing: {{local: {{path: x}}}}\n    {fragment}\n"
-    with pytest.raises(SettingsError) as caught:
-        parse_settings(text, base_dir=Path("/tmp"))
-    assert message in str(caught.value)
 
 
 def test_a_malformed_schema_file_is_a_settings_error_naming_source_and_file(tmp_path):
@@ -137,6 +101,18 @@ def test_schemas_of_the_shipped_example_load_from_yaml_and_from_a_class():
 @pytest.mark.parametrize(
     ("fragment", "message"),
     [
+        ("    format: {encoding: klingon-8}", "sources.a.format.encoding: Value error, unknown encoding 'klingon-8'"),
+        ("    format: {quotechar: \"''\"}", "sources.a.format.quotechar: String should have at most 1 character"),
+        ("    format: {header: maybe}", "sources.a.format.header: Input should be a valid boolean"),
+        ("    format: {sheet: 3}", "sources.a.format.sheet: Input should be a valid string"),
+        ("    schema: missing.yaml", "sources.a.schema: schema missing.yaml: no such file (/tmp/"),
+        ("    schema: ''", "sources.a.schema: String should have at least 1 character"),
+        ("    schema: no_such_module:Model", "sources.a.schema: schema no_such_module:Model: cannot import Model from no_such_module"),
+        ("    schema: harmonizer_pipeline.settings:Settings", "sources.a.schema: schema harmonizer_pipeline.settings:Settings: Settings is a "),
+        ("    schema: [a, b]", "sources.a.schema: Input should be a valid string"),
+        ("    max_reject_rate: 1.5", "sources.a.max_reject_rate: Input should be less than or equal to 1"),
+        ("    max_reject_rate: -0.1", "sources.a.max_reject_rate: Input should be greater than or equal to 0"),
+        ("    max_reject_rate: some", "sources.a.max_reject_rate: Input should be a valid number"),
         ("    key: []", "sources.a.key: List should have at least 1 item"),
         ("    key: id", "sources.a.key: Input should be a valid list"),
         ("    key: ['']", "sources.a.key.0: String should have at least 1 character"),
@@ -145,7 +121,8 @@ def test_schemas_of_the_shipped_example_load_from_yaml_and_from_a_class():
         ("keys: {algorithm: fast}", "keys.algorithm: Extra inputs are not permitted"),
     ],
 )
-def test_bad_key_settings_name_the_field(fragment, message):
+def test_bad_source_and_key_fields_name_the_field(fragment, message):
+    # Fragments indented by four spaces belong to source `a`; the others are top-level.
     text = f"sources:\n  a:\n    landing: {{local: {{path: x}}}}\n{fragment}\n"
     with pytest.raises(SettingsError) as caught:
         parse_settings(text, base_dir=Path("/tmp"))
