@@ -27,13 +27,12 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
-import subprocess
 import sys
-import tempfile
 import time
 import zipfile
 from pathlib import Path
+
+from children import run_child
 
 DATA_DIR = Path(__file__).resolve().parent / ".data"
 DATA_VERSION = 1
@@ -166,27 +165,6 @@ def run_naive(path: Path) -> dict:
 SCENARIOS = {"harmonizer": run_harmonizer, "desbordante": run_desbordante, "naive": run_naive}
 
 
-def run_child(name: str, path: Path, timeout: float | None = None) -> dict:
-    with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        command = [sys.executable, __file__, "--scenario", name, "--csv", str(path), "--result", out.name]
-        process = subprocess.Popen(command, cwd=Path(__file__).resolve().parents[1])
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid:
-                break
-            if deadline is not None and time.monotonic() > deadline:
-                process.kill()
-                _, status, usage = os.wait4(process.pid, 0)
-                return {"error": f"stopped after {timeout:.0f} s", "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
-            time.sleep(0.2)
-        if status != 0:
-            return {"error": f"exit status {os.waitstatus_to_exitcode(status)}"}
-        result = json.loads(Path(out.name).read_text())
-        result["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
-        return result
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[TARGET_ROWS, LARGE_ROWS])
@@ -207,7 +185,7 @@ def main() -> int:
         entry = {}
         for name in ("harmonizer", "desbordante", "naive"):
             timeout = args.naive_timeout if name == "naive" else None
-            entry[name] = run_child(name, path, timeout)
+            entry[name] = run_child(__file__, name, path, sys.executable, timeout)
             shown = {k: v for k, v in entry[name].items() if k != "keys"}
             keys = entry[name].get("keys")
             print(f"  {name:<12} {json.dumps(shown)}" + (f" keys={len(keys)}" if keys is not None else ""), flush=True)

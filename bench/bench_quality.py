@@ -33,14 +33,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
+
+from children import run_child
 
 DATA_DIR = Path(__file__).resolve().parent / ".data"
 DEFAULT_ROWS = 1_000_000
@@ -214,18 +213,6 @@ def scenario(name: str, path: Path) -> dict:
     return {"seconds": round(seconds, 3), "rss_before_mb": round(before, 1), "peak_rss_mb": round(_peak_rss_mb(), 1), **detail}
 
 
-def run_child(name: str, python: str, path: Path) -> dict:
-    with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        command = [python, __file__, "--scenario", name, "--csv", str(path), "--result", out.name]
-        process = subprocess.Popen(command, cwd=Path(__file__).resolve().parents[1])
-        _, status, usage = os.wait4(process.pid, 0)
-        if status != 0:
-            return {"error": f"exit status {os.waitstatus_to_exitcode(status)}"}
-        result = json.loads(Path(out.name).read_text())
-        result["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
-        return result
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=DEFAULT_ROWS)
@@ -248,7 +235,7 @@ def main() -> int:
         if name == "ydata_minimal" and not Path(python).exists():
             results[name] = {"error": f"{python} not found (see this script's docstring to create it)"}
         else:
-            results[name] = run_child(name, python, path)
+            results[name] = run_child(__file__, name, path, python)
         print(f"  {name:<28} {json.dumps(results[name], ensure_ascii=False)}", flush=True)
 
     ok = all("error" not in r for r in results.values())

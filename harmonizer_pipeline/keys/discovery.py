@@ -10,8 +10,8 @@
   UNIQUE). Either way each key says whether any of its columns holds a NULL, which a primary
   key must not.
 - near_keys(): combinations that are almost unique — Desbordante's PyroUCC (approximate UCCs
-  with an error threshold, raised step by step when nothing is that close) proposes them, and
-  each is measured exactly here: uniqueness ratio
+  with an error threshold, raised step by step when nothing is that close; run on a seeded
+  sample of rows for large frames) proposes them, and each is measured exactly on every row: uniqueness ratio
   (distinct combinations / rows), duplicate groups and excess rows (rows beyond the first of
   each group); ranked by uniqueness, then size, then names.
 - suggest_key(): the declared key wins; otherwise the smallest exact key without NULLs,
@@ -40,6 +40,7 @@ import pyarrow.csv as pacsv
 
 NEAR_KEY_ERROR = 0.01  # PyroUCC's error threshold for proposing near-keys
 ESCALATED_ERRORS = (0.05, 0.2, 0.5)  # tried in turn when nothing is within NEAR_KEY_ERROR
+NEAR_KEY_SAMPLE = 100_000  # rows PyroUCC proposes near-keys from
 NEAR_KEY_LIMIT = 10
 NEAR_KEY_MAX_SIZE = 3  # when no max_size is given
 _IDENTIFIER = re.compile(r"(^|_|\b)(id|key|code|nr|no|num|number|uuid|guid|ref)($|_|\b)|id$", re.I)
@@ -142,11 +143,28 @@ def minimal_keys(frame: pd.DataFrame, max_size: int | None = None, null_equals_n
     return _keys(frame, minimal_key_sets(encode(frame, null_equals_null=null_equals_null)), max_size)
 
 
+def combined_codes(codes: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """One int64 code per row for its combination of `columns` (equal combinations, equal codes):
+    the columns' codes folded together as mixed-radix numbers, re-factorized whenever the next
+    column could overflow int64."""
+    combined = np.zeros(len(codes), np.int64)
+    width = 1
+    for column in columns:
+        values = codes[column].to_numpy()
+        radix = int(values.max()) + 1 if len(values) else 1
+        if width * radix >= 2**62:
+            combined, uniques = pd.factorize(combined)
+            combined, width = combined.astype(np.int64), len(uniques)
+        combined = combined * radix + values
+        width *= radix
+    return combined
+
+
 def combination_stats(codes: pd.DataFrame, columns: Sequence[str]) -> tuple[int, int, int]:
     """(distinct combinations, duplicate groups, excess rows) of these columns."""
     if not len(codes):
         return 0, 0, 0
-    _, counts = np.unique(codes[list(columns)].to_numpy(), axis=0, return_counts=True)
+    counts = pd.Series(combined_codes(codes, columns)).value_counts(sort=False).to_numpy()
     return len(counts), int((counts > 1).sum()), int(len(codes) - len(counts))
 
 
@@ -158,24 +176,30 @@ def near_keys(
     error: float = NEAR_KEY_ERROR,
     limit: int = NEAR_KEY_LIMIT,
 ) -> list[NearKey]:
-    """The best almost-unique combinations that are not exact keys, measured exactly."""
+    """The best almost-unique combinations that are not exact keys, measured exactly.
+
+    PyroUCC proposes candidates from a seeded sample of NEAR_KEY_SAMPLE rows (it only proposes;
+    every figure reported is computed on all rows)."""
     names = list(codes.columns)
     if len(codes) <= 1 or not names:
         return []
+    sample = codes.sample(NEAR_KEY_SAMPLE, random_state=0) if len(codes) > NEAR_KEY_SAMPLE else codes
     exact_sets = {frozenset(k) for k in exact}
     candidates: set[tuple[str, ...]] = set()
     # Pyro's error is the share of row pairs that agree on the columns; where nothing is that
     # close to unique, the threshold is raised until something is, so the best still show.
-    for threshold in sorted({error, *ESCALATED_ERRORS}):
-        if threshold < error:
-            continue
+    for threshold in (error, *(e for e in ESCALATED_ERRORS if e > error)):
         algorithm = desbordante.ucc.algorithms.PyroUCC()
-        _load(algorithm, codes)
+        _load(algorithm, sample)
         algorithm.execute(error=threshold, max_lhs=max_size or NEAR_KEY_MAX_SIZE, seed=0)
         found = {tuple(sorted(names[i] for i in ucc.indices)) for ucc in algorithm.get_uccs()}
         candidates = {c for c in found if frozenset(c) not in exact_sets}
         if candidates:
             break
+    if len(sample) < len(codes) and len(candidates) > 2 * limit:
+        # Many candidates: the sample ranks them, the best are measured on every row.
+        ranked = sorted(candidates, key=lambda c: (-combination_stats(sample, c)[0], len(c), c))
+        candidates = set(ranked[: 2 * limit])
     nullable = _null_columns(frame, names)
     measured = []
     for columns in candidates:
@@ -253,13 +277,11 @@ def duplicate_groups(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFram
     with a `_group` number (1, 2, … in order of first appearance), NULL equal to NULL."""
     if not len(frame) or not columns:
         return frame.iloc[:0].assign(_group=pd.Series([], dtype="int64"))
-    codes = encode(frame, columns).to_numpy()
-    _, first, inverse, counts = np.unique(codes, axis=0, return_index=True, return_inverse=True, return_counts=True)
-    inverse = inverse.reshape(-1)
-    repeated = counts[inverse] > 1
-    # Group numbers follow the first appearance of each repeated combination.
-    order = np.argsort(first[counts > 1], kind="stable")
+    # factorize numbers combinations in order of first appearance, so groups are numbered so too.
+    labels, _ = pd.factorize(combined_codes(encode(frame, columns), columns))
+    counts = np.bincount(labels)
     numbers = np.zeros(len(counts), np.int64)
-    numbers[np.flatnonzero(counts > 1)[order]] = np.arange(1, int((counts > 1).sum()) + 1)
-    grouped = frame[repeated].assign(_group=numbers[inverse[repeated]])
+    numbers[counts > 1] = np.arange(1, int((counts > 1).sum()) + 1)
+    repeated = counts[labels] > 1
+    grouped = frame[repeated].assign(_group=numbers[labels[repeated]])
     return grouped.sort_values(["_group"], kind="stable")

@@ -1,0 +1,36 @@
+"""Run one benchmark scenario in a fresh process and read its result and peak RSS (stdlib only,
+so an interpreter of another venv can import it too)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def run_child(script: str, scenario: str, data: Path, python: str, timeout: float | None = None) -> dict:
+    """`python script --scenario NAME --csv DATA --result FILE`; its JSON result plus `peak_rss_mb`
+    (the child's own, from os.wait4), or {"error": ...} when it fails or outlives `timeout`."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        command = [python, script, "--scenario", scenario, "--csv", str(data), "--result", out.name]
+        process = subprocess.Popen(command, cwd=PROJECT)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                process.kill()
+                _, status, usage = os.wait4(process.pid, 0)
+                return {"error": f"stopped after {timeout:.0f} s", "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+            time.sleep(0.2)
+        if status != 0:
+            return {"error": f"exit status {os.waitstatus_to_exitcode(status)}"}
+        result = json.loads(Path(out.name).read_text())
+        result["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
+        return result
