@@ -14,8 +14,10 @@ PROJECT = Path(__file__).resolve().parents[1]
 
 
 def run_child(script: str, scenario: str, data: Path, python: str, timeout: float | None = None) -> dict:
-    """`python script --scenario NAME --csv DATA --result FILE`; its JSON result plus `peak_rss_mb`
-    (the child's own, from os.wait4), or {"error": ...} when it fails or outlives `timeout`."""
+    """`python script --scenario NAME --csv DATA --result FILE`; its JSON result with `peak_rss_mb`,
+    or {"error": ...} when it fails or outlives `timeout`. The peak is the one the child reports
+    of itself (getrusage) when it does; os.wait4's figure is the fallback, as after a child was
+    killed it was seen to repeat that child's figure for later ones."""
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         command = [python, script, "--scenario", scenario, "--csv", str(data), "--result", out.name]
         process = subprocess.Popen(command, cwd=PROJECT)
@@ -32,5 +34,5 @@ def run_child(script: str, scenario: str, data: Path, python: str, timeout: floa
         if status != 0:
             return {"error": f"exit status {os.waitstatus_to_exitcode(status)}"}
         result = json.loads(Path(out.name).read_text())
-        result["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)
+        result.setdefault("peak_rss_mb", round(usage.ru_maxrss / 1024, 1))
         return result

@@ -183,12 +183,18 @@ def keys(path: Path, max_size: int | None, nulls_distinct: bool, as_json: bool) 
     """Find FILE's minimal unique column combinations, its near-keys and a suggested key."""
     import time
 
-    from harmonizer_pipeline.keys.discovery import analyze
+    from harmonizer_pipeline.ingest.readers import ReadError, open_table
+    from harmonizer_pipeline.keys.discovery import analyze_chunks
 
     started = time.perf_counter()
-    table, frame = _read_or_exit(path)
-    columns = list(table.detection.columns)
-    found = analyze(frame[columns], max_size=max_size, null_equals_null=not nulls_distinct)
+    try:
+        # Chunk by chunk: only the codes of a large file are held once each column is encoded.
+        table = open_table(path)
+        columns = list(table.detection.columns)
+        found = analyze_chunks(table.chunks(), columns, max_size=max_size, null_equals_null=not nulls_distinct)
+    except ReadError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
     report = {
         "rows": found.rows,
         "columns": found.columns,

@@ -50,6 +50,7 @@ def run_demo(echo: Callable[[str], None] = print) -> bool:
     prepare_dagster_environment()
     from harmonizer_pipeline.definitions import defs
     from harmonizer_pipeline.ingest import registry
+    from harmonizer_pipeline.keys import store as keys_store
     from harmonizer_pipeline.quality import store
     from harmonizer_pipeline.resources import PostgresResource
 
@@ -67,6 +68,8 @@ def run_demo(echo: Callable[[str], None] = print) -> bool:
         store.ensure_quality_tables(conn)
         gates = store.latest_gate_results(conn)
         profiles = store.latest_profile_scores(conn)
+        keys_store.ensure_keys_tables(conn)
+        summaries = keys_store.key_summaries(conn)
     echo("file registry (ops.file_registry):")
     for e in entries:
         detail = f"{e.rows} rows -> raw.{e.source}" if e.status == "loaded" else (e.error or "")
@@ -77,6 +80,9 @@ def run_demo(echo: Callable[[str], None] = print) -> bool:
     echo("profiles (quality.column_profiles, quality.recommendations):")
     for source, partition, score, columns, recommendations in profiles:
         echo(f"  {source} {partition}: quality score {score}, {columns} columns, {recommendations} recommendation(s)")
+    echo("keys (keys.key_summary, keys.unique_keys, keys.near_keys, keys.duplicate_groups):")
+    for source, partition, key, reason, count, repeated in summaries:
+        echo(f"  {source} {partition}: key {', '.join(key or ['(none)'])} ({reason}); {count} minimal keys, {repeated} repeated rows")
     echo(f"database: {redact(resolve_database_url())}  (open it with `.venv/bin/harmonizer db psql`)")
     echo("see the runs in the Dagster UI: `make dev`, then http://127.0.0.1:3000/runs")
     return all_ok

@@ -87,6 +87,11 @@ def test_demo_runs_the_pipeline_and_prints_where_results_are(demo_home):
         " warn: 1 of 25 rows rejected (4.00%) and quarantined in quality.rejected_rows, within max_reject_rate 5.00% -> validated.clinic_a"
     )
     assert gates[1].endswith(" ok: all 15 rows passed -> validated.clinic_b")
+    keys = [line for line in lines if "minimal keys" in line and line.startswith("  clinic_")]
+    assert [line.split(": ", 1)[1] for line in keys] == [
+        "key patient_id (smallest exact key without NULLs, identifier-like names); 4 minimal keys, 0 repeated rows",
+        "key id (smallest exact key without NULLs, identifier-like names); 2 minimal keys, 0 repeated rows",
+    ]
     assert "make dev" in done.stdout
 
 

@@ -29,7 +29,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import desbordante
@@ -86,20 +86,38 @@ class KeyDiscoveryError(ValueError):
     """A request the engine cannot answer (e.g. a declared key naming a missing column)."""
 
 
+def _column_codes(values: pd.Series, null_equals_null: bool) -> np.ndarray:
+    dtype = np.int32 if len(values) < 2**31 - 1 else np.int64
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    codes = codes.astype(dtype, copy=False)
+    missing = codes < 0
+    if missing.any():
+        codes[missing] = len(uniques) if null_equals_null else len(uniques) + np.arange(int(missing.sum()), dtype=dtype)
+    return codes
+
+
 def encode(frame: pd.DataFrame, columns: Sequence[str] | None = None, null_equals_null: bool = True) -> pd.DataFrame:
     """Each column as integer codes of its distinct values (NULL one code of its own, or a new code
     per NULL when NULLs are distinct); int32 while the rows fit, to halve the memory."""
     names = list(frame.columns if columns is None else columns)
-    dtype = np.int32 if len(frame) < 2**31 - 1 else np.int64
-    encoded = {}
-    for name in names:
-        codes, uniques = pd.factorize(frame[name], use_na_sentinel=True)
-        codes = codes.astype(dtype, copy=False)
-        missing = codes < 0
-        if missing.any():
-            codes[missing] = len(uniques) if null_equals_null else len(uniques) + np.arange(int(missing.sum()), dtype=dtype)
-        encoded[name] = codes
-    return pd.DataFrame(encoded, index=frame.index)
+    return pd.DataFrame({name: _column_codes(frame[name], null_equals_null) for name in names}, index=frame.index)
+
+
+def encode_chunks(chunks: Iterable[pd.DataFrame], columns: Sequence[str], null_equals_null: bool = True) -> tuple[pd.DataFrame, set[str]]:
+    """encode() over a file read in chunks, and the columns holding NULLs. Each column's values
+    are let go as soon as it is encoded, so the text and all the codes are never held together."""
+    parts: dict[str, list[pd.Series]] = {name: [] for name in columns}
+    for chunk in chunks:
+        for name in columns:
+            parts[name].append(chunk[name])
+    encoded, nullable = {}, set()
+    for name in columns:
+        values = pd.concat(parts.pop(name), ignore_index=True) if parts[name] else pd.Series([], dtype="str")
+        if values.isna().any():
+            nullable.add(name)
+        encoded[name] = _column_codes(values, null_equals_null)
+        del values
+    return pd.DataFrame(encoded), nullable
 
 
 def _null_columns(frame: pd.DataFrame, columns: Sequence[str]) -> set[str]:
@@ -135,13 +153,13 @@ def minimal_key_sets(codes: pd.DataFrame) -> list[tuple[str, ...]]:
     return _sorted_keys([tuple(names[i] for i in ucc.indices) for ucc in algorithm.get_uccs()])
 
 
-def _keys(frame: pd.DataFrame, found: Sequence[tuple[str, ...]], max_size: int | None) -> list[Key]:
-    nullable = _null_columns(frame, frame.columns)
+def _keys(nullable: set[str], found: Sequence[tuple[str, ...]], max_size: int | None) -> list[Key]:
     return [Key(k, bool(nullable.intersection(k))) for k in found if max_size is None or len(k) <= max_size]
 
 
 def minimal_keys(frame: pd.DataFrame, max_size: int | None = None, null_equals_null: bool = True) -> list[Key]:
-    return _keys(frame, minimal_key_sets(encode(frame, null_equals_null=null_equals_null)), max_size)
+    found = minimal_key_sets(encode(frame, null_equals_null=null_equals_null))
+    return _keys(_null_columns(frame, frame.columns), found, max_size)
 
 
 def combined_codes(codes: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
@@ -170,9 +188,9 @@ def combination_stats(codes: pd.DataFrame, columns: Sequence[str]) -> tuple[int,
 
 
 def near_keys(
-    frame: pd.DataFrame,
     codes: pd.DataFrame,
     exact: Sequence[tuple[str, ...]],
+    nullable: set[str],
     max_size: int | None = None,
     error: float = NEAR_KEY_ERROR,
     limit: int = NEAR_KEY_LIMIT,
@@ -201,7 +219,6 @@ def near_keys(
         # Many candidates: the sample ranks them, the best are measured on every row.
         ranked = sorted(candidates, key=lambda c: (-combination_stats(sample, c)[0], len(c), c))
         candidates = set(ranked[: 2 * limit])
-    nullable = _null_columns(frame, names)
     measured = []
     for columns in candidates:
         distinct, groups, excess = combination_stats(codes, columns)
@@ -243,29 +260,39 @@ def analyze(
 ) -> KeyAnalysis:
     """Minimal keys, near-keys, the suggested key and the count of fully repeated rows of `frame`
     (all its columns; leave lineage columns out before)."""
-    columns = [str(c) for c in frame.columns]
+    return analyze_chunks([frame], [str(c) for c in frame.columns], max_size, declared_key, null_equals_null, near_key_error)
+
+
+def analyze_chunks(
+    chunks: Iterable[pd.DataFrame],
+    columns: Sequence[str],
+    max_size: int | None = None,
+    declared_key: Sequence[str] | None = None,
+    null_equals_null: bool = True,
+    near_key_error: float = NEAR_KEY_ERROR,
+) -> KeyAnalysis:
+    """analyze() of a file read in chunks (`columns` of each), holding only its codes once encoded."""
+    columns = list(columns)
     if declared_key:
         missing = [c for c in declared_key if c not in columns]
         if missing:
             raise KeyDiscoveryError(f"declared key column(s) {missing} not in the data; it has {columns}")
     started = time.perf_counter()
     timings = {}
-    codes = encode(frame, null_equals_null=null_equals_null)
+    codes, nullable = encode_chunks(chunks, columns, null_equals_null)
     timings["encode"] = time.perf_counter() - started
     exact = minimal_key_sets(codes)
-    keys = _keys(frame, exact, max_size)
+    keys = _keys(nullable, exact, max_size)
     timings["minimal_keys"] = time.perf_counter() - started - timings["encode"]
-    near = near_keys(frame, codes, exact, max_size, near_key_error)
+    near = near_keys(codes, exact, nullable, max_size, near_key_error)
     timings["near_keys"] = time.perf_counter() - started - sum(timings.values())
-    duplicates = duplicate_row_count(codes)
-    suggestion = suggest_key(keys, near, declared_key)
     return KeyAnalysis(
-        rows=len(frame),
+        rows=len(codes),
         columns=columns,
         minimal_keys=keys,
         near_keys=near,
-        suggestion=suggestion,
-        duplicate_rows=duplicates,
+        suggestion=suggest_key(keys, near, declared_key),
+        duplicate_rows=duplicate_row_count(codes),
         seconds=round(time.perf_counter() - started, 3),
         null_equals_null=null_equals_null,
         max_size=max_size,

@@ -182,3 +182,11 @@ def save_comparison(conn, source: str, partition_key: str, previous_key: str, ru
             result.only_in_b, result.in_both, result.changed, Jsonb(result.changed_columns), Jsonb(samples),
         ),
     )  # fmt: skip
+
+
+def key_summaries(conn) -> list[tuple[str, str, list[str] | None, str, int, int]]:
+    """(source, partition_key, suggested key, reason, minimal keys, duplicate rows) of every file."""
+    return conn.execute(
+        "SELECT source, partition_key, suggested_key, suggestion_reason, minimal_keys, duplicate_rows"
+        " FROM keys.key_summary ORDER BY source, partition_key"
+    ).fetchall()
