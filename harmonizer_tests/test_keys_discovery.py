@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from harmonizer_pipeline.keys.discovery import (
     KeyDiscoveryError,
     analyze,
+    analyze_chunks,
     duplicate_groups,
     encode,
     minimal_keys,
@@ -131,3 +132,31 @@ def test_a_declared_key_wins_and_must_exist():
     assert not analyze(frame, declared_key=["name"]).suggestion.unique
     with pytest.raises(KeyDiscoveryError, match=r"declared key column\(s\) \['nope'\] not in the data"):
         analyze(frame, declared_key=["nope"])
+
+
+def test_a_file_read_in_chunks_gives_the_same_analysis_as_the_whole_frame():
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame({"a": rng.integers(0, 40, 3000), "b": rng.integers(0, 80, 3000), "c": rng.choice(["x", "y", None], 3000)})
+    frame = pd.concat([frame, frame.iloc[:7]], ignore_index=True)  # 7 rows repeat entirely
+    whole = analyze(frame)
+    chunked = analyze_chunks((frame.iloc[i : i + 1000] for i in range(0, len(frame), 1000)), ["a", "b", "c"])
+    assert (chunked.rows, chunked.duplicate_rows) == (3007, int(frame.duplicated().sum()))
+    assert chunked.duplicate_rows >= 7
+    assert chunked.minimal_keys == whole.minimal_keys == minimal_keys(frame)
+    assert chunked.near_keys == whole.near_keys and chunked.near_keys
+
+
+def test_rows_without_columns_are_counted_and_repeat_entirely():
+    analysis = analyze_chunks([pd.DataFrame(index=range(2)), pd.DataFrame(index=range(3))], [])
+    assert (analysis.rows, analysis.duplicate_rows, analysis.minimal_keys, analysis.suggestion.columns) == (5, 4, [], None)
+
+
+def test_near_keys_of_a_table_larger_than_a_sample_come_from_sample_keys():
+    rows = 5000
+    emails = [f"p{i}@x.org" for i in range(rows - 5)] + [f"p{i}@x.org" for i in range(5)]  # 5 repeats
+    frame = pd.DataFrame({"customer_id": range(rows), "email": emails, "city": ["Berlin"] * rows})
+    analysis = analyze(frame)
+    assert [k.columns for k in analysis.minimal_keys] == [("customer_id",)]
+    best = analysis.near_keys[0]
+    assert (best.columns, best.uniqueness, best.duplicate_groups, best.excess_rows) == (("email",), 0.999, 5, 5)
+    assert all(k.uniqueness < 0.999 for k in analysis.near_keys[1:])
