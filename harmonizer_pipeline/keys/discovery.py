@@ -9,8 +9,8 @@
   deduplication key must treat them); `null_equals_null=False` makes every NULL distinct (SQL's
   UNIQUE). Either way each key says whether any of its columns holds a NULL, which a primary
   key must not.
-- near_keys(): combinations that are almost unique. HPIValid on seeded random samples (50k,
-  20k, 5k, 1k rows) proposes them — a key of a sample that is not a key of the table — and
+- near_keys(): combinations that are almost unique. HPIValid on seeded random samples (20k,
+  5k, 1k rows) proposes them — a key of a sample that is not a key of the table — and
   Desbordante's PyroUCC (approximate UCCs with an error threshold) where the table is too small
   to sample or the samples propose nothing. Each is measured exactly on every row: uniqueness
   ratio (distinct combinations / rows), duplicate groups and excess rows (rows beyond the first
@@ -39,7 +39,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-NEAR_KEY_SAMPLES = (50_000, 20_000, 5_000, 1_000)  # sample sizes whose keys are proposed as near-keys
+SPILL_BYTES = 256 << 20  # codes larger than this wait on disk while HPIValid runs
+NEAR_KEY_SAMPLES = (20_000, 5_000, 1_000)  # sample sizes whose keys are proposed as near-keys
 NEAR_KEY_ERROR = 0.01  # PyroUCC's error threshold for proposing near-keys
 ESCALATED_ERRORS = (0.05, 0.2, 0.5)  # tried in turn when nothing is within NEAR_KEY_ERROR
 NEAR_KEY_PYRO_ROWS = 100_000  # rows PyroUCC proposes near-keys from, and candidates are ranked on
@@ -336,8 +337,8 @@ def analyze_chunks(
     rows, duplicate_rows = len(codes), duplicate_row_count(codes)
     timings["encode"] = time.perf_counter() - started
     # HPIValid holds its own copy of the table while it runs (the peak of the whole analysis), so
-    # the codes wait on disk meanwhile: 10M rows × 20 columns is 800 MB less at the peak.
-    if rows > 1 and columns:
+    # large codes wait on disk meanwhile: 10M rows × 20 columns is 800 MB less at the peak.
+    if rows > 1 and columns and codes.memory_usage(index=False).sum() > SPILL_BYTES:
         path = _write_codes(codes)
         del codes
         try:
