@@ -2,6 +2,8 @@
 
 import dagster as dg
 
+from harmonizer_pipeline.export.assets import export_target_asset
+from harmonizer_pipeline.harmonize.assets import harmonized_target_asset
 from harmonizer_pipeline.ingest.assets import files_partitions, raw_source_asset
 from harmonizer_pipeline.ingest.sensors import landing_sensor
 from harmonizer_pipeline.keys.assets import comparison_source_asset, keys_source_asset
@@ -13,7 +15,8 @@ from harmonizer_pipeline.settings import Settings, load_settings
 def build_definitions(settings: Settings, resources: dict[str, object] | None = None) -> dg.Definitions:
     """Per source: raw/<source> partitioned by file, validated/<source> behind its schema gate,
     quality/profile_<source>, keys/<source> and keys/comparison_<source>; the job that loads,
-    validates, profiles and analyses the keys of one file; its sensor."""
+    validates, profiles and analyses the keys of one file; its sensor. Per target:
+    harmonized/<target> and export/<target>, and the job `harmonize_<target>` that builds both."""
     assets, jobs, sensors = [], [], []
     for source in settings.sources:
         partitions = files_partitions(source)
@@ -28,6 +31,10 @@ def build_definitions(settings: Settings, resources: dict[str, object] | None = 
         assets.extend(stage)
         jobs.append(job)
         sensors.append(landing_sensor(settings, source, job, partitions))
+    for target in settings.targets:
+        stage = [harmonized_target_asset(settings, target), export_target_asset(settings, target)]
+        assets.extend(stage)
+        jobs.append(dg.define_asset_job(f"harmonize_{target}", selection=[a.key for a in stage]))
     return dg.Definitions(assets=assets, jobs=jobs, sensors=sensors, resources=resources or build_resources())
 
 

@@ -1,5 +1,5 @@
 """`make demo`: run every source's sensor once on the bundled sample files, load what it finds
-into the harmonizer instance, and say where the results are."""
+into the harmonizer instance, harmonize and export every target, and say where the results are."""
 
 from __future__ import annotations
 
@@ -45,6 +45,15 @@ def launch_requests(
     ]
 
 
+def defs_targets(defs: dg.Definitions) -> list[str]:
+    return [job.name.removeprefix("harmonize_") for job in defs.resolve_all_job_defs() if job.name.startswith("harmonize_")]
+
+
+def _materialization_metadata(run: dg.ExecuteInProcessResult, key: list[str]) -> dict:
+    found = [m for m in run.get_asset_materialization_events() if m.asset_key == dg.AssetKey(key)]
+    return dict(found[-1].materialization.metadata) if found else {}
+
+
 def run_demo(echo: Callable[[str], None] = print) -> bool:
     """One sensor tick per source, one run per new file; True when every run succeeded."""
     prepare_dagster_environment()
@@ -55,6 +64,7 @@ def run_demo(echo: Callable[[str], None] = print) -> bool:
     from harmonizer_pipeline.resources import PostgresResource
 
     all_ok = True
+    exported, harmonized = {}, {}
     with dg.DagsterInstance.get() as instance:
         for sensor in defs.sensors:
             result = evaluate_sensor(defs, sensor, instance)
@@ -63,6 +73,14 @@ def run_demo(echo: Callable[[str], None] = print) -> bool:
                 all_ok &= run.success
                 tags = run.dagster_run.tags
                 echo(f"run {run.run_id} {tags['harmonizer/source']} {tags['harmonizer/file']}: {'loaded' if run.success else 'FAILED'}")
+        for target in defs_targets(defs):
+            run = defs.resolve_job_def(f"harmonize_{target}").execute_in_process(
+                instance=instance, tags={"harmonizer/launched_by": "make demo"}, run_config=QUIET, raise_on_error=False
+            )
+            all_ok &= run.success
+            echo(f"run {run.run_id} harmonize {target}: {'done' if run.success else 'FAILED'}")
+            exported[target] = _materialization_metadata(run, ["export", target])
+            harmonized[target] = _materialization_metadata(run, ["harmonized", target])
     with PostgresResource().connect() as conn:
         entries = registry.entries(conn)
         store.ensure_quality_tables(conn)
@@ -83,6 +101,17 @@ def run_demo(echo: Callable[[str], None] = print) -> bool:
     echo("keys (keys.key_summary, keys.unique_keys, keys.near_keys, keys.duplicate_groups):")
     for source, partition, key, reason, count, repeated in summaries:
         echo(f"  {source} {partition}: key {', '.join(key or ['(none)'])} ({reason}); {count} minimal keys, {repeated} repeated rows")
+    for target, metadata in harmonized.items():
+        if metadata:
+            echo(f"harmonized.{target}: {metadata['dagster/row_count'].value} rows on key {metadata['business_key'].value}"
+                 f" from {metadata['rows_mapped'].value} mapped rows; {metadata['merged_rows'].value} duplicate rows merged"
+                 f" ({metadata['duplicate_keys'].value} keys), {metadata['rejected_values'].value} values rejected,"
+                 f" {metadata['match_candidates'].value if 'match_candidates' in metadata else 0} fuzzy match candidate(s)")
+    for target, metadata in exported.items():
+        if metadata:
+            echo(f"export/{target}: {metadata['directory'].value}")
+            for record in metadata["files"].value.records:
+                echo(f"  {record.data['file']}")
     echo(f"database: {redact(resolve_database_url())}  (open it with `.venv/bin/harmonizer db psql`)")
     echo("see the runs in the Dagster UI: `make dev`, then http://127.0.0.1:3000/runs")
     return all_ok

@@ -1,4 +1,5 @@
-"""Typed model of harmonizer.yaml: the sources a user lands files from and the schemas that gate them.
+"""Typed model of harmonizer.yaml: the sources a user lands files from, the schemas that gate them,
+the targets they harmonize into (canonical columns, rules, business key) and the exports.
 
 Loaded once per process. Every invalid field is reported with its path in the YAML
 (`sources.clinic_a.landing.local.path: Field required`), never as a traceback.
@@ -10,7 +11,7 @@ import codecs
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -97,6 +98,137 @@ class KeySettings(_Model):
     null_equals_null: bool = Field(default=True, description="Whether two NULLs count as the same value in a key.")
 
 
+ColumnName = Annotated[str, StringConstraints(min_length=1)]
+Scalar = str | int | float | bool
+
+
+class SplitSpec(_Model):
+    column: ColumnName
+    separator: str = Field(default=" ", min_length=1)
+    parts: int = Field(default=2, ge=2, description="Split into at most this many parts (the last keeps the rest).")
+    part: int = Field(ge=0, description="Which part, from 0.")
+
+    @model_validator(mode="after")
+    def _part_exists(self) -> SplitSpec:
+        if self.part >= self.parts:
+            raise ValueError(f"part {self.part} of {self.parts} parts does not exist (parts count from 0)")
+        return self
+
+
+class UnitSpec(_Model):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    from_unit: str = Field(alias="from", min_length=1)
+    to_unit: str = Field(alias="to", min_length=1)
+
+
+class ColumnMapping(_Model):
+    """Where one target column's values come from in a source, and how to read them there.
+    Exactly one of column (rename), constant, combine, split; a plain string is a rename."""
+
+    column: ColumnName | None = None
+    constant: Scalar | None = None
+    combine: list[ColumnName] | None = Field(default=None, min_length=2)
+    separator: str = Field(default=" ", description="combine: put between the parts (NULL parts are left out).")
+    split: SplitSpec | None = None
+    nulls: list[str] = Field(default_factory=list, description="Values that mean missing in this source (e.g. N/A).")
+    formats: list[str] | None = Field(default=None, min_length=1, description="Date/datetime formats tried in order.")
+    dayfirst: bool = False
+    decimal_comma: bool = False
+    values: dict[str, list[Scalar]] | None = Field(default=None, description="Value map: canonical value -> source values.")
+    unit: UnitSpec | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rename_shorthand(cls, value: Any) -> Any:
+        return {"column": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _exactly_one_origin(self) -> ColumnMapping:
+        given = [n for n in ("column", "constant", "combine", "split") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of column, constant, combine, split (given: {', '.join(given) or 'none'})")
+        return self
+
+    def source_columns(self) -> list[str]:
+        if self.column is not None:
+            return [self.column]
+        if self.combine is not None:
+            return list(self.combine)
+        return [self.split.column] if self.split is not None else []
+
+
+class Rule(_Model):
+    """A standardizer of harmonize.rules: `email`, or `{phone: {region: DE}}` in YAML."""
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_yaml(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"name": value}
+        if isinstance(value, dict) and len(value) == 1 and "name" not in value:
+            [(name, options)] = value.items()
+            return {"name": name, "options": options or {}}
+        return value
+
+
+ColumnType = Literal["text", "integer", "float", "boolean", "date", "datetime"]
+
+
+class TargetColumn(_Model):
+    type: ColumnType = "text"
+    required: bool = Field(default=False, description="Rows without a value here are rejected (business key columns always are).")
+    rules: list[Rule] = Field(default_factory=list, description="Standardizers applied in order.")
+    description: str = ""
+
+
+class MatchSettings(_Model):
+    columns: list[ColumnName] = Field(min_length=1, description="Target columns compared (joined by spaces) with rapidfuzz.")
+    block_on: list[ColumnName] = Field(default_factory=list, description="Only rows equal on these are compared.")
+    threshold: float = Field(default=90.0, ge=0, le=100, description="Lowest score (0-100) reported.")
+    max_block_rows: int = Field(default=5_000, gt=1, description="Larger blocks are skipped and reported (comparisons grow with its square).")
+
+
+class Target(_Model):
+    description: str = ""
+    columns: dict[SourceName, TargetColumn] = Field(min_length=1)
+    key: list[ColumnName] = Field(min_length=1, description="The business key: one harmonized row per value.")
+    survivorship: Literal["latest_file", "most_complete", "source_priority"] = Field(
+        default="latest_file", description="Which row of a key's duplicates survives."
+    )
+    source_priority: list[str] = Field(default_factory=list, description="source_priority: sources, most trusted first.")
+    match: MatchSettings | None = Field(default=None, description="Report likely fuzzy duplicates for review.")
+
+    @model_validator(mode="after")
+    def _columns_exist(self) -> Target:
+        problems = []
+        for label, names in (("key", self.key), *((f"match.{f}", getattr(self.match, f)) for f in ("columns", "block_on") if self.match)):
+            unknown = [n for n in names if n not in self.columns]
+            if unknown:
+                problems.append(f"{label}: {unknown} not among the target's columns {list(self.columns)}")
+        if self.survivorship == "source_priority" and not self.source_priority:
+            problems.append("source_priority: give the sources in order when survivorship is source_priority")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class B2Export(_Model):
+    bucket: str = Field(min_length=1)
+    prefix: str = ""
+
+
+class ExportSettings(_Model):
+    directory: Path = Field(default=Path("exports"), description="Files go to <directory>/<target>/<run date>/; relative to harmonizer.yaml.")
+    formats: list[Literal["csv", "parquet", "xlsx"]] = Field(default_factory=lambda: ["csv", "parquet", "xlsx"], min_length=1)
+    csv_bom: bool = Field(default=False, description="Write CSV as UTF-8 with BOM, which Excel needs to detect UTF-8.")
+    zip: bool = Field(default=True, description="Also a zip of every file of the export.")
+    b2: B2Export | None = Field(default=None, description="Also upload the files to this bucket and prefix.")
+
+
 class Source(_Model):
     # `schema` is the YAML name; BaseModel already has a `schema` attribute.
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -125,12 +257,18 @@ class Source(_Model):
         min_length=1,
         description="The business key: the columns that identify a row. Unset: keys/<source> suggests one.",
     )
+    target: SourceName | None = Field(default=None, description="The target the source harmonizes into.")
+    mapping: dict[SourceName, ColumnMapping] = Field(
+        default_factory=dict, description="Target column -> where it comes from; unmapped target columns of the same name map as they are."
+    )
 
 
 class Settings(_Model):
     sources: dict[SourceName, Source] = Field(default_factory=dict)
+    targets: dict[SourceName, Target] = Field(default_factory=dict)
     ingest: Ingest = Ingest()
     keys: KeySettings = KeySettings()
+    export: ExportSettings = ExportSettings()
     base_dir: Path = Field(default=PROJECT_ROOT, exclude=True)
 
     @model_validator(mode="after")
@@ -146,9 +284,50 @@ class Settings(_Model):
                     load_schema(source.pandera_schema, self.base_dir)
                 except SchemaLoadError as err:
                     problems.append(f"sources.{name}.schema: {err}")
+        problems += self._target_problems()
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _target_problems(self) -> list[str]:
+        """Mappings that name a target or column that does not exist, rules that cannot run."""
+        from harmonizer_pipeline.harmonize.rules import RuleError, validate_options
+
+        problems = []
+        for name, target in self.targets.items():
+            for column_name, column in target.columns.items():
+                for index, rule in enumerate(column.rules):
+                    try:
+                        validate_options(rule.name, rule.options)
+                    except RuleError as err:
+                        problems.append(f"targets.{name}.columns.{column_name}.rules[{index}]: {err}")
+            mapped = {s for s, source in self.sources.items() if source.target == name}
+            stray = [s for s in target.source_priority if s not in mapped]
+            if stray:
+                problems.append(f"targets.{name}.source_priority: {stray} do not map into {name!r} (sources that do: {sorted(mapped)})")
+        for name, source in self.sources.items():
+            if source.target is None:
+                if source.mapping:
+                    problems.append(f"sources.{name}.mapping: give the target it maps into (sources.{name}.target)")
+                continue
+            target = self.targets.get(source.target)
+            if target is None:
+                problems.append(f"sources.{name}.target: no target {source.target!r} (targets: {sorted(self.targets)})")
+                continue
+            # Only a strict schema lists every column a file of the source can have.
+            schema = self.schema_for(name) if source.pandera_schema else None
+            schema = schema if schema is not None and schema.strict in (True, "filter") else None
+            for column_name, mapping in source.mapping.items():
+                path = f"sources.{name}.mapping.{column_name}"
+                if column_name not in target.columns:
+                    problems.append(f"{path}: {source.target!r} has no column {column_name!r} (columns: {list(target.columns)})")
+                    continue
+                if schema is not None:
+                    missing = [c for c in mapping.source_columns() if c not in schema.columns]
+                    if missing:
+                        problems.append(f"{path}: source {name!r} has no column(s) {missing} (its schema has {list(schema.columns)})")
+                problems += [f"{path}: {p}" for p in _mapping_option_problems(mapping)]
+        return problems
 
     def schema_for(self, source: str):
         """The source's pandera DataFrameSchema, or None when it names none."""
@@ -157,11 +336,37 @@ class Settings(_Model):
         spec = self.sources[source].pandera_schema
         return None if spec is None else load_schema(spec, self.base_dir)
 
+    def sources_of(self, target: str) -> list[str]:
+        return [name for name, source in self.sources.items() if source.target == target]
+
+    def export_directory(self) -> Path:
+        directory = self.export.directory
+        return directory if directory.is_absolute() else (self.base_dir / directory).resolve()
+
     def landing_path(self, source: str) -> Path:
         local = self.sources[source].landing.local
         if local is None:
             raise SettingsError(f"source {source!r} lands in B2, not in a local folder")
         return local.path if local.path.is_absolute() else (self.base_dir / local.path).resolve()
+
+
+def _mapping_option_problems(mapping: ColumnMapping) -> list[str]:
+    from harmonizer_pipeline.harmonize.rules import RuleError, validate_options
+
+    checks = []
+    if mapping.formats is not None:
+        checks.append(("formats", "date", {"formats": mapping.formats}))
+    if mapping.unit is not None:
+        checks.append(("unit", "convert_unit", {"from_unit": mapping.unit.from_unit, "to_unit": mapping.unit.to_unit}))
+    if mapping.values is not None:
+        checks.append(("values", "value_map", {"mapping": mapping.values}))
+    problems = []
+    for field, rule, options in checks:
+        try:
+            validate_options(rule, options)
+        except RuleError as err:
+            problems.append(f"{field}: {err}")
+    return problems
 
 
 def _describe(error: ValidationError) -> str:

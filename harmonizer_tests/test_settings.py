@@ -9,7 +9,7 @@ from harmonizer_pipeline.settings import PROJECT_ROOT, SettingsError, load_setti
 
 def test_shipped_example_loads_and_resolves_relative_paths():
     settings = load_settings_file(PROJECT_ROOT / "harmonizer.yaml")
-    assert list(settings.sources) == ["clinic_a", "clinic_b"]
+    assert list(settings.sources) == ["clinic_a", "clinic_b", "clinic_c", "partner_feed"]
     assert settings.sources["clinic_b"].format.delimiter == ";"
     assert settings.landing_path("clinic_a") == PROJECT_ROOT / "harmonizer_pipeline/sample_data/landing/clinic_a"
 
@@ -127,3 +127,91 @@ def test_bad_source_and_key_fields_name_the_field(fragment, message):
     with pytest.raises(SettingsError) as caught:
         parse_settings(text, base_dir=Path("/tmp"))
     assert message in str(caught.value)
+
+
+TARGET = """targets:
+  people:
+    columns:
+      name: {type: text, required: true, rules: [person_name]}
+      born: {type: date}
+      email: {type: text, rules: [email]}
+    key: [name, born]
+"""
+
+
+@pytest.mark.parametrize(
+    ("fragment", "message"),
+    [
+        ("    target: persons", "sources.a.target: no target 'persons' (targets: ['people'])"),
+        ("    target: people\n    mapping: {surname: last}", "sources.a.mapping.surname: 'people' has no column 'surname' (columns: ['name', 'born', 'email'])"),
+        ("    mapping: {name: n}", "sources.a.mapping: give the target it maps into (sources.a.target)"),
+        ("    target: people\n    mapping: {name: {column: n, constant: x}}", "sources.a.mapping.name: Value error, give exactly one of column, constant, combine, split (given: column, constant)"),
+        ("    target: people\n    mapping: {name: {}}", "give exactly one of column, constant, combine, split (given: none)"),
+        ("    target: people\n    mapping: {name: {combine: [first]}}", "sources.a.mapping.name.combine: List should have at least 2 items"),
+        ("    target: people\n    mapping: {name: {split: {column: n, parts: 2, part: 2}}}", "part 2 of 2 parts does not exist"),
+        ("    target: people\n    mapping: {born: {column: b, formats: ['dd.mm.yyyy']}}", "sources.a.mapping.born: formats:"),
+        ("    target: people\n    mapping: {born: {column: b, unit: {from: lb, to: cm}}}", "sources.a.mapping.born: unit:"),
+        ("    target: people\n    mapping: {born: {column: b, colour: red}}", "sources.a.mapping.born.colour: Extra inputs are not permitted"),
+        ("    target: people\n    schema: harmonizer_pipeline/sample_data/schemas/clinic_a.yaml\n    mapping: {name: surname}",
+         "sources.a.mapping.name: source 'a' has no column(s) ['surname'] (its schema has ['patient_id', 'first_name'"),
+    ],
+)
+def test_bad_mappings_name_the_field(fragment, message):
+    text = f"sources:\n  a:\n    landing: {{local: {{path: x}}}}\n{fragment}\n{TARGET}"
+    with pytest.raises(SettingsError) as caught:
+        parse_settings(text, base_dir=PROJECT_ROOT)
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("replace", "by", "message"),
+    [
+        ("key: [name, born]", "key: [name, age]", "key: ['age'] not among the target's columns ['name', 'born', 'email']"),
+        ("key: [name, born]", "key: []", "targets.people.key: List should have at least 1 item"),
+        ("rules: [email]", "rules: [e_mail]", "targets.people.columns.email.rules[0]: "),
+        ("rules: [email]", "rules: [{phone: {region: XX}}]", "targets.people.columns.email.rules[0]: "),
+        ("rules: [email]", "rules: [{phone: {colour: red}}]", "targets.people.columns.email.rules[0]: "),
+        ("{type: date}", "{type: timestamp}", "targets.people.columns.born.type: Input should be 'text', 'integer', 'float', 'boolean', 'date' or 'datetime'"),
+        ("{type: date}", "{type: date, required: perhaps}", "targets.people.columns.born.required: Input should be a valid boolean"),
+        ("key: [name, born]", "key: [name, born]\n    survivorship: loudest", "targets.people.survivorship: Input should be 'latest_file', 'most_complete' or 'source_priority'"),
+        ("key: [name, born]", "key: [name, born]\n    survivorship: source_priority", "source_priority: give the sources in order"),
+        ("key: [name, born]", "key: [name, born]\n    survivorship: source_priority\n    source_priority: [b]", "targets.people.source_priority: ['b'] do not map into 'people' (sources that do: ['a'])"),
+        ("key: [name, born]", "key: [name, born]\n    match: {columns: [nick]}", "match.columns: ['nick'] not among the target's columns"),
+        ("key: [name, born]", "key: [name, born]\n    match: {columns: [name], threshold: 120}", "targets.people.match.threshold: Input should be less than or equal to 100"),
+        ("key: [name, born]", "key: [name, born]\n  People:\n    columns: {a: {}}\n    key: [a]", "targets.People.[key]: String should match pattern"),
+    ],
+)
+def test_bad_targets_name_the_field(replace, by, message):
+    text = f"sources:\n  a:\n    landing: {{local: {{path: x}}}}\n    target: people\n{TARGET.replace(replace, by)}"
+    with pytest.raises(SettingsError) as caught:
+        parse_settings(text, base_dir=PROJECT_ROOT)
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("fragment", "message"),
+    [
+        ("export: {formats: [csv, docx]}", "export.formats.1: Input should be 'csv', 'parquet' or 'xlsx'"),
+        ("export: {formats: []}", "export.formats: List should have at least 1 item"),
+        ("export: {csv_bom: often}", "export.csv_bom: Input should be a valid boolean"),
+        ("export: {b2: {prefix: out/}}", "export.b2.bucket: Field required"),
+        ("export: {zip: 3}", "export.zip: Input should be a valid boolean"),
+    ],
+)
+def test_bad_export_fields_name_the_field(fragment, message):
+    with pytest.raises(SettingsError) as caught:
+        parse_settings(f"{fragment}\n", base_dir=PROJECT_ROOT)
+    assert message in str(caught.value)
+
+
+def test_the_shipped_targets_and_mappings_load():
+    settings = load_settings_file(PROJECT_ROOT / "harmonizer.yaml")
+    assert settings.sources_of("patients") == ["clinic_a", "clinic_b", "clinic_c", "partner_feed"]
+    patients = settings.targets["patients"]
+    assert patients.key == ["last_name", "first_name", "birth_date"]
+    assert [r.name for r in patients.columns["phone"].rules] == ["phone"] and patients.columns["phone"].rules[0].options == {"region": "DE"}
+    clinic_b = settings.sources["clinic_b"].mapping
+    assert (clinic_b["last_name"].split.column, clinic_b["last_name"].split.part) == ("name", 1)
+    assert clinic_b["birth_date"].column == "dob"
+    assert settings.sources["clinic_c"].mapping["weight_kg"].unit.from_unit == "lb"
+    assert settings.export_directory() == PROJECT_ROOT / ".harmonizer/exports"

@@ -334,6 +334,7 @@ def analyze_chunks(
     started = time.perf_counter()
     timings = {}
     codes, nullable = encode_chunks(chunks, columns, null_equals_null)
+    pa.default_memory_pool().release_unused()  # the file's text, freed, goes back to the system before HPIValid grows
     rows, duplicate_rows = len(codes), duplicate_row_count(codes)
     timings["encode"] = time.perf_counter() - started
     # HPIValid holds its own copy of the table while it runs (the peak of the whole analysis), so

@@ -1,0 +1,131 @@
+"""export/<target>: the files people open, written from PostgreSQL chunk by chunk under
+<export directory>/<target>/<run date>/, and optionally uploaded to a B2 bucket prefix."""
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+from psycopg import sql
+
+from harmonizer_pipeline.export.writers import Sheet, export_directory, upload_to_b2, write_csv, write_parquet, write_workbook, write_zip
+from harmonizer_pipeline.harmonize import store as harmonize_store
+from harmonizer_pipeline.keys import store as keys_store
+from harmonizer_pipeline.quality import store as quality_store
+from harmonizer_pipeline.quality.assets import OWNERS, table_metadata
+from harmonizer_pipeline.resources import LandingResource, PostgresResource, table_store
+from harmonizer_pipeline.resources.postgres import adbc_connection
+from harmonizer_pipeline.settings import Settings
+
+CHUNK_ROWS = 100_000
+
+
+def _query_frame(conn, query: str, params: tuple) -> pd.DataFrame:
+    cur = conn.execute(query, params)
+    return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description])
+
+
+def _side_reports(postgres: PostgresResource, sources: list[str]) -> dict[str, pd.DataFrame]:
+    """Rejected rows, quality summary and keys of the target's sources (small: read whole)."""
+    with postgres.connect() as conn:
+        quality_store.ensure_quality_tables(conn)
+        keys_store.ensure_keys_tables(conn)
+        rejected = _query_frame(
+            conn,
+            "SELECT source, partition_key, _row_number, column_name, check_name, failure_case, message FROM quality.rejected_rows"
+            " WHERE source = ANY(%s) ORDER BY source, partition_key, _row_number, column_name, check_name",
+            (sources,),
+        )
+        gates = _query_frame(
+            conn,
+            "SELECT DISTINCT ON (source, partition_key) source, partition_key, severity, rows, valid_rows, rejected_rows, reject_rate,"
+            " max_reject_rate, description FROM quality.gate_results WHERE source = ANY(%s) ORDER BY source, partition_key, checked_at DESC",
+            (sources,),
+        )
+        keys = _query_frame(
+            conn,
+            "SELECT source, partition_key, rows, suggested_key, suggestion_reason, suggested_key_unique, minimal_keys, duplicate_rows,"
+            " key_duplicate_groups FROM keys.key_summary WHERE source = ANY(%s) ORDER BY source, partition_key",
+            (sources,),
+        )
+    keys["suggested_key"] = keys["suggested_key"].map(lambda k: ", ".join(k or []), na_action="ignore")
+    return {"rejected rows": rejected, "quality summary": gates, "keys": keys}
+
+
+def export_target_asset(settings: Settings, target_name: str) -> dg.AssetsDefinition:
+    target = settings.targets[target_name]
+    sources = settings.sources_of(target_name)
+    options = settings.export
+    duplicates_table = harmonize_store.duplicates_table(target_name)
+
+    @dg.asset(
+        key=["export", target_name],
+        deps=[dg.AssetKey(["harmonized", target_name]), *(dg.AssetKey(["keys", s]) for s in sources)],
+        group_name="export",
+        kinds={{"csv": "csv", "parquet": "parquet", "xlsx": "excel"}[f] for f in options.formats},
+        owners=OWNERS,
+        description=(
+            f"harmonized.{target_name} as {', '.join(options.formats)} under {options.directory}/{target_name}/<run date>/, with "
+            "its unique-record file (keys that occurred once) and duplicate-record file (every row of a key that occurred "
+            "more than once, the kept row first)" + (", a zip of the lot" if options.zip else "")
+            + (f"; uploaded to b2://{options.b2.bucket}/{options.b2.prefix}" if options.b2 else "") + "."
+        ),
+    )
+    def export(context: dg.AssetExecutionContext, postgres: PostgresResource, landing: LandingResource) -> dg.MaterializeResult:
+        url = postgres.url()
+        directory = export_directory(settings.export_directory(), target_name, dt.datetime.now(dt.timezone.utc).date())
+
+        def stream(table: str, where: sql.Composable | None = None) -> Callable[[], Iterator[pd.DataFrame]]:
+            def chunks() -> Iterator[pd.DataFrame]:
+                with adbc_connection(url) as conn:
+                    yield from table_store.read_chunks(conn, "harmonized", table, None, where, CHUNK_ROWS)
+
+            return chunks
+
+        unique = stream(target_name, sql.SQL("{} = 0").format(sql.Identifier("_duplicates")))
+        duplicates = stream(duplicates_table)
+        written: dict[str, int] = {}
+        files: list[Path] = []
+
+        def csv(name: str, chunks: Iterator[pd.DataFrame]) -> None:
+            path = directory / name
+            written[name] = write_csv(chunks, path, bom=options.csv_bom)
+            files.append(path)
+
+        if "csv" in options.formats:
+            csv(f"{target_name}.csv", stream(target_name)())
+        if "parquet" in options.formats:
+            path = directory / f"{target_name}.parquet"
+            written[path.name] = write_parquet(stream(target_name)(), path)
+            files.append(path)
+        csv(f"{target_name}_unique_records.csv", unique())
+        csv(f"{target_name}_duplicate_records.csv", duplicates())
+        if "xlsx" in options.formats:
+            path = directory / f"{target_name}.xlsx"
+            reports = _side_reports(postgres, sources)
+            sheets = [Sheet("data", stream(target_name)()), Sheet("duplicates", duplicates())]
+            sheets += [Sheet(name, iter([frame])) for name, frame in reports.items()]
+            for sheet, rows in write_workbook(path, sheets).items():
+                written[f"{path.name}[{sheet}]"] = rows
+            files.append(path)
+        if options.zip:
+            files.append(write_zip(files, directory / f"{target_name}_{directory.name}.zip"))
+        uploaded = []
+        if options.b2 is not None:
+            bucket = landing.b2_api().get_bucket_by_name(options.b2.bucket)
+            uploaded = upload_to_b2(bucket, f"{options.b2.prefix.rstrip('/')}/{target_name}/{directory.name}".lstrip("/"), files)
+        context.log.info(f"{target_name}: {len(files)} files in {directory}")
+        return dg.MaterializeResult(
+            metadata={
+                "directory": dg.MetadataValue.path(str(directory)),
+                "files": table_metadata(
+                    [{"file": f.name, "bytes": f.stat().st_size} for f in files], [("file", "string"), ("bytes", "int")]
+                ),
+                "rows": table_metadata([{"output": k, "rows": v} for k, v in written.items()], [("output", "string"), ("rows", "int")]),
+                "uploaded": dg.MetadataValue.md("\n".join(f"- `{name}`" for name in uploaded) or "not configured"),
+            }
+        )
+
+    return export
+

@@ -1,0 +1,110 @@
+"""harmonized/<target>: every mapped source's validated rows in the target's canonical columns,
+standardized, one row per business key (survivorship), with lineage; stored by the IO manager
+with the business key as primary key, beside its duplicates and fuzzy match candidates."""
+
+import dagster as dg
+import pandas as pd
+from psycopg import sql
+
+from harmonizer_pipeline.harmonize import store
+from harmonizer_pipeline.harmonize.dedup import deduplicate, match_candidates
+from harmonizer_pipeline.harmonize.mapping import LINEAGE, REJECTION_COLUMNS, MappingError, map_source
+from harmonizer_pipeline.ingest import registry
+from harmonizer_pipeline.ingest.assets import PARTITION_COLUMN
+from harmonizer_pipeline.quality import store as quality_store
+from harmonizer_pipeline.quality.assets import OWNERS, table_metadata
+from harmonizer_pipeline.resources import PostgresResource, table_store
+from harmonizer_pipeline.resources.postgres import adbc_connection
+from harmonizer_pipeline.resources.table_store import DataFrameChunks
+from harmonizer_pipeline.settings import Settings
+
+
+def _blocked_partitions(conn, source: str) -> list[str]:
+    """Files whose latest gate decision was an error: their rows stay out of the target."""
+    return [p for s, p, severity, _ in quality_store.latest_gate_results(conn) if s == source and severity == "error"]
+
+
+def _validated_rows(url: str, source: str, blocked: list[str]) -> pd.DataFrame | None:
+    with adbc_connection(url) as conn:
+        if not table_store.table_exists(conn, "validated", source):
+            return None
+        where = sql.SQL("NOT ({})").format(table_store.partition_filter([(PARTITION_COLUMN, blocked)])) if blocked else None
+        return table_store.read_frame(conn, "validated", source, None, where)
+
+
+def harmonized_target_asset(settings: Settings, target_name: str) -> dg.AssetsDefinition:
+    target = settings.targets[target_name]
+    sources = settings.sources_of(target_name)
+    key = list(target.key)
+
+    @dg.asset(
+        key=["harmonized", target_name],
+        deps=[dg.AssetKey(["validated", s]) for s in sources],
+        group_name="harmonize",
+        kinds={"pandas", "postgres"},
+        owners=OWNERS,
+        description=(
+            f"{target.description or target_name}: the validated rows of {', '.join(sources) or 'no source yet'} mapped into "
+            f"{len(target.columns)} canonical columns, standardized, one row per {', '.join(key)} ({target.survivorship} wins), "
+            f"with lineage. Duplicates in harmonized.{store.duplicates_table(target_name)}, fuzzy candidates in "
+            f"harmonized.{store.candidates_table(target_name)}, values that could not be standardized in quality.rejected_rows."
+        ),
+    )
+    def harmonized(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.Output:
+        url, run_id = postgres.url(), context.run.run_id
+        with postgres.connect() as conn:
+            registry.ensure_registry(conn)
+            quality_store.ensure_quality_tables(conn)
+            loaded = [e for e in registry.entries(conn) if e.source in sources and e.status == "loaded"]
+            blocked = {s: _blocked_partitions(conn, s) for s in sources}
+        # Landing order of every file: the later file is the "latest" for survivorship.
+        file_rank = {(e.source, e.object_key): i for i, e in enumerate(sorted(loaded, key=lambda e: (e.first_seen, e.object_key)))}
+        partitions = {(e.source, e.object_key): e.partition_key for e in loaded}
+        mapped, rejections, per_source = [], [], []
+        for source in sources:
+            frame = _validated_rows(url, source, blocked[source])
+            if frame is None:
+                context.log.info(f"{source}: validated.{source} does not exist yet; nothing to map")
+                continue
+            try:
+                rows = map_source(frame, source, settings.sources[source].mapping, target)
+            except MappingError as err:
+                raise dg.Failure(str(err)) from None
+            mapped.append(rows.frame)
+            rejections.append(rows.rejections.assign(_source=source))
+            per_source.append(
+                {"source": source, "rows_in": rows.rows_in, "rows_mapped": len(rows.frame), "left_out": rows.rows_left_out,
+                 "rejected_values": len(rows.rejections), "blocked_files": len(blocked[source])}
+            )  # fmt: skip
+        columns = [*target.columns, *LINEAGE]
+        union = pd.concat(mapped, ignore_index=True) if mapped else pd.DataFrame({c: pd.Series([], dtype="object") for c in columns})
+        result = deduplicate(union, target, file_rank)
+        matches = match_candidates(result.survivors, key, target.match) if target.match else None
+        all_rejections = pd.concat(rejections, ignore_index=True) if rejections else pd.DataFrame(columns=["_source", *REJECTION_COLUMNS])
+        with postgres.connect() as conn:
+            store.replace_rejections(conn, sources, run_id, all_rejections, partitions)
+
+        def finish(conn, _result) -> None:
+            # In the write's transaction: the key constraint and the side tables commit with the rows.
+            store.add_primary_key(conn, target_name, key)
+            store.replace_side_table(conn, store.duplicates_table(target_name), result.duplicates)
+            if matches is not None:
+                store.replace_side_table(conn, store.candidates_table(target_name), matches.candidates)
+
+        metadata = {
+            "business_key": ", ".join(key),
+            "survivorship": target.survivorship,
+            "rows_mapped": len(union),
+            "duplicate_keys": result.groups,
+            "merged_rows": result.merged_rows,
+            "rejected_values": len(all_rejections),
+            "sources": table_metadata(
+                per_source,
+                [("source", "string"), ("rows_in", "int"), ("rows_mapped", "int"), ("left_out", "int"), ("rejected_values", "int"), ("blocked_files", "int")],
+            ),
+        }
+        if matches is not None:
+            metadata |= {"match_candidates": len(matches.candidates), "match_blocks_skipped": matches.skipped_blocks}
+        return dg.Output(DataFrameChunks(iter([result.survivors]), on_written=finish), metadata=metadata)
+
+    return harmonized

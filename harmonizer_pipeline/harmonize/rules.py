@@ -1,0 +1,528 @@
+"""Standardizers over pandas Series: the rules a target column lists in harmonizer.yaml (no dagster).
+
+    text          NFKC, trimmed, whitespace collapsed; optional case
+    email         lower-cased, practical syntax check
+    phone         E.164 via phonenumbers, numbers without prefix read in `region`
+    date          datetime.date objects from mixed formats (`formats`, `dayfirst`)
+    datetime      UTC timestamps; naive values are local times in `timezone`
+    boolean       yes/no, true/false, 1/0, ja/nein, oui/non ... -> "boolean"
+    postal_code   per-country normalization and zero-padding (`country`: code or row-wise Series)
+    country       ISO 3166-1 alpha-2 from codes, names and common aliases
+    person_name   title case that keeps particles (van, de la), Mc/Mac, O', roman numerals
+    value_map     {canonical: [alias, ...]} lookup
+    number        text -> Float64 with thousands separators (`decimal_comma`)
+    convert_unit  length, mass, volume and temperature conversion -> Float64
+
+Every rule is `rule(values, **options) -> Standardized`. NULL and blank input give NULL and are
+not failures; a value the rule cannot standardize gives NULL and `failed` True. Bad options raise
+RuleError before any value is read, so `validate_options` can check a configuration without data.
+Work that needs Python per value runs once per distinct value (`_on_distinct`); the rest uses
+pandas' vectorized string and datetime methods, so 1M-row columns stay fast.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import inspect
+import numbers
+import re
+import unicodedata
+import zoneinfo
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache, partial
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+import phonenumbers
+import pycountry
+
+
+@dataclass(frozen=True)
+class Standardized:
+    values: pd.Series  # standardized values, same index as the input; NULL where the rule could not standardize
+    failed: pd.Series  # bool, same index: the input held a value (not NULL, not blank) the rule could not standardize
+
+
+class RuleError(ValueError):
+    """Rule options that cannot work (unknown region, unit, bad format string ...)."""
+
+
+# Python's str.split() whitespace, listed as characters so the class reads the same in RE2 (pyarrow) and re.
+_WHITESPACE_RUN = "[" + "".join(c for c in map(chr, range(0x3001)) if c.isspace()) + "]+"
+_INVISIBLE = "[\u200b\u200c\u200d\u2060\ufeff]"  # zero-width characters make equal-looking values differ
+
+
+def _cell_text(value: Any) -> str:
+    """A non-text cell as a person would type it: 1234.0 from a spreadsheet reads "1234"."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, dt.date):  # datetime, Timestamp too; ISO is what the date rules always read
+        return value.isoformat()
+    return str(value)
+
+
+def _on_distinct(values: pd.Series, standardize: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """`standardize` run on the distinct non-NULL values only, its results spread back to every row."""
+    present = values.dropna()
+    done = standardize(present.reset_index(drop=True))
+    done.index = present.index
+    return done.reindex(values.index)
+
+
+def _per_value(function: Callable[[Any], Any]) -> Callable[[pd.Series], pd.Series]:
+    return lambda uniques: uniques.map(function)
+
+
+def _text(values: pd.Series) -> pd.Series:
+    """Any Series as NFKC-normalized, trimmed, whitespace-collapsed "str"; blank becomes NULL."""
+    if isinstance(values.dtype, pd.StringDtype):
+        text = values.astype("str")
+    else:
+        text = _on_distinct(values, _per_value(_cell_text)).astype("str")
+    text = (
+        text.str.normalize("NFKC")
+        .str.replace(_INVISIBLE, "", regex=True)
+        .str.replace(_WHITESPACE_RUN, " ", regex=True)
+        .str.strip()
+    )
+    return text.mask(text == "")
+
+
+def _result(standardized: pd.Series, text: pd.Series) -> Standardized:
+    """`failed` where the input held text (after `_text`) and the rule gave NULL."""
+    return Standardized(standardized, text.notna() & standardized.isna())
+
+
+def _option_error(rule: str, option: str, value: Any, expected: str) -> RuleError:
+    return RuleError(f"{rule}: option {option}={value!r} is invalid: {expected}")
+
+
+def _require_bool(rule: str, option: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise _option_error(rule, option, value, "expected true or false")
+
+
+_CASES = (None, "lower", "upper", "title")
+
+
+def text(values: pd.Series, *, case: str | None = None) -> Standardized:
+    if case not in _CASES:
+        raise _option_error("text", "case", case, "expected one of lower, upper, title (or none)")
+    normalized = _text(values)
+    if case is not None:
+        normalized = getattr(normalized.str, case)()
+    return _result(normalized, normalized)
+
+
+_EMAIL_ATOM = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_EMAIL = rf"{_EMAIL_ATOM}(?:\.{_EMAIL_ATOM})*@(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z]{{2,}}"
+
+
+def email(values: pd.Series) -> Standardized:
+    address = _text(values).str.lower()
+    return _result(address.where(address.str.fullmatch(_EMAIL)), address)
+
+
+def _e164(number: str, region: str) -> str | None:
+    try:
+        parsed = phonenumbers.parse(number, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def phone(values: pd.Series, *, region: str = "DE") -> Standardized:
+    code = region.upper() if isinstance(region, str) else None
+    if code not in phonenumbers.SUPPORTED_REGIONS:
+        raise _option_error("phone", "region", region, "expected an ISO 3166 alpha-2 region phonenumbers knows, e.g. DE")
+    number = _text(values)
+    return _result(_on_distinct(number, _per_value(partial(_e164, region=code))).astype("str"), number)
+
+
+# A time directly followed by its offset; the offset's sign, hours and minutes are captured.
+_OFFSET = r"\d:\d\d(?::\d\d(?:[.,]\d+)?)? ?(?P<utc>Z|UTC|GMT)?(?:(?P<sign>[+-])(?P<hours>\d\d):?(?P<minutes>\d\d)?)?$"
+
+
+def _check_date_options(rule: str, formats: Any, dayfirst: Any) -> list[str]:
+    _require_bool(rule, "dayfirst", dayfirst)
+    if formats is None:
+        return []
+    listed = [formats] if isinstance(formats, str) else formats
+    if not isinstance(listed, list | tuple) or not listed:
+        raise _option_error(rule, "formats", formats, "expected a list of strptime formats such as '%d.%m.%Y'")
+    for form in listed:
+        if not isinstance(form, str) or not re.search(r"%[a-zA-Z]", form):
+            raise _option_error(rule, "formats", form, "a strptime format needs % directives such as %d, %m, %Y")
+        try:
+            pd.to_datetime(pd.Series(["2000-01-01"]), format=form, errors="coerce")
+        except ValueError as err:
+            raise _option_error(rule, "formats", form, str(err)) from err
+    return list(listed)
+
+
+def _instants(text: pd.Series, formats: list[str], dayfirst: bool) -> tuple[pd.Series, pd.Series]:
+    """Distinct date texts parsed: (timestamps with naive texts read as if UTC, the written UTC offset
+    or NaT where the text gave none). ISO always; then `formats` in order, or pandas' mixed parser."""
+    stamps = pd.Series(pd.NaT, index=text.index, dtype="datetime64[us, UTC]")
+    # The mixed parser and ISO's reduced forms fill a missing day, month or year ("2024", "Jan 5",
+    # "10:00") from defaults or today; a date needs three numbers or two and a month name.
+    digit_groups = text.str.count(r"\d+")
+    plausible = (digit_groups >= 3) | ((digit_groups == 2) & text.str.contains(r"[A-Za-z]{3}", regex=True))
+    year_first = text.str.match(r"\d{4}\D")  # 2024/01/02 is year-month-day in every convention
+    steps = [("ISO8601", plausible, False)]
+    if formats:
+        steps += [(form, text.notna(), False) for form in formats]
+    else:
+        steps += [("mixed", plausible & year_first, False), ("mixed", plausible & ~year_first, dayfirst)]
+    for form, allowed, day_first in steps:
+        todo = allowed & stamps.isna()
+        if todo.any():
+            parsed = pd.to_datetime(text[todo], format=form, dayfirst=day_first, errors="coerce", utc=True)
+            stamps[todo] = parsed.astype(stamps.dtype)
+    parts = text.str.extract(_OFFSET)
+    minutes = pd.to_numeric(parts["hours"]) * 60 + pd.to_numeric(parts["minutes"]).fillna(0)
+    minutes = minutes.where(parts["sign"] != "-", -minutes).where(parts["utc"].isna(), 0)
+    return stamps, pd.to_timedelta(minutes, unit="min")
+
+
+def _stamp_input(values: pd.Series) -> bool:
+    return isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(values.dtype)
+
+
+def date(values: pd.Series, *, formats: list[str] | None = None, dayfirst: bool = False) -> Standardized:
+    formats = _check_date_options("date", formats, dayfirst)
+    if _stamp_input(values):
+        days = values.dt.date  # a tz-aware stamp keeps the date of its own zone
+        return Standardized(days.astype(object).where(values.notna(), None), pd.Series(False, index=values.index))
+
+    def parse(uniques: pd.Series) -> pd.Series:
+        stamps, offsets = _instants(uniques, formats, dayfirst)
+        wall = (stamps + offsets.fillna(pd.Timedelta(0))).dt.tz_localize(None)  # the date as written
+        return wall.dt.date.astype(object).where(wall.notna(), None)
+
+    written = _text(values)
+    days = _on_distinct(written, parse).astype(object)
+    return _result(days.where(days.notna(), None), written)
+
+
+def _zone(timezone: Any) -> zoneinfo.ZoneInfo:
+    try:
+        return zoneinfo.ZoneInfo(timezone)
+    except (LookupError, ValueError, TypeError, OSError) as err:
+        raise _option_error("datetime", "timezone", timezone, "expected an IANA time zone such as Europe/Berlin") from err
+
+
+def _to_utc(naive: pd.Series, zone: zoneinfo.ZoneInfo) -> pd.Series:
+    # Wall times a DST change repeats read as the earlier instant and skipped ones move forward,
+    # as Python's fold=0 does, rather than failing a whole autumn night of rows.
+    earlier = np.ones(len(naive), dtype=bool)
+    local = naive.dt.tz_localize(zone, ambiguous=earlier, nonexistent="shift_forward")
+    return local.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+
+
+def datetime(
+    values: pd.Series, *, formats: list[str] | None = None, dayfirst: bool = False, timezone: str = "UTC"
+) -> Standardized:
+    formats = _check_date_options("datetime", formats, dayfirst)
+    zone = _zone(timezone)
+    if _stamp_input(values):
+        if isinstance(values.dtype, pd.DatetimeTZDtype):
+            stamps = values.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+        else:
+            stamps = _to_utc(values, zone)
+        return Standardized(stamps, pd.Series(False, index=values.index))
+
+    def parse(uniques: pd.Series) -> pd.Series:
+        stamps, offsets = _instants(uniques, formats, dayfirst)
+        naive = offsets.isna()
+        stamps[naive] = _to_utc(stamps[naive].dt.tz_localize(None), zone)
+        return stamps
+
+    written = _text(values)
+    return _result(_on_distinct(written, parse).astype("datetime64[us, UTC]"), written)
+
+
+_BOOLEANS = {
+    **dict.fromkeys(["yes", "y", "true", "t", "1", "on", "ja", "oui"], True),
+    **dict.fromkeys(["no", "n", "false", "f", "0", "off", "nein", "non"], False),
+}
+
+
+def boolean(values: pd.Series) -> Standardized:
+    written = _text(values)  # real bools read "True"/"False", 1.0 reads "1"
+    return _result(written.str.lower().map(_BOOLEANS).astype("boolean"), written)
+
+
+@dataclass(frozen=True)
+class _PostalFormat:
+    pattern: str  # the normalized code
+    digits: tuple[int, int] | None = None  # (fewest digits a code that lost leading zeros keeps, full length)
+    split: tuple[str, str] | None = None  # (regex on the compact code, replacement that adds the separator)
+
+
+_POSTAL = {
+    "US": _PostalFormat(r"\d{5}(?:-\d{4})?", (3, 5), (r"^(\d{5})(\d{4})$", r"\1-\2")),
+    "DE": _PostalFormat(r"\d{5}", (4, 5)),
+    "FR": _PostalFormat(r"\d{5}", (4, 5)),
+    "ES": _PostalFormat(r"\d{5}", (4, 5)),
+    "IT": _PostalFormat(r"\d{5}", (3, 5)),
+    "FI": _PostalFormat(r"\d{5}", (3, 5)),
+    "AT": _PostalFormat(r"[1-9]\d{3}"),
+    "CH": _PostalFormat(r"[1-9]\d{3}"),
+    "BE": _PostalFormat(r"[1-9]\d{3}"),
+    "DK": _PostalFormat(r"\d{4}", (3, 4)),
+    "NO": _PostalFormat(r"\d{4}", (1, 4)),
+    "AU": _PostalFormat(r"\d{4}", (3, 4)),
+    "NL": _PostalFormat(r"[1-9]\d{3} [A-Z]{2}", split=(r"^(\d{4})([A-Z]{2})$", r"\1 \2")),
+    "GB": _PostalFormat(r"[A-Z]{1,2}\d[A-Z\d]? \d[A-Z]{2}", split=(r"^([A-Z0-9]{2,4})(\d[A-Z]{2})$", r"\1 \2")),
+    "CA": _PostalFormat(r"[A-Z]\d[A-Z] \d[A-Z]\d", split=(r"^([A-Z0-9]{3})([A-Z0-9]{3})$", r"\1 \2")),
+    "PL": _PostalFormat(r"\d{2}-\d{3}", split=(r"^(\d{2})(\d{3})$", r"\1-\2")),
+    "SE": _PostalFormat(r"\d{3} \d{2}", split=(r"^(\d{3})(\d{2})$", r"\1 \2")),
+}
+
+
+def _is_alpha_2(code: str) -> bool:
+    return len(code) == 2 and pycountry.countries.get(alpha_2=code) is not None
+
+
+def _postal_countries(country: Any, index: pd.Index) -> str | pd.Series:
+    if isinstance(country, pd.Series):
+        if not country.index.equals(index):
+            raise _option_error("postal_code", "country", "<Series>", "a row-wise country Series needs the values' index")
+        codes = _text(country).str.upper()
+        unknown = sorted(c for c in codes.dropna().unique() if not _is_alpha_2(c))
+        if unknown:
+            raise _option_error("postal_code", "country", unknown, "expected ISO 3166-1 alpha-2 codes")
+        return codes
+    if not isinstance(country, str) or not _is_alpha_2(country.strip().upper()):
+        raise _option_error("postal_code", "country", country, "expected an ISO 3166-1 alpha-2 code such as DE")
+    return country.strip().upper()
+
+
+def _postal_in(code: str, written: pd.Series) -> pd.Series:
+    form = _POSTAL.get(code)
+    upper = written.str.upper()
+    if form is None:
+        return upper
+    compact = upper.str.replace(r"[ -]", "", regex=True).str.replace(r"^(\d+)\.0+$", r"\1", regex=True)
+    if form.digits is not None:
+        fewest, length = form.digits
+        lost_zeros = compact.str.fullmatch(rf"\d{{{fewest},{length - 1}}}")
+        compact = compact.where(~lost_zeros, compact.str.zfill(length))
+    if form.split is not None:
+        compact = compact.str.replace(*form.split, regex=True)
+    return compact.where(compact.str.fullmatch(form.pattern))
+
+
+def postal_code(values: pd.Series, *, country: str | pd.Series = "DE") -> Standardized:
+    countries = _postal_countries(country, values.index)
+    written = _text(values)
+    if isinstance(countries, str):
+        return _result(_postal_in(countries, written), written)
+    codes = written.copy()  # rows without a country stay text-normalized
+    for code in countries.dropna().unique():
+        rows = countries == code
+        codes[rows] = _postal_in(code, written[rows])
+    return _result(codes, written)
+
+
+# Keys are case-folded; pycountry.countries.lookup already knows codes, names and official names.
+_COUNTRY_ALIASES = {
+    "usa": "US", "u.s.a.": "US", "u.s.": "US", "united states of america": "US",
+    "uk": "GB", "u.k.": "GB", "great britain": "GB", "england": "GB", "scotland": "GB", "wales": "GB",
+    "deutschland": "DE", "holland": "NL", "the netherlands": "NL", "russia": "RU", "south korea": "KR",
+    "czech republic": "CZ", "ivory coast": "CI", "cote d'ivoire": "CI", "schweiz": "CH", "österreich": "AT",
+    "españa": "ES", "espana": "ES", "brasil": "BR", "turkey": "TR", "macedonia": "MK", "vatican": "VA",
+}  # fmt: skip
+
+
+@lru_cache(maxsize=10_000)
+def _alpha_2(name: str) -> str | None:
+    key = name.casefold()
+    if key in _COUNTRY_ALIASES:
+        return _COUNTRY_ALIASES[key]
+    try:
+        return pycountry.countries.lookup(key.zfill(3) if key.isdigit() else key).alpha_2  # 76 from Excel is "076"
+    except LookupError:
+        return None
+
+
+def country(values: pd.Series) -> Standardized:
+    written = _text(values)
+    return _result(_on_distinct(written, _per_value(_alpha_2)).astype("str"), written)
+
+
+_PARTICLES = frozenset("van von der den de del della la le du da di dos das ter ten bin al".split())
+_MAC_EXCEPTIONS = frozenset("mack macy mace machado macias mackey macon".split())
+_ROMAN = re.compile(r"x{0,3}(?:ix|iv|v?i{0,3})")  # regnal and generational numbers, up to XXXIX
+
+
+def _name_part(part: str) -> str:
+    """One hyphen-separated part of a title-cased word: McDonald, MacDonald (not Mack, Macy ...)."""
+    if part.startswith("Mc") and len(part) > 2:
+        return "Mc" + part[2:].capitalize()
+    if re.fullmatch(r"Mac[a-z]{3,}", part) and part.lower() not in _MAC_EXCEPTIONS:
+        return "Mac" + part[3:].capitalize()
+    return part
+
+
+def _name_word(word: str, first: bool) -> str:
+    lower = word.lower()
+    if not first and (lower in _PARTICLES):
+        return lower
+    if not first and _ROMAN.fullmatch(lower):
+        return word.upper()
+    # Deliberate inner capitals (DeVito, LeBlanc) are kept; all-caps and all-lower words are re-cased.
+    if word[:1].isupper() and any(c.isupper() for c in word[1:]) and any(c.islower() for c in word):
+        return word
+    return "-".join(_name_part(part) for part in word.title().split("-"))  # title() also does O'Neil, J.R.R.
+
+
+def _name_case(name: str) -> str:
+    return " ".join(_name_word(word, index == 0) for index, word in enumerate(name.split(" ")))
+
+
+def person_name(values: pd.Series) -> Standardized:
+    written = _text(values)
+    return _result(_on_distinct(written, _per_value(_name_case)).astype("str"), written)
+
+
+def _value_lookup(mapping: Any, case_sensitive: bool) -> dict[str, str]:
+    """{compared text: canonical} of every alias and every canonical value itself."""
+    if not isinstance(mapping, Mapping) or not mapping:
+        raise _option_error("value_map", "mapping", mapping, "expected a non-empty {canonical: [alias, ...]}")
+    lookup: dict[str, str] = {}
+    for canonical, aliases in mapping.items():
+        listed = [] if aliases is None else list(aliases) if isinstance(aliases, list | tuple) else [aliases]
+        keys = _text(pd.Series([canonical, *listed], dtype=object))
+        keys = keys if case_sensitive else keys.str.casefold()
+        for alias, key in zip([canonical, *listed], keys, strict=True):
+            if pd.isna(key):
+                continue
+            other = lookup.setdefault(key, _cell_text(canonical))
+            if other != _cell_text(canonical):
+                raise RuleError(f"value_map: option mapping lists {alias!r} under both {other!r} and {canonical!r}")
+    return lookup
+
+
+def value_map(values: pd.Series, *, mapping: Mapping[str, list], case_sensitive: bool = False) -> Standardized:
+    _require_bool("value_map", "case_sensitive", case_sensitive)
+    lookup = _value_lookup(mapping, case_sensitive)
+    written = _text(values)
+    keys = written if case_sensitive else written.str.casefold()
+    return _result(keys.map(lookup).astype("str"), written)
+
+
+def _held_number(value: Any) -> float | None:
+    return float(value) if isinstance(value, numbers.Real | decimal.Decimal) and not isinstance(value, bool) else None
+
+
+def _parse_numbers(written: pd.Series, decimal_comma: bool) -> pd.Series:
+    point, group = (",", ".") if decimal_comma else (".", ",")
+    # Thousands groups of three, separated by the group mark, a space or an apostrophe (Swiss).
+    whole = rf"\d{{1,3}}(?:\{group}\d{{3}})+|\d{{1,3}}(?: \d{{3}})+|\d{{1,3}}(?:['’]\d{{3}})+|\d+"
+    pattern = rf"[+-]?(?:(?:{whole})(?:\{point}\d*)?|\{point}\d+)(?:[eE][+-]?\d+)?"
+    signed = written.str.replace("\u2212", "-", regex=False)  # typographic minus sign
+    plain = signed.where(signed.str.fullmatch(pattern)).str.replace(rf"[\{group} '’]", "", regex=True)
+    if decimal_comma:
+        plain = plain.str.replace(",", ".", regex=False)
+    return pd.to_numeric(plain, errors="coerce").astype("Float64")
+
+
+def number(values: pd.Series, *, decimal_comma: bool = False) -> Standardized:
+    _require_bool("number", "decimal_comma", decimal_comma)
+    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
+        return Standardized(values.astype("Float64"), pd.Series(False, index=values.index))
+    if values.dtype == object:  # numbers keep their value; only text is parsed
+        held = _on_distinct(values, _per_value(_held_number)).astype("Float64")
+        written = _text(values.where(held.isna()))
+    else:
+        held, written = pd.Series(pd.NA, index=values.index, dtype="Float64"), _text(values)
+    return _result(held.fillna(_parse_numbers(written, decimal_comma)), written)
+
+
+class _Unit(NamedTuple):
+    kind: str
+    size: Fraction  # one unit in the kind's base unit (m, kg, l, K)
+    zero: Fraction = Fraction(0)  # added before scaling: affine temperature scales
+
+
+_UNITS = {
+    "mm": _Unit("length", Fraction("0.001")),
+    "cm": _Unit("length", Fraction("0.01")),
+    "m": _Unit("length", Fraction(1)),
+    "km": _Unit("length", Fraction(1000)),
+    "in": _Unit("length", Fraction("0.0254")),
+    "ft": _Unit("length", Fraction("0.3048")),
+    "yd": _Unit("length", Fraction("0.9144")),
+    "mi": _Unit("length", Fraction("1609.344")),
+    "g": _Unit("mass", Fraction("0.001")),
+    "kg": _Unit("mass", Fraction(1)),
+    "t": _Unit("mass", Fraction(1000)),
+    "lb": _Unit("mass", Fraction("0.45359237")),
+    "oz": _Unit("mass", Fraction("0.028349523125")),
+    "ml": _Unit("volume", Fraction("0.001")),
+    "l": _Unit("volume", Fraction(1)),
+    "gal": _Unit("volume", Fraction("3.785411784")),  # US gallon
+    "fl_oz": _Unit("volume", Fraction("0.0295735295625")),  # US fluid ounce
+    "K": _Unit("temperature", Fraction(1)),
+    "C": _Unit("temperature", Fraction(1), Fraction("273.15")),
+    "F": _Unit("temperature", Fraction(5, 9), Fraction("459.67")),
+}
+_UNITS_ANY_CASE = {name.lower(): unit for name, unit in _UNITS.items()}
+
+
+def _unit(option: str, name: Any) -> _Unit:
+    unit = _UNITS_ANY_CASE.get(name.lower()) if isinstance(name, str) else None
+    if unit is None:
+        raise _option_error("convert_unit", option, name, f"expected one of {', '.join(_UNITS)}")
+    return unit
+
+
+def convert_unit(values: pd.Series, *, from_unit: str, to_unit: str) -> Standardized:
+    source, target = _unit("from_unit", from_unit), _unit("to_unit", to_unit)
+    if source.kind != target.kind:
+        raise _option_error("convert_unit", "to_unit", to_unit, f"{from_unit!r} is a {source.kind}, {to_unit!r} a {target.kind}")
+    # Combined exactly as fractions, so 2.54 cm per inch and C -> F (x 9/5 + 32) round once.
+    factor = source.size / target.size
+    shift = source.zero * factor - target.zero
+    parsed = number(values)
+    return Standardized(parsed.values * float(factor) + float(shift), parsed.failed)
+
+
+RULES: dict[str, Callable[..., Standardized]] = {
+    "text": text,
+    "email": email,
+    "phone": phone,
+    "date": date,
+    "datetime": datetime,
+    "boolean": boolean,
+    "postal_code": postal_code,
+    "country": country,
+    "person_name": person_name,
+    "value_map": value_map,
+    "number": number,
+    "convert_unit": convert_unit,
+}
+
+
+def validate_options(rule: str, options: Mapping[str, Any]) -> None:
+    """RuleError unless `rule` names a rule that accepts exactly these options with these values."""
+    function = RULES.get(rule)
+    if function is None:
+        raise RuleError(f"unknown rule {rule!r} (rules: {', '.join(RULES)})")
+    parameters = [p for p in inspect.signature(function).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    accepted = [p.name for p in parameters]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise RuleError(f"{rule}: unknown option(s) {', '.join(unknown)} (options: {', '.join(accepted) or 'none'})")
+    missing = [p.name for p in parameters if p.default is p.empty and p.name not in options]
+    if missing:
+        raise RuleError(f"{rule}: option(s) {', '.join(missing)} required")
+    function(pd.Series([], dtype="str"), **options)
