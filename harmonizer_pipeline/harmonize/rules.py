@@ -67,10 +67,9 @@ def _cell_text(value: Any) -> str:
 
 def _on_distinct(values: pd.Series, standardize: Callable[[pd.Series], pd.Series]) -> pd.Series:
     """`standardize` run on the distinct non-NULL values only, its results spread back to every row."""
-    present = values.dropna()
-    done = standardize(present.reset_index(drop=True))
-    done.index = present.index
-    return done.reindex(values.index)
+    codes, uniques = pd.factorize(values)
+    done = standardize(pd.Series(uniques))
+    return pd.Series(done.array.take(codes, allow_fill=True), index=values.index)
 
 
 def _per_value(function: Callable[[Any], Any]) -> Callable[[pd.Series], pd.Series]:
