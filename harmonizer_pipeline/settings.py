@@ -222,7 +222,10 @@ class B2Export(_Model):
 
 
 class ExportSettings(_Model):
-    directory: Path = Field(default=Path("exports"), description="Files go to <directory>/<target>/<run date>/; relative to harmonizer.yaml.")
+    directory: Path | None = Field(
+        default=None,
+        description="Files go to <directory>/<target>/<run date>/; relative to harmonizer.yaml. Unset: exports/ in the harmonizer home (HARMONIZER_HOME, else .harmonizer).",
+    )
     formats: list[Literal["csv", "parquet", "xlsx"]] = Field(default_factory=lambda: ["csv", "parquet", "xlsx"], min_length=1)
     csv_bom: bool = Field(default=False, description="Write CSV as UTF-8 with BOM, which Excel needs to detect UTF-8.")
     zip: bool = Field(default=True, description="Also a zip of every file of the export.")
@@ -340,7 +343,11 @@ class Settings(_Model):
         return [name for name, source in self.sources.items() if source.target == target]
 
     def export_directory(self) -> Path:
+        from harmonizer_pipeline.resources.postgres import harmonizer_home
+
         directory = self.export.directory
+        if directory is None:
+            return harmonizer_home() / "exports"
         return directory if directory.is_absolute() else (self.base_dir / directory).resolve()
 
     def landing_path(self, source: str) -> Path:

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from harmonizer_pipeline.harmonize.dedup import deduplicate, match_candidates
-from harmonizer_pipeline.harmonize.mapping import MappingError, as_text, map_source
+from harmonizer_pipeline.harmonize.mapping import MappingError, map_source
+from harmonizer_pipeline.harmonize.rules import as_text
 from harmonizer_pipeline.settings import parse_settings
 
 SETTINGS = """
@@ -31,7 +32,7 @@ targets:
   people:
     columns:
       first_name: {type: text, required: true, rules: [person_name]}
-      last_name: {type: text, required: true, rules: [person_name]}
+      last_name: {type: text, required: true, rules: [{person_name: {family: true}}]}
       born: {type: date, required: true}
       sex: {type: text, rules: [{value_map: {mapping: {M: [m, male], F: [f, w, female]}}}]}
       email: {type: text, rules: [email]}

@@ -367,6 +367,14 @@ def test_person_name(value, expected):
     assert run("person_name", [value]) == ([expected], [False])
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("van dijk", "van Dijk"), ("DE LA CRUZ", "de la Cruz"), ("du", "Du"), ("o'neil", "O'Neil"), ("VAN", "Van")],
+)
+def test_person_name_of_a_family_name_keeps_a_leading_particle_lower_case(value, expected):
+    assert run("person_name", [value], family=True) == ([expected], [False])
+
+
 def test_person_name_nulls():
     assert run("person_name", [None, "", " "]) == ([None] * 3, [False] * 3)
 
@@ -504,6 +512,7 @@ def test_convert_unit_dtype_and_nulls():
         ("value_map", {"mapping": {"a": ["b"], "b": []}}, "mapping lists 'b' under both 'a' and 'b'"),
         ("value_map", {"mapping": {"a": ["x"]}, "case_sensitive": "no"}, "case_sensitive='no'"),
         ("number", {"decimal_comma": 1}, "decimal_comma=1"),
+        ("person_name", {"family": "yes"}, "family='yes'"),
         ("convert_unit", {"from_unit": "parsec", "to_unit": "m"}, "from_unit='parsec'"),
         ("convert_unit", {"from_unit": "m", "to_unit": "stone"}, "to_unit='stone'"),
         ("convert_unit", {"from_unit": "m", "to_unit": "kg"}, "to_unit='kg'.*length.*mass"),
@@ -563,6 +572,7 @@ def test_validate_options_rejects(rule, options, match):
         ("postal_code", {"country": "GB"}),
         ("country", {}),
         ("person_name", {}),
+        ("person_name", {"family": True}),
         ("value_map", {"mapping": {"M": ["male"]}, "case_sensitive": True}),
         ("number", {"decimal_comma": True}),
         ("convert_unit", {"from_unit": "lb", "to_unit": "kg"}),

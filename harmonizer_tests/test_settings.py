@@ -214,4 +214,5 @@ def test_the_shipped_targets_and_mappings_load():
     assert (clinic_b["last_name"].split.column, clinic_b["last_name"].split.part) == ("name", 1)
     assert clinic_b["birth_date"].column == "dob"
     assert settings.sources["clinic_c"].mapping["weight_kg"].unit.from_unit == "lb"
-    assert settings.export_directory() == PROJECT_ROOT / ".harmonizer/exports"
+    assert settings.export.directory is None
+    assert parse_settings("export: {directory: out}", base_dir=Path("/srv/h")).export_directory() == Path("/srv/h/out")

@@ -41,37 +41,6 @@ class MappedRows:
     rows_left_out: int  # rows without a business key or required value
 
 
-def as_text(values: pd.Series) -> pd.Series:
-    """Values as the text a person would type: 12.0 from a spreadsheet reads "12", a date at
-    midnight reads 2024-05-01, NULL stays NULL."""
-    dtype = values.dtype
-    if pd.api.types.is_string_dtype(dtype) and not isinstance(dtype, pd.CategoricalDtype) and dtype != object:
-        return values.astype("str")
-    present = values.notna()
-    if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_integer_dtype(dtype):
-        text = values.astype(object).where(present).map(str, na_action="ignore")
-    elif pd.api.types.is_float_dtype(dtype):
-        numbers = values.astype("float64")
-        integral = present & (numbers == np.floor(numbers)) & (numbers.abs() < 2**53)
-        text = numbers.map(repr, na_action="ignore").astype(object)
-        text[integral] = numbers[integral].astype("int64").astype(str)
-    elif isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype):
-        at_midnight = dtype == "datetime64[ns]" or not isinstance(dtype, pd.DatetimeTZDtype)
-        at_midnight = at_midnight and bool((values.dropna() == values.dropna().dt.normalize()).all())
-        text = values.dt.strftime("%Y-%m-%d") if at_midnight else values.map(lambda v: v.isoformat(), na_action="ignore")
-    else:  # object: mixed Python values, one at a time
-        text = values.map(_render, na_action="ignore")
-    return text.where(present, None).astype("str")
-
-
-def _render(value) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, pd.Timestamp) and value.tz is None and value == value.normalize():
-        return value.date().isoformat()
-    return str(value)
-
-
 def _origin(frame: pd.DataFrame, mapping: ColumnMapping, source: str, target_column: str) -> pd.Series:
     missing = [c for c in mapping.source_columns() if c not in frame.columns]
     if missing:
@@ -82,13 +51,13 @@ def _origin(frame: pd.DataFrame, mapping: ColumnMapping, source: str, target_col
         return pd.Series([mapping.constant] * len(frame), index=frame.index, dtype=object if not isinstance(mapping.constant, str) else "str")
     if mapping.combine is not None:
         combined = None
-        for part in (rules.text(as_text(frame[c])).values for c in mapping.combine):
+        for part in (rules.text(rules.as_text(frame[c])).values for c in mapping.combine):
             part = part.where(part != "", None)
             # NULL parts are left out rather than turning the whole value NULL.
             combined = part if combined is None else (combined + mapping.separator + part).fillna(combined).fillna(part)
         return combined.astype("str")
     split = mapping.split
-    pieces = rules.text(as_text(frame[split.column])).values.str.split(split.separator, n=split.parts - 1, expand=True, regex=False)
+    pieces = rules.text(rules.as_text(frame[split.column])).values.str.split(split.separator, n=split.parts - 1, expand=True, regex=False)
     return pieces[split.part].astype("str") if split.part in pieces.columns else pd.Series(None, index=frame.index, dtype="str")
 
 
@@ -98,7 +67,7 @@ class _Column:
     def __init__(self, name: str, values: pd.Series, lineage: pd.DataFrame):
         self.name = name
         self.values = values
-        self.original = as_text(values)
+        self.original = rules.as_text(values)
         self.lineage = lineage
         self.rejected: list[pd.DataFrame] = []
 
@@ -124,9 +93,9 @@ class _Column:
 def _value_map(values: pd.Series, mapping: dict[str, list]) -> pd.Series:
     """Source values replaced by their canonical value; values not listed pass unchanged."""
     canonical = [c for c, aliases in mapping.items() for _ in aliases]
-    aliases = rules.text(as_text(pd.Series([a for c in mapping.values() for a in c], dtype=object))).values
+    aliases = rules.text(rules.as_text(pd.Series([a for c in mapping.values() for a in c], dtype=object))).values
     lookup = dict(zip(aliases.str.casefold(), canonical))
-    text = rules.text(as_text(values)).values
+    text = rules.text(rules.as_text(values)).values
     mapped = text.str.casefold().map(lookup)
     return mapped.where(mapped.notna(), text).astype("str")
 
@@ -151,7 +120,7 @@ def _parse(column: _Column, mapping: ColumnMapping | None, spec: TargetColumn) -
     elif spec.type == "boolean":
         column.apply("boolean", rules.boolean(column.values))
     else:
-        column.values = rules.text(as_text(column.values)).values
+        column.values = rules.text(rules.as_text(column.values)).values
 
 
 def _as_type(column: _Column, spec: TargetColumn) -> None:
@@ -163,7 +132,7 @@ def _as_type(column: _Column, spec: TargetColumn) -> None:
     elif spec.type == "float":
         column.values = pd.to_numeric(values, errors="coerce").astype("Float64")
     elif spec.type == "text":
-        column.values = as_text(values)
+        column.values = rules.as_text(values)
 
 
 def map_source(frame: pd.DataFrame, source: str, mapping: dict[str, ColumnMapping], target: Target) -> MappedRows:

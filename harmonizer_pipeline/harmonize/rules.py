@@ -57,12 +57,22 @@ _INVISIBLE = "[\u200b\u200c\u200d\u2060\ufeff]"  # zero-width characters make eq
 
 
 def _cell_text(value: Any) -> str:
-    """A non-text cell as a person would type it: 1234.0 from a spreadsheet reads "1234"."""
+    """A non-text cell as a person would type it: 1234.0 from a spreadsheet reads "1234", a
+    datetime at midnight without a zone reads as its date."""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
+    if isinstance(value, dt.datetime) and value.tzinfo is None and value.time() == dt.time(0):
+        return value.date().isoformat()
     if isinstance(value, dt.date):  # datetime, Timestamp too; ISO is what the date rules always read
         return value.isoformat()
     return str(value)
+
+
+def as_text(values: pd.Series) -> pd.Series:
+    """Any Series as "str" the way a person would type its values (see _cell_text); NULL stays NULL."""
+    if isinstance(values.dtype, pd.StringDtype):
+        return values.astype("str")
+    return _on_distinct(values, _per_value(_cell_text)).astype("str")
 
 
 def _on_distinct(values: pd.Series, standardize: Callable[[pd.Series], pd.Series]) -> pd.Series:
@@ -78,12 +88,9 @@ def _per_value(function: Callable[[Any], Any]) -> Callable[[pd.Series], pd.Serie
 
 def _text(values: pd.Series) -> pd.Series:
     """Any Series as NFKC-normalized, trimmed, whitespace-collapsed "str"; blank becomes NULL."""
-    if isinstance(values.dtype, pd.StringDtype):
-        text = values.astype("str")
-    else:
-        text = _on_distinct(values, _per_value(_cell_text)).astype("str")
     text = (
-        text.str.normalize("NFKC")
+        as_text(values)
+        .str.normalize("NFKC")
         .str.replace(_INVISIBLE, "", regex=True)
         .str.replace(_WHITESPACE_RUN, " ", regex=True)
         .str.strip()
@@ -383,13 +390,19 @@ def _name_word(word: str, first: bool) -> str:
     return "-".join(_name_part(part) for part in word.title().split("-"))  # title() also does O'Neil, J.R.R.
 
 
-def _name_case(name: str) -> str:
-    return " ".join(_name_word(word, index == 0) for index, word in enumerate(name.split(" ")))
+def _name_case(name: str, family: bool) -> str:
+    words = name.split(" ")
+    # In a family-name column a leading particle belongs to the name (van Dijk); alone it is one (Du).
+    capital_first = not (family and len(words) > 1)
+    return " ".join(_name_word(word, index == 0 and capital_first) for index, word in enumerate(words))
 
 
-def person_name(values: pd.Series) -> Standardized:
+def person_name(values: pd.Series, *, family: bool = False) -> Standardized:
+    """Title case keeping particles, Mc/Mac, O'Neil, roman numerals; `family`: the values are
+    family names, so a leading particle stays lower-case too."""
+    _require_bool("person_name", "family", family)
     written = _text(values)
-    return _result(_on_distinct(written, _per_value(_name_case)).astype("str"), written)
+    return _result(_on_distinct(written, _per_value(lambda name: _name_case(name, family))).astype("str"), written)
 
 
 def _value_lookup(mapping: Any, case_sensitive: bool) -> dict[str, str]:
