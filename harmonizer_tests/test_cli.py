@@ -71,26 +71,48 @@ def demo_home(demo_env) -> tuple[Path, subprocess.CompletedProcess]:
 
 
 def test_demo_runs_the_pipeline_and_prints_where_results_are(demo_home):
-    _, done = demo_home
+    home, done = demo_home
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     runs = [line for line in lines if line.startswith("run ")]
     assert [line.split(" ", 2)[2] for line in runs] == [
         "clinic_a patients_2026-11.csv: loaded",
         "clinic_b export.csv: loaded",
+        "clinic_c patienten_2026-11.xlsx: loaded",
+        "partner_feed patients_2026-11-20.json: loaded",
+        "harmonize patients: done",
     ]
     assert "  clinic_a patients_2026-11.csv loaded 25 rows -> raw.clinic_a" in lines
     assert "  clinic_b export.csv loaded 15 rows -> raw.clinic_b" in lines
+    assert "  clinic_c patienten_2026-11.xlsx loaded 7 rows -> raw.clinic_c" in lines
+    assert "  partner_feed patients_2026-11-20.json loaded 6 rows -> raw.partner_feed" in lines
     gates = [line for line in lines if " -> validated." in line]
-    assert [line.split("@")[0] for line in gates] == ["  clinic_a patients_2026-11.csv", "  clinic_b export.csv"]
+    assert [line.split("@")[0] for line in gates] == [
+        "  clinic_a patients_2026-11.csv", "  clinic_b export.csv", "  clinic_c patienten_2026-11.xlsx", "  partner_feed patients_2026-11-20.json"
+    ]
     assert gates[0].endswith(
         " warn: 1 of 25 rows rejected (4.00%) and quarantined in quality.rejected_rows, within max_reject_rate 5.00% -> validated.clinic_a"
     )
     assert gates[1].endswith(" ok: all 15 rows passed -> validated.clinic_b")
-    keys = [line for line in lines if "minimal keys" in line and line.startswith("  clinic_")]
+    assert gates[3].endswith(
+        " warn: 1 of 6 rows rejected (16.67%) and quarantined in quality.rejected_rows, within max_reject_rate 20.00% -> validated.partner_feed"
+    )
+    keys = [line for line in lines if "minimal keys" in line]
     assert [line.split(": ", 1)[1] for line in keys] == [
         "key patient_id (smallest exact key without NULLs, identifier-like names); 4 minimal keys, 0 repeated rows",
         "key id (smallest exact key without NULLs, identifier-like names); 2 minimal keys, 0 repeated rows",
+        "key E-Mail (smallest exact key without NULLs); 10 minimal keys, 0 repeated rows",
+        "key id (smallest exact key without NULLs, identifier-like names); 9 minimal keys, 0 repeated rows",
+    ]
+    assert (
+        "harmonized.patients: 44 rows on key last_name, first_name, birth_date from 50 mapped rows; 6 duplicate rows merged"
+        " (6 keys), 6 values rejected, 1 fuzzy match candidate(s)"
+    ) in lines
+    exports = lines.index(next(line for line in lines if line.startswith("export/patients: ")))
+    assert lines[exports].startswith(f"export/patients: {home / 'exports' / 'patients'}/")
+    assert lines[exports + 1 : exports + 7] == [
+        "  patients.csv", "  patients.parquet", "  patients_unique_records.csv", "  patients_duplicate_records.csv", "  patients.xlsx",
+        f"  patients_{lines[exports].rsplit('/', 1)[1]}.zip",
     ]
     assert "make dev" in done.stdout
 

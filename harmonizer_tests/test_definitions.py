@@ -1,6 +1,12 @@
-"""The code location loads, and its sensors load the bundled sample data end to end."""
+"""The code location loads, its sensors load the bundled sample data, and the demo target is
+harmonized and exported end to end, with the numbers the demo prints."""
+
+import datetime as dt
+import zipfile
 
 import dagster as dg
+import openpyxl
+import pandas as pd
 import pytest
 from psycopg import sql
 
@@ -10,35 +16,50 @@ from harmonizer_pipeline.ingest import registry
 from harmonizer_pipeline.resources import PostgresResource
 
 
-# Per sample source: its raw, validated, profile, keys and comparison assets.
+SAMPLE_SOURCES = ("clinic_a", "clinic_b", "clinic_c", "partner_feed")
+# Per sample source: its raw, validated, profile, keys and comparison assets; the target's two.
 SAMPLE_ASSETS = {
     key
-    for name in ("clinic_a", "clinic_b")
+    for name in SAMPLE_SOURCES
     for key in (f"raw/{name}", f"validated/{name}", f"quality/profile_{name}", f"keys/{name}", f"keys/comparison_{name}")
-}
+} | {"harmonized/patients", "export/patients"}
 
 
 def test_definitions_are_loadable():
     dg.Definitions.validate_loadable(defs)
     keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
     assert keys == SAMPLE_ASSETS
-    assert sorted(s.name for s in defs.sensors) == ["clinic_a_landing", "clinic_b_landing"]
+    assert sorted(s.name for s in defs.sensors) == [f"{name}_landing" for name in SAMPLE_SOURCES]
     assert defs.resolve_job_def("load_clinic_a").partitions_def.name == "clinic_a_files"
 
 
 @pytest.fixture(scope="module")
-def sample_runs():
+def exports(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:
+        home = tmp_path_factory.mktemp("home")
+        patch.setenv("HARMONIZER_HOME", str(home))
+        yield home / "exports" / "patients" / dt.datetime.now(dt.timezone.utc).date().isoformat()
+
+
+@pytest.fixture(scope="module")
+def sample_runs(exports):
     with dg.instance_for_test() as instance:
-        return {
+        runs = {
             sensor.name: launch_requests(defs, sensor, instance, evaluate_sensor(defs, sensor, instance))
             for sensor in defs.sensors
         }
+        harmonize = defs.resolve_job_def("harmonize_patients")
+        runs["harmonize"] = [harmonize.execute_in_process(instance=instance, raise_on_error=False) for _ in range(2)]
+        return runs
 
 
 def test_sensors_load_every_sample_file(sample_runs, psql):
     assert {name: [r.success for r in runs] for name, runs in sample_runs.items()} == {
         "clinic_a_landing": [True],
         "clinic_b_landing": [True],
+        "clinic_c_landing": [True],
+        "partner_feed_landing": [True],
+        "harmonize": [True, True],
     }
     with PostgresResource().connect() as conn:
         loaded = {(e.source, e.object_key): (e.status, e.rows) for e in registry.entries(conn)}
@@ -54,10 +75,10 @@ def test_raw_layer_keeps_text_exactly_as_written_with_lineage(sample_runs, psql)
         )
     )
     assert first == [
-        ("P0001", "071239", "22,46", "patients_2026-11.csv", 2),
-        ("P0002", "055810", "", "patients_2026-11.csv", 3),
-        ("P0003", "083657", "", "patients_2026-11.csv", 4),
-        ("P0004", "073963", "N/A", "patients_2026-11.csv", 5),
+        ("P0001", "10115", "22,46", "patients_2026-11.csv", 2),
+        ("P0002", "50667", "", "patients_2026-11.csv", 3),
+        ("P0003", "20095", "", "patients_2026-11.csv", 4),
+        ("P0004", "10117", "N/A", "patients_2026-11.csv", 5),
     ]
     assert psql("SELECT count(*) FROM raw.clinic_a WHERE balance IS NULL") == [(0,)]
     assert psql("SELECT count(DISTINCT _load_id), count(DISTINCT _partition) FROM raw.clinic_b") == [(1, 1)]
@@ -74,3 +95,91 @@ def test_sample_files_are_gated_typed_and_their_bad_row_is_quarantined(sample_ru
     assert psql(
         "SELECT source, severity FROM quality.gate_results WHERE source IN ('clinic_a', 'clinic_b') ORDER BY source"
     ) == [("clinic_a", "warn"), ("clinic_b", "ok")]
+
+
+def materialization(run: dg.ExecuteInProcessResult, key: str) -> dict:
+    [event] = [e for e in run.get_asset_materialization_events() if e.asset_key.to_user_string() == key]
+    return event.materialization.metadata
+
+
+def test_the_sample_sources_harmonize_into_one_row_per_patient(sample_runs, psql):
+    first, again = sample_runs["harmonize"]
+    metadata = materialization(first, "harmonized/patients")
+    # 51 validated rows (24 + 15 + 7 + 5); Leon Krüger's 30.02.1999 is no date, so his row is left out.
+    assert {k: metadata[k].value for k in ("rows_mapped", "duplicate_keys", "merged_rows", "rejected_values", "match_candidates")} == {
+        "rows_mapped": 50, "duplicate_keys": 6, "merged_rows": 6, "rejected_values": 6, "match_candidates": 1,
+    }
+    assert metadata["dagster/row_count"].value == 44
+    assert [(r.data["source"], r.data["rows_in"], r.data["rows_mapped"], r.data["left_out"]) for r in metadata["sources"].value.records] == [
+        ("clinic_a", 24, 24, 0), ("clinic_b", 15, 15, 0), ("clinic_c", 7, 6, 1), ("partner_feed", 5, 5, 0),
+    ]
+    # Duplicates within clinic C and across sources, merged on the key; the most complete row is kept.
+    assert psql(
+        "SELECT _group, last_name, first_name, birth_date::text, _source, _kept FROM harmonized.patients_duplicates ORDER BY _group, NOT _kept"
+    ) == [
+        (1, "Becker", "Jonas", "1985-04-03", "clinic_c", True), (1, "Becker", "Jonas", "1985-04-03", "clinic_c", False),
+        (2, "McDonald", "Mia", "1968-06-06", "partner_feed", True), (2, "McDonald", "Mia", "1968-06-06", "clinic_b", False),
+        (3, "Müller", "Emma", "1949-09-19", "clinic_c", True), (3, "Müller", "Emma", "1949-09-19", "clinic_a", False),
+        (4, "O'Neil", "Lukas", "1990-11-02", "clinic_c", True), (4, "O'Neil", "Lukas", "1990-11-02", "clinic_a", False),
+        (5, "Schmidt", "Paul", "2003-09-07", "partner_feed", True), (5, "Schmidt", "Paul", "2003-09-07", "clinic_b", False),
+        (6, "van Dijk", "Mia", "1957-07-28", "clinic_c", True), (6, "van Dijk", "Mia", "1957-07-28", "clinic_a", False),
+    ]
+    # Standardized: Excel's 1099 padded, the phone in E.164, lb in kg, "Deutschland" as DE, "w" as F.
+    assert psql(
+        "SELECT postal_code, phone, round(weight_kg::numeric, 2)::text, country, sex, email, street FROM harmonized.patients"
+        " WHERE last_name = 'van Dijk' AND first_name = 'Mia'"
+    ) == [("01099", "+493514445566", "60.01", "DE", "F", "mia.vandijk@example.de", "Prager Straße 12")]
+    assert psql(
+        "SELECT source, _row_number, column_name, check_name, failure_case FROM quality.rejected_rows"
+        " WHERE check_name LIKE 'harmonize:%' ORDER BY source, _row_number, check_name"
+    ) == [
+        ("clinic_c", 4, "email", "harmonize:email", "jonas.becker@@mail.de"),
+        ("clinic_c", 6, "phone", "harmonize:phone", "12"),
+        ("clinic_c", 7, "birth_date", "harmonize:date", "30.02.1999"),
+        ("clinic_c", 7, "birth_date", "harmonize:required", None),
+        ("partner_feed", 1, "email", "harmonize:email", "ana.meyer(at)mail.de"),
+        ("partner_feed", 6, "phone", "harmonize:phone", "not known"),
+    ]
+    assert psql("SELECT left_first_name, right_first_name, left_last_name, score, block FROM harmonized.patients_match_candidates") == [
+        ("Ana", "Anna", "Meyer", 95, "1967-01-03")
+    ]
+    assert psql(
+        "SELECT array_agg(a.attname ORDER BY k.ord) FROM pg_constraint c CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY k(attnum, ord)"
+        " JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum WHERE c.conrelid = 'harmonized.patients'::regclass AND c.contype = 'p'"
+    ) == [(["last_name", "first_name", "birth_date"],)]
+    # Running it again changes nothing.
+    assert {k: materialization(again, "harmonized/patients")[k].value for k in ("rows_mapped", "merged_rows", "dagster/row_count")} == {
+        "rows_mapped": 50, "merged_rows": 6, "dagster/row_count": 44,
+    }
+    assert psql("SELECT count(*) FROM quality.rejected_rows WHERE check_name LIKE 'harmonize:%'") == [(6,)]
+
+
+def test_exports_hold_exactly_the_harmonized_table(sample_runs, exports, database_url):
+    metadata = materialization(sample_runs["harmonize"][1], "export/patients")
+    assert metadata["directory"].value == str(exports)
+    names = ["patients.csv", "patients.parquet", "patients_unique_records.csv", "patients_duplicate_records.csv", "patients.xlsx"]
+    zipped = f"patients_{exports.name}.zip"
+    assert [r.data["file"] for r in metadata["files"].value.records] == [*names, zipped]
+    with PostgresResource().connect() as conn:
+        cur = conn.execute("SELECT * FROM harmonized.patients ORDER BY last_name, first_name, birth_date")
+        table = pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description])
+    csv = pd.read_csv(exports / "patients.csv", dtype=str, keep_default_na=False)
+    assert list(csv.columns) == list(table.columns)
+    assert len(csv) == 44
+    assert csv["postal_code"].tolist() == ["" if pd.isna(v) else v for v in table["postal_code"]]
+    assert csv["birth_date"].tolist() == [d.isoformat() for d in table["birth_date"]]
+    parquet = pd.read_parquet(exports / "patients.parquet")
+    assert parquet["last_name"].tolist() == table["last_name"].tolist()
+    assert parquet["weight_kg"].round(6).fillna(-1).tolist() == table["weight_kg"].astype(float).round(6).fillna(-1).tolist()
+    unique = pd.read_csv(exports / "patients_unique_records.csv", dtype=str)
+    duplicates = pd.read_csv(exports / "patients_duplicate_records.csv", dtype=str)
+    assert (len(unique), len(duplicates)) == (38, 12)
+    assert duplicates["_kept"].tolist() == ["true", "false"] * 6
+    workbook = openpyxl.load_workbook(exports / "patients.xlsx", read_only=True)
+    assert workbook.sheetnames == ["data", "duplicates", "rejected rows", "quality summary", "keys"]
+    data = list(workbook["data"].iter_rows(values_only=True))
+    assert data[0] == tuple(table.columns) and len(data) == 45
+    assert data[1][:3] == ("Jonas", "Becker", dt.datetime(1985, 4, 3))
+    assert len(list(workbook["keys"].iter_rows(values_only=True))) == 5  # header + one file per source
+    with zipfile.ZipFile(exports / zipped) as archive:
+        assert sorted(archive.namelist()) == sorted(names)
