@@ -224,7 +224,7 @@ def main() -> int:
     wall, rss = result["seconds"], result["peak_rss_mb"]
     passed = result["ok"] and wall < SECONDS_TARGET and rss < RSS_TARGET_MB
     print(f"  runs succeeded: {'yes' if result['ok'] else 'NO'}")
-    print(f"  wall {wall:.1f} s (target < {SECONDS_TARGET:.0f} s: {'PASS' if wall < SECONDS_TARGET else 'FAIL'}; {SECONDS_TARGET / wall:.2f}× the budget)")
+    print(f"  wall {wall:.1f} s (target < {SECONDS_TARGET:.0f} s: {'PASS' if wall < SECONDS_TARGET else 'FAIL'}; {wall / SECONDS_TARGET:.2f}× the target)")
     print(f"  peak RSS {rss:.0f} MB (target < {RSS_TARGET_MB:.0f} MB: {'PASS' if rss < RSS_TARGET_MB else 'FAIL'})")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

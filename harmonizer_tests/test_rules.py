@@ -110,8 +110,9 @@ def test_phone_runs_once_per_distinct_value(monkeypatch):
     calls = []
     original = rules._e164
     monkeypatch.setattr(rules, "_e164", lambda number, region: calls.append(number) or original(number, region))
-    RULES["phone"](pd.Series(["030 123456", " 030  123456", "030 123456", None, "040 1234567"] * 50))
-    assert sorted(calls) == ["030 123456", "040 1234567"]
+    # Numbers written plainly are read over the whole column; these (a parenthesis first) one by one.
+    RULES["phone"](pd.Series(["(030) 123456", " (030)  123456", "(030) 123456", None, "(040) 1234567", "030 9876543"] * 50))
+    assert sorted(calls) == ["(030) 123456", "(040) 1234567"]
 
 
 def test_phone_200k_rows_with_1000_distinct_numbers_is_fast():
@@ -587,3 +588,42 @@ def test_every_rule_keeps_an_empty_series_empty():
         options = {"value_map": {"mapping": {"a": []}}, "convert_unit": {"from_unit": "m", "to_unit": "cm"}}.get(name, {})
         result = rule(pd.Series([], dtype="str"), **options)
         assert len(result.values) == 0 and len(result.failed) == 0, name
+
+
+def test_the_vectorized_phone_path_agrees_with_phonenumbers_wherever_it_answers():
+    """rules.phone reads plainly written numbers with phonenumbers' metadata over the whole
+    column and leaves the rest to phonenumbers.parse; on example numbers of many regions and
+    types, mutated and written national, international, E.164 and with 00, each answer of the
+    fast path must be phonenumbers' own."""
+    import random
+
+    import phonenumbers
+    from phonenumbers import PhoneNumberFormat, PhoneNumberType
+
+    from harmonizer_pipeline.harmonize.rules import _e164, _e164_fast, _text
+
+    rng = random.Random(7)
+    written = []
+    for region in ["DE", "FR", "NL", "AT", "CH", "US", "GB", "IT", "BR", "AU", "JP", "MX", "AR"]:
+        for kind in (PhoneNumberType.FIXED_LINE, PhoneNumberType.MOBILE, PhoneNumberType.TOLL_FREE):
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is None:
+                continue
+            for _ in range(12):
+                digits = list(str(example.national_number))
+                for _ in range(rng.randint(0, 3)):
+                    digits[rng.randrange(len(digits))] = str(rng.randint(0, 9))
+                number = phonenumbers.PhoneNumber(country_code=example.country_code, national_number=int("".join(digits)),
+                                                  italian_leading_zero=example.italian_leading_zero)  # fmt: skip
+                e164 = phonenumbers.format_number(number, PhoneNumberFormat.E164)
+                written += [phonenumbers.format_number(number, PhoneNumberFormat.NATIONAL),
+                            phonenumbers.format_number(number, PhoneNumberFormat.INTERNATIONAL), e164, "00" + e164[1:]]  # fmt: skip
+    text = _text(pd.Series(written, dtype="str"))
+    answered = 0
+    for default in ("DE", "US", "FR", "IT"):
+        fast = _e164_fast(text, default)
+        for value, answer in zip(text, fast):
+            if not pd.isna(answer):
+                answered += 1
+                assert answer == _e164(value, default), (value, default)
+    assert answered > 1500  # the fast path answers most of them
