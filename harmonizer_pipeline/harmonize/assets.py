@@ -70,6 +70,7 @@ def harmonized_target_asset(settings: Settings, target_name: str) -> dg.AssetsDe
                 rows = map_source(frame, source, settings.sources[source].mapping, target)
             except MappingError as err:
                 raise dg.Failure(str(err)) from None
+            del frame  # the source's validated rows are not needed once mapped
             mapped.append(rows.frame)
             rejections.append(rows.rejections.assign(_source=source))
             per_source.append(
@@ -78,7 +79,10 @@ def harmonized_target_asset(settings: Settings, target_name: str) -> dg.AssetsDe
             )  # fmt: skip
         columns = [*target.columns, *LINEAGE]
         union = pd.concat(mapped, ignore_index=True) if mapped else pd.DataFrame({c: pd.Series([], dtype="object") for c in columns})
+        mapped.clear()
         result = deduplicate(union, target, file_rank)
+        rows_mapped = len(union)
+        del union
         matches = match_candidates(result.survivors, key, target.match) if target.match else None
         all_rejections = pd.concat(rejections, ignore_index=True) if rejections else pd.DataFrame(columns=["_source", *REJECTION_COLUMNS])
         with postgres.connect() as conn:
@@ -94,7 +98,7 @@ def harmonized_target_asset(settings: Settings, target_name: str) -> dg.AssetsDe
         metadata = {
             "business_key": ", ".join(key),
             "survivorship": target.survivorship,
-            "rows_mapped": len(union),
+            "rows_mapped": rows_mapped,
             "duplicate_keys": result.groups,
             "merged_rows": result.merged_rows,
             "rejected_values": len(all_rejections),

@@ -33,35 +33,50 @@ class Deduplicated:
         return int((~self.duplicates["_kept"]).sum())
 
 
-def _preference(survivorship: str) -> list[tuple[str, bool]]:
-    """Sort columns (name, ascending) that put each key's surviving row first."""
-    order = [("_file_rank", False), ("_row_number", False)]
-    if survivorship == "most_complete":
-        order.insert(0, ("_filled", False))
-    elif survivorship == "source_priority":
-        order.insert(0, ("_priority", True))
-    return order
+def _key_order(frame: pd.DataFrame, key: list[str]) -> np.ndarray:
+    """Dense int64 codes 0..k-1 that sort as the key's values sort (equal keys, equal codes):
+    each column's sorted factorize codes folded together, so sorting and grouping compare integers."""
+    combined = np.zeros(len(frame), np.int64)
+    for column in key:
+        codes, uniques = pd.factorize(frame[column], sort=True)
+        combined = combined * (len(uniques) + 1) + (codes + 1)
+        combined = pd.factorize(combined, sort=True)[0].astype(np.int64)  # keeps the radix product small
+    return combined
+
+
+def _preferred_first(frame: pd.DataFrame, target: Target, file_rank: dict[tuple[str, str], int]) -> np.ndarray:
+    """Row positions, each key's surviving row before its other rows: by the survivorship rule,
+    then the latest file, then the later row."""
+    files = frame["_source"].astype("str") + "\x00" + frame["_source_file"].astype("str")
+    later_file = -files.map({f"{s}\x00{f}": rank for (s, f), rank in file_rank.items()}).fillna(-1).to_numpy(np.float64)
+    later_row = -frame["_row_number"].to_numpy(np.int64)
+    order = [later_file, later_row]
+    if target.survivorship == "most_complete":
+        order.insert(0, -frame[[c for c in target.columns if c in frame.columns]].notna().sum(axis=1).to_numpy())
+    elif target.survivorship == "source_priority":
+        priority = frame["_source"].map({s: i for i, s in enumerate(target.source_priority)})
+        order.insert(0, priority.fillna(len(target.source_priority)).to_numpy(np.float64))
+    return np.lexsort(tuple(reversed(order)))  # lexsort's last key is the primary one
 
 
 def deduplicate(frame: pd.DataFrame, target: Target, file_rank: dict[tuple[str, str], int]) -> Deduplicated:
     """`frame`: mapped rows of every source (LINEAGE columns included); `file_rank`: (source,
-    file) -> its landing order, higher is later."""
-    key = list(target.key)
-    helper = ["_file_rank", "_filled", "_priority"]
-    work = frame.assign(
-        _file_rank=[file_rank.get(pair, -1) for pair in zip(frame["_source"], frame["_source_file"])],
-        _filled=frame[[c for c in target.columns if c in frame.columns]].notna().sum(axis=1),
-        _priority=frame["_source"].map({s: i for i, s in enumerate(target.source_priority)}).fillna(len(target.source_priority)),
-    )
-    order = _preference(target.survivorship)
-    work = work.sort_values([c for c, _ in order], ascending=[a for _, a in order], kind="stable").drop(columns=helper)
-    work["_kept"] = ~work.duplicated(key, keep="first")
-    sizes = work.groupby(key, sort=False, dropna=False)["_kept"].transform("size")
-    survivors = work[work["_kept"]].drop(columns="_kept").assign(_duplicates=(sizes[work["_kept"]] - 1).astype("int64"))
-    survivors = survivors.sort_values(key, kind="stable").reset_index(drop=True)
-    grouped = work[sizes > 1].sort_values([*key, "_kept"], ascending=[*[True] * len(key), False], kind="stable")
-    grouped.insert(0, "_group", (~grouped.duplicated(key)).cumsum().astype("int64"))
-    return Deduplicated(survivors, grouped.reset_index(drop=True), int((survivors["_duplicates"] > 0).sum()))
+    file) -> its landing order, higher is later. Rows are moved once per output (string columns
+    are costly to reorder); the ordering itself is done on integers."""
+    keys = _key_order(frame, list(target.key))
+    preferred = _preferred_first(frame, target, file_rank)
+    ordered_keys = keys[preferred]
+    first = ~pd.Series(ordered_keys).duplicated().to_numpy()
+    counts = np.bincount(keys) if len(keys) else np.zeros(0, np.int64)
+    survivors_at = preferred[first]
+    survivors_at = survivors_at[np.argsort(keys[survivors_at], kind="stable")]
+    survivors = frame.take(survivors_at).assign(_duplicates=(counts[keys[survivors_at]] - 1).astype("int64"))
+    repeated = counts[ordered_keys] > 1
+    grouped_at, kept = preferred[repeated], first[repeated]
+    by_key = np.argsort(keys[grouped_at], kind="stable")  # within a key, the kept row stays first
+    grouped = frame.take(grouped_at[by_key]).assign(_kept=kept[by_key])
+    grouped.insert(0, "_group", pd.factorize(keys[grouped_at[by_key]])[0].astype("int64") + 1)
+    return Deduplicated(survivors.reset_index(drop=True), grouped.reset_index(drop=True), int((counts > 1).sum()))
 
 
 @dataclass

@@ -120,7 +120,8 @@ def _parse(column: _Column, mapping: ColumnMapping | None, spec: TargetColumn) -
     elif spec.type == "boolean":
         column.apply("boolean", rules.boolean(column.values))
     else:
-        column.values = rules.text(rules.as_text(column.values)).values
+        # Every rule normalizes text itself; a column without rules gets the text rule.
+        column.values = rules.as_text(column.values) if spec.rules else rules.text(column.values).values
 
 
 def _as_type(column: _Column, spec: TargetColumn) -> None:

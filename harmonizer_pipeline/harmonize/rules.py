@@ -38,6 +38,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 import phonenumbers
+import pyarrow as pa
+import pyarrow.compute as pc
 import pycountry
 
 
@@ -88,13 +90,10 @@ def _per_value(function: Callable[[Any], Any]) -> Callable[[pd.Series], pd.Serie
 
 def _text(values: pd.Series) -> pd.Series:
     """Any Series as NFKC-normalized, trimmed, whitespace-collapsed "str"; blank becomes NULL."""
-    text = (
-        as_text(values)
-        .str.normalize("NFKC")
-        .str.replace(_INVISIBLE, "", regex=True)
-        .str.replace(_WHITESPACE_RUN, " ", regex=True)
-        .str.strip()
-    )
+    # Arrow's kernels directly: pandas' str.normalize goes value by value through Python.
+    arrow = pc.utf8_normalize(pa.array(as_text(values)), form="NFKC")
+    arrow = pc.replace_substring_regex(pc.replace_substring_regex(arrow, _INVISIBLE, ""), _WHITESPACE_RUN, " ")
+    text = pd.Series(pd.array(pc.utf8_trim_whitespace(arrow), dtype="str"), index=values.index)
     return text.mask(text == "")
 
 
