@@ -33,6 +33,7 @@ bench: $(INSTALLED) $(YDATA_PYTHON)  ## benchmarks against peers (not part of CI
 	$(BIN)/python bench/bench_ingest.py
 	$(BIN)/python bench/bench_quality.py
 	$(BIN)/python bench/bench_keys.py
+	$(BIN)/python bench/bench_e2e.py
 
 lint: $(INSTALLED)
 	$(BIN)/python -m compileall -q harmonizer_pipeline harmonizer_tests bench
