@@ -1,0 +1,157 @@
+"""harmonized/<target> and export/<target> through Dagster's own APIs: files landed by the
+sensor, the load job, then the harmonize job; B2 through b2sdk's RawSimulator."""
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from harmonizer_pipeline.definitions import build_definitions
+from harmonizer_pipeline.demo import evaluate_sensor, launch_requests
+from harmonizer_pipeline.settings import parse_settings
+from harmonizer_tests.test_ingest_pipeline import simulated_b2
+
+SCHEMA = """\
+schema_type: dataframe
+version: 0.22.0
+columns:
+  id: {dtype: str, nullable: false, checks: {str_matches: '^C\\d+$'}}
+coerce: true
+strict: false
+"""
+
+
+@pytest.fixture
+def names(schema) -> dict[str, str]:
+    suffix = schema.removeprefix("t_")
+    return {"a": f"ha_{suffix}", "b": f"hb_{suffix}", "target": f"hp_{suffix}"}
+
+
+def make_defs(tmp_path: Path, names: dict[str, str], resources: dict, *, survivorship: str = "latest_file", export: dict | None = None):
+    (tmp_path / "a").mkdir(exist_ok=True)
+    (tmp_path / "b").mkdir(exist_ok=True)
+    (tmp_path / "a.yaml").write_text(SCHEMA)
+    config = {
+        "sources": {
+            names["a"]: {
+                "landing": {"local": {"path": "a", "glob": "*.csv"}},
+                "schema": "a.yaml",
+                "target": names["target"],
+                "mapping": {"customer": "id", "name": "full_name", "email": "mail"},
+            },
+            names["b"]: {
+                "landing": {"local": {"path": "b", "glob": "*.csv"}},
+                "target": names["target"],
+                "mapping": {"customer": "kunde", "name": {"combine": ["vorname", "nachname"]}, "email": "mail"},
+            },
+        },
+        "targets": {
+            names["target"]: {
+                "columns": {"customer": {"type": "text", "required": True}, "name": {"rules": ["person_name"]}, "email": {"rules": ["email"]}},
+                "key": ["customer"],
+                "survivorship": survivorship,
+                **({"source_priority": [names["b"], names["a"]]} if survivorship == "source_priority" else {}),
+            }
+        },
+        "export": {"directory": str(tmp_path / "exports"), **(export or {})},
+    }
+    return build_definitions(parse_settings(json.dumps(config), base_dir=tmp_path), resources)
+
+
+def land(defs: dg.Definitions, instance, source: str) -> list[dg.ExecuteInProcessResult]:
+    sensor = next(s for s in defs.sensors if s.name == f"{source}_landing")
+    return launch_requests(defs, sensor, instance, evaluate_sensor(defs, sensor, instance))
+
+
+def harmonize(defs: dg.Definitions, instance, target: str) -> dg.ExecuteInProcessResult:
+    return defs.resolve_job_def(f"harmonize_{target}").execute_in_process(instance=instance, raise_on_error=False)
+
+
+def table(psql, target: str) -> list[tuple]:
+    return psql(f'SELECT customer, name, email, _source, _source_file FROM harmonized."{target}" ORDER BY customer')
+
+
+def test_the_latest_file_wins_and_a_file_failing_its_gate_stays_out(tmp_path, names, psql):
+    from harmonizer_pipeline.resources import build_resources
+
+    defs = make_defs(tmp_path, names, build_resources())
+    a, b, target = names["a"], names["b"], names["target"]
+    with dg.instance_for_test() as instance:
+        (tmp_path / "a" / "jan.csv").write_text("id,full_name,mail\nC1,ann lee,ANN@X.ORG\nC2,bob roe,bob@x\n")
+        (tmp_path / "b" / "feb.csv").write_text("kunde,vorname,nachname,mail\nC2,Bob,ROE,bob@roe.de\nC3,cy,,cy@x.de\n")
+        assert [r.success for r in land(defs, instance, a) + land(defs, instance, b)] == [True, True]
+        first = harmonize(defs, instance, target)
+        assert first.success
+        assert table(psql, target) == [
+            ("C1", "Ann Lee", "ann@x.org", a, "jan.csv"),
+            ("C2", "Bob Roe", "bob@roe.de", b, "feb.csv"),  # feb.csv landed later
+            ("C3", "Cy", "cy@x.de", b, "feb.csv"),  # combine leaves a missing part out
+        ]
+        assert psql(
+            "SELECT source, _row_number, column_name, check_name, failure_case FROM quality.rejected_rows WHERE source = %s AND check_name LIKE 'harmonize:%%'",
+            (a,),
+        ) == [(a, 3, "email", "harmonize:email", "bob@x")]
+        # A later file of source a fails its gate (every id is malformed): its rows stay out.
+        (tmp_path / "a" / "mar.csv").write_text("id,full_name,mail\nX9,eve,eve@x.de\n")
+        [failed_load] = land(defs, instance, a)
+        assert not failed_load.success
+        again = harmonize(defs, instance, target)
+        assert again.success
+        assert table(psql, target) == [
+            ("C1", "Ann Lee", "ann@x.org", a, "jan.csv"),
+            ("C2", "Bob Roe", "bob@roe.de", b, "feb.csv"),
+            ("C3", "Cy", "cy@x.de", b, "feb.csv"),
+        ]
+        metadata = [e for e in again.get_asset_materialization_events() if e.asset_key.path[0] == "harmonized"][0].materialization.metadata
+        assert [(r.data["source"], r.data["blocked_files"]) for r in metadata["sources"].value.records] == [(a, 1), (b, 0)]
+
+
+def test_source_priority_decides_across_sources(tmp_path, names, psql):
+    from harmonizer_pipeline.resources import build_resources
+
+    defs = make_defs(tmp_path, names, build_resources(), survivorship="source_priority")
+    with dg.instance_for_test() as instance:
+        (tmp_path / "b" / "old.csv").write_text("kunde,vorname,nachname,mail\nC1,Ann,Old,ann@old.de\n")
+        (tmp_path / "a" / "new.csv").write_text("id,full_name,mail\nC1,Ann New,ann@new.de\n")
+        land(defs, instance, names["b"])
+        land(defs, instance, names["a"])
+        assert harmonize(defs, instance, names["target"]).success
+    # Source b is trusted first although a's file landed later.
+    assert table(psql, names["target"]) == [("C1", "Ann Old", "ann@old.de", names["b"], "old.csv")]
+    assert psql(f'SELECT _group, _kept, _source FROM harmonized."{names["target"]}_duplicates" ORDER BY NOT _kept') == [
+        (1, True, names["b"]), (1, False, names["a"]),
+    ]
+
+
+def test_a_mapping_naming_a_column_the_file_lacks_fails_the_run_with_both_names(tmp_path, names):
+    from harmonizer_pipeline.resources import build_resources
+
+    defs = make_defs(tmp_path, names, build_resources())
+    with dg.instance_for_test() as instance:
+        (tmp_path / "b" / "odd.csv").write_text("kunde,vorname,mail\nC1,Ann,ann@x.de\n")  # no nachname
+        land(defs, instance, names["b"])
+        run = harmonize(defs, instance, names["target"])
+    assert not run.success
+    [failure] = [e for e in run.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    assert f"{names['b']}: mapping of 'name' names column(s) ['nachname'] the data does not have" in failure.event_specific_data.error.message
+
+
+def test_exports_are_uploaded_to_the_b2_prefix(tmp_path, names):
+    resources, _ = simulated_b2()
+    api = resources["landing"].b2_api()
+    bucket = api.create_bucket("exports", "allPrivate")
+    defs = make_defs(tmp_path, names, resources, export={"formats": ["csv"], "csv_bom": True, "b2": {"bucket": "exports", "prefix": "out/"}})
+    with dg.instance_for_test() as instance:
+        (tmp_path / "b" / "one.csv").write_text("kunde,vorname,nachname,mail\nC1,Ann,Lee,ann@lee.de\n")
+        land(defs, instance, names["b"])
+        run = harmonize(defs, instance, names["target"])
+    assert run.success
+    day = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    target = names["target"]
+    expected = [f"out/{target}/{day}/{name}" for name in (f"{target}.csv", f"{target}_duplicate_records.csv", f"{target}_unique_records.csv", f"{target}_{day}.zip")]
+    assert sorted(version.file_name for version, _ in bucket.ls(recursive=True)) == sorted(expected)
+    local = tmp_path / "exports" / target / day / f"{target}.csv"
+    assert local.read_bytes().startswith(b"\xef\xbb\xbf")
+    assert local.read_text(encoding="utf-8-sig").splitlines()[1].startswith('"C1","Ann Lee","ann@lee.de"')
