@@ -51,13 +51,13 @@ def _origin(frame: pd.DataFrame, mapping: ColumnMapping, source: str, target_col
         return pd.Series([mapping.constant] * len(frame), index=frame.index, dtype=object if not isinstance(mapping.constant, str) else "str")
     if mapping.combine is not None:
         combined = None
-        for part in (rules.text(rules.as_text(frame[c])).values for c in mapping.combine):
+        for part in (rules.text(frame[c]).values for c in mapping.combine):
             part = part.where(part != "", None)
             # NULL parts are left out rather than turning the whole value NULL.
             combined = part if combined is None else (combined + mapping.separator + part).fillna(combined).fillna(part)
         return combined.astype("str")
     split = mapping.split
-    pieces = rules.text(rules.as_text(frame[split.column])).values.str.split(split.separator, n=split.parts - 1, expand=True, regex=False)
+    pieces = rules.text(frame[split.column]).values.str.split(split.separator, n=split.parts - 1, expand=True, regex=False)
     return pieces[split.part].astype("str") if split.part in pieces.columns else pd.Series(None, index=frame.index, dtype="str")
 
 
@@ -91,18 +91,14 @@ class _Column:
 
 
 def _value_map(values: pd.Series, mapping: dict[str, list]) -> pd.Series:
-    """Source values replaced by their canonical value; values not listed pass unchanged."""
-    canonical = [c for c, aliases in mapping.items() for _ in aliases]
-    aliases = rules.text(rules.as_text(pd.Series([a for c in mapping.values() for a in c], dtype=object))).values
-    lookup = dict(zip(aliases.str.casefold(), canonical))
-    text = rules.text(rules.as_text(values)).values
-    mapped = text.str.casefold().map(lookup)
-    return mapped.where(mapped.notna(), text).astype("str")
+    """Source values replaced by their canonical value; values not listed pass unchanged (the
+    target's own rules judge them)."""
+    text = rules.text(values).values
+    return rules.value_map(text, mapping=mapping).values.fillna(text).astype("str")
 
 
-def _parse(column: _Column, mapping: ColumnMapping | None, spec: TargetColumn) -> None:
+def _parse(column: _Column, mapping: ColumnMapping, spec: TargetColumn) -> None:
     """The source's reading of the values into the target type."""
-    mapping = mapping or ColumnMapping(column=column.name)
     if mapping.nulls:
         missing = column.original.isin(mapping.nulls)
         column.values = column.values.where(~missing, None)
