@@ -73,7 +73,7 @@ def table(psql, target: str) -> list[tuple]:
     return psql(f'SELECT customer, name, email, _source, _source_file FROM harmonized."{target}" ORDER BY customer')
 
 
-def test_the_latest_file_wins_and_a_file_failing_its_gate_stays_out(tmp_path, names, psql):
+def test_the_latest_file_wins_and_failed_or_superseded_files_stay_out(tmp_path, names, psql):
     from harmonizer_pipeline.resources import build_resources
 
     defs = make_defs(tmp_path, names, build_resources())
@@ -106,6 +106,17 @@ def test_the_latest_file_wins_and_a_file_failing_its_gate_stays_out(tmp_path, na
         ]
         metadata = [e for e in again.get_asset_materialization_events() if e.asset_key.path[0] == "harmonized"][0].materialization.metadata
         assert [(r.data["source"], r.data["blocked_files"]) for r in metadata["sources"].value.records] == [(a, 1), (b, 0)]
+        # jan.csv lands again with new content: only its new version counts.
+        (tmp_path / "a" / "jan.csv").write_text("id,full_name,mail\nC1,ann lee-smith,ann@x.org\n")
+        assert [r.success for r in land(defs, instance, a)] == [True]
+        third = harmonize(defs, instance, target)
+        assert table(psql, target) == [
+            ("C1", "Ann Lee-Smith", "ann@x.org", a, "jan.csv"),
+            ("C2", "Bob Roe", "bob@roe.de", b, "feb.csv"),
+            ("C3", "Cy", "cy@x.de", b, "feb.csv"),
+        ]
+        metadata = [e for e in third.get_asset_materialization_events() if e.asset_key.path[0] == "harmonized"][0].materialization.metadata
+        assert [(r.data["source"], r.data["rows_in"], r.data["superseded_files"]) for r in metadata["sources"].value.records] == [(a, 1, 1), (b, 2, 0)]
 
 
 def test_source_priority_decides_across_sources(tmp_path, names, psql):

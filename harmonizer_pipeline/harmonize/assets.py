@@ -19,16 +19,25 @@ from harmonizer_pipeline.resources.table_store import DataFrameChunks
 from harmonizer_pipeline.settings import Settings
 
 
-def _blocked_partitions(conn, source: str) -> list[str]:
-    """Files whose latest gate decision was an error: their rows stay out of the target."""
-    return [p for s, p, severity, _ in quality_store.latest_gate_results(conn) if s == source and severity == "error"]
+def _left_out_partitions(conn, sources: list[str], loaded: list) -> dict[str, tuple[list[str], list[str]]]:
+    """Per source, (files whose latest gate decision was an error, earlier versions of files
+    landed again under the same name): their rows stay out of the target."""
+    failed = {(s, p) for s, p, severity, _ in quality_store.latest_gate_results(conn) if severity == "error"}
+    latest = {(e.source, e.object_key): e.partition_key for e in sorted(loaded, key=lambda e: e.first_seen)}
+    return {
+        source: (
+            sorted(p for s, p in failed if s == source),
+            sorted(e.partition_key for e in loaded if e.source == source and latest[(e.source, e.object_key)] != e.partition_key),
+        )
+        for source in sources
+    }
 
 
-def _validated_rows(url: str, source: str, blocked: list[str]) -> pd.DataFrame | None:
+def _validated_rows(url: str, source: str, left_out: list[str]) -> pd.DataFrame | None:
     with adbc_connection(url) as conn:
         if not table_store.table_exists(conn, "validated", source):
             return None
-        where = sql.SQL("NOT ({})").format(table_store.partition_filter([(PARTITION_COLUMN, blocked)])) if blocked else None
+        where = sql.SQL("NOT ({})").format(table_store.partition_filter([(PARTITION_COLUMN, left_out)])) if left_out else None
         return table_store.read_frame(conn, "validated", source, None, where)
 
 
@@ -56,13 +65,14 @@ def harmonized_target_asset(settings: Settings, target_name: str) -> dg.AssetsDe
             registry.ensure_registry(conn)
             quality_store.ensure_quality_tables(conn)
             loaded = [e for e in registry.entries(conn) if e.source in sources and e.status == "loaded"]
-            blocked = {s: _blocked_partitions(conn, s) for s in sources}
+            left_out = _left_out_partitions(conn, sources, loaded)
         # Landing order of every file: the later file is the "latest" for survivorship.
         file_rank = {(e.source, e.object_key): i for i, e in enumerate(sorted(loaded, key=lambda e: (e.first_seen, e.object_key)))}
         partitions = {(e.source, e.object_key): e.partition_key for e in loaded}
         mapped, rejections, per_source = [], [], []
         for source in sources:
-            frame = _validated_rows(url, source, blocked[source])
+            blocked, superseded = left_out[source]
+            frame = _validated_rows(url, source, blocked + superseded)
             if frame is None:
                 context.log.info(f"{source}: validated.{source} does not exist yet; nothing to map")
                 continue
@@ -75,7 +85,7 @@ def harmonized_target_asset(settings: Settings, target_name: str) -> dg.AssetsDe
             rejections.append(rows.rejections.assign(_source=source))
             per_source.append(
                 {"source": source, "rows_in": rows.rows_in, "rows_mapped": len(rows.frame), "left_out": rows.rows_left_out,
-                 "rejected_values": len(rows.rejections), "blocked_files": len(blocked[source])}
+                 "rejected_values": len(rows.rejections), "blocked_files": len(blocked), "superseded_files": len(superseded)}
             )  # fmt: skip
         columns = [*target.columns, *LINEAGE]
         union = pd.concat(mapped, ignore_index=True) if mapped else pd.DataFrame({c: pd.Series([], dtype="object") for c in columns})
@@ -104,7 +114,8 @@ def harmonized_target_asset(settings: Settings, target_name: str) -> dg.AssetsDe
             "rejected_values": len(all_rejections),
             "sources": table_metadata(
                 per_source,
-                [("source", "string"), ("rows_in", "int"), ("rows_mapped", "int"), ("left_out", "int"), ("rejected_values", "int"), ("blocked_files", "int")],
+                [("source", "string"), ("rows_in", "int"), ("rows_mapped", "int"), ("left_out", "int"), ("rejected_values", "int"),
+                 ("blocked_files", "int"), ("superseded_files", "int")],
             ),
         }
         if matches is not None:
