@@ -54,7 +54,6 @@ def _side_reports(postgres: PostgresResource, sources: list[str]) -> dict[str, p
 
 
 def export_target_asset(settings: Settings, target_name: str) -> dg.AssetsDefinition:
-    target = settings.targets[target_name]
     sources = settings.sources_of(target_name)
     options = settings.export
     duplicates_table = harmonize_store.duplicates_table(target_name)

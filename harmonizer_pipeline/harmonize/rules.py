@@ -27,7 +27,6 @@ import decimal
 import inspect
 import numbers
 import re
-import unicodedata
 import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass

@@ -57,7 +57,8 @@ def keys_source_asset(settings: Settings, source: str, partitions: dg.DynamicPar
             analysis = analyze(frame[columns], options.max_size, declared, options.null_equals_null)
         except KeyDiscoveryError as err:
             raise dg.Failure(f"{source}: {err}") from None
-        groups = [_groups(frame, "row", columns)]
+        # Without repeated rows (the analysis counted them) there are no row groups to look for.
+        groups = [_groups(frame if analysis.duplicate_rows else frame.iloc[:0], "row", columns)]
         suggested = list(analysis.suggestion.columns or [])
         if suggested:
             groups.append(_groups(frame, "key", suggested))
