@@ -287,17 +287,19 @@ def test_workbook_failing_sheet_names_file_and_sheet(tmp_path: Path) -> None:
 def test_zip_holds_exactly_the_files(tmp_path: Path) -> None:
     first = export_directory(tmp_path, "patients", dt.date(2026, 11, 3))
     assert first == tmp_path / "patients" / "2026-11-03" and first.is_dir()
-    a, b = first / "a.csv", tmp_path / "b.bin"
+    a, b, c = first / "a.csv", tmp_path / "b.bin", tmp_path / "c.parquet"
     a.write_text("x,y\n1,2\n")
     b.write_bytes(bytes(range(256)) * 100)
+    c.write_bytes(b"PAR1" * 10)
     zip_path = first / "export.zip"
 
-    assert write_zip([a, b], zip_path) == zip_path
+    assert write_zip([a, b, c], zip_path) == zip_path
 
     with zipfile.ZipFile(zip_path) as archive:
-        assert archive.namelist() == ["a.csv", "b.bin"]
-        assert all(info.compress_type == zipfile.ZIP_DEFLATED for info in archive.infolist())
-        assert archive.read("a.csv") == a.read_bytes() and archive.read("b.bin") == b.read_bytes()
+        assert archive.namelist() == ["a.csv", "b.bin", "c.parquet"]
+        # Parquet (and xlsx) are compressed already: stored as they are.
+        assert [info.compress_type for info in archive.infolist()] == [zipfile.ZIP_DEFLATED, zipfile.ZIP_DEFLATED, zipfile.ZIP_STORED]
+        assert [archive.read(name) for name in ("a.csv", "b.bin", "c.parquet")] == [a.read_bytes(), b.read_bytes(), c.read_bytes()]
 
 
 def test_zip_refuses_two_files_of_one_name(tmp_path: Path) -> None:
