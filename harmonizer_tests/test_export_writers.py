@@ -21,6 +21,7 @@ from harmonizer_pipeline.export.writers import (
     Sheet,
     export_directory,
     upload_to_b2,
+    write_all,
     write_csv,
     write_parquet,
     write_workbook,
@@ -349,3 +350,40 @@ def test_upload_errors_name_file_and_bucket_not_credentials(tmp_path: Path, b2) 
         upload_to_b2(bucket, "out", [present])
     for error in (missing.value, deleted.value):
         assert not any(secret in str(error) for secret in credentials)
+
+
+# One read, several files
+
+
+def test_write_all_gives_every_writer_the_same_chunks_read_once(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"n": range(10), "s": [f"r{i}" for i in range(10)]})
+    csv, parquet, xlsx = tmp_path / "a.csv", tmp_path / "a.parquet", tmp_path / "a.xlsx"
+    results = write_all(
+        OneShot(*chunks_of(frame, 3)),
+        [lambda chunks: write_csv(chunks, csv), lambda chunks: write_parquet(chunks, parquet), lambda chunks: write_workbook(xlsx, [Sheet("data", chunks)])],
+    )
+    assert results == [10, 10, {"data": 10}]
+    assert pd.read_csv(csv).equals(frame) and pd.read_parquet(parquet).astype({"s": object}).equals(frame.astype({"s": object}))
+
+
+def test_write_all_raises_a_failing_writer_error_after_the_others_finish(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"n": range(10)})
+
+    def fails(chunks):
+        next(iter(chunks))
+        raise ExportError("disk full")
+
+    csv = tmp_path / "ok.csv"
+    with pytest.raises(ExportError, match="disk full"):
+        write_all(OneShot(*chunks_of(frame, 1)), [fails, lambda chunks: write_csv(chunks, csv)])
+    assert pd.read_csv(csv)["n"].tolist() == list(range(10))
+
+
+def test_write_all_ends_the_writers_when_reading_fails(tmp_path: Path) -> None:
+    def broken():
+        yield pd.DataFrame({"n": [1]})
+        raise OSError("the database went away")
+
+    with pytest.raises(OSError, match="the database went away"):
+        write_all(broken(), [lambda chunks: write_csv(chunks, tmp_path / "a.csv")])
+    assert not (tmp_path / "a.csv").exists()

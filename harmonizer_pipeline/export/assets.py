@@ -3,13 +3,23 @@
 
 import datetime as dt
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 from psycopg import sql
 
-from harmonizer_pipeline.export.writers import Sheet, export_directory, upload_to_b2, write_csv, write_parquet, write_workbook, write_zip
+from harmonizer_pipeline.export.writers import (
+    Sheet,
+    export_directory,
+    upload_to_b2,
+    write_all,
+    write_csv,
+    write_parquet,
+    write_workbook,
+    write_zip,
+)
 from harmonizer_pipeline.harmonize import store as harmonize_store
 from harmonizer_pipeline.keys import store as keys_store
 from harmonizer_pipeline.quality import store as quality_store
@@ -82,32 +92,30 @@ def export_target_asset(settings: Settings, target_name: str) -> dg.AssetsDefini
 
             return chunks
 
-        unique = stream(target_name, sql.SQL("{} = 0").format(sql.Identifier("_duplicates")))
         duplicates = stream(duplicates_table)
-        written: dict[str, int] = {}
-        files: list[Path] = []
-
-        def csv(name: str, chunks: Iterator[pd.DataFrame]) -> None:
-            path = directory / name
-            written[name] = write_csv(chunks, path, bom=options.csv_bom)
-            files.append(path)
-
+        # The table is read once; each file's writer takes the chunks in a thread of its own.
+        outputs: list[tuple[str, Callable[..., object]]] = []
         if "csv" in options.formats:
-            csv(f"{target_name}.csv", stream(target_name)())
+            outputs.append((f"{target_name}.csv", lambda chunks, path: write_csv(chunks, path, bom=options.csv_bom)))
         if "parquet" in options.formats:
-            path = directory / f"{target_name}.parquet"
-            written[path.name] = write_parquet(stream(target_name)(), path)
-            files.append(path)
-        csv(f"{target_name}_unique_records.csv", unique())
-        csv(f"{target_name}_duplicate_records.csv", duplicates())
+            outputs.append((f"{target_name}.parquet", write_parquet))
+        outputs.append((f"{target_name}_unique_records.csv", lambda chunks, path: write_csv(_unique(chunks), path, bom=options.csv_bom)))
         if "xlsx" in options.formats:
-            path = directory / f"{target_name}.xlsx"
             reports = _side_reports(postgres, sources)
-            sheets = [Sheet("data", stream(target_name)()), Sheet("duplicates", duplicates())]
-            sheets += [Sheet(name, iter([frame])) for name, frame in reports.items()]
-            for sheet, rows in write_workbook(path, sheets).items():
-                written[f"{path.name}[{sheet}]"] = rows
-            files.append(path)
+
+            def workbook(chunks: Iterator[pd.DataFrame], path: Path) -> dict[str, int]:
+                sheets = [Sheet("data", chunks), Sheet("duplicates", duplicates())]
+                return write_workbook(path, [*sheets, *(Sheet(name, iter([frame])) for name, frame in reports.items())])
+
+            outputs.append((f"{target_name}.xlsx", workbook))
+        files = [directory / name for name, _ in outputs]
+        results = write_all(stream(target_name)(), [partial(write, path=path) for (_, write), path in zip(outputs, files)])
+        written: dict[str, int] = {}
+        for path, result in zip(files, results):
+            written |= {f"{path.name}[{sheet}]": rows for sheet, rows in result.items()} if isinstance(result, dict) else {path.name: result}
+        duplicates_path = directory / f"{target_name}_duplicate_records.csv"
+        written[duplicates_path.name] = write_csv(duplicates(), duplicates_path, bom=options.csv_bom)
+        files.insert(len(files) - ("xlsx" in options.formats), duplicates_path)
         if options.zip:
             files.append(write_zip(files, directory / f"{target_name}_{directory.name}.zip"))
         uploaded = []
@@ -128,3 +136,9 @@ def export_target_asset(settings: Settings, target_name: str) -> dg.AssetsDefini
 
     return export
 
+
+
+def _unique(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """The rows of keys that occurred once."""
+    for chunk in chunks:
+        yield chunk[chunk["_duplicates"] == 0]

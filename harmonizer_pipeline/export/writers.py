@@ -18,9 +18,11 @@ failed export never leaves a file that looks finished. Failures raise `ExportErr
 import datetime as dt
 import decimal
 import json
+import queue
 import re
 import zipfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -619,6 +621,45 @@ def write_workbook(path: Path, sheets: Sequence[Sheet], *, max_rows: int = EXCEL
                 raise
         _package(archive, worksheets)
     return written
+
+
+# One read, several files
+
+_END, _ABORT = object(), object()
+
+
+def write_all(chunks: Iterable[pd.DataFrame], writers: Sequence[Callable[[Iterator[pd.DataFrame]], object]]) -> list[object]:
+    """Each writer consumes the same chunks, read once, each in a thread of its own (Arrow's CSV,
+    Parquet and string kernels release the GIL); returns their results in order. A writer that
+    fails stops getting chunks; its error is raised once the others are done."""
+    inboxes = [queue.Queue(maxsize=2) for _ in writers]  # bounded: a few chunks in memory at most
+
+    def fed(inbox: queue.Queue) -> Iterator[pd.DataFrame]:
+        while (item := inbox.get()) is not _END:
+            if item is _ABORT:  # the read failed: the writer fails too and leaves no file
+                raise ExportError("reading the rows failed")
+            yield item
+
+    def offer(inbox: queue.Queue, future, item: object) -> None:
+        while not future.done():  # a writer that stopped takes nothing more
+            try:
+                inbox.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    with ThreadPoolExecutor(max_workers=len(writers)) as pool:
+        futures = [pool.submit(writer, fed(inbox)) for writer, inbox in zip(writers, inboxes)]
+        end = _ABORT
+        try:
+            for chunk in chunks:
+                for inbox, future in zip(inboxes, futures):
+                    offer(inbox, future, chunk)
+            end = _END
+        finally:  # when reading fails, the writers are stopped and the reader's error is raised
+            for inbox, future in zip(inboxes, futures):
+                offer(inbox, future, end)
+        return [future.result() for future in futures]
 
 
 # ZIP and B2
