@@ -7,6 +7,7 @@ from harmonizer_pipeline.harmonize.assets import harmonized_target_asset
 from harmonizer_pipeline.ingest.assets import files_partitions, raw_source_asset
 from harmonizer_pipeline.ingest.sensors import landing_sensor
 from harmonizer_pipeline.keys.assets import comparison_source_asset, keys_source_asset
+from harmonizer_pipeline.ops.schedules import full_profile_schedule, harmonize_schedule
 from harmonizer_pipeline.quality.assets import profile_source_asset, validated_source_asset
 from harmonizer_pipeline.resources import build_resources
 from harmonizer_pipeline.settings import Settings, load_settings
@@ -15,9 +16,10 @@ from harmonizer_pipeline.settings import Settings, load_settings
 def build_definitions(settings: Settings, resources: dict[str, object] | None = None) -> dg.Definitions:
     """Per source: raw/<source> partitioned by file, validated/<source> behind its schema gate,
     quality/profile_<source>, keys/<source> and keys/comparison_<source>; the job that loads,
-    validates, profiles and analyses the keys of one file; its sensor. Per target:
-    harmonized/<target> and export/<target>, and the job `harmonize_<target>` that builds both."""
-    assets, jobs, sensors = [], [], []
+    validates, profiles and analyses the keys of one file; its sensor; the job `profile_<source>`
+    and its schedule. Per target: harmonized/<target> and export/<target>, the job
+    `harmonize_<target>` that builds both, and its schedule."""
+    assets, jobs, sensors, schedules = [], [], [], []
     for source in settings.sources:
         partitions = files_partitions(source)
         stage = [
@@ -31,11 +33,18 @@ def build_definitions(settings: Settings, resources: dict[str, object] | None = 
         assets.extend(stage)
         jobs.append(job)
         sensors.append(landing_sensor(settings, source, job, partitions))
+        profile_job = dg.define_asset_job(f"profile_{source}", selection=[stage[2].key], partitions_def=partitions)
+        jobs.append(profile_job)
+        schedules.append(full_profile_schedule(settings, source, profile_job, partitions))
     for target in settings.targets:
         stage = [harmonized_target_asset(settings, target), export_target_asset(settings, target)]
         assets.extend(stage)
-        jobs.append(dg.define_asset_job(f"harmonize_{target}", selection=[a.key for a in stage]))
-    return dg.Definitions(assets=assets, jobs=jobs, sensors=sensors, resources=resources or build_resources())
+        job = dg.define_asset_job(f"harmonize_{target}", selection=[a.key for a in stage])
+        jobs.append(job)
+        schedules.append(harmonize_schedule(settings, target, job))
+    return dg.Definitions(
+        assets=assets, jobs=jobs, sensors=sensors, schedules=[s for s in schedules if s is not None], resources=resources or build_resources()
+    )
 
 
 settings = load_settings()

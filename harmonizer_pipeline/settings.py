@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -201,6 +202,7 @@ class Target(_Model):
     )
     source_priority: list[str] = Field(default_factory=list, description="source_priority: sources, most trusted first.")
     match: MatchSettings | None = Field(default=None, description="Report likely fuzzy duplicates for review.")
+    schedule: Cron | None = Field(default=None, description="This target's own harmonize schedule (cron), instead of schedules.harmonize.")
 
     @model_validator(mode="after")
     def _columns_exist(self) -> Target:
@@ -214,6 +216,34 @@ class Target(_Model):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+
+def _cron(value: str) -> str:
+    from croniter import croniter
+
+    if len(value.split()) != 5 or not croniter.is_valid(value):
+        raise ValueError(f"{value!r} is not a cron string of five fields (minute hour day month weekday)")
+    return value
+
+
+def _time_zone(value: str) -> str:
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (an IANA name such as Europe/Berlin)") from None
+    return value
+
+
+Cron = Annotated[str, AfterValidator(_cron)]
+
+
+class Schedules(_Model):
+    timezone: Annotated[str, AfterValidator(_time_zone)] = Field(default="UTC", description="The schedules' time zone (IANA name).")
+    harmonize: Cron | None = Field(default="0 6 * * *", description="Every target harmonized and exported again; null: no schedule.")
+    full_profile: Cron | None = Field(default="0 3 * * 0", description="Each source's latest file profiled again (weekly); null: none.")
+    running: bool = Field(default=False, description="Whether the schedules start running, or wait to be switched on in the UI.")
 
 
 class B2Export(_Model):
@@ -272,6 +302,7 @@ class Settings(_Model):
     ingest: Ingest = Ingest()
     keys: KeySettings = KeySettings()
     export: ExportSettings = ExportSettings()
+    schedules: Schedules = Schedules()
     base_dir: Path = Field(default=PROJECT_ROOT, exclude=True)
 
     @model_validator(mode="after")

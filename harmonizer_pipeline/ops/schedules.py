@@ -1,0 +1,53 @@
+"""Schedules from harmonizer.yaml (`schedules:` and `targets.<t>.schedule`): each target harmonized
+and exported again on its cron, and each source's latest file profiled again (weekly by default)."""
+
+import dagster as dg
+
+from harmonizer_pipeline.settings import Settings
+
+
+def _status(settings: Settings) -> dg.DefaultScheduleStatus:
+    return dg.DefaultScheduleStatus.RUNNING if settings.schedules.running else dg.DefaultScheduleStatus.STOPPED
+
+
+def harmonize_schedule(settings: Settings, target: str, job) -> dg.ScheduleDefinition | None:
+    """harmonize_<target> on the target's own cron, else schedules.harmonize; None when neither is set."""
+    cron = settings.targets[target].schedule or settings.schedules.harmonize
+    if cron is None:
+        return None
+    return dg.ScheduleDefinition(
+        name=f"harmonize_{target}_schedule",
+        job=job,
+        cron_schedule=cron,
+        execution_timezone=settings.schedules.timezone,
+        default_status=_status(settings),
+        tags={"harmonizer/launched_by": f"schedule harmonize_{target}_schedule"},
+        description=f"{target} harmonized again from every source's validated rows and exported, on {cron} ({settings.schedules.timezone}).",
+    )
+
+
+def full_profile_schedule(
+    settings: Settings, source: str, job, partitions: dg.DynamicPartitionsDefinition
+) -> dg.ScheduleDefinition | None:
+    """profile_<source> on schedules.full_profile, for the source's latest file; None when unset."""
+    cron = settings.schedules.full_profile
+    if cron is None:
+        return None
+    name = f"full_profile_{source}"
+
+    @dg.schedule(
+        name=name,
+        job=job,
+        cron_schedule=cron,
+        execution_timezone=settings.schedules.timezone,
+        default_status=_status(settings),
+        description=f"The latest file of {source} profiled again (fresh figures and drift), on {cron} ({settings.schedules.timezone}).",
+    )
+    def full_profile(context: dg.ScheduleEvaluationContext):
+        files = context.instance.get_dynamic_partitions(partitions.name)
+        if not files:
+            return dg.SkipReason(f"no file of {source} has been loaded yet")
+        tick = context.scheduled_execution_time.isoformat()
+        return dg.RunRequest(run_key=f"{files[-1]}@{tick}", partition_key=files[-1], tags={"harmonizer/launched_by": f"schedule {name}"})
+
+    return full_profile
