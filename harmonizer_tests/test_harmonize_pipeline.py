@@ -166,3 +166,35 @@ def test_exports_are_uploaded_to_the_b2_prefix(tmp_path, names):
     local = tmp_path / "exports" / target / day / f"{target}.csv"
     assert local.read_bytes().startswith(b"\xef\xbb\xbf")
     assert local.read_text(encoding="utf-8-sig").splitlines()[1].startswith('"C1","Ann Lee","ann@lee.de"')
+
+
+def test_automation_takes_a_gated_load_to_harmonized_and_export(tmp_path, names):
+    from harmonizer_pipeline.resources import build_resources
+
+    defs = make_defs(tmp_path, names, build_resources())
+    target = names["target"]
+    harmonized, export = dg.AssetKey(["harmonized", target]), dg.AssetKey(["export", target])
+    only_harmonized = dg.Definitions.merge(defs, dg.Definitions(jobs=[dg.define_asset_job("h", selection=[harmonized])])).resolve_job_def("h")
+    with dg.instance_for_test() as instance:
+        cursor = None
+
+        def requested() -> tuple[int, int]:
+            nonlocal cursor
+            result = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=dg.AssetSelection.assets(harmonized, export), cursor=cursor)
+            cursor = result.cursor
+            return result.get_num_requested(harmonized), result.get_num_requested(export)
+
+        assert requested() == (0, 0)
+        (tmp_path / "b" / "one.csv").write_text("kunde,vorname,nachname,mail\nC1,Ann,Lee,ann@lee.de\n")
+        assert [r.success for r in land(defs, instance, names["b"])] == [True]
+        # The file passed its gate: the target is rebuilt and exported, in one run, in that order.
+        assert requested() == (1, 1)
+        assert harmonize(defs, instance, target).success
+        assert requested() == (0, 0)
+        # Harmonized alone (e.g. by hand): the export follows.
+        assert only_harmonized.execute_in_process(instance=instance).success
+        assert requested() == (0, 1)
+        (tmp_path / "a" / "bad.csv").write_text("id,full_name,mail\nX1,eve,eve@x.de\n")
+        [blocked] = land(defs, instance, names["a"])
+        assert not blocked.success
+        assert requested() == (0, 0)  # the gate blocked the file: nothing downstream runs

@@ -63,6 +63,14 @@ def _side_reports(postgres: PostgresResource, sources: list[str]) -> dict[str, p
     return {"rejected rows": rejected, "quality summary": gates, "keys": keys}
 
 
+# Exported after each harmonization; the keys sheet's assets only wait to be done, they trigger nothing.
+AFTER_HARMONIZED = (
+    dg.AutomationCondition.any_deps_updated().ignore(dg.AssetSelection.groups("keys")).since_last_handled()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("after harmonized")
+
+
 def export_target_asset(settings: Settings, target_name: str) -> dg.AssetsDefinition:
     sources = settings.sources_of(target_name)
     options = settings.export
@@ -71,6 +79,7 @@ def export_target_asset(settings: Settings, target_name: str) -> dg.AssetsDefini
     @dg.asset(
         key=["export", target_name],
         deps=[dg.AssetKey(["harmonized", target_name]), *(dg.AssetKey(["keys", s]) for s in sources)],
+        automation_condition=AFTER_HARMONIZED,
         group_name="export",
         kinds={{"csv": "csv", "parquet": "parquet", "xlsx": "excel"}[f] for f in options.formats},
         owners=OWNERS,

@@ -41,6 +41,19 @@ def _validated_rows(url: str, source: str, left_out: list[str]) -> pd.DataFrame 
         return table_store.read_frame(conn, "validated", source, None, where)
 
 
+# A target is rebuilt when a file of one of its sources passed its gate (a file the gate blocked
+# triggers nothing, and its rows stay out anyway). Unlike eager(), files that never loaded do not
+# hold the target back: it takes all validated rows there are.
+AFTER_GATED_LOADS = (
+    dg.AutomationCondition.any_deps_match(
+        dg.AutomationCondition.newly_updated()
+        & dg.AutomationCondition.all_checks_match(dg.AutomationCondition.check_passed(), blocking_only=True)
+    ).since_last_handled()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("after a gated load")
+
+
 def harmonized_target_asset(settings: Settings, target_name: str) -> dg.AssetsDefinition:
     target = settings.targets[target_name]
     sources = settings.sources_of(target_name)
@@ -49,6 +62,7 @@ def harmonized_target_asset(settings: Settings, target_name: str) -> dg.AssetsDe
     @dg.asset(
         key=["harmonized", target_name],
         deps=[dg.AssetKey(["validated", s]) for s in sources],
+        automation_condition=AFTER_GATED_LOADS,
         group_name="harmonize",
         kinds={"pandas", "postgres"},
         owners=OWNERS,
