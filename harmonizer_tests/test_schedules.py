@@ -22,7 +22,8 @@ def test_the_shipped_schedules_take_cron_and_time_zone_from_harmonizer_yaml():
         "harmonize_patients_schedule": ("0 6 * * *", "Europe/Berlin", stopped),
         **{f"full_profile_{s}": ("0 3 * * 0", "Europe/Berlin", stopped) for s in ("clinic_a", "clinic_b", "clinic_c", "partner_feed")},
     }
-    assert defs.resolve_schedule_def("harmonize_patients_schedule").job_name == "harmonize_patients"
+    with dg.instance_for_test():
+        assert defs.resolve_schedule_def("harmonize_patients_schedule").job_name == "harmonize_patients"
 
 
 def make_defs(tmp_path: Path, source: str, **schedules) -> dg.Definitions:
@@ -38,11 +39,12 @@ def make_defs(tmp_path: Path, source: str, **schedules) -> dg.Definitions:
 def test_a_target_schedule_overrides_the_default_and_runs_its_harmonize_job(tmp_path, schema):
     source = schema.replace("t_", "s_")
     local = make_defs(tmp_path, source)
-    schedule = local.resolve_schedule_def(f"harmonize_{source}_t_schedule")
-    assert (schedule.cron_schedule, schedule.execution_timezone, schedule.default_status) == (
-        "30 7 * * 1-5", "Europe/Berlin", dg.DefaultScheduleStatus.RUNNING
-    )
+    # Resolved on a live instance: Dagster's definitions load context refers to the current one.
     with dg.instance_for_test() as instance:
+        schedule = local.resolve_schedule_def(f"harmonize_{source}_t_schedule")
+        assert (schedule.cron_schedule, schedule.execution_timezone, schedule.default_status) == (
+            "30 7 * * 1-5", "Europe/Berlin", dg.DefaultScheduleStatus.RUNNING
+        )
         context = dg.build_schedule_context(
             instance=instance, scheduled_execution_time=dt.datetime(2026, 11, 23, 7, 30, tzinfo=BERLIN), repository_def=local.get_repository_def()
         )
@@ -54,9 +56,9 @@ def test_a_target_schedule_overrides_the_default_and_runs_its_harmonize_job(tmp_
 def test_the_full_profile_schedule_profiles_the_latest_file_again(tmp_path, schema):
     source = schema.replace("t_", "s_")
     local = make_defs(tmp_path, source, full_profile="0 4 * * 6")
-    schedule = local.resolve_schedule_def(f"full_profile_{source}")
     saturday = dt.datetime(2026, 11, 28, 4, 0, tzinfo=BERLIN)
     with dg.instance_for_test() as instance:
+        schedule = local.resolve_schedule_def(f"full_profile_{source}")
         empty = schedule.evaluate_tick(dg.build_schedule_context(instance=instance, scheduled_execution_time=saturday, repository_def=local.get_repository_def()))
         assert empty.run_requests == [] and empty.skip_message == f"no file of {source} has been loaded yet"
         sensor = local.sensors[0]
