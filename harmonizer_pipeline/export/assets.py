@@ -146,7 +146,6 @@ def export_target_asset(settings: Settings, target_name: str) -> dg.AssetsDefini
     return export
 
 
-
 def _unique(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
     """The rows of keys that occurred once."""
     for chunk in chunks:

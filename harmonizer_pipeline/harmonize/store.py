@@ -52,12 +52,3 @@ def replace_rejections(conn, sources: Sequence[str], run_id: str, rejections: pd
     for (source, source_file), rows in rejections.groupby(["_source", "_source_file"], sort=True):
         copy_rejected(conn, source, partitions.get((source, source_file), source_file), run_id, rows)
 
-
-def rejection_counts(conn, sources: Sequence[str]) -> pd.DataFrame:
-    """Rejected-row records of `sources` per source, check and column (gate and harmonize)."""
-    cur = conn.execute(
-        "SELECT source, check_name, column_name, count(*) FROM quality.rejected_rows WHERE source = ANY(%s)"
-        " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
-        (list(sources),),
-    )
-    return pd.DataFrame(cur.fetchall(), columns=["source", "check", "column", "records"])
