@@ -39,7 +39,7 @@ def build_definitions(settings: Settings, resources: dict[str, object] | None = 
     for target in settings.targets:
         stage = [harmonized_target_asset(settings, target), export_target_asset(settings, target)]
         assets.extend(stage)
-        job = dg.define_asset_job(f"harmonize_{target}", selection=[a.key for a in stage])
+        job = dg.define_asset_job(f"harmonize_{target}", selection=[a.key for a in stage], tags={"harmonizer/target": target})
         jobs.append(job)
         schedules.append(harmonize_schedule(settings, target, job))
     return dg.Definitions(
