@@ -238,6 +238,39 @@ def infer_schema(path: Path, output: Path | None) -> None:
 
 
 @main.command()
+@click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]), help="Only entries at or after this date/time (UTC).")
+@click.option("--file", "file_name", help="Only entries about this file (its name, with or without folders).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of a table.")
+def audit(since, file_name: str | None, as_json: bool) -> None:
+    """Print ops.audit_log: every load, gate decision, harmonization and export, with who launched it."""
+    import datetime as dt
+
+    import psycopg
+
+    from harmonizer_pipeline.ops import audit as audit_log
+
+    when = since.replace(tzinfo=dt.timezone.utc) if since else None
+    with psycopg.connect(postgres.resolve_database_url()) as conn:
+        log = audit_log.read(conn, when, file_name)
+    if as_json:
+        for record in log.to_dict("records"):
+            click.echo(json.dumps({k: (v.isoformat() if k == "at" else v) for k, v in record.items()}, default=str))
+        return
+    if log.empty:
+        click.echo("no audit entries" + (" matching" if since or file_name else ""))
+        return
+    log["at"] = log["at"].map(lambda t: t.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"))
+    log = log.astype(object).where(log.notna(), "")
+    for name in ("sha256", "run_id"):
+        log[name] = log[name].map(lambda v: v[:12])
+    shown = ["at", "action", "status", "asset", "partition_key", "file", "sha256", "rows_in", "rows_out", "launched_by", "run_id"]
+    widths = {c: max(len(c), *(len(str(v)) for v in log[c])) for c in shown}
+    click.echo("  ".join(c.ljust(widths[c]) for c in shown).rstrip())
+    for record in log[shown].itertuples(index=False):
+        click.echo("  ".join(str(v).ljust(widths[c]) for c, v in zip(shown, record)).rstrip())
+
+
+@main.command()
 def demo() -> None:
     """Run the whole pipeline on the bundled sample data and say where the results are."""
     from harmonizer_pipeline.demo import run_demo

@@ -7,7 +7,9 @@ from harmonizer_pipeline.harmonize.assets import harmonized_target_asset
 from harmonizer_pipeline.ingest.assets import files_partitions, raw_source_asset
 from harmonizer_pipeline.ingest.sensors import landing_sensor
 from harmonizer_pipeline.keys.assets import comparison_source_asset, keys_source_asset
+from harmonizer_pipeline.ops.assets import trends_source_asset
 from harmonizer_pipeline.ops.schedules import full_profile_schedule, harmonize_schedule
+from harmonizer_pipeline.ops.sensors import alerts_sensor
 from harmonizer_pipeline.quality.assets import profile_source_asset, validated_source_asset
 from harmonizer_pipeline.resources import build_resources
 from harmonizer_pipeline.settings import Settings, load_settings
@@ -17,8 +19,9 @@ def build_definitions(settings: Settings, resources: dict[str, object] | None = 
     """Per source: raw/<source> partitioned by file, validated/<source> behind its schema gate,
     quality/profile_<source>, keys/<source> and keys/comparison_<source>; the job that loads,
     validates, profiles and analyses the keys of one file; its sensor; the job `profile_<source>`
-    and its schedule. Per target: harmonized/<target> and export/<target>, the job
-    `harmonize_<target>` that builds both, and its schedule."""
+    and its schedule; ops/trends_<source>. Per target: harmonized/<target> and export/<target>, the job
+    `harmonize_<target>` that builds both, and its schedule. The job `ops_trends`;
+    the alerts sensor when channels are set."""
     assets, jobs, sensors, schedules = [], [], [], []
     for source in settings.sources:
         partitions = files_partitions(source)
@@ -30,7 +33,7 @@ def build_definitions(settings: Settings, resources: dict[str, object] | None = 
             comparison_source_asset(settings, source, partitions),
         ]
         job = dg.define_asset_job(f"load_{source}", selection=[a.key for a in stage], partitions_def=partitions)
-        assets.extend(stage)
+        assets.extend([*stage, trends_source_asset(settings, source)])
         jobs.append(job)
         sensors.append(landing_sensor(settings, source, job, partitions))
         profile_job = dg.define_asset_job(f"profile_{source}", selection=[stage[2].key], partitions_def=partitions)
@@ -42,8 +45,11 @@ def build_definitions(settings: Settings, resources: dict[str, object] | None = 
         job = dg.define_asset_job(f"harmonize_{target}", selection=[a.key for a in stage], tags={"harmonizer/target": target})
         jobs.append(job)
         schedules.append(harmonize_schedule(settings, target, job))
+    if settings.sources:
+        jobs.append(dg.define_asset_job("ops_trends", selection=dg.AssetSelection.groups("ops")))
+    sensors.append(alerts_sensor(settings))
     return dg.Definitions(
-        assets=assets, jobs=jobs, sensors=sensors, schedules=[s for s in schedules if s is not None], resources=resources or build_resources()
+        assets=assets, jobs=jobs, sensors=[s for s in sensors if s is not None], schedules=[s for s in schedules if s is not None], resources=resources or build_resources()
     )
 
 

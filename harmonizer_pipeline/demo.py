@@ -81,6 +81,11 @@ def run_demo(echo: Callable[[str], None] = print) -> bool:
             echo(f"run {run.run_id} harmonize {target}: {'done' if run.success else 'FAILED'}")
             exported[target] = _materialization_metadata(run, ["export", target])
             harmonized[target] = _materialization_metadata(run, ["harmonized", target])
+        run = defs.resolve_job_def("ops_trends").execute_in_process(
+            instance=instance, tags={"harmonizer/launched_by": "make demo"}, run_config=QUIET, raise_on_error=False
+        )
+        all_ok &= run.success
+        echo(f"run {run.run_id} trends: {'done' if run.success else 'FAILED'} (ops.run_metrics; ops/trends_<source> in the UI)")
     with PostgresResource().connect() as conn:
         entries = registry.entries(conn)
         store.ensure_quality_tables(conn)
@@ -112,6 +117,7 @@ def run_demo(echo: Callable[[str], None] = print) -> bool:
             echo(f"export/{target}: {metadata['directory'].value}")
             for record in metadata["files"].value.records:
                 echo(f"  {record.data['file']}")
+    echo("audit log (ops.audit_log): `.venv/bin/harmonizer audit [--since DATE] [--file NAME]`")
     echo(f"database: {redact(resolve_database_url())}  (open it with `.venv/bin/harmonizer db psql`)")
     echo("see the runs in the Dagster UI: `make dev`, then http://127.0.0.1:3000/runs")
     return all_ok

@@ -246,6 +246,58 @@ class Schedules(_Model):
     running: bool = Field(default=False, description="Whether the schedules start running, or wait to be switched on in the UI.")
 
 
+# Names of environment variables: secrets (webhook URLs, SMTP passwords) never sit in harmonizer.yaml.
+EnvVarName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+AlertEvent = Literal["run_failure", "check_failure", "check_warning"]
+
+
+class WebhookChannel(_Model):
+    url_env: EnvVarName = Field(description="Environment variable holding the URL each alert is POSTed to as JSON.")
+
+
+class SlackChannel(_Model):
+    webhook_url_env: EnvVarName = Field(description="Environment variable holding the Slack incoming-webhook URL.")
+
+
+class EmailChannel(_Model):
+    host: str = Field(min_length=1, description="SMTP server.")
+    port: int = Field(default=587, ge=1, le=65535)
+    starttls: bool = Field(default=True, description="Upgrade the connection with STARTTLS (certificate verified) before logging in.")
+    username_env: EnvVarName | None = Field(default=None, description="Environment variable holding the SMTP user name.")
+    password_env: EnvVarName | None = Field(default=None, description="Environment variable holding the SMTP password.")
+    sender: Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+$")]
+    recipients: list[Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+$")]] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _credentials_pair(self) -> EmailChannel:
+        if (self.username_env is None) != (self.password_env is None):
+            raise ValueError("give both username_env and password_env, or neither")
+        return self
+
+
+class Alerts(_Model):
+    ui_url: str = Field(
+        default="http://localhost:3000", pattern=r"^https?://", description="The Dagster UI's address, for the run links in alerts."
+    )
+    on: list[AlertEvent] = Field(
+        default_factory=lambda: ["run_failure", "check_failure", "check_warning"], description="Which events alert."
+    )
+    timeout_seconds: float = Field(default=10.0, gt=0, description="How long one channel may take to accept an alert.")
+    webhook: WebhookChannel | None = None
+    slack: SlackChannel | None = None
+    email: EmailChannel | None = None
+
+    def channels(self) -> list[WebhookChannel | SlackChannel | EmailChannel]:
+        return [c for c in (self.webhook, self.slack, self.email) if c is not None]
+
+
+class Trends(_Model):
+    min_history: int = Field(default=5, ge=3, description="Earlier files a metric needs before the latest is judged against them.")
+    window: int = Field(default=30, ge=3, description="How many earlier files the comparison looks back over.")
+    z_threshold: float = Field(default=3.5, gt=0, description="Robust z-score (median/MAD) beyond which a metric is an anomaly.")
+    shown_runs: int = Field(default=10, ge=1, description="Files listed in the markdown table of the last runs.")
+
+
 class B2Export(_Model):
     bucket: str = Field(min_length=1)
     prefix: str = ""
@@ -303,6 +355,8 @@ class Settings(_Model):
     keys: KeySettings = KeySettings()
     export: ExportSettings = ExportSettings()
     schedules: Schedules = Schedules()
+    alerts: Alerts = Alerts()
+    trends: Trends = Trends()
     base_dir: Path = Field(default=PROJECT_ROOT, exclude=True)
 
     @model_validator(mode="after")

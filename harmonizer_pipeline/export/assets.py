@@ -2,6 +2,7 @@
 <export directory>/<target>/<run date>/, and optionally uploaded to a B2 bucket prefix."""
 
 import datetime as dt
+import time
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -22,6 +23,7 @@ from harmonizer_pipeline.export.writers import (
 )
 from harmonizer_pipeline.harmonize import store as harmonize_store
 from harmonizer_pipeline.keys import store as keys_store
+from harmonizer_pipeline.ops import audit, metrics
 from harmonizer_pipeline.quality import store as quality_store
 from harmonizer_pipeline.quality.assets import OWNERS, table_metadata
 from harmonizer_pipeline.resources import LandingResource, PostgresResource, table_store
@@ -91,6 +93,7 @@ def export_target_asset(settings: Settings, target_name: str) -> dg.AssetsDefini
         ),
     )
     def export(context: dg.AssetExecutionContext, postgres: PostgresResource, landing: LandingResource) -> dg.MaterializeResult:
+        started = time.perf_counter()
         url = postgres.url()
         directory = export_directory(settings.export_directory(), target_name, dt.datetime.now(dt.timezone.utc).date())
 
@@ -118,7 +121,8 @@ def export_target_asset(settings: Settings, target_name: str) -> dg.AssetsDefini
 
             outputs.append((f"{target_name}.xlsx", workbook))
         files = [directory / name for name, _ in outputs]
-        results = write_all(stream(target_name)(), [partial(write, path=path) for (_, write), path in zip(outputs, files)])
+        read = _Counted(stream(target_name)())
+        results = write_all(read, [partial(write, path=path) for (_, write), path in zip(outputs, files)])
         written: dict[str, int] = {}
         for path, result in zip(files, results):
             written |= {f"{path.name}[{sheet}]": rows for sheet, rows in result.items()} if isinstance(result, dict) else {path.name: result}
@@ -132,6 +136,14 @@ def export_target_asset(settings: Settings, target_name: str) -> dg.AssetsDefini
             bucket = landing.b2_api().get_bucket_by_name(options.b2.bucket)
             uploaded = upload_to_b2(bucket, f"{options.b2.prefix.rstrip('/')}/{target_name}/{directory.name}".lstrip("/"), files)
         context.log.info(f"{target_name}: {len(files)} files in {directory}")
+        with postgres.connect() as conn:
+            audit.record(conn, audit.AuditEntry(
+                "export", "done", context.run.run_id, audit.launched_by(context.run.tags), f"export/{target_name}",
+                rows_in=read.rows, rows_out=sum(written.values()), detail=f"{len(files)} files in {directory}" + (f", {len(uploaded)} uploaded" if uploaded else ""),
+            ))  # fmt: skip
+            metrics.record(conn, context.run.run_id, target_name, None, f"export/{target_name}", {
+                "rows": read.rows, "files": len(files), "duration_seconds": time.perf_counter() - started,
+            })  # fmt: skip
         return dg.MaterializeResult(
             metadata={
                 "directory": dg.MetadataValue.path(str(directory)),
@@ -144,6 +156,18 @@ def export_target_asset(settings: Settings, target_name: str) -> dg.AssetsDefini
         )
 
     return export
+
+
+class _Counted:
+    """The chunks of a table, counting the rows that went by."""
+
+    def __init__(self, chunks: Iterator[pd.DataFrame]):
+        self.chunks, self.rows = chunks, 0
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        for chunk in self.chunks:
+            self.rows += len(chunk)
+            yield chunk
 
 
 def _unique(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:

@@ -2,6 +2,8 @@
 standardized, one row per business key (survivorship), with lineage; stored by the IO manager
 with the business key as primary key, beside its duplicates and fuzzy match candidates."""
 
+import time
+
 import dagster as dg
 import pandas as pd
 from psycopg import sql
@@ -11,6 +13,7 @@ from harmonizer_pipeline.harmonize.dedup import deduplicate, match_candidates
 from harmonizer_pipeline.harmonize.mapping import LINEAGE, REJECTION_COLUMNS, MappingError, map_source
 from harmonizer_pipeline.ingest import registry
 from harmonizer_pipeline.ingest.assets import PARTITION_COLUMN
+from harmonizer_pipeline.ops import audit, metrics
 from harmonizer_pipeline.quality import store as quality_store
 from harmonizer_pipeline.quality.assets import OWNERS, table_metadata
 from harmonizer_pipeline.resources import PostgresResource, table_store
@@ -74,6 +77,7 @@ def harmonized_target_asset(settings: Settings, target_name: str) -> dg.AssetsDe
         ),
     )
     def harmonized(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.Output:
+        started = time.perf_counter()
         url, run_id = postgres.url(), context.run.run_id
         with postgres.connect() as conn:
             registry.ensure_registry(conn)
@@ -118,6 +122,14 @@ def harmonized_target_asset(settings: Settings, target_name: str) -> dg.AssetsDe
             store.replace_side_table(conn, store.duplicates_table(target_name), result.duplicates)
             if matches is not None:
                 store.replace_side_table(conn, store.candidates_table(target_name), matches.candidates)
+            audit.record(conn, audit.AuditEntry(
+                "harmonize", "done", run_id, audit.launched_by(context.run.tags), f"harmonized/{target_name}",
+                rows_in=rows_mapped, rows_out=len(result.survivors), detail=f"{result.merged_rows} duplicate rows merged",
+            ))  # fmt: skip
+            metrics.record(conn, run_id, target_name, None, f"harmonized/{target_name}", {
+                "rows": len(result.survivors), "rows_mapped": rows_mapped, "merged_rows": result.merged_rows,
+                "rejected_values": len(all_rejections), "duration_seconds": time.perf_counter() - started,
+            })  # fmt: skip
 
         metadata = {
             "business_key": ", ".join(key),

@@ -1,6 +1,8 @@
 """raw/<source>: each landed file as one partition of text rows plus lineage, in PostgreSQL."""
 
 import datetime as dt
+import time
+from dataclasses import replace
 
 import dagster as dg
 import pandas as pd
@@ -8,6 +10,7 @@ import pandas as pd
 from harmonizer_pipeline.ingest import registry
 from harmonizer_pipeline.ingest.discovery import sha256_of
 from harmonizer_pipeline.ingest.readers import ReadError, ReadHints, open_table
+from harmonizer_pipeline.ops import audit, metrics
 from harmonizer_pipeline.resources import LandingResource, PostgresResource
 from harmonizer_pipeline.resources.landing import LandedObject, LandingError
 from harmonizer_pipeline.resources.postgres import harmonizer_home
@@ -26,10 +29,11 @@ def read_hints(settings: Settings, source: str) -> ReadHints:
     return ReadHints(**settings.sources[source].format.model_dump())
 
 
-def _fail(postgres: PostgresResource, source: str, partition_key: str, run_id: str, message: str) -> dg.Failure:
+def _fail(postgres: PostgresResource, source: str, entry: audit.AuditEntry, message: str) -> dg.Failure:
     """Record the file as failed with its one-line message; the Failure to raise."""
     with postgres.connect() as conn:
-        registry.update(conn, source, partition_key, status="failed", error=message, run_id=run_id)
+        registry.update(conn, source, entry.partition_key, status="failed", error=message, run_id=entry.run_id)
+        audit.record(conn, replace(entry, status="failed", detail=message))
     return dg.Failure(description=message)
 
 
@@ -54,6 +58,7 @@ def raw_source_asset(settings: Settings, source: str, partitions: dg.DynamicPart
         description=f"{description}: every value as text exactly as read, one partition per file.",
     )
     def raw_source(context: dg.AssetExecutionContext, postgres: PostgresResource, landing: LandingResource):
+        started = time.perf_counter()
         partition_key = context.partition_key
         run_id = context.run.run_id
         with postgres.connect() as conn:
@@ -61,9 +66,12 @@ def raw_source_asset(settings: Settings, source: str, partitions: dg.DynamicPart
             entry = registry.entry_for_partition(conn, source, partition_key)
         if entry is None:
             raise dg.Failure(f"partition {partition_key!r} of {source} has no file in ops.file_registry")
+        audited = audit.AuditEntry(
+            "load", "pending", run_id, audit.launched_by(context.run.tags), f"raw/{source}", partition_key, entry.object_key
+        )
 
         def failed(message: str) -> dg.Failure:
-            return _fail(postgres, source, partition_key, run_id, message)
+            return _fail(postgres, source, audited, message)
 
         staging = harmonizer_home() / "staging" / source
         obj = LandedObject(entry.object_key, entry.size or 0, 0.0, entry.object_version)
@@ -82,6 +90,7 @@ def raw_source_asset(settings: Settings, source: str, partitions: dg.DynamicPart
                 if twin is not None:
                     message = f"same content as {twin.object_key} ({twin.status})"
                     registry.update(conn, source, partition_key, status="duplicate", error=message, run_id=run_id)
+                    audit.record(conn, replace(audited, status="duplicate", sha256=sha256, detail=message))
             if twin is not None:
                 fetched.discard()
                 context.log.info(f"{entry.object_key}: {message}; not loaded again")
@@ -116,7 +125,7 @@ def raw_source_asset(settings: Settings, source: str, partitions: dg.DynamicPart
                 raise failed(_about(entry.object_key, exc)) from None
 
         def mark_loaded(connection, result) -> None:
-            # Runs inside the write's transaction: the file is `loaded` exactly when its rows are.
+            # Runs inside the write's transaction: the file is `loaded` (and audited) exactly when its rows are.
             try:
                 fetched.check_unchanged()
             except LandingError as exc:
@@ -125,6 +134,9 @@ def raw_source_asset(settings: Settings, source: str, partitions: dg.DynamicPart
                 connection, source, partition_key,
                 status="loaded", rows=result.rows, sha256=sha256, run_id=run_id, error=None, columns=data_columns,
             )
+            audit.record(connection, replace(audited, status="loaded", sha256=sha256, rows_in=result.rows, rows_out=result.rows))
+            seconds = time.perf_counter() - started
+            metrics.record(connection, run_id, source, partition_key, f"raw/{source}", {"rows": result.rows, "duration_seconds": seconds})
 
         data_columns = [str(c) for c in table.empty_frame().columns if c != "_row_number"]
         server_csv = table.server_csv()

@@ -1,12 +1,15 @@
 """keys/<source> (minimal keys, near-keys, duplicates of each file) and keys/comparison_<source>
 (each file against the previous one on the key)."""
 
+import time
+
 import dagster as dg
 import pandas as pd
 
 from harmonizer_pipeline.keys import store
 from harmonizer_pipeline.keys.comparison import ComparisonError, compare_frames
 from harmonizer_pipeline.keys.discovery import KeyDiscoveryError, analyze, duplicate_groups
+from harmonizer_pipeline.ops import metrics
 from harmonizer_pipeline.quality.assets import GATED_EAGER, OWNERS, file_columns, partition_rows, table_metadata
 from harmonizer_pipeline.resources import PostgresResource
 from harmonizer_pipeline.resources import table_store
@@ -51,6 +54,7 @@ def keys_source_asset(settings: Settings, source: str, partitions: dg.DynamicPar
         ),
     )
     def keys(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
+        started = time.perf_counter()
         partition_key, run_id = context.partition_key, context.run.run_id
         frame, columns = _validated_file(postgres, source, partition_key)
         try:
@@ -63,10 +67,17 @@ def keys_source_asset(settings: Settings, source: str, partitions: dg.DynamicPar
         if suggested:
             groups.append(_groups(frame, "key", suggested))
         all_groups = pd.concat(groups, ignore_index=True)
+        key_groups = all_groups[all_groups["_kind"] == "key"]
+        # The share of rows the suggested key tells apart (1.0 for a key; NaN without one).
+        excess = len(key_groups) - key_groups["_group"].nunique()
+        uniqueness = 1 - excess / analysis.rows if suggested and analysis.rows else float("nan")
         with postgres.connect() as conn:
             store.ensure_keys_tables(conn)
             store.save_analysis(conn, source, partition_key, run_id, analysis, all_groups)
-        key_groups = all_groups[all_groups["_kind"] == "key"]
+            metrics.record(conn, run_id, source, partition_key, f"keys/{source}", {
+                "key_uniqueness": uniqueness, "minimal_keys": len(analysis.minimal_keys), "duplicate_rows": analysis.duplicate_rows,
+                "duration_seconds": time.perf_counter() - started,
+            })  # fmt: skip
         context.log.info(f"{source}: {len(analysis.minimal_keys)} minimal keys in {analysis.seconds} s ({analysis.timings})")
         return dg.MaterializeResult(
             metadata={

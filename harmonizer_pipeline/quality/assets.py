@@ -1,11 +1,14 @@
 """validated/<source> behind its blocking schema gate, and quality/profile_<source> with its drift check."""
 
+import time
+
 import dagster as dg
 import pandas as pd
 import pandera.pandas as pa
 
 from harmonizer_pipeline.ingest import registry
 from harmonizer_pipeline.ingest.assets import PARTITION_COLUMN
+from harmonizer_pipeline.ops import audit, metrics
 from harmonizer_pipeline.quality import store
 from harmonizer_pipeline.quality.drift import compare_profiles
 from harmonizer_pipeline.quality.gate import PartitionValidation, unique_column_sets, uniqueness_rejections, verdict
@@ -18,6 +21,7 @@ from harmonizer_pipeline.resources.table_store import DataFrameChunks
 from harmonizer_pipeline.settings import Settings
 
 GATE_CHECK = "schema_gate"
+QUARANTINE_CHECK = "quarantine"
 DRIFT_CHECK = "drift"
 PROFILE_READ_CELLS = 20_000_000  # raw values profiled at once: columns are read in groups this size
 OWNERS = ["team:data-engineering"]
@@ -67,7 +71,15 @@ def validated_source_asset(settings: Settings, source: str, partitions: dg.Dynam
         deps=[dg.AssetKey(["raw", source])],
         # Not "schema": the IO manager takes that key for the PostgreSQL schema.
         metadata={"partition_expr": PARTITION_COLUMN, "pandera_schema": config.pandera_schema or "(none: rows pass as text)"},
-        check_specs=[dg.AssetCheckSpec(GATE_CHECK, asset=key, blocking=True, description=gate_description)],
+        check_specs=[
+            dg.AssetCheckSpec(GATE_CHECK, asset=key, blocking=True, description=gate_description),
+            # The gate passes a file with rows quarantined within max_reject_rate (downstream goes on);
+            # this check is where that shows as a warning, in the UI and to the alert channels.
+            dg.AssetCheckSpec(
+                QUARANTINE_CHECK, asset=key,
+                description=f"Warns when some of {source}'s rows were quarantined in quality.rejected_rows and the gate still let the file through.",
+            ),
+        ],
         group_name="quality",
         kinds={"pandera", "postgres"},
         owners=OWNERS,
@@ -77,11 +89,12 @@ def validated_source_asset(settings: Settings, source: str, partitions: dg.Dynam
         ),
     )
     def validated(context: dg.AssetExecutionContext, postgres: PostgresResource):
+        started = time.perf_counter()
         partition_key, run_id = context.partition_key, context.run.run_id
         schema = settings.schema_for(source) or pa.DataFrameSchema()
         with postgres.connect() as conn:
             store.ensure_quality_tables(conn)
-            _, columns = file_columns(conn, source, partition_key)
+            entry, columns = file_columns(conn, source, partition_key)
         where = partition_rows(partition_key)
         url = postgres.url()
         unique = sorted({c for _, group, _ in unique_column_sets(schema) for c in group if c in columns})
@@ -104,18 +117,32 @@ def validated_source_asset(settings: Settings, source: str, partitions: dg.Dynam
         decision = verdict(summary, max_reject_rate)
         with postgres.connect() as conn:
             store.record_gate(conn, source, partition_key, run_id, summary, max_reject_rate, decision)
+            audit.record(conn, audit.AuditEntry(
+                "gate", decision.severity, run_id, audit.launched_by(context.run.tags), f"validated/{source}", partition_key,
+                entry.object_key, entry.sha256, summary.rows, summary.rows - summary.rejected_rows, decision.description,
+            ))  # fmt: skip
+            metrics.record(conn, run_id, source, partition_key, f"validated/{source}", {
+                "rows": summary.rows, "rejected_rows": summary.rejected_rows, "rejected_share": summary.reject_rate,
+                "duration_seconds": time.perf_counter() - started,
+            })  # fmt: skip
         failures = [{"check": k, "column": c or "", "count": n} for (k, c), n in sorted(summary.failures.items(), key=str)]
         sample = [{**r, "column": r["column"] or "", "failure_case": r["failure_case"] or ""} for r in summary.sample]
+        counts = {"rows": summary.rows, "rejected_rows": summary.rejected_rows, "reject_rate": summary.reject_rate, "max_reject_rate": max_reject_rate}
+        yield dg.AssetCheckResult(
+            check_name=QUARANTINE_CHECK,
+            passed=decision.severity != "warn",
+            severity=dg.AssetCheckSeverity.WARN,
+            description=decision.description if decision.severity == "warn" else (
+                "no row quarantined" if decision.passed else f"the gate blocked the file (see {GATE_CHECK})"),
+            metadata=counts,
+        )  # fmt: skip
         yield dg.AssetCheckResult(
             check_name=GATE_CHECK,
             passed=decision.passed,
             severity=dg.AssetCheckSeverity.WARN if decision.severity == "warn" else dg.AssetCheckSeverity.ERROR,
             description=decision.description,
             metadata={
-                "rows": summary.rows,
-                "rejected_rows": summary.rejected_rows,
-                "reject_rate": summary.reject_rate,
-                "max_reject_rate": max_reject_rate,
+                **counts,
                 "structure_errors": dg.MetadataValue.md("\n".join(f"- {e}" for e in summary.structure_errors) or "none"),
                 "failures": table_metadata(failures, [("check", "string"), ("column", "string"), ("count", "int")]),
                 "failing_rows_sample": table_metadata(
@@ -174,6 +201,7 @@ def profile_source_asset(settings: Settings, source: str, partitions: dg.Dynamic
         ),
     )
     def profile(context: dg.AssetExecutionContext, postgres: PostgresResource):
+        started = time.perf_counter()
         partition_key, run_id = context.partition_key, context.run.run_id
         with postgres.connect() as conn:
             store.ensure_quality_tables(conn)
@@ -199,6 +227,12 @@ def profile_source_asset(settings: Settings, source: str, partitions: dg.Dynamic
             findings = compare_profiles(previous[1], file_profile) if previous else []
             if previous:
                 store.record_drift(conn, source, partition_key, previous[0], run_id, findings)
+            metrics.record(conn, run_id, source, partition_key, f"quality/profile_{source}", {
+                "quality_score": file_profile.quality_score,
+                "null_rate": sum(c.nulls for c in profiles) / (file_profile.rows * len(profiles)) if file_profile.rows and profiles else None,
+                **{f"null_rate:{c.name}": c.nulls / file_profile.rows if file_profile.rows else None for c in profiles},
+                "duration_seconds": time.perf_counter() - started,
+            })  # fmt: skip
         if previous is None:
             drift = dg.AssetCheckResult(check_name=DRIFT_CHECK, passed=True, description="first file of the source: nothing to compare with")
         else:
