@@ -17,11 +17,13 @@ from harmonizer_pipeline.resources import PostgresResource
 
 
 SAMPLE_SOURCES = ("clinic_a", "clinic_b", "clinic_c", "partner_feed")
-# Per sample source: its raw, validated, profile, keys and comparison assets; the target's two.
+# Per sample source: its raw, validated, profile, keys, comparison and trends assets; the target's two.
 SAMPLE_ASSETS = {
     key
     for name in SAMPLE_SOURCES
-    for key in (f"raw/{name}", f"validated/{name}", f"quality/profile_{name}", f"keys/{name}", f"keys/comparison_{name}")
+    for key in (
+        f"raw/{name}", f"validated/{name}", f"quality/profile_{name}", f"keys/{name}", f"keys/comparison_{name}", f"ops/trends_{name}"
+    )
 } | {"harmonized/patients", "export/patients"}
 
 

@@ -2,7 +2,8 @@
 
 Long format, one row per (run, subject, partition, asset, metric): subject is a source (its
 partition the file) or a target. Metric names: rows, rejected_rows, rejected_share,
-quality_score, null_rate, null_rate:<column>, key_uniqueness, minimal_keys, duplicate_rows,
+quality_score, null_rate and null_rate:<column> (share of values missing: NULL or blank),
+key_uniqueness (share of rows the suggested key tells apart), minimal_keys, duplicate_rows,
 duration_seconds.
 """
 

@@ -47,8 +47,9 @@ class TrendReport:
         return [t for t in self.trends if t.anomaly]
 
 
-def robust_z(value: float, earlier: np.ndarray) -> tuple[float, float, float]:
+def robust_z(value: float, earlier) -> tuple[float, float, float]:
     """(z, median, MAD) of value against the earlier values."""
+    earlier = np.asarray(earlier, dtype=float)
     median = float(np.median(earlier))
     deviations = np.abs(earlier - median)
     mad = float(np.median(deviations))

@@ -229,8 +229,9 @@ def profile_source_asset(settings: Settings, source: str, partitions: dg.Dynamic
                 store.record_drift(conn, source, partition_key, previous[0], run_id, findings)
             metrics.record(conn, run_id, source, partition_key, f"quality/profile_{source}", {
                 "quality_score": file_profile.quality_score,
-                "null_rate": sum(c.nulls for c in profiles) / (file_profile.rows * len(profiles)) if file_profile.rows and profiles else None,
-                **{f"null_rate:{c.name}": c.nulls / file_profile.rows if file_profile.rows else None for c in profiles},
+                # Missing: NULL or blank (raw text keeps an empty field as '').
+                "null_rate": sum(c.nulls + c.empties for c in profiles) / (file_profile.rows * len(profiles)) if file_profile.rows and profiles else None,
+                **{f"null_rate:{c.name}": (c.nulls + c.empties) / file_profile.rows if file_profile.rows else None for c in profiles},
                 "duration_seconds": time.perf_counter() - started,
             })  # fmt: skip
         if previous is None:

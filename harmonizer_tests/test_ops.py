@@ -1,0 +1,239 @@
+"""Run metrics, run-to-run trends and the audit log: the domain functions, then the assets on an
+instance (files landed by the sensor, the harmonize job) and `harmonizer audit`."""
+
+import datetime as dt
+import hashlib
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import psycopg
+import pytest
+
+from harmonizer_pipeline.definitions import build_definitions
+from harmonizer_pipeline.ops import audit, metrics, trends
+from harmonizer_pipeline.resources import build_resources
+from harmonizer_pipeline.settings import SettingsError, parse_settings
+from harmonizer_tests.test_harmonize_pipeline import SCHEMA, land
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def planted(values: dict[str, list[float]], asset: str = "raw/s") -> pd.DataFrame:
+    """History rows: file f<i> measured at minute i, one value per metric."""
+    rows = [
+        (f"f{i}", asset, metric, value, f"run{i}", T0 + dt.timedelta(minutes=i))
+        for metric, series in values.items()
+        for i, value in enumerate(series)
+        if value is not None
+    ]
+    return pd.DataFrame(rows, columns=["partition_key", "asset", "metric", "value", "run_id", "recorded_at"])
+
+
+def test_robust_z_uses_median_and_mad_then_mean_deviation_then_infinity():
+    z, median, mad = trends.robust_z(20.0, [10.0, 11.0, 12.0, 13.0, 14.0])
+    assert (median, mad) == (12.0, 1.0) and z == pytest.approx(0.6745 * 8)
+    # MAD 0 (most values equal): the mean absolute deviation stands in.
+    z, median, mad = trends.robust_z(5.0, [1.0, 1.0, 1.0, 1.0, 3.0])
+    assert (median, mad) == (1.0, 0.0) and z == pytest.approx(4 / (1.253314 * 0.4))
+    assert trends.robust_z(2.0, [1.0] * 5)[0] == math.inf
+    assert trends.robust_z(0.0, [1.0] * 5)[0] == -math.inf
+    assert trends.robust_z(1.0, [1.0] * 5)[0] == 0.0
+
+
+def test_the_latest_file_is_judged_against_its_history():
+    history = planted({
+        "rows": [100, 102, 98, 101, 99, 100, 5000],
+        "rejected_share": [0.01, 0.02, 0.01, 0.015, 0.01, 0.012, 0.011],
+        "duration_seconds": [0.2, 0.21, 0.2, 0.2, 0.2, 0.2, 0.9],  # 4.5x, but within the one-second tolerance
+    })  # fmt: skip
+    report = trends.compare(history, min_history=5, window=30, threshold=3.5, shown=3)
+    assert report.latest_partition == "f6" and report.runs == 7
+    assert [(t.metric, t.latest, t.median, t.history) for t in report.anomalies] == [("rows", 5000.0, 100.0, 6)]
+    assert {t.metric: t.anomaly for t in report.trends} == {"rows": True, "rejected_share": False, "duration_seconds": False}
+    assert report.table["file"].tolist() == ["f4", "f5", "f6"]
+    text = trends.markdown(report)
+    assert text.splitlines()[:3] == ["| file | rows | rejected_share | duration_seconds |", "|---|---|---|---|", "| f4 | 99 | 0.01 | 0.2 |"]
+    assert "**1 anomaly in f6:**\n- `raw/s` rows = 5000 (median 100, robust z 3305)" in text  # 0.6745 * 4900 / MAD 1
+
+
+def test_too_little_history_judges_nothing_and_a_rerun_replaces_a_files_value():
+    report = trends.compare(planted({"rows": [1, 1, 1, 1, 50]}), min_history=5, window=30, threshold=3.5, shown=10)
+    assert report.trends == [] and trends.markdown(report).endswith("Not enough history yet to judge the latest file.")
+    # f5 measured twice (a re-run): only its last value counts, and it is back in line.
+    history = planted({"rows": [10, 10, 10, 10, 10, 99]})
+    rerun = pd.DataFrame([("f5", "raw/s", "rows", 10.0, "again", T0 + dt.timedelta(hours=1))], columns=history.columns)
+    report = trends.compare(pd.concat([history, rerun]), min_history=5, window=30, threshold=3.5, shown=10)
+    assert [(t.latest, t.anomaly) for t in report.trends] == [(10.0, False)]
+    # The window bounds the history: only the last 5 earlier files count.
+    report = trends.compare(planted({"rows": [1000, 1000, 10, 10, 10, 10, 10, 10]}), min_history=5, window=5, threshold=3.5, shown=10)
+    assert [(t.history, t.median, t.anomaly) for t in report.trends] == [(5, 10.0, False)]
+    assert trends.compare(planted({}), 5, 30, 3.5, 10).latest_partition is None
+
+
+@pytest.mark.parametrize(
+    "tags, expected",
+    [
+        ({"dagster/parent_run_id": "abc", "dagster/sensor_name": "s_landing"}, "re-run of abc"),
+        ({"dagster/parent_run_id": "abc", "user": "ann@x.org"}, "re-run of abc by ann@x.org"),
+        ({"harmonizer/launched_by": "make demo", "dagster/sensor_name": "s"}, "make demo"),
+        ({"dagster/schedule_name": "harmonize_patients_schedule"}, "schedule harmonize_patients_schedule"),
+        ({"dagster/from_automation_condition": "true", "dagster/sensor_name": "default_automation_condition_sensor"}, "declarative automation"),
+        ({"dagster/sensor_name": "clinic_a_landing"}, "sensor clinic_a_landing"),
+        ({"dagster/backfill": "bf1"}, "backfill bf1"),
+        ({"user": "ann@x.org"}, "user ann@x.org"),
+        ({}, "manual (UI, CLI or API)"),
+    ],
+)
+def test_launched_by_names_who_or_what_started_the_run(tags, expected):
+    assert audit.launched_by(tags) == expected
+
+
+@pytest.mark.parametrize(
+    "field, message",
+    [
+        ({"min_history": 2}, "trends.min_history: Input should be greater than or equal to 3"),
+        ({"window": 0}, "trends.window: Input should be greater than or equal to 3"),
+        ({"z_threshold": -1}, "trends.z_threshold: Input should be greater than 0"),
+        ({"shown_runs": "all"}, "trends.shown_runs: Input should be a valid integer"),
+        ({"zscore": 3}, "trends.zscore: Extra inputs are not permitted"),
+    ],
+)
+def test_bad_trend_settings_name_the_field(field, message):
+    with pytest.raises(SettingsError) as caught:
+        parse_settings(json.dumps({"trends": field}), base_dir=Path("."))
+    assert message in str(caught.value)
+
+
+def make_defs(tmp_path: Path, source: str, target: str) -> dg.Definitions:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "schema.yaml").write_text(SCHEMA)
+    config = {
+        "sources": {source: {"landing": {"local": {"path": "in", "glob": "*.csv"}}, "schema": "schema.yaml", "target": target}},
+        "targets": {target: {"columns": {"id": {"required": True}, "name": {}}, "key": ["id"]}},
+        "export": {"directory": str(tmp_path / "exports"), "formats": ["csv"], "zip": False},
+    }
+    return build_definitions(parse_settings(json.dumps(config), base_dir=tmp_path), build_resources())
+
+
+def test_loads_gate_decisions_harmonization_and_export_are_audited_and_measured(tmp_path, schema, psql, database_url):
+    suffix = schema.removeprefix("t_")
+    source, target = f"au_{suffix}", f"aut_{suffix}"
+    good, bad = f"good_{suffix}.csv", f"bad_{suffix}.csv"
+    defs = make_defs(tmp_path, source, target)
+    (tmp_path / "in" / good).write_text("id,name\nC1,ann\nC2,bob\nC3,\n")
+    (tmp_path / "in" / bad).write_text("id,name\nX1,eve\nX2,fay\n")  # every id breaks the schema: the gate blocks it
+    with dg.instance_for_test() as instance:
+        sensor = defs.resolve_sensor_def(f"{source}_landing")
+        from harmonizer_pipeline.demo import evaluate_sensor, launch_requests
+
+        runs = launch_requests(defs, sensor, instance, evaluate_sensor(defs, sensor, instance), tags={"dagster/sensor_name": sensor.name})
+        assert sorted(r.success for r in runs) == [False, True]
+        run_of = {r.dagster_run.tags["harmonizer/file"]: r.run_id for r in runs}
+        harmonize = defs.resolve_job_def(f"harmonize_{target}").execute_in_process(
+            instance=instance, tags={"dagster/schedule_name": f"harmonize_{target}_schedule"}
+        )
+    rows = psql(
+        "SELECT action, status, asset, file, sha256, rows_in, rows_out, launched_by, run_id FROM ops.audit_log"
+        " WHERE asset LIKE %s ORDER BY id", (f"%{suffix}",),
+    )  # fmt: skip
+    sha = {name: hashlib.sha256((tmp_path / "in" / name).read_bytes()).hexdigest() for name in (good, bad)}
+    by_sensor = f"sensor {source}_landing"
+    loads = sorted(r for r in rows if r[0] in ("load", "gate"))
+    assert loads == sorted([
+        ("load", "loaded", f"raw/{source}", good, sha[good], 3, 3, by_sensor, run_of[good]),
+        ("gate", "ok", f"validated/{source}", good, sha[good], 3, 3, by_sensor, run_of[good]),
+        ("load", "loaded", f"raw/{source}", bad, sha[bad], 2, 2, by_sensor, run_of[bad]),
+        ("gate", "error", f"validated/{source}", bad, sha[bad], 2, 0, by_sensor, run_of[bad]),
+    ])  # fmt: skip
+    by_schedule = f"schedule harmonize_{target}_schedule"
+    assert [r for r in rows if r[0] in ("harmonize", "export")] == [
+        ("harmonize", "done", f"harmonized/{target}", None, None, 3, 3, by_schedule, harmonize.run_id),
+        # the table, its unique records and its (empty) duplicate records
+        ("export", "done", f"export/{target}", None, None, 3, 6, by_schedule, harmonize.run_id),
+    ]
+    measured = {
+        (asset, metric): value
+        for asset, metric, value in psql(
+            "SELECT asset, metric, value FROM ops.run_metrics WHERE subject = %s AND run_id = %s", (source, run_of[good])
+        )
+    }
+    assert {k: v for k, v in measured.items() if k[1] != "duration_seconds"} == {
+        (f"raw/{source}", "rows"): 3.0,
+        (f"validated/{source}", "rows"): 3.0,
+        (f"validated/{source}", "rejected_rows"): 0.0,
+        (f"validated/{source}", "rejected_share"): 0.0,
+        (f"quality/profile_{source}", "quality_score"): pytest.approx(measured[(f"quality/profile_{source}", "quality_score")]),
+        (f"quality/profile_{source}", "null_rate"): pytest.approx(1 / 6),  # one blank name of 3 rows x 2 columns
+        (f"quality/profile_{source}", "null_rate:id"): 0.0,
+        (f"quality/profile_{source}", "null_rate:name"): pytest.approx(1 / 3),
+        (f"keys/{source}", "key_uniqueness"): 1.0,
+        (f"keys/{source}", "minimal_keys"): 2.0,  # id, and name (ann, bob, blank)
+        (f"keys/{source}", "duplicate_rows"): 0.0,
+    }
+    assert all(measured[(a, "duration_seconds")] > 0 for a in (f"raw/{source}", f"validated/{source}", f"keys/{source}"))
+    assert 0 < measured[(f"quality/profile_{source}", "quality_score")] <= 100
+
+    # `harmonizer audit --file NAME` prints the file's entries; --json gives them whole.
+    cli = [sys.executable, "-m", "harmonizer_pipeline.cli", "audit"]
+    table = subprocess.run([*cli, "--file", good], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert table[0].split() == ["at", "action", "status", "asset", "partition_key", "file", "sha256", "rows_in", "rows_out", "launched_by", "run_id"]
+    assert [line.split()[2:4] for line in table[1:]] == [["load", "loaded"], ["gate", "ok"]]
+    assert all(sha[good][:12] in line and by_sensor in line for line in table[1:])
+    lines = subprocess.run([*cli, "--file", bad, "--json"], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert [(e["action"], e["status"], e["rows_out"], e["sha256"]) for e in map(json.loads, lines)] == [
+        ("load", "loaded", 2, sha[bad]), ("gate", "error", 0, sha[bad])
+    ]
+    tomorrow = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)).date().isoformat()
+    later = subprocess.run([*cli, "--file", good, "--since", tomorrow], capture_output=True, text=True, check=True)
+    assert later.stdout == "no audit entries matching\n"
+    wrong = subprocess.run([*cli, "--since", "yesterday"], capture_output=True, text=True)
+    assert wrong.returncode == 2 and "Invalid value for '--since': 'yesterday' does not match the formats '%Y-%m-%d'" in wrong.stderr
+
+
+def test_a_failed_load_is_audited_with_its_error(tmp_path, schema, psql):
+    suffix = schema.removeprefix("t_")
+    source = f"af_{suffix}"
+    defs = make_defs(tmp_path, source, f"aft_{suffix}")
+    (tmp_path / "in" / "ragged.csv").write_text("id,name\nC1,ann,extra\n")
+    with dg.instance_for_test() as instance:
+        [run] = land(defs, instance, source)
+    assert not run.success
+    assert psql("SELECT action, status, file, rows_out, detail, launched_by FROM ops.audit_log WHERE asset = %s", (f"raw/{source}",)) == [
+        ("load", "failed", "ragged.csv", None, "ragged.csv: line 2 has 3 fields, the header has 2", "manual (UI, CLI or API)")
+    ]
+
+
+def test_trends_asset_warns_on_an_anomaly_and_plots_the_latest_figures(tmp_path, schema, database_url):
+    source = f"tr_{schema.removeprefix('t_')}"
+    defs = make_defs(tmp_path, source, f"trt_{schema.removeprefix('t_')}")
+    trends_job = defs.resolve_job_def("ops_trends")
+    with psycopg.connect(database_url) as conn:
+        for i, rows in enumerate([100, 101, 99, 100, 102]):
+            metrics.record(conn, f"r{i}", source, f"f{i}", f"raw/{source}", {"rows": rows, "duration_seconds": 0.5})
+            metrics.record(conn, f"r{i}", source, f"f{i}", f"validated/{source}", {"rejected_share": 0.0})
+    with dg.instance_for_test() as instance:
+        result = trends_job.execute_in_process(instance=instance)
+        [check] = result.get_asset_check_evaluations()
+        assert (check.passed, check.description) == (True, "fewer than 5 earlier files: nothing to judge yet")
+        with psycopg.connect(database_url) as conn:
+            metrics.record(conn, "r5", source, "f5", f"raw/{source}", {"rows": 2000, "duration_seconds": 0.6})
+            metrics.record(conn, "r5", source, "f5", f"validated/{source}", {"rejected_share": 0.0})
+        result = trends_job.execute_in_process(instance=instance)
+        [check] = result.get_asset_check_evaluations()
+        assert (check.passed, check.severity, check.description) == (
+            False, dg.AssetCheckSeverity.WARN, "1 of 3 metrics of f5 are anomalies"
+        )  # fmt: skip
+        [finding] = check.metadata["findings"].value.records
+        assert finding.data == {"asset": f"raw/{source}", "metric": "rows", "latest": 2000.0, "median": 100.0, "robust_z": "1282", "history": 5}  # 0.6745 * 1900 / MAD 1
+        [materialization] = [m.materialization for m in result.get_asset_materialization_events() if m.asset_key.path[1] == f"trends_{source}"]
+        plotted = materialization.metadata
+        assert (plotted["rows"], plotted["rejected_share"], plotted["duration_seconds"]) == (
+            dg.FloatMetadataValue(2000.0), dg.FloatMetadataValue(0.0), dg.FloatMetadataValue(0.6)
+        )  # fmt: skip
+        assert (plotted["files_measured"].value, plotted["latest_partition"].value, plotted["anomalies"].value) == (6, "f5", 1)
+        assert plotted["last_runs"].value.splitlines()[:2] == ["| file | rows | rejected_share | duration_seconds |", "|---|---|---|---|"]
