@@ -237,3 +237,28 @@ def test_trends_asset_warns_on_an_anomaly_and_plots_the_latest_figures(tmp_path,
         )  # fmt: skip
         assert (plotted["files_measured"].value, plotted["latest_partition"].value, plotted["anomalies"].value) == (6, "f5", 1)
         assert plotted["last_runs"].value.splitlines()[:2] == ["| file | rows | rejected_share | duration_seconds |", "|---|---|---|---|"]
+
+
+def test_automation_refreshes_trends_after_a_file_was_measured(tmp_path, schema):
+    suffix = schema.removeprefix("t_")
+    source = f"ta_{suffix}"
+    defs = make_defs(tmp_path, source, f"tat_{suffix}")
+    trends_key = dg.AssetKey(["ops", f"trends_{source}"])
+    with dg.instance_for_test() as instance:
+        cursor = None
+
+        def requested() -> int:
+            nonlocal cursor
+            result = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=dg.AssetSelection.assets(trends_key), cursor=cursor)
+            cursor = result.cursor
+            return result.get_num_requested(trends_key)
+
+        assert requested() == 0
+        (tmp_path / "in" / "one.csv").write_text("id,name\nC1,ann\n")
+        assert [r.success for r in land(defs, instance, source)] == [True]
+        assert requested() == 1
+        assert defs.resolve_job_def("ops_trends").execute_in_process(instance=instance).success
+        assert requested() == 0
+        (tmp_path / "in" / "bad.csv").write_text("id,name\nX1,eve\n")
+        assert [r.success for r in land(defs, instance, source)] == [False]
+        assert requested() == 1  # a blocked file was measured too (raw, validated): its figures count
