@@ -253,8 +253,8 @@ def audit(since, file_name: str | None, as_json: bool) -> None:
     with psycopg.connect(postgres.resolve_database_url()) as conn:
         log = audit_log.read(conn, when, file_name)
     if as_json:
-        for record in log.to_dict("records"):
-            click.echo(json.dumps({k: (v.isoformat() if k == "at" else v) for k, v in record.items()}, default=str))
+        for record in log.astype(object).where(log.notna(), None).to_dict("records"):
+            click.echo(json.dumps({k: (v.isoformat() if k == "at" else v) for k, v in record.items()}))
         return
     if log.empty:
         click.echo("no audit entries" + (" matching" if since or file_name else ""))

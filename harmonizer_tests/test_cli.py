@@ -81,6 +81,7 @@ def test_demo_runs_the_pipeline_and_prints_where_results_are(demo_home):
         "clinic_c patienten_2026-11.xlsx: loaded",
         "partner_feed patients_2026-11-20.json: loaded",
         "harmonize patients: done",
+        "trends: done (ops.run_metrics; ops/trends_<source> in the UI)",
     ]
     assert "  clinic_a patients_2026-11.csv loaded 25 rows -> raw.clinic_a" in lines
     assert "  clinic_b export.csv loaded 15 rows -> raw.clinic_b" in lines
@@ -115,6 +116,24 @@ def test_demo_runs_the_pipeline_and_prints_where_results_are(demo_home):
         f"  patients_{lines[exports].rsplit('/', 1)[1]}.zip",
     ]
     assert "make dev" in done.stdout
+
+
+def test_audit_prints_what_the_demo_did(demo_home, demo_env):
+    home, done = demo_home
+    assert done.returncode == 0
+    listed = run_cli("audit", "--json", env=demo_env)
+    assert listed.returncode == 0, listed.stderr
+    entries = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert sorted((e["action"], e["status"], e["file"], e["rows_in"], e["rows_out"]) for e in entries) == sorted([
+        ("load", "loaded", "patients_2026-11.csv", 25, 25), ("gate", "warn", "patients_2026-11.csv", 25, 24),
+        ("load", "loaded", "export.csv", 15, 15), ("gate", "ok", "export.csv", 15, 15),
+        ("load", "loaded", "patienten_2026-11.xlsx", 7, 7), ("gate", "ok", "patienten_2026-11.xlsx", 7, 7),
+        ("load", "loaded", "patients_2026-11-20.json", 6, 6), ("gate", "warn", "patients_2026-11-20.json", 6, 5),
+        ("harmonize", "done", None, 50, 44), ("export", "done", None, 44, 44),
+    ])  # fmt: skip
+    assert {e["launched_by"] for e in entries} == {"make demo"}
+    one = run_cli("audit", "--file", "export.csv", env=demo_env).stdout.splitlines()
+    assert len(one) == 3 and one[1].split()[2:5] == ["load", "loaded", "raw/clinic_b"]
 
 
 def test_demo_runs_are_stored_in_the_postgres_instance(demo_home, demo_env, monkeypatch):

@@ -153,8 +153,7 @@ def test_loads_gate_decisions_harmonization_and_export_are_audited_and_measured(
     by_schedule = f"schedule harmonize_{target}_schedule"
     assert [r for r in rows if r[0] in ("harmonize", "export")] == [
         ("harmonize", "done", f"harmonized/{target}", None, None, 3, 3, by_schedule, harmonize.run_id),
-        # the table, its unique records and its (empty) duplicate records
-        ("export", "done", f"export/{target}", None, None, 3, 6, by_schedule, harmonize.run_id),
+        ("export", "done", f"export/{target}", None, None, 3, 3, by_schedule, harmonize.run_id),
     ]
     measured = {
         (asset, metric): value
