@@ -128,6 +128,10 @@ class Deployment:
     started_at: float = field(default_factory=time.monotonic)
     automation_status: str | None = None  # the default automation sensor's status once switched on
     load_run: dict | None = None  # the landing sensor's finished load run (sample_deployment)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds from start to each stage
+
+    def mark(self, stage: str) -> None:
+        self.timings[stage] = round(time.monotonic() - self.started_at, 1)
 
     @property
     def url(self) -> str:
@@ -183,6 +187,7 @@ class Deployment:
     def stop(self) -> list[str]:
         """Stop every process (daemon, webserver, code server), their process groups and any
         descendant that left them; returns what is still alive or listening afterwards."""
+        everyone: list[psutil.Process] = []
         for name in ("daemon", "webserver", "code-server"):
             process = self.processes.get(name)
             if process is None:
@@ -191,6 +196,7 @@ class Deployment:
                 family = [process, *process.children(recursive=True)]
             except psutil.NoSuchProcess:
                 family = [process]
+            everyone.extend(family)
             _signal_group(process.pid, signal.SIGTERM)
             for member in family[1:]:
                 _signal(member, signal.SIGTERM)
@@ -202,10 +208,10 @@ class Deployment:
                 psutil.wait_procs(alive, timeout=10)
             process.wait()
         left = [f"port {port} still listening" for port in (self.grpc_port, self.web_port) if listening(port)]
-        for name, process in self.processes.items():
+        for process in everyone:
             try:
                 if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
-                    left.append(f"{name} (pid {process.pid}) still running")
+                    left.append(f"pid {process.pid} ({' '.join(process.cmdline()[:4])}) still running")
             except psutil.NoSuchProcess:
                 pass
         return left
@@ -377,15 +383,18 @@ def deployment(
              "-m", "harmonizer_pipeline.definitions", "--location-name", LOCATION],
         )  # fmt: skip
         deployed.wait_for(f"the code server on 127.0.0.1:{deployed.grpc_port}", deployed._grpc_ready, timeout=90)
+        deployed.mark("code server serving")
         deployed.start(
             "webserver",
             [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(deployed.web_port), "-w", str(deployed.workspace)],
         )
         deployed.wait_for(f"location {LOCATION} loaded in the webserver at {deployed.url}", deployed._location_loaded, timeout=90)
+        deployed.mark("webserver loaded the location")
         if before_daemon is not None:
             before_daemon(deployed)
         deployed.start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(deployed.workspace)])
         deployed.wait_for(f"healthy daemons {', '.join(NEEDED_DAEMONS)}", deployed._daemons_healthy, timeout=90)
+        deployed.mark("daemons healthy")
         yield deployed
     finally:
         left = deployed.stop()
@@ -415,4 +424,5 @@ def sample_deployment(workdir: Path, server_url: str, database: str, timeout: fl
             lambda: next((r for r in deployed.runs(job=f"load_{SOURCE}") if r["status"] in TERMINAL), None),
             timeout=timeout,
         )
+        deployed.mark("load run finished")
         yield deployed
