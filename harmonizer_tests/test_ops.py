@@ -5,6 +5,7 @@ import datetime as dt
 import hashlib
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -80,6 +81,7 @@ def test_too_little_history_judges_nothing_and_a_rerun_replaces_a_files_value():
     [
         ({"dagster/parent_run_id": "abc", "dagster/sensor_name": "s_landing"}, "re-run of abc"),
         ({"dagster/parent_run_id": "abc", "user": "ann@x.org"}, "re-run of abc by ann@x.org"),
+        ({"dagster/sensor_name": "s_landing", "parent": "abc"}, "re-run of abc"),
         ({"harmonizer/launched_by": "make demo", "dagster/sensor_name": "s"}, "make demo"),
         ({"dagster/schedule_name": "harmonize_patients_schedule"}, "schedule harmonize_patients_schedule"),
         ({"dagster/from_automation_condition": "true", "dagster/sensor_name": "default_automation_condition_sensor"}, "declarative automation"),
@@ -90,7 +92,8 @@ def test_too_little_history_judges_nothing_and_a_rerun_replaces_a_files_value():
     ],
 )
 def test_launched_by_names_who_or_what_started_the_run(tags, expected):
-    assert audit.launched_by(tags) == expected
+    tags = dict(tags)
+    assert audit.launched_by(tags, tags.pop("parent", None)) == expected
 
 
 @pytest.mark.parametrize(
@@ -261,3 +264,43 @@ def test_automation_refreshes_trends_after_a_file_was_measured(tmp_path, schema)
         (tmp_path / "in" / "bad.csv").write_text("id,name\nX1,eve\n")
         assert [r.success for r in land(defs, instance, source)] == [False]
         assert requested() == 1  # a blocked file was measured too (raw, validated): its figures count
+
+
+def reexecutable_load_job() -> dg.JobDefinition:
+    """The load job of the source HZ_OPS_SOURCE configured in HZ_OPS_CONFIG (rebuilt in each
+    process that executes it)."""
+    from harmonizer_pipeline.settings import load_settings_file
+
+    settings = load_settings_file(Path(os.environ["HZ_OPS_CONFIG"]))
+    return build_definitions(settings, build_resources()).resolve_job_def(f"load_{os.environ['HZ_OPS_SOURCE']}")
+
+
+def test_a_manual_rerun_is_audited_as_a_rerun_of_its_parent(tmp_path, schema, psql, monkeypatch):
+    suffix = schema.removeprefix("t_")
+    source = f"ar_{suffix}"
+    defs = make_defs(tmp_path, source, f"art_{suffix}")
+    config = tmp_path / "harmonizer.yaml"
+    config.write_text(json.dumps({"sources": {source: {"landing": {"local": {"path": "in", "glob": "*.csv"}}, "schema": "schema.yaml"}}}))
+    monkeypatch.setenv("HZ_OPS_CONFIG", str(config))
+    monkeypatch.setenv("HZ_OPS_SOURCE", source)
+    (tmp_path / "in" / "one.csv").write_text("id,name\nC1,ann\nC2,bob\n")
+    with dg.instance_for_test() as instance:
+        [first] = land(defs, instance, source)
+        assert first.success
+        # What "Re-execute all" in the UI does: the same job, with the run's tags (its partition
+        # among them), as a child of the run.
+        rerun = dg.execute_job(
+            dg.reconstructable(reexecutable_load_job), instance, tags=first.dagster_run.tags,
+            run_config={"execution": {"config": {"in_process": {}}}},
+            reexecution_options=dg.ReexecutionOptions(parent_run_id=first.run_id),
+        )  # fmt: skip
+        assert rerun.success
+    assert psql(
+        "SELECT action, status, rows_out, launched_by, run_id FROM ops.audit_log WHERE asset IN (%s, %s) ORDER BY id",
+        (f"raw/{source}", f"validated/{source}"),
+    ) == [
+        ("load", "loaded", 2, "manual (UI, CLI or API)", first.run_id),
+        ("gate", "ok", 2, "manual (UI, CLI or API)", first.run_id),
+        ("load", "loaded", 2, f"re-run of {first.run_id}", rerun.run_id),
+        ("gate", "ok", 2, f"re-run of {first.run_id}", rerun.run_id),
+    ]

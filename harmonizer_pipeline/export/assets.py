@@ -141,7 +141,7 @@ def export_target_asset(settings: Settings, target_name: str) -> dg.AssetsDefini
         whole.append(sum(v for k, v in written.items() if k.startswith(f"{target_name}.xlsx[data")))
         with postgres.connect() as conn:
             audit.record(conn, audit.AuditEntry(
-                "export", "done", context.run.run_id, audit.launched_by(context.run.tags), f"export/{target_name}",
+                "export", "done", context.run.run_id, audit.launched_by(context.run.tags, context.run.parent_run_id), f"export/{target_name}",
                 rows_in=read.rows, rows_out=min(whole[:-1] or whole), detail=f"{len(files)} files in {directory}" + (f", {len(uploaded)} uploaded" if uploaded else ""),
             ))  # fmt: skip
             metrics.record(conn, context.run.run_id, target_name, None, f"export/{target_name}", {

@@ -123,7 +123,7 @@ def harmonized_target_asset(settings: Settings, target_name: str) -> dg.AssetsDe
             if matches is not None:
                 store.replace_side_table(conn, store.candidates_table(target_name), matches.candidates)
             audit.record(conn, audit.AuditEntry(
-                "harmonize", "done", run_id, audit.launched_by(context.run.tags), f"harmonized/{target_name}",
+                "harmonize", "done", run_id, audit.launched_by(context.run.tags, context.run.parent_run_id), f"harmonized/{target_name}",
                 rows_in=rows_mapped, rows_out=len(result.survivors), detail=f"{result.merged_rows} duplicate rows merged",
             ))  # fmt: skip
             metrics.record(conn, run_id, target_name, None, f"harmonized/{target_name}", {

@@ -67,7 +67,7 @@ def raw_source_asset(settings: Settings, source: str, partitions: dg.DynamicPart
         if entry is None:
             raise dg.Failure(f"partition {partition_key!r} of {source} has no file in ops.file_registry")
         audited = audit.AuditEntry(
-            "load", "pending", run_id, audit.launched_by(context.run.tags), f"raw/{source}", partition_key, entry.object_key
+            "load", "pending", run_id, audit.launched_by(context.run.tags, context.run.parent_run_id), f"raw/{source}", partition_key, entry.object_key
         )
 
         def failed(message: str) -> dg.Failure:

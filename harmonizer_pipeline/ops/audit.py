@@ -37,11 +37,13 @@ class AuditEntry:
     detail: str | None = None
 
 
-def launched_by(tags: Mapping[str, str]) -> str:
-    """Who or what started a run, from its tags (Dagster's own and `harmonizer/launched_by`)."""
-    if "dagster/parent_run_id" in tags:
+def launched_by(tags: Mapping[str, str], parent_run_id: str | None = None) -> str:
+    """Who or what started a run, from its parent (a re-execution) and its tags (Dagster's own
+    and `harmonizer/launched_by`)."""
+    parent = parent_run_id or tags.get("dagster/parent_run_id")
+    if parent:
         # A re-execution copies the parent's tags, so this comes first: a person re-ran it.
-        return f"re-run of {tags['dagster/parent_run_id']}" + (f" by {tags['user']}" if "user" in tags else "")
+        return f"re-run of {parent}" + (f" by {tags['user']}" if "user" in tags else "")
     if "harmonizer/launched_by" in tags:
         return tags["harmonizer/launched_by"]
     if "dagster/schedule_name" in tags:

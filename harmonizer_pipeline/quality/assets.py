@@ -118,7 +118,7 @@ def validated_source_asset(settings: Settings, source: str, partitions: dg.Dynam
         with postgres.connect() as conn:
             store.record_gate(conn, source, partition_key, run_id, summary, max_reject_rate, decision)
             audit.record(conn, audit.AuditEntry(
-                "gate", decision.severity, run_id, audit.launched_by(context.run.tags), f"validated/{source}", partition_key,
+                "gate", decision.severity, run_id, audit.launched_by(context.run.tags, context.run.parent_run_id), f"validated/{source}", partition_key,
                 entry.object_key, entry.sha256, summary.rows, summary.rows - summary.rejected_rows, decision.description,
             ))  # fmt: skip
             metrics.record(conn, run_id, source, partition_key, f"validated/{source}", {
