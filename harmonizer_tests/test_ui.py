@@ -14,9 +14,10 @@ import pytest
 
 from harmonizer_tests.deployment import SAMPLE_FILE
 
-pytestmark = pytest.mark.slow
-
 CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium")) if p and Path(p).exists()), None)
+NO_CHROMIUM = "Debian chromium is not installed: apt-get install chromium"
+# A mark, not only pytest.skip in a fixture: the session's deployment would start before it.
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)]
 # Without --disable-background-networking Chromium's own connections are refused on a closed network.
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -35,7 +36,7 @@ TABLE_ROWS_JS = "() => Array.from(document.querySelectorAll('tr')).map(tr => Arr
 @pytest.fixture(scope="module")
 def browser():
     if CHROMIUM is None:
-        pytest.skip("Debian chromium is not installed: apt-get install chromium")
+        pytest.skip(NO_CHROMIUM)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
