@@ -9,7 +9,7 @@ from harmonizer_pipeline.ingest.sensors import landing_sensor
 from harmonizer_pipeline.keys.assets import comparison_source_asset, keys_source_asset
 from harmonizer_pipeline.ops.assets import trends_source_asset
 from harmonizer_pipeline.ops.schedules import full_profile_schedule, harmonize_schedule
-from harmonizer_pipeline.ops.sensors import alerts_sensor
+from harmonizer_pipeline.ops.sensors import alerts_sensor, automation_sensors
 from harmonizer_pipeline.quality.assets import profile_source_asset, validated_source_asset
 from harmonizer_pipeline.resources import build_resources
 from harmonizer_pipeline.settings import Settings, load_settings
@@ -21,7 +21,8 @@ def build_definitions(settings: Settings, resources: dict[str, object] | None = 
     validates, profiles and analyses the keys of one file; its sensor; the job `profile_<source>`
     and its schedule; ops/trends_<source>. Per target: harmonized/<target> and export/<target>, the job
     `harmonize_<target>` that builds both, and its schedule. The job `ops_trends`;
-    the alerts sensor when channels are set."""
+    the alerts sensor when channels are set;
+    an automation sensor per source and per target."""
     assets, jobs, sensors, schedules = [], [], [], []
     for source in settings.sources:
         partitions = files_partitions(source)
@@ -47,7 +48,7 @@ def build_definitions(settings: Settings, resources: dict[str, object] | None = 
         schedules.append(harmonize_schedule(settings, target, job))
     if settings.sources:
         jobs.append(dg.define_asset_job("ops_trends", selection=dg.AssetSelection.groups("ops")))
-    sensors.append(alerts_sensor(settings))
+    sensors += [alerts_sensor(settings), *automation_sensors(settings)]
     return dg.Definitions(
         assets=assets, jobs=jobs, sensors=[s for s in sensors if s is not None], schedules=[s for s in schedules if s is not None], resources=resources or build_resources()
     )

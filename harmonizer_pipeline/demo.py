@@ -57,7 +57,7 @@ def _materialization_metadata(run: dg.ExecuteInProcessResult, key: list[str]) ->
 def run_demo(echo: Callable[[str], None] = print) -> bool:
     """One sensor tick per source, one run per new file; True when every run succeeded."""
     prepare_dagster_environment()
-    from harmonizer_pipeline.definitions import defs
+    from harmonizer_pipeline.definitions import defs, settings
     from harmonizer_pipeline.ingest import registry
     from harmonizer_pipeline.keys import store as keys_store
     from harmonizer_pipeline.quality import store
@@ -66,7 +66,7 @@ def run_demo(echo: Callable[[str], None] = print) -> bool:
     all_ok = True
     exported, harmonized = {}, {}
     with dg.DagsterInstance.get() as instance:
-        for sensor in defs.sensors:
+        for sensor in (defs.resolve_sensor_def(f"{source}_landing") for source in settings.sources):
             result = evaluate_sensor(defs, sensor, instance)
             runs = launch_requests(defs, sensor, instance, result, tags={"harmonizer/launched_by": "make demo"})
             for run in runs:

@@ -126,7 +126,7 @@ class Deployment:
     processes: dict[str, psutil.Popen] = field(default_factory=dict)
     logs: dict[str, Path] = field(default_factory=dict)
     started_at: float = field(default_factory=time.monotonic)
-    automation_status: str | None = None  # the default automation sensor's status once switched on
+    automation_status: str | None = None  # the target's automation sensor's status, as deployed
     load_run: dict | None = None  # the landing sensor's finished load run (sample_deployment)
     timings: dict[str, float] = field(default_factory=dict)  # seconds from start to each stage
 
@@ -271,23 +271,23 @@ class Deployment:
     def sensor_selector(self, name: str) -> dict:
         return {"repositoryName": REPOSITORY, "repositoryLocationName": LOCATION, "sensorName": name}
 
-    def start_sensor(self, name: str) -> str:
-        """Switch a sensor on as the UI's toggle does; returns its status."""
+    def sensor_status(self, name: str) -> str:
+        """A sensor's status as the UI shows it (RUNNING or STOPPED)."""
         data = self.graphql(
             """
-            mutation Start($selector: SensorSelector!) {
-              startSensor(sensorSelector: $selector) {
+            query Sensor($selector: SensorSelector!) {
+              sensorOrError(sensorSelector: $selector) {
                 __typename
                 ... on Sensor { sensorState { status } }
                 ... on PythonError { message }
-                ... on UnauthorizedError { message }
+                ... on SensorNotFoundError { message }
               }
             }
             """,
             {"selector": self.sensor_selector(name)},
-        )["startSensor"]
+        )["sensorOrError"]
         if data["__typename"] != "Sensor":
-            raise DeploymentError(f"startSensor {name}: {data}")
+            raise DeploymentError(f"sensor {name}: {data}")
         return data["sensorState"]["status"]
 
     # -- readiness ------------------------------------------------------------------------------
@@ -403,20 +403,19 @@ def deployment(
         raise DeploymentError("after stopping the deployment: " + "; ".join(left))
 
 
-AUTOMATION_SENSOR = "default_automation_condition_sensor"
+AUTOMATION_SENSOR = "automation_patients"  # declared running by the code location
 TERMINAL = ("SUCCESS", "FAILURE", "CANCELED")
 
 
 @contextmanager
 def sample_deployment(workdir: Path, server_url: str, database: str, timeout: float = 120) -> Iterator[Deployment]:
     """The deployment with the sample clinic_a file dropped into its landing folder before the
-    daemon starts and the default automation sensor switched on (in Dagster 1.13 it is declared
-    STOPPED, so a person switches it on in the UI; the GraphQL mutation is that toggle). Yields
-    once the landing sensor's load run has finished (`deployed.load_run`), whatever its status."""
+    daemon starts. Yields once the landing sensor's load run has finished (`deployed.load_run`),
+    whatever its status."""
 
     def prepare(deployed: Deployment) -> None:
         shutil.copyfile(SAMPLE_FILE, deployed.landing / SAMPLE_FILE.name)
-        deployed.automation_status = deployed.start_sensor(AUTOMATION_SENSOR)
+        deployed.automation_status = deployed.sensor_status(AUTOMATION_SENSOR)
 
     with deployment(workdir, server_url, database, before_daemon=prepare) as deployed:
         deployed.load_run = deployed.wait_for(

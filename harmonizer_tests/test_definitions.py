@@ -31,7 +31,13 @@ def test_definitions_are_loadable():
     dg.Definitions.validate_loadable(defs)
     keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
     assert keys == SAMPLE_ASSETS
-    assert sorted(s.name for s in defs.sensors) == [f"{name}_landing" for name in SAMPLE_SOURCES]
+    assert sorted(s.name for s in defs.sensors) == sorted(
+        [f"{name}_landing" for name in SAMPLE_SOURCES] + [f"automation_{name}" for name in (*SAMPLE_SOURCES, "patients")]
+    )
+    automation = {s.name: s for s in defs.sensors if isinstance(s, dg.AutomationConditionSensorDefinition)}
+    assert automation["automation_patients"].run_tags == {"harmonizer/target": "patients"}
+    assert automation["automation_clinic_a"].run_tags == {"harmonizer/source": "clinic_a"}
+    assert {s.default_status for s in automation.values()} == {dg.DefaultSensorStatus.RUNNING}
     assert defs.resolve_job_def("load_clinic_a").partitions_def.name == "clinic_a_files"
 
 
@@ -48,7 +54,7 @@ def sample_runs(exports):
     with dg.instance_for_test() as instance:
         runs = {
             sensor.name: launch_requests(defs, sensor, instance, evaluate_sensor(defs, sensor, instance))
-            for sensor in defs.sensors
+            for sensor in (defs.resolve_sensor_def(f"{name}_landing") for name in SAMPLE_SOURCES)
         }
         harmonize = defs.resolve_job_def("harmonize_patients")
         runs["harmonize"] = [harmonize.execute_in_process(instance=instance, raise_on_error=False) for _ in range(2)]

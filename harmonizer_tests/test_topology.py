@@ -125,11 +125,13 @@ def test_the_rows_are_in_postgresql(deployed):
 def test_automation_carried_the_load_on_to_harmonized_and_export(deployed):
     automation = {"dagster/sensor_name": AUTOMATION_SENSOR}
     [run] = deployed.wait_for(
-        "the default automation sensor's run of harmonized/patients and export/patients to finish",
+        "the automation_patients sensor's run of harmonized/patients and export/patients to finish",
         lambda: (runs := deployed.runs(tags=automation)) and all(r["status"] in TERMINAL for r in runs) and runs,
         timeout=max(20.0, 100 - (time.monotonic() - deployed.started_at)),
     )
     assert run["status"] == "SUCCESS"
+    # The tag the instance's per-target run limit counts (deploy/dagster.yaml).
+    assert {t["key"]: t["value"] for t in run["tags"]}["harmonizer/target"] == "patients"
     # Other assets downstream of the load (ops/...) may ride along in the same run.
     assert {"harmonized/patients", "export/patients"} <= {"/".join(k["path"]) for k in run["assetSelection"]}
 
