@@ -34,6 +34,7 @@ import psutil
 import yaml
 
 from harmonizer_pipeline.resources import postgres
+from harmonizer_tests.loopback import Inbox, free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 INSTANCE_YAML = PROJECT_ROOT / "deploy" / "dagster.yaml"
@@ -87,20 +88,18 @@ class DeploymentError(RuntimeError):
     pass
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def listening(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def write_config(directory: Path, landing: Path) -> Path:
-    """harmonizer.yaml with the shipped clinic_a source (landing in `landing`) and its target."""
+ALERT_WEBHOOK_ENV = "HZ_DEPLOY_ALERT_WEBHOOK"
+
+
+def write_config(directory: Path, landing: Path, ui_url: str) -> Path:
+    """harmonizer.yaml with the shipped clinic_a source (landing in `landing`), its target, and
+    alerts to a webhook (its URL in ALERT_WEBHOOK_ENV)."""
     shipped = yaml.safe_load(SHIPPED_CONFIG.read_text())
     source = dict(shipped["sources"][SOURCE])
     source["landing"] = {"local": {"path": str(landing), "glob": "*.csv"}}
@@ -109,6 +108,7 @@ def write_config(directory: Path, landing: Path) -> Path:
         "sources": {SOURCE: source},
         "targets": {TARGET: shipped["targets"][TARGET]},
         "schedules": {**shipped.get("schedules", {}), "running": False},
+        "alerts": {"ui_url": ui_url, "webhook": {"url_env": ALERT_WEBHOOK_ENV}},
     }
     path = directory / "harmonizer.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
@@ -126,6 +126,7 @@ class Deployment:
     processes: dict[str, psutil.Popen] = field(default_factory=dict)
     logs: dict[str, Path] = field(default_factory=dict)
     started_at: float = field(default_factory=time.monotonic)
+    alerts: Inbox | None = None  # the loopback server the alert webhook posts to
     automation_status: str | None = None  # the target's automation sensor's status, as deployed
     load_run: dict | None = None  # the landing sensor's finished load run (sample_deployment)
     timings: dict[str, float] = field(default_factory=dict)  # seconds from start to each stage
@@ -361,18 +362,21 @@ def deployment(
     for folder in (dagster_home, landing):
         folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(INSTANCE_YAML, dagster_home / "dagster.yaml")
-    config = write_config(workdir, landing)
+    alerts = Inbox()
+    alerts.thread.start()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "HARMONIZER_"))},
         "DAGSTER_HOME": str(dagster_home),
         "HARMONIZER_DAGSTER_PG_URL": postgres.sqlalchemy_url(database_url, "psycopg2"),
         postgres.DATABASE_URL_ENV: database_url,
         postgres.HOME_ENV: str(home),
-        "HARMONIZER_CONFIG": str(config),
+        "HARMONIZER_CONFIG": str(workdir / "harmonizer.yaml"),
+        ALERT_WEBHOOK_ENV: f"{alerts.url}/alerts",
         "PYTHONUNBUFFERED": "1",
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     }
-    deployed = Deployment(workdir=workdir, env=env, database_url=database_url, landing=landing)
+    deployed = Deployment(workdir=workdir, env=env, database_url=database_url, landing=landing, alerts=alerts)
+    write_config(workdir, landing, deployed.url)
     deployed.workspace.write_text(
         yaml.safe_dump({"load_from": [{"grpc_server": {"host": "127.0.0.1", "port": deployed.grpc_port, "location_name": LOCATION}}]})
     )
@@ -398,6 +402,8 @@ def deployment(
         yield deployed
     finally:
         left = deployed.stop()
+        alerts.server.shutdown()
+        alerts.server.server_close()
         postgres.drop_database(server_url, database)
     if left:
         raise DeploymentError("after stopping the deployment: " + "; ".join(left))

@@ -4,11 +4,8 @@ AUTH. The sensor is evaluated with real contexts on an instance the load runs wr
 
 import email
 import json
-import socket
 import ssl
-import threading
 from email import policy
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import dagster as dg
@@ -21,42 +18,10 @@ from harmonizer_pipeline.definitions import build_definitions
 from harmonizer_pipeline.ops.notifications import Alert, deliver, slack_payload
 from harmonizer_pipeline.resources import build_resources
 from harmonizer_pipeline.settings import Alerts, parse_settings
+from harmonizer_tests.loopback import Inbox, free_port
 from harmonizer_tests.test_harmonize_pipeline import SCHEMA, land
 
 USER, PASSWORD = "alerts@example.org", "s3cret-pass"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Inbox:
-    """Requests an HTTP server on loopback received: (path, content type, JSON body)."""
-
-    def __init__(self):
-        self.received: list[tuple[str, str, dict]] = []
-        inbox = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                inbox.received.append((self.path, self.headers["Content-Type"], json.loads(body)))
-                status = 500 if self.path == "/broken" else 200
-                self.send_response(status)
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def on(self, path: str) -> list[dict]:
-        return [body for p, _, body in self.received if p == path]
 
 
 @pytest.fixture

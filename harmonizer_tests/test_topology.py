@@ -6,11 +6,12 @@ the webserver's GraphQL API and from PostgreSQL."""
 
 import hashlib
 import time
+import urllib.request
 
 import psycopg
 import pytest
 
-from harmonizer_tests.deployment import AUTOMATION_SENSOR, LOCATION, METADATA_FRAGMENT, SAMPLE_FILE, TERMINAL, metadata
+from harmonizer_tests.deployment import AUTOMATION_SENSOR, DeploymentError, LOCATION, METADATA_FRAGMENT, SAMPLE_FILE, TERMINAL, metadata
 
 pytestmark = pytest.mark.slow
 
@@ -152,3 +153,27 @@ def test_automation_carried_the_load_on_to_harmonized_and_export(deployed):
     assert rows["patients.csv"] == ROWS - REJECTED
     csv = (deployed.workdir / directory / "patients.csv").read_text().splitlines()
     assert len(csv) == 1 + ROWS - REJECTED
+
+
+def test_the_daemon_sent_the_quarantine_warning_to_the_alert_webhook(deployed):
+    """harmonizer_alerts, run by the daemon on PostgreSQL storage, posts the file's warning."""
+    try:
+        [alert] = deployed.wait_for(
+            "the quarantine warning at the alert webhook",
+            lambda: [a for a in deployed.alerts.on("/alerts") if a["check"] == "quarantine"],
+            timeout=max(20.0, 150 - (time.monotonic() - deployed.started_at)),
+        )
+    except DeploymentError as err:
+        ticks = [line for line in deployed.logs["daemon"].read_text(errors="replace").splitlines() if "harmonizer_alerts" in line]
+        raise AssertionError(f"{err}\nthe alert sensor's ticks:\n" + "\n".join(ticks)) from None
+    load_run = deployed.load_run["runId"]
+    assert {k: alert[k] for k in ("event", "asset", "check", "severity", "file", "partition", "job", "run_id", "run_url")} == {
+        "event": "check_warning", "asset": "validated/clinic_a", "check": "quarantine", "severity": "WARN",
+        "file": SAMPLE_FILE.name, "partition": PARTITION, "job": "load_clinic_a", "run_id": load_run,
+        "run_url": f"{deployed.url}/runs/{load_run}",
+    }  # fmt: skip
+    assert alert["counts"] == {"rows": ROWS, "rejected_rows": REJECTED, "reject_rate": REJECTED / ROWS, "max_reject_rate": 0.05}
+    assert alert["message"] == "1 of 25 rows rejected (4.00%) and quarantined in quality.rejected_rows, within max_reject_rate 5.00%"
+    # The link opens the run in the UI.
+    with urllib.request.urlopen(alert["run_url"], timeout=30) as page:
+        assert page.status == 200
