@@ -189,61 +189,81 @@ def make_defs(tmp_path: Path, source: str, alerts: dict) -> dg.Definitions:
     return build_definitions(parse_settings(json.dumps(config), base_dir=tmp_path), build_resources())
 
 
+@pytest.fixture
+def pg_instance(server_url, schema):
+    """A Dagster instance on PostgreSQL storage, as deployed (a database of its own, dropped after)."""
+    from harmonizer_pipeline.resources import postgres
+
+    name = f"alerts_{schema}"
+    postgres.ensure_database(server_url, name)
+    url = postgres.sqlalchemy_url(postgres.with_database(server_url, name), "psycopg2")
+    with dg.instance_for_test(overrides={"storage": {"postgres": {"postgres_url": url}}}) as instance:
+        yield instance
+    postgres.drop_database(server_url, name)
+
+
 def tick(defs: dg.Definitions, instance, cursor: str | None) -> tuple[str, str | None]:
     context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
     result = defs.resolve_sensor_def("harmonizer_alerts")(context)
     return result.skip_message, context.cursor
 
 
-def test_the_sensor_alerts_on_a_failed_run_and_a_warned_check_with_file_counts_and_link(tmp_path, schema, inbox, smtp_server, alert_env):
+def test_the_sensor_alerts_on_a_failed_run_and_a_warned_check_with_file_counts_and_link(tmp_path, schema, inbox, smtp_server, alert_env, pg_instance):
     mailbox, port = smtp_server
     source = f"al_{schema.removeprefix('t_')}"
     defs = make_defs(tmp_path, source, alert_settings(inbox.url, port))
-    with dg.instance_for_test() as instance:
-        message, cursor = tick(defs, instance, None)
-        assert message == "watching for run failures and failed checks from now on"
-        # One row of three breaks the schema (within max_reject_rate: a warning), the other file is ragged.
-        (tmp_path / "in" / "warn.csv").write_text("id,name\nC1,ann\nX2,bob\nC3,cy\n")
-        (tmp_path / "in" / "ragged.csv").write_text("id,name\nC4,dee\nC5,eve,extra\n")
-        runs = {r.dagster_run.tags["harmonizer/file"]: r for r in land(defs, instance, source)}
-        assert {f: r.success for f, r in runs.items()} == {"warn.csv": True, "ragged.csv": False}
-        message, cursor = tick(defs, instance, cursor)
-        assert message == "1 failed run(s), 1 failed check(s): 6 alert(s) sent, 0 failed to send"
-        hooks = inbox.on("/hook")
-        assert [(h["event"], h["asset"], h["check"], h["file"]) for h in hooks] == [
-            ("run_failure", f"raw/{source}", None, "ragged.csv"),
-            ("check_warning", f"validated/{source}", "quarantine", "warn.csv"),
-        ]
-        warned = next(h for h in hooks if h["event"] == "check_warning")
-        failed = next(h for h in hooks if h["event"] == "run_failure")
-        assert warned["counts"] == {"rows": 3, "rejected_rows": 1, "reject_rate": pytest.approx(1 / 3), "max_reject_rate": 0.5}
-        assert warned["severity"] == "WARN" and warned["partition"] == runs["warn.csv"].dagster_run.tags["dagster/partition"]
-        assert warned["run_url"] == f"http://dagster.example:3000/runs/{runs['warn.csv'].run_id}"
-        assert failed["message"] == "ragged.csv: line 3 has 3 fields, the header has 2"
-        assert failed["job"] == f"load_{source}" and failed["run_url"].endswith(runs["ragged.csv"].run_id)
-        assert len(inbox.on("/services/T000/B000/XXXX")) == 2
-        assert sorted(m["Subject"].strip() for _, _, m, _ in mailbox.messages) == sorted(h["summary"] for h in hooks)
-        # Nothing new: nothing sent again.
-        message, cursor = tick(defs, instance, cursor)
-        assert message == "0 failed run(s), 0 failed check(s): 0 alert(s) sent, 0 failed to send" and len(inbox.received) == 4
+    instance = pg_instance
+    message, cursor = tick(defs, instance, None)
+    assert message == "watching for run failures and failed checks from now on"
+    # One row of three breaks the schema (within max_reject_rate: a warning), the other file is ragged.
+    (tmp_path / "in" / "warn.csv").write_text("id,name\nC1,ann\nX2,bob\nC3,cy\n")
+    (tmp_path / "in" / "ragged.csv").write_text("id,name\nC4,dee\nC5,eve,extra\n")
+    runs = {r.dagster_run.tags["harmonizer/file"]: r for r in land(defs, instance, source)}
+    assert {f: r.success for f, r in runs.items()} == {"warn.csv": True, "ragged.csv": False}
+    message, cursor = tick(defs, instance, cursor)
+    assert message == "1 failed run(s), 1 failed check(s): 6 alert(s) sent, 0 failed to send"
+    hooks = inbox.on("/hook")
+    assert [(h["event"], h["asset"], h["check"], h["file"]) for h in hooks] == [
+        ("run_failure", f"raw/{source}", None, "ragged.csv"),
+        ("check_warning", f"validated/{source}", "quarantine", "warn.csv"),
+    ]
+    warned = next(h for h in hooks if h["event"] == "check_warning")
+    failed = next(h for h in hooks if h["event"] == "run_failure")
+    assert warned["counts"] == {"rows": 3, "rejected_rows": 1, "reject_rate": pytest.approx(1 / 3), "max_reject_rate": 0.5}
+    assert warned["severity"] == "WARN" and warned["partition"] == runs["warn.csv"].dagster_run.tags["dagster/partition"]
+    assert warned["run_url"] == f"http://dagster.example:3000/runs/{runs['warn.csv'].run_id}"
+    assert failed["message"] == "ragged.csv: line 3 has 3 fields, the header has 2"
+    assert failed["job"] == f"load_{source}" and failed["run_url"].endswith(runs["ragged.csv"].run_id)
+    assert len(inbox.on("/services/T000/B000/XXXX")) == 2
+    assert sorted(m["Subject"].strip() for _, _, m, _ in mailbox.messages) == sorted(h["summary"] for h in hooks)
+    # Nothing new: nothing sent again.
+    message, cursor = tick(defs, instance, cursor)
+    assert message == "0 failed run(s), 0 failed check(s): 0 alert(s) sent, 0 failed to send" and len(inbox.received) == 4
 
 
-def test_a_channel_down_does_not_fail_the_sensor_tick(tmp_path, schema, inbox, alert_env, monkeypatch):
+def test_a_channel_down_does_not_fail_the_sensor_tick(tmp_path, schema, inbox, alert_env, monkeypatch, pg_instance):
     source = f"ad_{schema.removeprefix('t_')}"
     monkeypatch.setenv("HZ_TEST_WEBHOOK", f"http://127.0.0.1:{free_port()}/hook")
     defs = make_defs(tmp_path, source, alert_settings(inbox.url, None, on=["run_failure"]))
-    with dg.instance_for_test() as instance:
-        _, cursor = tick(defs, instance, None)
-        (tmp_path / "in" / "ragged.csv").write_text("id,name\nC5,eve,extra\n")
-        (tmp_path / "in" / "warn.csv").write_text("id,name\nC1,ann\nX2,bob\n")
-        land(defs, instance, source)
-        message, _ = tick(defs, instance, cursor)
-        # The warned check is not among `on`; the run failure reaches Slack, the webhook is down.
-        assert message.endswith("1 alert(s) sent, 1 failed to send")
-        [slack] = inbox.on("/services/T000/B000/XXXX")
-        assert slack["text"] == f"harmonizer: run failed: raw/{source} (ragged.csv)"
+    instance = pg_instance
+    _, cursor = tick(defs, instance, None)
+    (tmp_path / "in" / "ragged.csv").write_text("id,name\nC5,eve,extra\n")
+    (tmp_path / "in" / "warn.csv").write_text("id,name\nC1,ann\nX2,bob\n")
+    land(defs, instance, source)
+    message, _ = tick(defs, instance, cursor)
+    # The warned check is not among `on`; the run failure reaches Slack, the webhook is down.
+    assert message.endswith("1 alert(s) sent, 1 failed to send")
+    [slack] = inbox.on("/services/T000/B000/XXXX")
+    assert slack["text"] == f"harmonizer: run failed: raw/{source} (ragged.csv)"
 
 
 def test_no_channels_no_sensor(tmp_path, schema):
     defs = make_defs(tmp_path, f"an_{schema.removeprefix('t_')}", {})
     assert "harmonizer_alerts" not in [s.name for s in defs.sensors]
+
+
+def test_an_instance_with_an_event_log_per_run_is_told_to_use_postgres(tmp_path, schema, inbox, alert_env):
+    defs = make_defs(tmp_path, f"as_{schema.removeprefix('t_')}", alert_settings(inbox.url, None))
+    with dg.instance_for_test() as instance:  # SQLite, one event log per run
+        message, cursor = tick(defs, instance, None)
+    assert (message, cursor) == ("alerts need an instance on PostgreSQL storage (dagster.yaml); this one keeps an event log per run", None)

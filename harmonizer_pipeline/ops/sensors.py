@@ -6,13 +6,11 @@ import json
 
 import dagster as dg
 from dagster._core.events import DagsterEventType
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecord, AssetCheckExecutionRecordStatus
 
 from harmonizer_pipeline.ops.notifications import Alert, deliver
 from harmonizer_pipeline.settings import Settings
 
 BATCH = 200  # records read per query; the cursors resume after the last one handled
-FAILED = {AssetCheckExecutionRecordStatus.FAILED}
 
 
 def _run_link(ui_url: str, run_id: str) -> str:
@@ -45,8 +43,8 @@ def run_failure_alert(instance: dg.DagsterInstance, record, ui_url: str) -> Aler
     )
 
 
-def check_alert(instance: dg.DagsterInstance, record: AssetCheckExecutionRecord, ui_url: str) -> Alert:
-    evaluation = record.event.dagster_event.event_specific_data
+def check_alert(instance: dg.DagsterInstance, record, ui_url: str) -> Alert:
+    evaluation = record.event_log_entry.dagster_event.event_specific_data
     run = instance.get_run_by_id(record.run_id)
     tags = run.tags if run else {}
     warn = evaluation.severity == dg.AssetCheckSeverity.WARN
@@ -65,32 +63,17 @@ def check_alert(instance: dg.DagsterInstance, record: AssetCheckExecutionRecord,
     )
 
 
-# Both kinds are read through APIs every event log storage serves (run status changes and the
-# asset check executions table), each with its own cursor: storage ids of different kinds are
-# not comparable on run-sharded storage.
+# Check evaluations are read from the event log in storage-id order (the order they were
+# stored): the asset check executions table is not, its rows are created when a run is planned.
+# Storage ids are global on PostgreSQL, the instance storage harmonizer deploys with.
 def _run_failures(instance: dg.DagsterInstance, after: int | None, limit: int) -> list:
     records_filter = dg.RunStatusChangeRecordsFilter(DagsterEventType.RUN_FAILURE, after_storage_id=after)
     return list(instance.fetch_run_status_changes(records_filter, limit=limit, ascending=after is not None).records)
 
 
-def _check_failures(instance: dg.DagsterInstance, check_keys, after: int) -> list[AssetCheckExecutionRecord]:
-    """Failed (or warned) check executions with an id above `after`, oldest first."""
-    found = []
-    for key in check_keys:
-        before = None
-        while True:  # newest first, a page at a time, until the cursor is passed
-            page = instance.event_log_storage.get_asset_check_execution_history(key, limit=BATCH, cursor=before, status=FAILED)
-            fresh = [r for r in page if r.id > after]
-            found += fresh
-            if len(page) < BATCH or len(fresh) < len(page):
-                break
-            before = page[-1].id
-    return sorted(found, key=lambda r: r.id)
-
-
-def _latest_check_id(instance: dg.DagsterInstance, check_keys) -> int:
-    latest = (instance.event_log_storage.get_asset_check_execution_history(key, limit=1) for key in check_keys)
-    return max((page[0].id for page in latest if page), default=0)
+def _check_evaluations(instance: dg.DagsterInstance, after: int) -> list:
+    records_filter = dg.EventRecordsFilter(DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=after)
+    return list(instance.get_event_records(records_filter, limit=BATCH, ascending=True))
 
 
 def alerts_sensor(settings: Settings) -> dg.SensorDefinition | None:
@@ -106,18 +89,20 @@ def alerts_sensor(settings: Settings) -> dg.SensorDefinition | None:
     )
     def harmonizer_alerts(context: dg.SensorEvaluationContext) -> dg.SkipReason:
         instance = context.instance
-        check_keys = list(context.repository_def.asset_graph.asset_check_keys)
+        if instance.event_log_storage.is_run_sharded:
+            return dg.SkipReason("alerts need an instance on PostgreSQL storage (dagster.yaml); this one keeps an event log per run")
         if context.cursor is None:
             # Started now: alerts are about what happens from here on, not the instance's past.
             latest_run = _run_failures(instance, None, 1)
-            cursor = {"runs": latest_run[0].storage_id if latest_run else 0, "checks": _latest_check_id(instance, check_keys)}
+            cursor = {"runs": latest_run[0].storage_id if latest_run else 0, "checks": instance.event_log_storage.get_maximum_record_id() or 0}
             context.update_cursor(json.dumps(cursor))
             return dg.SkipReason("watching for run failures and failed checks from now on")
         cursor = json.loads(context.cursor)
         runs = _run_failures(instance, cursor["runs"], BATCH)
-        checks = _check_failures(instance, check_keys, cursor["checks"])
+        checks = _check_evaluations(instance, cursor["checks"])
+        failed_checks = [r for r in checks if not r.event_log_entry.dagster_event.event_specific_data.passed]
         alerts = [run_failure_alert(instance, r, options.ui_url) for r in runs]
-        alerts += [check_alert(instance, r, options.ui_url) for r in checks]
+        alerts += [check_alert(instance, r, options.ui_url) for r in failed_checks]
         sent = failed = 0
         for alert in alerts:
             if alert.event not in options.on:
@@ -129,9 +114,9 @@ def alerts_sensor(settings: Settings) -> dg.SensorDefinition | None:
                     failed += 1
                     context.log.warning(f"alert {alert.summary!r} not sent to {channel}: {problem}")
         context.update_cursor(json.dumps({
-            "runs": runs[-1].storage_id if runs else cursor["runs"], "checks": checks[-1].id if checks else cursor["checks"],
+            "runs": runs[-1].storage_id if runs else cursor["runs"], "checks": checks[-1].storage_id if checks else cursor["checks"],
         }))  # fmt: skip
-        return dg.SkipReason(f"{len(runs)} failed run(s), {len(checks)} failed check(s): {sent} alert(s) sent, {failed} failed to send")
+        return dg.SkipReason(f"{len(runs)} failed run(s), {len(failed_checks)} failed check(s): {sent} alert(s) sent, {failed} failed to send")
 
     return harmonizer_alerts
 
