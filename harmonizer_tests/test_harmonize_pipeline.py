@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationTargetMaterializationData
 
 from harmonizer_pipeline.definitions import build_definitions
 from harmonizer_pipeline.demo import evaluate_sensor, launch_requests
@@ -198,3 +199,48 @@ def test_automation_takes_a_gated_load_to_harmonized_and_export(tmp_path, names)
         [blocked] = land(defs, instance, names["a"])
         assert not blocked.success
         assert requested() == (0, 0)  # the gate blocked the file: nothing downstream runs
+
+
+def test_automation_waits_for_the_gate_when_a_tick_falls_between_load_and_check(tmp_path, names):
+    """The daemon may evaluate between a file's validated materialization and its schema_gate
+    result: the file must trigger the target once its own gate passed, and never when it failed."""
+    from harmonizer_pipeline.resources import build_resources
+
+    defs = make_defs(tmp_path, names, build_resources())
+    validated, harmonized = dg.AssetKey(["validated", names["a"]]), dg.AssetKey(["harmonized", names["target"]])
+    partitions = defs.resolve_assets_def(validated).partitions_def
+    with dg.instance_for_test() as instance:
+        cursor = None
+
+        def requested() -> int:
+            nonlocal cursor
+            result = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=dg.AssetSelection.assets(harmonized), cursor=cursor)
+            cursor = result.cursor
+            return result.get_num_requested(harmonized)
+
+        def load(partition: str) -> None:
+            instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=validated, partition=partition))
+
+        def gate(partition: str, passed: bool) -> None:
+            [latest] = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=validated, asset_partitions=[partition]), limit=1).records
+            target = AssetCheckEvaluationTargetMaterializationData(storage_id=latest.storage_id, run_id=latest.run_id, timestamp=latest.timestamp)
+            evaluation = dg.AssetCheckEvaluation(
+                asset_key=validated, check_name="schema_gate", passed=passed, partition=partition, target_materialization_data=target
+            )
+            instance.report_runless_asset_event(evaluation)
+
+        instance.add_dynamic_partitions(partitions.name, ["one", "two", "three"])
+        assert requested() == 0
+        load("one")
+        assert requested() == 0  # its gate has not decided yet
+        gate("one", passed=True)
+        assert [requested(), requested()] == [1, 0]
+        load("two")
+        assert requested() == 0
+        gate("two", passed=False)  # blocked; the file before it still passes its own gate
+        assert [requested(), requested()] == [0, 0]
+        load("three")
+        gate("three", passed=True)
+        assert [requested(), requested()] == [1, 0]
+        load("one")  # loaded again: its earlier gate result no longer counts
+        assert [requested(), requested()] == [0, 0]

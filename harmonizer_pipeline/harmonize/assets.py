@@ -46,11 +46,12 @@ def _validated_rows(url: str, source: str, left_out: list[str]) -> pd.DataFrame 
 
 # A target is rebuilt when a file of one of its sources passed its gate (a file the gate blocked
 # triggers nothing, and its rows stay out anyway). Unlike eager(), files that never loaded do not
-# hold the target back: it takes all validated rows there are.
+# hold the target back: it takes all validated rows there are. A tick may fall between a file's
+# materialization and its gate result, so a gate that passes after the load triggers too.
+_GATE_PASSED = dg.AutomationCondition.all_checks_match(dg.AutomationCondition.check_passed(), blocking_only=True)
 AFTER_GATED_LOADS = (
     dg.AutomationCondition.any_deps_match(
-        dg.AutomationCondition.newly_updated()
-        & dg.AutomationCondition.all_checks_match(dg.AutomationCondition.check_passed(), blocking_only=True)
+        (dg.AutomationCondition.newly_updated() & _GATE_PASSED) | _GATE_PASSED.newly_true()
     ).since_last_handled()
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()

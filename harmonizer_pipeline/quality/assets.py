@@ -1,6 +1,7 @@
 """validated/<source> behind its blocking schema gate, and quality/profile_<source> with its drift check."""
 
 import time
+import warnings
 
 import dagster as dg
 import pandas as pd
@@ -28,6 +29,15 @@ OWNERS = ["team:data-engineering"]
 
 # For assets downstream of validated/<source>: run when upstream updates, unless its gate failed.
 GATED_EAGER = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+
+
+def file_check_spec(name: str, key: dg.AssetKey, partitions: dg.PartitionsDefinition, description: str, *, blocking: bool = False) -> dg.AssetCheckSpec:
+    """A check partitioned like its asset, so each file has its own result: automation and the UI
+    judge a file by its own gate, not by whichever file was checked last. Partitioned checks are
+    a preview in Dagster 1.13 (pinned); test_harmonize_pipeline's automation tests hold them to it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return dg.AssetCheckSpec(name, asset=key, blocking=blocking, description=description, partitions_def=partitions)
 
 
 def file_columns(conn, source: str, partition_key: str) -> tuple[registry.RegistryEntry, list[str]]:
@@ -72,12 +82,12 @@ def validated_source_asset(settings: Settings, source: str, partitions: dg.Dynam
         # Not "schema": the IO manager takes that key for the PostgreSQL schema.
         metadata={"partition_expr": PARTITION_COLUMN, "pandera_schema": config.pandera_schema or "(none: rows pass as text)"},
         check_specs=[
-            dg.AssetCheckSpec(GATE_CHECK, asset=key, blocking=True, description=gate_description),
+            file_check_spec(GATE_CHECK, key, partitions, gate_description, blocking=True),
             # The gate passes a file with rows quarantined within max_reject_rate (downstream goes on);
             # this check is where that shows as a warning, in the UI and to the alert channels.
-            dg.AssetCheckSpec(
-                QUARANTINE_CHECK, asset=key,
-                description=f"Warns when some of {source}'s rows were quarantined in quality.rejected_rows and the gate still let the file through.",
+            file_check_spec(
+                QUARANTINE_CHECK, key, partitions,
+                f"Warns when some of {source}'s rows were quarantined in quality.rejected_rows and the gate still let the file through.",
             ),
         ],
         group_name="quality",
@@ -186,10 +196,9 @@ def profile_source_asset(settings: Settings, source: str, partitions: dg.Dynamic
         partitions_def=partitions,
         deps=[dg.AssetKey(["raw", source])],
         check_specs=[
-            dg.AssetCheckSpec(
-                DRIFT_CHECK,
-                asset=key,
-                description="Warns when the file's columns, types, missing or distinct shares, or categories differ from the previous file's.",
+            file_check_spec(
+                DRIFT_CHECK, key, partitions,
+                "Warns when the file's columns, types, missing or distinct shares, or categories differ from the previous file's.",
             )
         ],
         group_name="quality",
