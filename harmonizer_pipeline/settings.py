@@ -292,10 +292,17 @@ class Alerts(_Model):
 
 
 class Trends(_Model):
-    min_history: int = Field(default=5, ge=3, description="Earlier files a metric needs before the latest is judged against them.")
+    min_history: int = Field(default=5, ge=5, description="Earlier files a metric needs before the latest is judged against them (at least 5: a median and MAD of fewer say little).")
     window: int = Field(default=30, ge=3, description="How many earlier files the comparison looks back over.")
     z_threshold: float = Field(default=3.5, gt=0, description="Robust z-score (median/MAD) beyond which a metric is an anomaly.")
     shown_runs: int = Field(default=10, ge=1, description="Files listed in the markdown table of the last runs.")
+
+    @model_validator(mode="after")
+    def _window_holds_the_history(self) -> Trends:
+        # A window narrower than min_history would silently never judge a file.
+        if self.window < self.min_history:
+            raise ValueError(f"window {self.window} is smaller than min_history {self.min_history}: no file would ever be judged")
+        return self
 
 
 class B2Export(_Model):
