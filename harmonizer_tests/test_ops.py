@@ -76,6 +76,16 @@ def test_too_little_history_judges_nothing_and_a_rerun_replaces_a_files_value():
     assert trends.compare(planted({}), 5, 30, 3.5, 10).latest_partition is None
 
 
+def test_a_rerun_of_an_older_file_is_the_latest_run_and_is_judged_against_the_others():
+    history = planted({"rows": [10, 10, 11, 10, 9, 10]})
+    # f1 measured again after f5 (a manual re-run of its partition), with far more rows.
+    rerun = pd.DataFrame([("f1", "raw/s", "rows", 500.0, "again", T0 + dt.timedelta(hours=1))], columns=history.columns)
+    report = trends.compare(pd.concat([history, rerun]), min_history=5, window=30, threshold=3.5, shown=3)
+    assert report.latest_partition == "f1" and report.runs == 6
+    assert [(t.latest, t.median, t.history, t.anomaly) for t in report.trends] == [(500.0, 10.0, 5, True)]  # f0, f2..f5
+    assert report.table["file"].tolist() == ["f4", "f5", "f1"]
+
+
 @pytest.mark.parametrize(
     "tags, expected",
     [

@@ -1,4 +1,4 @@
-"""ops/trends_<source>: the source's latest file against its history of files, with a WARN check."""
+"""ops/trends_<source>: the source's latest run (the file measured last) against its other files, with a WARN check."""
 
 import dagster as dg
 
@@ -31,8 +31,8 @@ def trends_source_asset(settings: Settings, source: str) -> dg.AssetsDefinition:
                 TRENDS_CHECK,
                 asset=key,
                 description=(
-                    f"Warns when a metric of {source}'s latest file lies beyond robust z {options.z_threshold} "
-                    f"(median/MAD of at least {options.min_history} earlier files)."
+                    f"Warns when a metric of {source}'s latest run (the file measured last) lies beyond robust z "
+                    f"{options.z_threshold} (median/MAD of at least {options.min_history} other files)."
                 ),
             )
         ],

@@ -1,8 +1,9 @@
 """Run-to-run comparison of a source's files (no dagster).
 
 Each file (partition) is one run of the source; its value of a metric is the last one recorded
-for it (a re-run replaces what an earlier run measured). The latest file's value is judged
-against the earlier files' values in a window by the robust z-score of Iglewicz and Hoaglin:
+for it (a re-run replaces what an earlier run measured). The file measured last (the latest run,
+which may be a re-run of an older file) is judged against the other files' values in a window,
+nearest runs first, by the robust z-score of Iglewicz and Hoaglin:
 z = 0.6745 (x - median) / MAD. When the MAD is 0 (more than half the earlier values equal),
 the mean absolute deviation stands in (z = (x - median) / (1.2533 meanAD)); when that is 0 too,
 every earlier value was the same and any other value is an anomaly.
@@ -62,18 +63,19 @@ def robust_z(value: float, earlier) -> tuple[float, float, float]:
 
 
 def per_file(history: pd.DataFrame) -> pd.DataFrame:
-    """Rows: files in the order they were first measured; columns: (asset, metric); each cell the
-    last value recorded for that file."""
+    """Rows: files in the order they were last measured (a re-run of an older file is the latest
+    run, so it is the one judged); columns: (asset, metric); each cell the last value recorded for
+    that file."""
     if history.empty:
         return pd.DataFrame()
-    order = history.groupby("partition_key", sort=False)["recorded_at"].min().sort_values().index
+    order = history.groupby("partition_key", sort=False)["recorded_at"].max().sort_values(kind="stable").index
     last = history.groupby(["partition_key", "asset", "metric"], sort=False)["value"].last()
     return last.unstack(["asset", "metric"]).reindex(order)
 
 
 def compare(history: pd.DataFrame, min_history: int, window: int, threshold: float, shown: int) -> TrendReport:
-    """Judge the latest file against up to `window` earlier ones; a metric needs `min_history`
-    earlier values to be judged at all."""
+    """Judge the file measured last against up to `window` others measured before it; a metric
+    needs `min_history` earlier values to be judged at all."""
     files = per_file(history)
     if files.empty:
         return TrendReport(None, 0, [], pd.DataFrame(columns=["file", *SHOWN_METRICS]))
