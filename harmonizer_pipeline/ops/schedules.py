@@ -29,7 +29,7 @@ def harmonize_schedule(settings: Settings, target: str, job) -> dg.ScheduleDefin
 def full_profile_schedule(
     settings: Settings, source: str, job, partitions: dg.DynamicPartitionsDefinition
 ) -> dg.ScheduleDefinition | None:
-    """profile_<source> on schedules.full_profile, for the source's latest file; None when unset."""
+    """profile_<source> on schedules.full_profile, for the source's latest loaded file; None when unset."""
     cron = settings.schedules.full_profile
     if cron is None:
         return None
@@ -44,10 +44,14 @@ def full_profile_schedule(
         description=f"The latest file of {source} profiled again (fresh figures and drift), on {cron} ({settings.schedules.timezone}).",
     )
     def full_profile(context: dg.ScheduleEvaluationContext):
+        # The sensor adds a file's partition before loading it: a file whose load failed (or is
+        # still running) has nothing to profile, so the latest file raw/<source> holds is taken.
         files = context.instance.get_dynamic_partitions(partitions.name)
-        if not files:
+        status = context.instance.get_status_by_partition(dg.AssetKey(["raw", source]), files, partitions) or {}
+        loaded = [f for f in files if status.get(f) == dg.AssetPartitionStatus.MATERIALIZED]
+        if not loaded:
             return dg.SkipReason(f"no file of {source} has been loaded yet")
         tick = context.scheduled_execution_time.isoformat()
-        return dg.RunRequest(run_key=f"{files[-1]}@{tick}", partition_key=files[-1], tags={"harmonizer/launched_by": f"schedule {name}"})
+        return dg.RunRequest(run_key=f"{loaded[-1]}@{tick}", partition_key=loaded[-1], tags={"harmonizer/launched_by": f"schedule {name}"})
 
     return full_profile
