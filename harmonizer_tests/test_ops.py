@@ -92,6 +92,10 @@ def test_a_rerun_of_an_older_file_is_the_latest_run_and_is_judged_against_the_ot
         ({"dagster/parent_run_id": "abc", "dagster/sensor_name": "s_landing"}, "re-run of abc"),
         ({"dagster/parent_run_id": "abc", "user": "ann@x.org"}, "re-run of abc by ann@x.org"),
         ({"dagster/sensor_name": "s_landing", "parent": "abc"}, "re-run of abc"),
+        # The retry daemon's tags: the parent's, plus dagster/retry_number (and parent/root run ids).
+        ({"dagster/parent_run_id": "abc", "dagster/root_run_id": "abc", "dagster/retry_number": "1", "dagster/sensor_name": "s_landing"},
+         "automatic retry 1 of abc (sensor s_landing)"),
+        ({"dagster/parent_run_id": "def", "dagster/root_run_id": "abc", "dagster/retry_number": "2"}, "automatic retry 2 of def"),
         ({"harmonizer/launched_by": "make demo", "dagster/sensor_name": "s"}, "make demo"),
         ({"dagster/schedule_name": "harmonize_patients_schedule"}, "schedule harmonize_patients_schedule"),
         ({"dagster/from_automation_condition": "true", "dagster/sensor_name": "default_automation_condition_sensor"}, "declarative automation"),
@@ -286,14 +290,19 @@ def reexecutable_load_job() -> dg.JobDefinition:
     return build_definitions(settings, build_resources()).resolve_job_def(f"load_{os.environ['HZ_OPS_SOURCE']}")
 
 
-def test_a_manual_rerun_is_audited_as_a_rerun_of_its_parent(tmp_path, schema, psql, monkeypatch):
-    suffix = schema.removeprefix("t_")
-    source = f"ar_{suffix}"
-    defs = make_defs(tmp_path, source, f"art_{suffix}")
+def reexecutable(tmp_path: Path, source: str, monkeypatch) -> None:
+    """Make reexecutable_load_job the load job of `source` (as make_defs configured it)."""
     config = tmp_path / "harmonizer.yaml"
     config.write_text(json.dumps({"sources": {source: {"landing": {"local": {"path": "in", "glob": "*.csv"}}, "schema": "schema.yaml"}}}))
     monkeypatch.setenv("HZ_OPS_CONFIG", str(config))
     monkeypatch.setenv("HZ_OPS_SOURCE", source)
+
+
+def test_a_manual_rerun_is_audited_as_a_rerun_of_its_parent(tmp_path, schema, psql, monkeypatch):
+    suffix = schema.removeprefix("t_")
+    source = f"ar_{suffix}"
+    defs = make_defs(tmp_path, source, f"art_{suffix}")
+    reexecutable(tmp_path, source, monkeypatch)
     (tmp_path / "in" / "one.csv").write_text("id,name\nC1,ann\nC2,bob\n")
     with dg.instance_for_test() as instance:
         [first] = land(defs, instance, source)
@@ -315,3 +324,43 @@ def test_a_manual_rerun_is_audited_as_a_rerun_of_its_parent(tmp_path, schema, ps
         ("load", "loaded", 2, f"re-run of {first.run_id}", rerun.run_id),
         ("gate", "ok", 2, f"re-run of {first.run_id}", rerun.run_id),
     ]
+
+
+def test_an_automatic_retry_is_audited_as_one_and_keeps_the_first_launcher(tmp_path, schema, psql, monkeypatch):
+    from dagster._core.storage.tags import RETRY_NUMBER_TAG, TAGS_TO_MAYBE_OMIT_ON_RETRY
+
+    from harmonizer_pipeline.demo import evaluate_sensor, launch_requests
+
+    suffix = schema.removeprefix("t_")
+    source = f"rt_{suffix}"
+    defs = make_defs(tmp_path, source, f"rtt_{suffix}")
+    reexecutable(tmp_path, source, monkeypatch)
+    landed, away = tmp_path / "in" / "one.csv", tmp_path / "one.csv"
+    landed.write_text("id,name\nC1,ann\n")
+    with dg.instance_for_test() as instance:
+        sensor = defs.resolve_sensor_def(f"{source}_landing")
+        tick = evaluate_sensor(defs, sensor, instance)
+        landed.rename(away)  # gone for a moment after the sensor saw it: the load fails
+        [first] = launch_requests(defs, sensor, instance, tick, tags={"dagster/sensor_name": sensor.name})
+        assert not first.success
+        away.rename(landed)  # back, the same version
+        # What the retry daemon (deploy/dagster.yaml run_retries) launches, as dagster's
+        # auto_run_reexecution.retry_run builds it: the parent's tags less those a retry omits,
+        # the retry's number, re-executed from the failure.
+        _, group = instance.get_run_group(first.run_id)
+        tags = {k: v for k, v in first.dagster_run.tags.items() if k not in TAGS_TO_MAYBE_OMIT_ON_RETRY} | {RETRY_NUMBER_TAG: str(len(group))}
+        retry = dg.execute_job(
+            dg.reconstructable(reexecutable_load_job), instance, tags=tags, run_config={"execution": {"config": {"in_process": {}}}},
+            reexecution_options=dg.ReexecutionOptions.from_failure(first.run_id, instance),
+        )  # fmt: skip
+        assert retry.success
+    rows = psql(
+        "SELECT action, status, rows_out, launched_by, run_id, detail FROM ops.audit_log WHERE asset IN (%s, %s) ORDER BY id",
+        (f"raw/{source}", f"validated/{source}"),
+    )
+    assert [r[:5] for r in rows] == [
+        ("load", "failed", None, f"sensor {source}_landing", first.run_id),
+        ("load", "loaded", 1, f"automatic retry 1 of {first.run_id} (sensor {source}_landing)", retry.run_id),
+        ("gate", "ok", 1, f"automatic retry 1 of {first.run_id} (sensor {source}_landing)", retry.run_id),
+    ]
+    assert rows[0][5].startswith("cannot read 'one.csv' in ")

@@ -41,9 +41,18 @@ def launched_by(tags: Mapping[str, str], parent_run_id: str | None = None) -> st
     """Who or what started a run, from its parent (a re-execution) and its tags (Dagster's own
     and `harmonizer/launched_by`)."""
     parent = parent_run_id or tags.get("dagster/parent_run_id")
+    original = _launcher(tags)
+    if parent and "dagster/retry_number" in tags:
+        # The retry daemon (run_retries) tags its re-executions with their number; it also copies
+        # the parent's tags, so whoever launched the first run is still named.
+        return f"automatic retry {tags['dagster/retry_number']} of {parent}" + (f" ({original})" if original else "")
     if parent:
         # A re-execution copies the parent's tags, so this comes first: a person re-ran it.
         return f"re-run of {parent}" + (f" by {tags['user']}" if "user" in tags else "")
+    return original or "manual (UI, CLI or API)"
+
+
+def _launcher(tags: Mapping[str, str]) -> str | None:
     if "harmonizer/launched_by" in tags:
         return tags["harmonizer/launched_by"]
     if "dagster/schedule_name" in tags:
@@ -56,7 +65,7 @@ def launched_by(tags: Mapping[str, str], parent_run_id: str | None = None) -> st
         return f"backfill {tags['dagster/backfill']}"
     if "user" in tags:
         return f"user {tags['user']}"
-    return "manual (UI, CLI or API)"
+    return None
 
 
 def record(conn, entry: AuditEntry) -> None:
