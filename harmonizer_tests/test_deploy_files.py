@@ -14,6 +14,8 @@ import re
 import secrets
 import shlex
 import shutil
+import subprocess
+import sys
 import tomllib
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
@@ -213,6 +215,8 @@ def test_dagster_yaml_builds_a_queued_instance_on_postgres(tmp_path, monkeypatch
         assert isinstance(instance.run_launcher, DefaultRunLauncher)
         assert instance.run_monitoring_enabled and instance.run_monitoring_max_runtime_seconds > 0
         assert instance.run_retries_enabled and instance.run_retries_max_retries == 1
+        # Retries are for a dead run worker: a file that failed its gate would only fail again.
+        assert instance.run_retries_retry_on_asset_or_op_failure is False
 
         # The daemon dequeues by the instance's concurrency config.
         queue = instance.get_concurrency_config().run_queue_config
@@ -256,6 +260,21 @@ def test_dockerfile_runtime_image():
     assert copies["deploy/dagster.yaml"] == f"{env['DAGSTER_HOME']}/dagster.yaml"
     assert copies["harmonizer.yaml"] == env["HARMONIZER_CONFIG"]
     assert "HARMONIZER_DATABASE_URL" not in env  # comes from the deployment, never baked in
+
+
+def test_the_image_installs_the_projects_dependencies_and_dagster_k8s(tmp_path):
+    """The build stage's own requirements command, run on pyproject.toml: the run pods of the
+    Helm chart's K8sRunLauncher import dagster_k8s from this image."""
+    [command] = [rest for keyword, rest in _dockerfile_stages()[0] if keyword == "RUN" and "requirements.txt" in rest]
+    argv = shlex.split(command.split(">", 1)[0])
+    assert argv[:2] == ["python", "-c"]
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    printed = subprocess.run([sys.executable, "-c", argv[2]], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert printed.splitlines() == PYPROJECT["project"]["dependencies"] + PYPROJECT["project"]["optional-dependencies"]["k8s"]
+    assert any(line.startswith("dagster-k8s") for line in printed.splitlines())
+    assert _yaml(DEPLOY / "helm" / "values.yaml")["runLauncher"]["type"] == "K8sRunLauncher"
+    [check] = [rest for keyword, rest in _dockerfile_stages()[0] if keyword == "RUN" and "import harmonizer_pipeline.definitions" in rest]
+    assert "dagster_k8s" in check  # the build fails when the image cannot import it
 
 
 def test_dockerfile_cmd_is_a_valid_code_server_command():
@@ -424,6 +443,7 @@ def test_dockerignore_keeps_local_state_and_secrets_out_of_the_build_context():
 def test_helm_values_run_our_code_server_with_the_k8s_run_launcher():
     values = _yaml(DEPLOY / "helm" / "values.yaml")
     assert values["runLauncher"]["type"] == "K8sRunLauncher"
+    assert values["dagsterDaemon"]["runRetries"] == {"enabled": True, "maxRetries": 1, "retryOnAssetOrOpFailure": False}
 
     user = values["dagster-user-deployments"]
     assert user["enabled"] and user["enableSubchart"]
