@@ -260,18 +260,48 @@ class SlackChannel(_Model):
 
 
 class EmailChannel(_Model):
-    host: str = Field(min_length=1, description="SMTP server.")
-    port: int = Field(default=587, ge=1, le=65535)
+    host: str = Field(description="SMTP server: a host name or address, not a URL.")
+    port: int = Field(default=587, ge=1, le=65535, description="587 (STARTTLS) by default, 465 with ssl.")
     starttls: bool = Field(default=True, description="Upgrade the connection with STARTTLS (certificate verified) before logging in.")
+    ssl: bool = Field(default=False, description="TLS from the first byte (implicit TLS, SMTPS), certificate verified.")
     username_env: EnvVarName | None = Field(default=None, description="Environment variable holding the SMTP user name.")
     password_env: EnvVarName | None = Field(default=None, description="Environment variable holding the SMTP password.")
-    sender: Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+$")]
-    recipients: list[Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+$")]] = Field(min_length=1)
+    sender: str
+    recipients: list[str] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ssl_defaults(cls, value: Any) -> Any:
+        # `ssl: true` alone means implicit TLS on 465, not STARTTLS on 587 as well.
+        if isinstance(value, dict) and value.get("ssl") is True:
+            return {"starttls": False, "port": 465, **value}
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        if not value or any(c.isspace() or c in "/@" for c in value):
+            raise ValueError(f"{value!r} is not a host name or address (smtp.example.org)")
+        return value
+
+    @field_validator("sender", "recipients")
+    @classmethod
+    def _addresses(cls, value: str | list[str]) -> str | list[str]:
+        for address in [value] if isinstance(value, str) else value:
+            # One address each (no name, no list): it goes to the SMTP envelope as it is.
+            parts = address.split("@")
+            if len(parts) != 2 or not all(part and not any(c.isspace() or c in ',;<>"' for c in part) for part in parts):
+                raise ValueError(f"{address!r} is not an e-mail address (name@domain)")
+        return value
 
     @model_validator(mode="after")
-    def _credentials_pair(self) -> EmailChannel:
+    def _tls_and_credentials(self) -> EmailChannel:
+        if self.starttls and self.ssl:
+            raise ValueError("give starttls (a plain connection upgraded, port 587) or ssl (TLS from the start, port 465), not both")
         if (self.username_env is None) != (self.password_env is None):
             raise ValueError("give both username_env and password_env, or neither")
+        if self.username_env and not (self.starttls or self.ssl):
+            raise ValueError("username_env and password_env need starttls: true or ssl: true, else the password goes in clear")
         return self
 
 

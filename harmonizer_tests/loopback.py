@@ -2,8 +2,13 @@
 
 import json
 import socket
+import socketserver
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def serve(server: socketserver.BaseServer) -> None:
+    server.serve_forever(poll_interval=0.05)  # shutdown() waits up to one poll interval
 
 
 def free_port() -> int:
@@ -33,7 +38,38 @@ class Inbox:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=serve, args=(self.server,), daemon=True)
 
     def on(self, path: str) -> list[dict]:
         return [body for p, _, body in self.received if p == path]
+
+
+class Listener:
+    """A TCP server on loopback that sends `greeting` to each connection (with none it never
+    answers), then reads and discards until the client hangs up. Counts the connections."""
+
+    def __init__(self, greeting: bytes = b""):
+        self.connections = 0
+        listener = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self):
+                listener.connections += 1
+                try:
+                    self.request.sendall(greeting)
+                    while self.request.recv(65536):
+                        pass
+                except ConnectionError:  # the client hung up first
+                    pass
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True  # a connection the client left open does not hold up server_close
+        self.port = self.server.server_address[1]
+        threading.Thread(target=serve, args=(self.server,), daemon=True).start()
+
+    def __enter__(self) -> "Listener":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -3,14 +3,19 @@ as they land in Dagster's event log, sent to the channels of `alerts:` in harmon
 the declarative automation sensors, one per source and one per target."""
 
 import json
+import time
+from collections.abc import Iterator
 
 import dagster as dg
 from dagster._core.events import DagsterEventType
 
-from harmonizer_pipeline.ops.notifications import Alert, deliver
+from harmonizer_pipeline.ops.notifications import Alert, Delivery
 from harmonizer_pipeline.settings import Settings
 
 BATCH = 200  # records read per query; the cursors resume after the last one handled
+# Dagster abandons a sensor evaluation after 60 s, cursor update and all: a tick stops sending
+# after this long and leaves the rest to the next one.
+TICK_BUDGET_SECONDS = 40.0
 
 
 def _run_link(ui_url: str, run_id: str) -> str:
@@ -76,7 +81,17 @@ def _check_evaluations(instance: dg.DagsterInstance, after: int) -> list:
     return list(instance.get_event_records(records_filter, limit=BATCH, ascending=True))
 
 
-def alerts_sensor(settings: Settings) -> dg.SensorDefinition | None:
+def _records_after(instance: dg.DagsterInstance, cursor: dict, ui_url: str) -> Iterator[tuple[str, int, Alert | None]]:
+    """(cursor key, storage id, its alert or None for a passed check) of each record after the
+    cursors, in the order handled; each alert is built only when its record is reached."""
+    for record in _run_failures(instance, cursor["runs"], BATCH):
+        yield "runs", record.storage_id, run_failure_alert(instance, record, ui_url)
+    for record in _check_evaluations(instance, cursor["checks"]):
+        passed = record.event_log_entry.dagster_event.event_specific_data.passed
+        yield "checks", record.storage_id, None if passed else check_alert(instance, record, ui_url)
+
+
+def alerts_sensor(settings: Settings, budget_seconds: float = TICK_BUDGET_SECONDS) -> dg.SensorDefinition | None:
     options = settings.alerts
     if not options.channels():
         return None
@@ -98,25 +113,27 @@ def alerts_sensor(settings: Settings) -> dg.SensorDefinition | None:
             context.update_cursor(json.dumps(cursor))
             return dg.SkipReason("watching for run failures and failed checks from now on")
         cursor = json.loads(context.cursor)
-        runs = _run_failures(instance, cursor["runs"], BATCH)
-        checks = _check_evaluations(instance, cursor["checks"])
-        failed_checks = [r for r in checks if not r.event_log_entry.dagster_event.event_specific_data.passed]
-        alerts = [run_failure_alert(instance, r, options.ui_url) for r in runs]
-        alerts += [check_alert(instance, r, options.ui_url) for r in failed_checks]
-        sent = failed = 0
-        for alert in alerts:
-            if alert.event not in options.on:
-                continue
-            for channel, problem in deliver(alert, options).items():
-                if problem is None:
-                    sent += 1
-                else:
-                    failed += 1
-                    context.log.warning(f"alert {alert.summary!r} not sent to {channel}: {problem}")
-        context.update_cursor(json.dumps({
-            "runs": runs[-1].storage_id if runs else cursor["runs"], "checks": checks[-1].storage_id if checks else cursor["checks"],
-        }))  # fmt: skip
-        return dg.SkipReason(f"{len(runs)} failed run(s), {len(failed_checks)} failed check(s): {sent} alert(s) sent, {failed} failed to send")
+        delivery = Delivery(options, deadline=time.monotonic() + budget_seconds)
+        found = {"runs": 0, "checks": 0}
+        handled = sent = failed = 0
+        stopped = ""
+        for key, storage_id, alert in _records_after(instance, cursor, options.ui_url):
+            if handled and delivery.out_of_time():  # at least one record a tick: the cursor always moves
+                stopped = f"; out of time after {handled} record(s), the rest next tick"
+                break
+            if alert is not None:
+                found[key] += 1
+            if alert is not None and alert.event in options.on:
+                for channel, problem in delivery.send(alert).items():
+                    if problem is None:
+                        sent += 1
+                    else:
+                        failed += 1
+                        context.log.warning(f"alert {alert.summary!r} not sent to {channel}: {problem}")
+            cursor[key] = storage_id  # past this record only: what is left is the next tick's
+            handled += 1
+        context.update_cursor(json.dumps(cursor))
+        return dg.SkipReason(f"{found['runs']} failed run(s), {found['checks']} failed check(s): {sent} alert(s) sent, {failed} failed to send{stopped}")
 
     return harmonizer_alerts
 
