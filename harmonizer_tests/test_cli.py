@@ -124,13 +124,21 @@ def test_audit_prints_what_the_demo_did(demo_home, demo_env):
     listed = run_cli("audit", "--json", env=demo_env)
     assert listed.returncode == 0, listed.stderr
     entries = [json.loads(line) for line in listed.stdout.splitlines()]
-    assert sorted((e["action"], e["status"], e["file"], e["rows_in"], e["rows_out"]) for e in entries) == sorted([
-        ("load", "loaded", "patients_2026-11.csv", 25, 25), ("gate", "warn", "patients_2026-11.csv", 25, 24),
-        ("load", "loaded", "export.csv", 15, 15), ("gate", "ok", "export.csv", 15, 15),
-        ("load", "loaded", "patienten_2026-11.xlsx", 7, 7), ("gate", "ok", "patienten_2026-11.xlsx", 7, 7),
-        ("load", "loaded", "patients_2026-11-20.json", 6, 6), ("gate", "warn", "patients_2026-11-20.json", 6, 5),
-        ("harmonize", "done", None, 50, 44), ("export", "done", None, 44, 44),
-    ])  # fmt: skip
+    day = next(e["file"] for e in entries if e["action"] == "export").split("/")[1]
+    files = {"clinic_a": ("patients_2026-11.csv", 25, 24), "clinic_b": ("export.csv", 15, 15), "clinic_c": ("patienten_2026-11.xlsx", 7, 7),
+             "partner_feed": ("patients_2026-11-20.json", 6, 5)}  # fmt: skip
+    per_file = [
+        (action, status, name, rows_in, rows_out)
+        for name, rows, valid in files.values()
+        for action, status, rows_in, rows_out in [("load", "loaded", rows, rows), ("gate", "warn" if valid < rows else "ok", rows, valid)]
+    ]  # fmt: skip
+    exported = [("export", "done", f"patients/{day}/{name}", 44, rows) for name, rows in [
+        ("patients.csv", 44), ("patients.parquet", 44), ("patients_unique_records.csv", 38), ("patients_duplicate_records.csv", 12),
+        ("patients.xlsx", 44), (f"patients_{day}.zip", None),
+    ]]  # fmt: skip
+    assert sorted(((e["action"], e["status"], e["file"], e["rows_in"], e["rows_out"]) for e in entries), key=str) == sorted(
+        [*per_file, ("harmonize", "done", None, 50, 44), *exported], key=str
+    )
     assert {e["launched_by"] for e in entries} == {"make demo"}
     one = run_cli("audit", "--file", "export.csv", env=demo_env).stdout.splitlines()
     assert len(one) == 3 and one[1].split()[2:5] == ["load", "loaded", "raw/clinic_b"]

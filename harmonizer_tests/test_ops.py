@@ -127,11 +127,11 @@ def test_bad_trend_settings_name_the_field(field, message):
     assert message in str(caught.value)
 
 
-def make_defs(tmp_path: Path, source: str, target: str) -> dg.Definitions:
+def make_defs(tmp_path: Path, source: str, target: str, mapping: dict | None = None) -> dg.Definitions:
     (tmp_path / "in").mkdir()
     (tmp_path / "schema.yaml").write_text(SCHEMA)
     config = {
-        "sources": {source: {"landing": {"local": {"path": "in", "glob": "*.csv"}}, "schema": "schema.yaml", "target": target}},
+        "sources": {source: {"landing": {"local": {"path": "in", "glob": "*.csv"}}, "schema": "schema.yaml", "target": target, "mapping": mapping or {}}},
         "targets": {target: {"columns": {"id": {"required": True}, "name": {}}, "key": ["id"]}},
         "export": {"directory": str(tmp_path / "exports"), "formats": ["csv"], "zip": False},
     }
@@ -169,9 +169,17 @@ def test_loads_gate_decisions_harmonization_and_export_are_audited_and_measured(
         ("gate", "error", f"validated/{source}", bad, sha[bad], 2, 0, by_sensor, run_of[bad]),
     ])  # fmt: skip
     by_schedule = f"schedule harmonize_{target}_schedule"
+    [day] = [p.name for p in (tmp_path / "exports" / target).iterdir()]
+    exported = tmp_path / "exports" / target / day
+
+    def export(name: str, rows_out: int) -> tuple:
+        digest = hashlib.sha256((exported / name).read_bytes()).hexdigest()
+        return ("export", "done", f"export/{target}", f"{target}/{day}/{name}", digest, 3, rows_out, by_schedule, harmonize.run_id)
+
+    # One row per exported file: its bytes' SHA-256, its rows of the 3 harmonized.
     assert [r for r in rows if r[0] in ("harmonize", "export")] == [
         ("harmonize", "done", f"harmonized/{target}", None, None, 3, 3, by_schedule, harmonize.run_id),
-        ("export", "done", f"export/{target}", None, None, 3, 3, by_schedule, harmonize.run_id),
+        export(f"{target}.csv", 3), export(f"{target}_unique_records.csv", 3), export(f"{target}_duplicate_records.csv", 0),
     ]
     measured = {
         (asset, metric): value
@@ -201,6 +209,9 @@ def test_loads_gate_decisions_harmonization_and_export_are_audited_and_measured(
     assert table[0].split() == ["at", "action", "status", "asset", "partition_key", "file", "sha256", "rows_in", "rows_out", "launched_by", "run_id"]
     assert [line.split()[2:4] for line in table[1:]] == [["load", "loaded"], ["gate", "ok"]]
     assert all(sha[good][:12] in line and by_sensor in line for line in table[1:])
+    # An exported file by its name: the CSV, not the unique or duplicate records beside it.
+    [header, line] = subprocess.run([*cli, "--file", f"{target}.csv"], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert line.split()[2:6] == ["export", "done", f"export/{target}", f"{target}/{day}/{target}.csv"]
     lines = subprocess.run([*cli, "--file", bad, "--json"], capture_output=True, text=True, check=True).stdout.splitlines()
     assert [(e["action"], e["status"], e["rows_out"], e["sha256"]) for e in map(json.loads, lines)] == [
         ("load", "loaded", 2, sha[bad]), ("gate", "error", 0, sha[bad])
@@ -364,3 +375,105 @@ def test_an_automatic_retry_is_audited_as_one_and_keeps_the_first_launcher(tmp_p
         ("gate", "ok", 1, f"automatic retry 1 of {first.run_id} (sensor {source}_landing)", retry.run_id),
     ]
     assert rows[0][5].startswith("cannot read 'one.csv' in ")
+
+
+@pytest.mark.parametrize(
+    "refusal, head, tail",
+    [
+        # The rows: PostgreSQL refuses to attach them (the table has a constraint their partition lacks).
+        (
+            'ALTER TABLE raw."{source}" ADD CONSTRAINT no_boom CHECK (id <> \'BOOM\')',
+            "ProgrammingError: INVALID_ARGUMENT: [libpq] Failed to execute query 'ALTER TABLE \"raw\".\"{source}\" ATTACH PARTITION",
+            """ FOR VALUES IN ('two.csv@d23136199f58')': ERROR:  child table is missing constraint "no_boom\"""",
+        ),
+        # The bookkeeping in the write's transaction, after the registry row was updated in it.
+        (
+            "CREATE FUNCTION ops.\"refuse_{source}\"() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'no space left for {source}'; END $$;"
+            " CREATE TRIGGER \"refuse_{source}\" BEFORE INSERT ON ops.run_metrics FOR EACH ROW WHEN (NEW.subject = '{source}')"
+            " EXECUTE FUNCTION ops.\"refuse_{source}\"()",
+            "OperationalError: IO: [libpq] Failed to execute query 'INSERT INTO \"ops\".\"run_metrics\"",
+            "': ERROR:  no space left for {source}",
+        ),
+    ],
+    ids=["rows", "bookkeeping"],
+)
+def test_a_load_failing_on_a_database_error_is_audited_and_its_file_failed(tmp_path, schema, psql, refusal, head, tail):
+    suffix = schema.removeprefix("t_")
+    source = f"ad_{suffix}"
+    head, tail = head.format(source=source), tail.format(source=source)
+    defs = make_defs(tmp_path, source, f"adt_{suffix}")
+    (tmp_path / "in" / "one.csv").write_text("id,name\nC1,ann\n")
+    with dg.instance_for_test() as instance:
+        assert [r.success for r in land(defs, instance, source)] == [True]
+        psql(refusal.format(source=source))
+        (tmp_path / "in" / "two.csv").write_text("id,name\nBOOM,bob\n")
+        [run] = land(defs, instance, source)
+    # The run still fails, with the database's error.
+    assert not run.success
+    [failure] = run.get_step_failure_events()
+    assert failure.step_key == f"raw__{source}" and tail in failure.event_specific_data.error.cause.message
+    sha = hashlib.sha256(b"id,name\nBOOM,bob\n").hexdigest()
+    rows = psql("SELECT action, status, file, sha256, rows_out, run_id, detail FROM ops.audit_log WHERE asset = %s ORDER BY id", (f"raw/{source}",))
+    assert [r[:6] for r in rows] == [
+        ("load", "loaded", "one.csv", hashlib.sha256(b"id,name\nC1,ann\n").hexdigest(), 1, rows[0][5]),
+        ("load", "failed", "two.csv", sha, None, run.run_id),
+    ]
+    detail = rows[1][6]
+    assert detail.startswith(head) and detail.endswith(tail) and "\n" not in detail
+    # The file is failed with the same reason, not left pending; none of its rows stayed.
+    assert psql("SELECT object_key, status, error FROM ops.file_registry WHERE source = %s ORDER BY first_seen", (source,)) == [
+        ("one.csv", "loaded", None), ("two.csv", "failed", detail)
+    ]
+    assert psql(f'SELECT id FROM raw."{source}"') == [("C1",)]
+
+
+def test_a_failed_export_is_audited_with_its_error_and_the_run_still_fails(tmp_path, schema, psql):
+    suffix = schema.removeprefix("t_")
+    source, target = f"ae_{suffix}", f"aet_{suffix}"
+    defs = make_defs(tmp_path, source, target)
+    (tmp_path / "in" / "one.csv").write_text("id,name\nC1,ann\n")
+    (tmp_path / "exports").mkdir()
+    (tmp_path / "exports" / target).write_text("a file where the target's folder goes")
+    with dg.instance_for_test() as instance:
+        assert [r.success for r in land(defs, instance, source)] == [True]
+        days = {dt.datetime.now(dt.timezone.utc).date()}
+        run = defs.resolve_job_def(f"harmonize_{target}").execute_in_process(instance=instance, raise_on_error=False)
+        days.add(dt.datetime.now(dt.timezone.utc).date())
+    assert not run.success
+    [failure] = run.get_step_failure_events()
+    assert failure.step_key == f"export__{target}" and failure.event_specific_data.error.cause.cls_name == "NotADirectoryError"
+    rows = psql("SELECT action, status, file, sha256, rows_out, run_id, detail FROM ops.audit_log WHERE asset = %s", (f"export/{target}",))
+    assert len(rows) == 1 and rows[0][:6] == ("export", "failed", None, None, None, run.run_id)
+    assert rows[0][6] in {f"NotADirectoryError: [Errno 20] Not a directory: '{tmp_path}/exports/{target}/{day}'" for day in days}
+
+
+def test_the_export_description_names_the_folder_the_files_go_to(tmp_path, monkeypatch):
+    from harmonizer_pipeline.resources.postgres import HOME_ENV
+
+    monkeypatch.setenv(HOME_ENV, str(tmp_path / "home"))
+    key = dg.AssetKey(["export", "people"])
+    for export, folder in [({}, tmp_path / "home" / "exports"), ({"directory": "out"}, tmp_path / "out")]:
+        config = {"sources": {"s": {"landing": {"local": {"path": "in"}}, "target": "people"}}, "targets": {"people": {"columns": {"id": {}}, "key": ["id"]}}, "export": export}
+        defs = build_definitions(parse_settings(json.dumps(config), base_dir=tmp_path), build_resources())
+        description = defs.resolve_assets_def(key).specs_by_key[key].description
+        assert description.startswith(f"harmonized.people as csv, parquet, xlsx under {folder}/people/<run date>/, with ")
+
+
+def test_a_failed_harmonization_is_audited_with_its_error_and_the_run_still_fails(tmp_path, schema, psql):
+    suffix = schema.removeprefix("t_")
+    source, target = f"ah_{suffix}", f"aht_{suffix}"
+    defs = make_defs(tmp_path, source, target, mapping={"name": "full_name"})  # a column the file does not have
+    (tmp_path / "in" / "one.csv").write_text("id,name\nC1,ann\n")
+    with dg.instance_for_test() as instance:
+        assert [r.success for r in land(defs, instance, source)] == [True]
+        run = defs.resolve_job_def(f"harmonize_{target}").execute_in_process(instance=instance, raise_on_error=False)
+    assert not run.success
+    [failure] = run.get_step_failure_events()
+    message = (
+        f"{source}: mapping of 'name' names column(s) ['full_name'] the data does not have; it has "
+        "['id', 'name', '_row_number', '_source_file', '_load_id', '_ingested_at', '_partition']"
+    )
+    assert failure.step_key == f"harmonized__{target}" and failure.event_specific_data.user_failure_data.description == message
+    assert psql("SELECT action, status, asset, rows_out, run_id, detail FROM ops.audit_log WHERE run_id = %s", (run.run_id,)) == [
+        ("harmonize", "failed", f"harmonized/{target}", None, run.run_id, message)
+    ]

@@ -22,6 +22,7 @@ from harmonizer_pipeline.export.writers import (
     write_zip,
 )
 from harmonizer_pipeline.harmonize import store as harmonize_store
+from harmonizer_pipeline.ingest.discovery import sha256_of
 from harmonizer_pipeline.keys import store as keys_store
 from harmonizer_pipeline.ops import audit, metrics
 from harmonizer_pipeline.quality import store as quality_store
@@ -86,16 +87,22 @@ def export_target_asset(settings: Settings, target_name: str) -> dg.AssetsDefini
         kinds={{"csv": "csv", "parquet": "parquet", "xlsx": "excel"}[f] for f in options.formats},
         owners=OWNERS,
         description=(
-            f"harmonized.{target_name} as {', '.join(options.formats)} under {options.directory}/{target_name}/<run date>/, with "
+            f"harmonized.{target_name} as {', '.join(options.formats)} under {settings.export_directory()}/{target_name}/<run date>/, with "
             "its unique-record file (keys that occurred once) and duplicate-record file (every row of a key that occurred "
             "more than once, the kept row first)" + (", a zip of the lot" if options.zip else "")
             + (f"; uploaded to b2://{options.b2.bucket}/{options.b2.prefix}" if options.b2 else "") + "."
         ),
     )
     def export(context: dg.AssetExecutionContext, postgres: PostgresResource, landing: LandingResource) -> dg.MaterializeResult:
+        step = audit.AuditedStep(postgres.connect, audit.entry(context.run, "export", "pending", f"export/{target_name}"))
+        with step:
+            return write_export(context, postgres, landing, step)
+
+    def write_export(context: dg.AssetExecutionContext, postgres: PostgresResource, landing: LandingResource, step: audit.AuditedStep):
         started = time.perf_counter()
         url = postgres.url()
-        directory = export_directory(settings.export_directory(), target_name, dt.datetime.now(dt.timezone.utc).date())
+        root = settings.export_directory()
+        directory = export_directory(root, target_name, dt.datetime.now(dt.timezone.utc).date())
 
         def stream(table: str, where: sql.Composable | None = None) -> Callable[[], Iterator[pd.DataFrame]]:
             def chunks() -> Iterator[pd.DataFrame]:
@@ -136,14 +143,16 @@ def export_target_asset(settings: Settings, target_name: str) -> dg.AssetsDefini
             bucket = landing.b2_api().get_bucket_by_name(options.b2.bucket)
             uploaded = upload_to_b2(bucket, f"{options.b2.prefix.rstrip('/')}/{target_name}/{directory.name}".lstrip("/"), files)
         context.log.info(f"{target_name}: {len(files)} files in {directory}")
-        # Rows out: the table as written, in the file that holds fewest of it (each should hold all).
-        whole = [v for k, v in written.items() if k in (f"{target_name}.csv", f"{target_name}.parquet")]
-        whole.append(sum(v for k, v in written.items() if k.startswith(f"{target_name}.xlsx[data")))
         with postgres.connect() as conn:
-            audit.record(conn, audit.AuditEntry(
-                "export", "done", context.run.run_id, audit.launched_by(context.run.tags, context.run.parent_run_id), f"export/{target_name}",
-                rows_in=read.rows, rows_out=min(whole[:-1] or whole), detail=f"{len(files)} files in {directory}" + (f", {len(uploaded)} uploaded" if uploaded else ""),
-            ))  # fmt: skip
+            # One row per file, so `harmonizer audit --file <name>` finds it: its bytes' SHA-256 and
+            # rows (a workbook's: its data sheets'; a zip's: none), out of the table's rows read.
+            for i, path in enumerate(files):
+                data = [v for k, v in written.items() if k == path.name or k.startswith(f"{path.name}[data")]
+                step.done(
+                    conn, "done", file=path.relative_to(root).as_posix(), sha256=sha256_of(path), rows_in=read.rows,
+                    rows_out=sum(data) if data else None,
+                    detail=f"uploaded to b2://{options.b2.bucket}/{uploaded[i]}" if uploaded else None,
+                )  # fmt: skip
             metrics.record(conn, context.run.run_id, target_name, None, f"export/{target_name}", {
                 "rows": read.rows, "files": len(files), "duration_seconds": time.perf_counter() - started,
             })  # fmt: skip

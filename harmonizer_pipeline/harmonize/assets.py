@@ -78,6 +78,11 @@ def harmonized_target_asset(settings: Settings, target_name: str) -> dg.AssetsDe
         ),
     )
     def harmonized(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.Output:
+        step = audit.AuditedStep(postgres.connect, audit.entry(context.run, "harmonize", "pending", f"harmonized/{target_name}"))
+        with step:
+            return harmonize(context, postgres, step)
+
+    def harmonize(context: dg.AssetExecutionContext, postgres: PostgresResource, step: audit.AuditedStep) -> dg.Output:
         started = time.perf_counter()
         url, run_id = postgres.url(), context.run.run_id
         with postgres.connect() as conn:
@@ -119,18 +124,16 @@ def harmonized_target_asset(settings: Settings, target_name: str) -> dg.AssetsDe
 
         def finish(conn, _result) -> None:
             # In the write's transaction: the key constraint and the side tables commit with the rows.
-            store.add_primary_key(conn, target_name, key)
-            store.replace_side_table(conn, store.duplicates_table(target_name), result.duplicates)
-            if matches is not None:
-                store.replace_side_table(conn, store.candidates_table(target_name), matches.candidates)
-            audit.record(conn, audit.AuditEntry(
-                "harmonize", "done", run_id, audit.launched_by(context.run.tags, context.run.parent_run_id), f"harmonized/{target_name}",
-                rows_in=rows_mapped, rows_out=len(result.survivors), detail=f"{result.merged_rows} duplicate rows merged",
-            ))  # fmt: skip
-            metrics.record(conn, run_id, target_name, None, f"harmonized/{target_name}", {
-                "rows": len(result.survivors), "rows_mapped": rows_mapped, "merged_rows": result.merged_rows,
-                "rejected_values": len(all_rejections), "duration_seconds": time.perf_counter() - started,
-            })  # fmt: skip
+            with step.bookkeeping(conn):
+                store.add_primary_key(conn, target_name, key)
+                store.replace_side_table(conn, store.duplicates_table(target_name), result.duplicates)
+                if matches is not None:
+                    store.replace_side_table(conn, store.candidates_table(target_name), matches.candidates)
+                step.done(conn, "done", rows_in=rows_mapped, rows_out=len(result.survivors), detail=f"{result.merged_rows} duplicate rows merged")
+                metrics.record(conn, run_id, target_name, None, f"harmonized/{target_name}", {
+                    "rows": len(result.survivors), "rows_mapped": rows_mapped, "merged_rows": result.merged_rows,
+                    "rejected_values": len(all_rejections), "duration_seconds": time.perf_counter() - started,
+                })  # fmt: skip
 
         metadata = {
             "business_key": ", ".join(key),
@@ -147,6 +150,7 @@ def harmonized_target_asset(settings: Settings, target_name: str) -> dg.AssetsDe
         }
         if matches is not None:
             metadata |= {"match_candidates": len(matches.candidates), "match_blocks_skipped": matches.skipped_blocks}
-        return dg.Output(DataFrameChunks(iter([result.survivors]), on_written=finish), metadata=metadata)
+        # A write that fails outside finish() is the harmonization's failure too.
+        return dg.Output(DataFrameChunks(iter([result.survivors]), on_written=finish, on_closed=step.closed), metadata=metadata)
 
     return harmonized

@@ -29,14 +29,6 @@ def read_hints(settings: Settings, source: str) -> ReadHints:
     return ReadHints(**settings.sources[source].format.model_dump())
 
 
-def _fail(postgres: PostgresResource, source: str, entry: audit.AuditEntry, message: str) -> dg.Failure:
-    """Record the file as failed with its one-line message; the Failure to raise."""
-    with postgres.connect() as conn:
-        registry.update(conn, source, entry.partition_key, status="failed", error=message, run_id=entry.run_id)
-        audit.record(conn, replace(entry, status="failed", detail=message))
-    return dg.Failure(description=message)
-
-
 def _about(object_key: str, exc: ReadError) -> str:
     # The reader names the staged copy; the person needs the name of the file they landed.
     message = str(exc)
@@ -58,20 +50,25 @@ def raw_source_asset(settings: Settings, source: str, partitions: dg.DynamicPart
         description=f"{description}: every value as text exactly as read, one partition per file.",
     )
     def raw_source(context: dg.AssetExecutionContext, postgres: PostgresResource, landing: LandingResource):
+        step = audit.AuditedStep(postgres.connect, audit.entry(context.run, "load", "pending", f"raw/{source}", context.partition_key))
+        with step:
+            yield from load(context, postgres, landing, step)
+
+    def load(context: dg.AssetExecutionContext, postgres: PostgresResource, landing: LandingResource, step: audit.AuditedStep):
         started = time.perf_counter()
-        partition_key = context.partition_key
-        run_id = context.run.run_id
+        partition_key, run_id = context.partition_key, context.run.run_id
         with postgres.connect() as conn:
             registry.ensure_registry(conn)
             entry = registry.entry_for_partition(conn, source, partition_key)
         if entry is None:
             raise dg.Failure(f"partition {partition_key!r} of {source} has no file in ops.file_registry")
-        audited = audit.AuditEntry(
-            "load", "pending", run_id, audit.launched_by(context.run.tags, context.run.parent_run_id), f"raw/{source}", partition_key, entry.object_key
-        )
+        step.entry = replace(step.entry, file=entry.object_key)
+        # A failure leaves the file `failed` with its reason (else it would stay `pending`).
+        step.also = lambda conn, message: registry.update(conn, source, partition_key, status="failed", error=message, run_id=run_id)
 
         def failed(message: str) -> dg.Failure:
-            return _fail(postgres, source, audited, message)
+            step.failed(message)
+            return dg.Failure(description=message)
 
         staging = harmonizer_home() / "staging" / source
         obj = LandedObject(entry.object_key, entry.size or 0, 0.0, entry.object_version)
@@ -90,11 +87,12 @@ def raw_source_asset(settings: Settings, source: str, partitions: dg.DynamicPart
                 if twin is not None:
                     message = f"same content as {twin.object_key} ({twin.status})"
                     registry.update(conn, source, partition_key, status="duplicate", error=message, run_id=run_id)
-                    audit.record(conn, replace(audited, status="duplicate", sha256=sha256, detail=message))
+                    step.done(conn, "duplicate", sha256=sha256, detail=message)
             if twin is not None:
                 fetched.discard()
                 context.log.info(f"{entry.object_key}: {message}; not loaded again")
                 return
+        step.entry = replace(step.entry, sha256=sha256)
         try:
             table = open_table(fetched.path, read_hints(settings, source), settings.ingest.chunk_rows)
         except ReadError as exc:
@@ -130,19 +128,24 @@ def raw_source_asset(settings: Settings, source: str, partitions: dg.DynamicPart
                 fetched.check_unchanged()
             except LandingError as exc:
                 raise failed(str(exc)) from None
-            registry.update(
-                connection, source, partition_key,
-                status="loaded", rows=result.rows, sha256=sha256, run_id=run_id, error=None, columns=data_columns,
-            )
-            audit.record(connection, replace(audited, status="loaded", sha256=sha256, rows_in=result.rows, rows_out=result.rows))
-            seconds = time.perf_counter() - started
-            metrics.record(connection, run_id, source, partition_key, f"raw/{source}", {"rows": result.rows, "duration_seconds": seconds})
+            with step.bookkeeping(connection):
+                registry.update(
+                    connection, source, partition_key,
+                    status="loaded", rows=result.rows, sha256=sha256, run_id=run_id, error=None, columns=data_columns,
+                )
+                step.done(connection, "loaded", rows_in=result.rows, rows_out=result.rows)
+                seconds = time.perf_counter() - started
+                metrics.record(connection, run_id, source, partition_key, f"raw/{source}", {"rows": result.rows, "duration_seconds": seconds})
+
+        def closed() -> None:
+            step.closed()  # a write that failed outside the code above is the load's failure too
+            fetched.discard()
 
         data_columns = [str(c) for c in table.empty_frame().columns if c != "_row_number"]
         server_csv = table.server_csv()
         text_copy = None
         if server_csv is not None:
             text_copy = TextCopy(server_csv, table.empty_frame().assign(**lineage), lineage, "_row_number")
-        yield dg.Output(DataFrameChunks(stream(), on_written=mark_loaded, text_copy=text_copy, on_closed=fetched.discard))
+        yield dg.Output(DataFrameChunks(stream(), on_written=mark_loaded, text_copy=text_copy, on_closed=closed))
 
     return raw_source

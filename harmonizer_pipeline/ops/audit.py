@@ -1,21 +1,23 @@
 """ops.audit_log: who or what did what, when, to which file (no dagster).
 
-One row per load, gate decision, harmonization and export: the run, what launched it (a
-person's re-run, a schedule, a sensor, declarative automation, `make demo`), the asset and
-partition, the file and its SHA-256, and the rows that went in and came out. Rows are only
-ever added.
+One row per load, gate decision, harmonization and exported file, and one per failure of a load,
+harmonization or export: the run, what launched it (a person's re-run, an automatic retry, a
+schedule, a sensor, declarative automation, `make demo`), the asset and partition, the file and
+its SHA-256, and the rows that went in and came out. Rows are only ever added.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
-from dataclasses import dataclass
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, suppress
+from dataclasses import dataclass, replace
 
 import pandas as pd
 from psycopg import sql
 
-from harmonizer_pipeline.ops.store import ensure_ops_tables, insert
+from harmonizer_pipeline.ops.store import ensure_ops_tables, execute, insert
 
 AUDIT_TABLE = sql.Identifier("ops", "audit_log")
 ACTIONS = ("load", "gate", "harmonize", "export")
@@ -25,7 +27,7 @@ _COLUMNS = ("action", "status", "run_id", "launched_by", "asset", "partition_key
 @dataclass(frozen=True)
 class AuditEntry:
     action: str  # one of ACTIONS
-    status: str  # load: loaded/failed/duplicate; gate: ok/warn/error; harmonize, export: done
+    status: str  # load: loaded/failed/duplicate; gate: ok/warn/error; harmonize, export: done or failed
     run_id: str
     launched_by: str
     asset: str
@@ -66,6 +68,106 @@ def _launcher(tags: Mapping[str, str]) -> str | None:
     if "user" in tags:
         return f"user {tags['user']}"
     return None
+
+
+def entry(run, action: str, status: str, asset: str, partition_key: str | None = None, **fields) -> AuditEntry:
+    """The entry of a step of `run` (a DagsterRun: its id, tags and parent)."""
+    return AuditEntry(action, status, run.run_id, launched_by(run.tags, run.parent_run_id), asset, partition_key, **fields)
+
+
+def one_line(error: BaseException, most: int = 500) -> str:
+    """The error's message on one line of at most `most` characters. A database error adds lines
+    of context after its first; an error written for people (dagster's Failure, with its
+    description) is its message, any other is led by its type. ADBC quotes the whole statement
+    before PostgreSQL's error, so a long message loses its middle, not its end."""
+    lines = str(error).strip().splitlines()
+    message = lines[0].strip() if lines else ""
+    if not getattr(error, "description", None):
+        message = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    if len(message) > most:
+        head = most // 3
+        message = message[:head] + " … " + message[-(most - head - 3):]
+    return message
+
+
+class AuditedStep:
+    """A load, harmonization or export and its entry, completed as the step learns more (file,
+    SHA-256). `done` records it in the caller's transaction, with the work it describes.
+
+    Used as a context manager around the work, it records an error as `failed` with its message,
+    once, in a transaction of its own (so the row survives the rollback of the failed work), and
+    lets the error go on, so the run still fails. `also(conn, message)` records more in that
+    transaction (the file registry's status). A step whose rows the IO manager writes also does
+    its bookkeeping inside `bookkeeping(connection)` and passes `closed` as the stream's
+    on_closed: the write fails outside the step's code."""
+
+    def __init__(
+        self, connect: Callable[[], AbstractContextManager], entry: AuditEntry, also: Callable[[object, str], None] | None = None
+    ):
+        self.connect, self.entry, self.also = connect, entry, also
+        self.failure_recorded = self.written = False
+
+    def done(self, conn, status: str, **fields) -> None:
+        record(conn, replace(self.entry, status=status, **fields))
+
+    def failed(self, message: str) -> None:
+        if self.failure_recorded:
+            return
+        self.failure_recorded = True
+        with self.connect() as conn:
+            if self.also is not None:
+                self.also(conn, message)
+            record(conn, replace(self.entry, status="failed", detail=message))
+
+    def __enter__(self) -> AuditedStep:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        if _failure(error):
+            self._failed_with(error)
+        return False
+
+    def _failed_with(self, error: BaseException) -> None:
+        try:
+            self.failed(one_line(error))
+        except Exception as unrecorded:
+            # The step's own error is the one to raise; this one is said beside it.
+            error.add_note(f"ops.audit_log could not record this failure: {one_line(unrecorded)}")
+
+    @contextmanager
+    def bookkeeping(self, conn) -> Iterator[None]:
+        """Work inside the write's transaction, in a savepoint. The failure is recorded while that
+        transaction is still open: a database error has aborted it, which let go of its locks, but
+        an error raised here in Python has not, and the failure's own transaction would wait
+        forever on the locks taken (the registry row, ...). Rolling back to the savepoint lets go
+        of them."""
+        execute(conn, sql.SQL("SAVEPOINT audited_bookkeeping"))
+        try:
+            yield
+        except BaseException:
+            # After a database error the driver refuses any statement until the rollback; no lock is left then.
+            with suppress(Exception):
+                execute(conn, sql.SQL("ROLLBACK TO SAVEPOINT audited_bookkeeping"))
+            raise
+        execute(conn, sql.SQL("RELEASE SAVEPOINT audited_bookkeeping"))
+        self.written = True
+
+    def closed(self) -> None:
+        """The stream's on_closed. The IO manager closes the stream in a `finally`, so when the
+        write failed before its bookkeeping was done, its error is the one on its way out."""
+        if self.written or self.failure_recorded:
+            return
+        error = sys.exc_info()[1]
+        if error is None:
+            self.failed("the write ended before its rows were in")
+        elif _failure(error):
+            self._failed_with(error)
+
+
+def _failure(error: BaseException | None) -> bool:
+    # A run terminated (dagster raises a BaseException) failed too; a GeneratorExit is a suspended
+    # step being closed, not a failure.
+    return error is not None and not isinstance(error, GeneratorExit)
 
 
 def record(conn, entry: AuditEntry) -> None:
