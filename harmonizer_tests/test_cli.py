@@ -130,18 +130,25 @@ def test_audit_prints_what_the_demo_did(demo_home, demo_env):
     per_file = [
         (action, status, name, rows_in, rows_out)
         for name, rows, valid in files.values()
-        for action, status, rows_in, rows_out in [("load", "loaded", rows, rows), ("gate", "warn" if valid < rows else "ok", rows, valid)]
+        for action, status, rows_in, rows_out in [
+            ("load", "loaded", rows, rows), ("gate", "warn" if valid < rows else "ok", rows, valid), ("profile", "done", rows, None),
+            ("keys", "done", valid, None), ("compare", "done", None, None),
+        ]
     ]  # fmt: skip
     exported = [("export", "done", f"patients/{day}/{name}", 44, rows) for name, rows in [
         ("patients.csv", 44), ("patients.parquet", 44), ("patients_unique_records.csv", 38), ("patients_duplicate_records.csv", 12),
         ("patients.xlsx", 44), (f"patients_{day}.zip", None),
     ]]  # fmt: skip
+    trends = [("trends", "done", None, None, None)] * len(files)
     assert sorted(((e["action"], e["status"], e["file"], e["rows_in"], e["rows_out"]) for e in entries), key=str) == sorted(
-        [*per_file, ("harmonize", "done", None, 50, 44), *exported], key=str
+        [*per_file, ("harmonize", "done", None, 50, 44), *exported, *trends], key=str
     )
     assert {e["launched_by"] for e in entries} == {"make demo"}
     one = run_cli("audit", "--file", "export.csv", env=demo_env).stdout.splitlines()
-    assert len(one) == 3 and one[1].split()[2:5] == ["load", "loaded", "raw/clinic_b"]
+    assert sorted(line.split()[2:5] for line in one[1:]) == [
+        ["compare", "done", "keys/comparison_clinic_b"], ["gate", "ok", "validated/clinic_b"], ["keys", "done", "keys/clinic_b"],
+        ["load", "loaded", "raw/clinic_b"], ["profile", "done", "quality/profile_clinic_b"],
+    ]  # fmt: skip
 
 
 def test_demo_runs_are_stored_in_the_postgres_instance(demo_home, demo_env, monkeypatch):

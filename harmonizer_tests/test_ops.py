@@ -161,12 +161,16 @@ def test_loads_gate_decisions_harmonization_and_export_are_audited_and_measured(
     )  # fmt: skip
     sha = {name: hashlib.sha256((tmp_path / "in" / name).read_bytes()).hexdigest() for name in (good, bad)}
     by_sensor = f"sensor {source}_landing"
-    loads = sorted(r for r in rows if r[0] in ("load", "gate"))
+    loads = sorted(r for r in rows if r[0] not in ("harmonize", "export"))
     assert loads == sorted([
         ("load", "loaded", f"raw/{source}", good, sha[good], 3, 3, by_sensor, run_of[good]),
         ("gate", "ok", f"validated/{source}", good, sha[good], 3, 3, by_sensor, run_of[good]),
+        ("profile", "done", f"quality/profile_{source}", good, sha[good], 3, None, by_sensor, run_of[good]),
+        ("keys", "done", f"keys/{source}", good, sha[good], 3, None, by_sensor, run_of[good]),
+        ("compare", "done", f"keys/comparison_{source}", good, sha[good], None, None, by_sensor, run_of[good]),
         ("load", "loaded", f"raw/{source}", bad, sha[bad], 2, 2, by_sensor, run_of[bad]),
         ("gate", "error", f"validated/{source}", bad, sha[bad], 2, 0, by_sensor, run_of[bad]),
+        ("profile", "done", f"quality/profile_{source}", bad, sha[bad], 2, None, by_sensor, run_of[bad]),  # the gate blocks keys, not the profile
     ])  # fmt: skip
     by_schedule = f"schedule harmonize_{target}_schedule"
     [day] = [p.name for p in (tmp_path / "exports" / target).iterdir()]
@@ -207,14 +211,15 @@ def test_loads_gate_decisions_harmonization_and_export_are_audited_and_measured(
     cli = [sys.executable, "-m", "harmonizer_pipeline.cli", "audit"]
     table = subprocess.run([*cli, "--file", good], capture_output=True, text=True, check=True).stdout.splitlines()
     assert table[0].split() == ["at", "action", "status", "asset", "partition_key", "file", "sha256", "rows_in", "rows_out", "launched_by", "run_id"]
-    assert [line.split()[2:4] for line in table[1:]] == [["load", "loaded"], ["gate", "ok"]]
+    # (The profile runs beside the gate, in either order.)
+    assert sorted(line.split()[2:4] for line in table[1:]) == [["compare", "done"], ["gate", "ok"], ["keys", "done"], ["load", "loaded"], ["profile", "done"]]
     assert all(sha[good][:12] in line and by_sensor in line for line in table[1:])
     # An exported file by its name: the CSV, not the unique or duplicate records beside it.
     [header, line] = subprocess.run([*cli, "--file", f"{target}.csv"], capture_output=True, text=True, check=True).stdout.splitlines()
     assert line.split()[2:6] == ["export", "done", f"export/{target}", f"{target}/{day}/{target}.csv"]
     lines = subprocess.run([*cli, "--file", bad, "--json"], capture_output=True, text=True, check=True).stdout.splitlines()
-    assert [(e["action"], e["status"], e["rows_out"], e["sha256"]) for e in map(json.loads, lines)] == [
-        ("load", "loaded", 2, sha[bad]), ("gate", "error", 0, sha[bad])
+    assert sorted((e["action"], e["status"], e["rows_out"], e["sha256"]) for e in map(json.loads, lines)) == [
+        ("gate", "error", 0, sha[bad]), ("load", "loaded", 2, sha[bad]), ("profile", "done", None, sha[bad])
     ]
     tomorrow = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)).date().isoformat()
     later = subprocess.run([*cli, "--file", good, "--since", tomorrow], capture_output=True, text=True, check=True)
@@ -425,6 +430,36 @@ def test_a_load_failing_on_a_database_error_is_audited_and_its_file_failed(tmp_p
         ("one.csv", "loaded", None), ("two.csv", "failed", detail)
     ]
     assert psql(f'SELECT id FROM raw."{source}"') == [("C1",)]
+
+
+def test_manual_materializations_of_profile_keys_comparison_and_trends_are_audited(tmp_path, schema, psql):
+    suffix = schema.removeprefix("t_")
+    source = f"am_{suffix}"
+    defs = make_defs(tmp_path, source, f"amt_{suffix}")
+    with dg.instance_for_test() as instance:
+        for name, text in [("jan.csv", "id,name\nC1,ann\nC2,bob\n"), ("feb.csv", "id,name\nC1,ann\nC3,cy\n")]:
+            (tmp_path / "in" / name).write_text(text)
+            assert [r.success for r in land(defs, instance, source)] == [True]
+        jan, feb = instance.get_dynamic_partitions(f"{source}_files")
+        # A person materializes the second file's profile, keys and comparison again, then the trends (UI: "Materialize").
+        again = defs.resolve_job_def(f"load_{source}").execute_in_process(
+            instance=instance, partition_key=feb,
+            asset_selection=[dg.AssetKey(["quality", f"profile_{source}"]), dg.AssetKey(["keys", source]), dg.AssetKey(["keys", f"comparison_{source}"])],
+        )  # fmt: skip
+        trends_run = defs.resolve_job_def("ops_trends").execute_in_process(instance=instance)
+    rows = psql(
+        "SELECT action, status, asset, partition_key, file, sha256, rows_in, launched_by, run_id, detail FROM ops.audit_log"
+        " WHERE run_id IN (%s, %s) ORDER BY action", (again.run_id, trends_run.run_id),
+    )  # fmt: skip
+    sha, manual = hashlib.sha256(b"id,name\nC1,ann\nC3,cy\n").hexdigest(), "manual (UI, CLI or API)"
+    assert rows == [
+        ("compare", "done", f"keys/comparison_{source}", feb, "feb.csv", sha, None, manual, again.run_id,
+         f"1 key(s) only in {jan}, 1 only in this file, 0 changed"),
+        ("keys", "done", f"keys/{source}", feb, "feb.csv", sha, 2, manual, again.run_id, "key id; 2 minimal keys, 0 repeated rows"),
+        ("profile", "done", f"quality/profile_{source}", feb, "feb.csv", sha, 2, manual, again.run_id,
+         f"quality score 100.0, 0 recommendation(s), 2 change(s) since {jan}"),
+        ("trends", "done", f"ops/trends_{source}", None, None, None, None, manual, trends_run.run_id, "fewer than 5 earlier files: nothing to judge yet"),
+    ]  # fmt: skip
 
 
 def test_a_failed_export_is_audited_with_its_error_and_the_run_still_fails(tmp_path, schema, psql):

@@ -10,7 +10,7 @@ from harmonizer_pipeline.keys import store
 from harmonizer_pipeline.keys.comparison import ComparisonError, compare_frames
 from harmonizer_pipeline.keys.discovery import KeyDiscoveryError, analyze, duplicate_groups
 from harmonizer_pipeline.ops import metrics
-from harmonizer_pipeline.quality.assets import GATED_EAGER, OWNERS, file_columns, partition_rows, table_metadata
+from harmonizer_pipeline.quality.assets import GATED_EAGER, OWNERS, audit_file, file_columns, partition_rows, table_metadata
 from harmonizer_pipeline.resources import PostgresResource
 from harmonizer_pipeline.resources import table_store
 from harmonizer_pipeline.resources.postgres import adbc_connection
@@ -74,6 +74,9 @@ def keys_source_asset(settings: Settings, source: str, partitions: dg.DynamicPar
         with postgres.connect() as conn:
             store.ensure_keys_tables(conn)
             store.save_analysis(conn, source, partition_key, run_id, analysis, all_groups)
+            audit_file(conn, context.run, "keys", f"keys/{source}", source, partition_key, rows_in=analysis.rows, detail=(
+                f"key {', '.join(suggested) or '(none)'}; {len(analysis.minimal_keys)} minimal keys, {analysis.duplicate_rows} repeated rows"
+            ))  # fmt: skip
             metrics.record(conn, run_id, source, partition_key, f"keys/{source}", {
                 "key_uniqueness": uniqueness, "minimal_keys": len(analysis.minimal_keys), "duplicate_rows": analysis.duplicate_rows,
                 "duration_seconds": time.perf_counter() - started,
@@ -121,6 +124,18 @@ def comparison_source_asset(settings: Settings, source: str, partitions: dg.Dyna
         ),
     )
     def comparison(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
+        result = compare_with_previous(context, postgres)
+        found = result.metadata
+        if "comparison" in found:  # not compared, and why
+            detail = found["comparison"]
+        else:
+            detail = (f"{found['only_in_previous']} key(s) only in {found['previous_partition']}, {found['only_in_current']} only in this file, "
+                      f"{found['changed']} changed")  # fmt: skip
+        with postgres.connect() as conn:
+            audit_file(conn, context.run, "compare", f"keys/comparison_{source}", source, context.partition_key, detail=detail)
+        return result
+
+    def compare_with_previous(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
         partition_key, run_id = context.partition_key, context.run.run_id
         keys = context.instance.get_dynamic_partitions(partitions.name)
         earlier = keys[: keys.index(partition_key)] if partition_key in keys else []

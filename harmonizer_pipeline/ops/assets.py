@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from harmonizer_pipeline.ops import metrics, trends
+from harmonizer_pipeline.ops import audit, metrics, trends
 from harmonizer_pipeline.quality.assets import OWNERS, table_metadata
 from harmonizer_pipeline.resources import PostgresResource
 from harmonizer_pipeline.settings import Settings
@@ -74,6 +74,8 @@ def trends_source_asset(settings: Settings, source: str) -> dg.AssetsDefinition:
             check = dg.AssetCheckResult(
                 check_name=TRENDS_CHECK, passed=True, description=f"fewer than {options.min_history} earlier files: nothing to judge yet"
             )
+        with postgres.connect() as conn:
+            audit.record(conn, audit.entry(context.run, "trends", "done", f"ops/trends_{source}", detail=check.description))
         return dg.MaterializeResult(
             metadata={
                 **plotted,

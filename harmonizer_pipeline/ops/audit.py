@@ -1,9 +1,10 @@
 """ops.audit_log: who or what did what, when, to which file (no dagster).
 
-One row per load, gate decision, harmonization and exported file, and one per failure of a load,
-harmonization or export: the run, what launched it (a person's re-run, an automatic retry, a
-schedule, a sensor, declarative automation, `make demo`), the asset and partition, the file and
-its SHA-256, and the rows that went in and came out. Rows are only ever added.
+One row per load, gate decision, profile, key analysis, file comparison, harmonization, exported
+file and trend report, and one per failure of a load, harmonization or export: the run, what
+launched it (a person's re-run, an automatic retry, a schedule, a sensor, declarative automation,
+`make demo`), the asset and partition, the file and its SHA-256, and the rows that went in and
+came out. Rows are only ever added.
 """
 
 from __future__ import annotations
@@ -20,14 +21,14 @@ from psycopg import sql
 from harmonizer_pipeline.ops.store import ensure_ops_tables, execute, insert
 
 AUDIT_TABLE = sql.Identifier("ops", "audit_log")
-ACTIONS = ("load", "gate", "harmonize", "export")
+ACTIONS = ("load", "gate", "profile", "keys", "compare", "harmonize", "export", "trends")
 _COLUMNS = ("action", "status", "run_id", "launched_by", "asset", "partition_key", "file", "sha256", "rows_in", "rows_out", "detail")
 
 
 @dataclass(frozen=True)
 class AuditEntry:
     action: str  # one of ACTIONS
-    status: str  # load: loaded/failed/duplicate; gate: ok/warn/error; harmonize, export: done or failed
+    status: str  # load: loaded/failed/duplicate; gate: ok/warn/error; the others: done; load, harmonize, export: failed
     run_id: str
     launched_by: str
     asset: str
