@@ -482,6 +482,22 @@ def test_a_failed_export_is_audited_with_its_error_and_the_run_still_fails(tmp_p
     assert rows[0][6] in {f"NotADirectoryError: [Errno 20] Not a directory: '{tmp_path}/exports/{target}/{day}'" for day in days}
 
 
+def test_a_duplicate_the_landing_sensor_sets_aside_is_audited(tmp_path, schema, psql):
+    suffix = schema.removeprefix("t_")
+    source = f"as_{suffix}"
+    defs = make_defs(tmp_path, source, f"ast_{suffix}")
+    content = b"id,name\nC1,ann\n"
+    (tmp_path / "in" / "a.csv").write_bytes(content)
+    with dg.instance_for_test() as instance:
+        assert [r.success for r in land(defs, instance, source)] == [True]
+        (tmp_path / "in" / "b.csv").write_bytes(content)
+        assert land(defs, instance, source) == []  # no run: the sensor registers it as a duplicate
+    assert psql(
+        "SELECT action, status, run_id, launched_by, asset, partition_key, file, sha256, detail FROM ops.audit_log WHERE file = 'b.csv' AND asset = %s",
+        (f"raw/{source}",),
+    ) == [("load", "duplicate", "", f"sensor {source}_landing", f"raw/{source}", None, "b.csv", hashlib.sha256(content).hexdigest(), "same content as a.csv (loaded)")]
+
+
 def test_the_export_description_names_the_folder_the_files_go_to(tmp_path, monkeypatch):
     from harmonizer_pipeline.resources.postgres import HOME_ENV
 

@@ -16,6 +16,7 @@ from itertools import islice
 from pathlib import Path
 
 from harmonizer_pipeline.ingest import registry
+from harmonizer_pipeline.ops import audit
 from harmonizer_pipeline.resources.landing import LandedObject, LandingError, LandingZone, LocalLanding
 
 
@@ -50,10 +51,11 @@ def content_id(zone: LandingZone, obj: LandedObject) -> str:
 
 
 def plan_tick(
-    conn, zone: LandingZone, source: str, start_after: str | None, max_listed: int, max_new: int
+    conn, zone: LandingZone, source: str, start_after: str | None, max_listed: int, max_new: int, launched_by: str
 ) -> TickPlan:
     """List up to `max_listed` objects after `start_after`, register the new ones (pending or
-    duplicate) in the caller's transaction and say which files to load."""
+    duplicate) in the caller's transaction and say which files to load. A duplicate is audited
+    there too, as set aside by `launched_by` (the sensor): no run ever sees it."""
     plan = TickPlan()
     listed = list(islice(zone.list_objects(start_after=start_after), max_listed))
     plan.listed = len(listed)
@@ -78,7 +80,10 @@ def plan_tick(
         new_count += 1
         twin = registry.live_entry_with_content(conn, source, content_id=identity)
         if twin is not None:
-            registry.register(conn, source, obj, identity, "duplicate", error=f"same content as {twin.object_key} ({twin.status})")
+            why = f"same content as {twin.object_key} ({twin.status})"
+            registry.register(conn, source, obj, identity, "duplicate", error=why)
+            sha256 = identity.removeprefix("sha256:") if identity.startswith("sha256:") else None  # B2: a SHA-1 or a version
+            audit.record(conn, audit.AuditEntry("load", "duplicate", "", launched_by, f"raw/{source}", file=obj.key, sha256=sha256, detail=why))
             plan.duplicates.append(obj.key)
             continue
         entry = registry.register(conn, source, obj, identity, "pending")

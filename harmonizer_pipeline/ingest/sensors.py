@@ -6,6 +6,7 @@ import dagster as dg
 
 from harmonizer_pipeline.ingest import registry
 from harmonizer_pipeline.ingest.discovery import plan_tick
+from harmonizer_pipeline.ops import audit
 from harmonizer_pipeline.resources import LandingResource, PostgresResource
 from harmonizer_pipeline.settings import Settings
 
@@ -13,8 +14,10 @@ from harmonizer_pipeline.settings import Settings
 def landing_sensor(
     settings: Settings, source: str, job, partitions: dg.DynamicPartitionsDefinition
 ) -> dg.SensorDefinition:
+    name = f"{source}_landing"
+
     @dg.sensor(
-        name=f"{source}_landing",
+        name=name,
         job=job,
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
@@ -26,8 +29,9 @@ def landing_sensor(
         with postgres.connect() as conn:
             registry.ensure_registry(conn)
             plan = plan_tick(
-                conn, zone, source, start_after, settings.ingest.max_listed_per_tick, settings.ingest.max_new_files_per_tick
-            )
+                conn, zone, source, start_after, settings.ingest.max_listed_per_tick, settings.ingest.max_new_files_per_tick,
+                audit.launched_by({"dagster/sensor_name": name}),
+            )  # fmt: skip
         context.log.info(
             f"{zone.describe()}: listed {plan.listed}, {len(plan.to_load)} to load, {len(plan.duplicates)} duplicate(s)"
         )

@@ -1,10 +1,10 @@
 """ops.audit_log: who or what did what, when, to which file (no dagster).
 
-One row per load, gate decision, profile, key analysis, file comparison, harmonization, exported
-file and trend report, and one per failure of a load, harmonization or export: the run, what
-launched it (a person's re-run, an automatic retry, a schedule, a sensor, declarative automation,
-`make demo`), the asset and partition, the file and its SHA-256, and the rows that went in and
-came out. Rows are only ever added.
+One row per load (and per duplicate the landing sensor set aside), gate decision, profile, key
+analysis, file comparison, harmonization, exported file and trend report, and one per failure of
+a load, harmonization or export: the run, what launched it (a person's re-run, an automatic
+retry, a schedule, a sensor, declarative automation, `make demo`), the asset and partition, the
+file and its SHA-256, and the rows that went in and came out. Rows are only ever added.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ _COLUMNS = ("action", "status", "run_id", "launched_by", "asset", "partition_key
 class AuditEntry:
     action: str  # one of ACTIONS
     status: str  # load: loaded/failed/duplicate; gate: ok/warn/error; the others: done; load, harmonize, export: failed
-    run_id: str
+    run_id: str  # empty for a duplicate the landing sensor set aside: no run saw it
     launched_by: str
     asset: str
     partition_key: str | None = None
