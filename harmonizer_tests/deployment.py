@@ -129,6 +129,7 @@ class Deployment:
     alerts: Inbox | None = None  # the loopback server the alert webhook posts to
     automation_status: str | None = None  # the target's automation sensor's status, as deployed
     load_run: dict | None = None  # the landing sensor's finished load run (sample_deployment)
+    empty_tick: dict | None = None  # the landing sensor's first tick, before the file landed
     timings: dict[str, float] = field(default_factory=dict)  # seconds from start to each stage
 
     def mark(self, stage: str) -> None:
@@ -269,17 +270,30 @@ class Deployment:
         )["assetOrError"]
         return data.get("assetMaterializations", []) if data["__typename"] == "Asset" else []
 
+    def automation_runs(self) -> list[dict]:
+        """The target's automation sensor's runs, once harmonized/ and export/ have each been in one
+        and all have finished: one run for both, or two when export waited for a keys run."""
+        automation = {"dagster/sensor_name": AUTOMATION_SENSOR}
+
+        def finished() -> list[dict] | None:
+            runs = self.runs(tags=automation)
+            selected = {"/".join(k["path"]) for r in runs for k in r["assetSelection"] or []}
+            done = all(r["status"] in TERMINAL for r in runs) and {"harmonized/patients", "export/patients"} <= selected
+            return runs if runs and done else None
+
+        return self.wait_for(f"the {AUTOMATION_SENSOR} sensor's runs of harmonized/patients and export/patients to finish", finished, timeout=120)
+
     def sensor_selector(self, name: str) -> dict:
         return {"repositoryName": REPOSITORY, "repositoryLocationName": LOCATION, "sensorName": name}
 
-    def sensor_status(self, name: str) -> str:
-        """A sensor's status as the UI shows it (RUNNING or STOPPED)."""
+    def sensor_state(self, name: str) -> dict:
+        """A sensor's status as the UI shows it (RUNNING or STOPPED) and its latest ticks."""
         data = self.graphql(
             """
             query Sensor($selector: SensorSelector!) {
               sensorOrError(sensorSelector: $selector) {
                 __typename
-                ... on Sensor { sensorState { status } }
+                ... on Sensor { sensorState { status ticks(limit: 5) { status skipReason } } }
                 ... on PythonError { message }
                 ... on SensorNotFoundError { message }
               }
@@ -289,7 +303,10 @@ class Deployment:
         )["sensorOrError"]
         if data["__typename"] != "Sensor":
             raise DeploymentError(f"sensor {name}: {data}")
-        return data["sensorState"]["status"]
+        return data["sensorState"]
+
+    def sensor_status(self, name: str) -> str:
+        return self.sensor_state(name)["status"]
 
     # -- readiness ------------------------------------------------------------------------------
 
@@ -415,17 +432,25 @@ TERMINAL = ("SUCCESS", "FAILURE", "CANCELED")
 
 @contextmanager
 def sample_deployment(workdir: Path, server_url: str, database: str, timeout: float = 120) -> Iterator[Deployment]:
-    """The deployment with the sample clinic_a file dropped into its landing folder before the
-    daemon starts. Yields once the landing sensor's load run has finished (`deployed.load_run`),
+    """The deployment with the sample clinic_a file dropped into its landing folder while the
+    daemon runs, after the landing sensor's first tick found the folder empty (a file arriving
+    under a running sensor). Yields once the sensor's load run has finished (`deployed.load_run`),
     whatever its status."""
 
     def prepare(deployed: Deployment) -> None:
-        shutil.copyfile(SAMPLE_FILE, deployed.landing / SAMPLE_FILE.name)
         deployed.automation_status = deployed.sensor_status(AUTOMATION_SENSOR)
 
     with deployment(workdir, server_url, database, before_daemon=prepare) as deployed:
+        sensor = f"{SOURCE}_landing"
+        deployed.empty_tick = deployed.wait_for(
+            f"the {sensor} sensor's first finished tick",
+            lambda: next((t for t in deployed.sensor_state(sensor)["ticks"] if t["status"] != "STARTED"), None),
+            timeout=60,
+        )
+        deployed.mark("landing sensor ticked")
+        shutil.copyfile(SAMPLE_FILE, deployed.landing / SAMPLE_FILE.name)
         deployed.load_run = deployed.wait_for(
-            f"the {SOURCE}_landing sensor's load_{SOURCE} run to finish",
+            f"the {sensor} sensor's load_{SOURCE} run to finish",
             lambda: next((r for r in deployed.runs(job=f"load_{SOURCE}") if r["status"] in TERMINAL), None),
             timeout=timeout,
         )

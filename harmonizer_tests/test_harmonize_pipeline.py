@@ -12,6 +12,7 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetC
 from harmonizer_pipeline.definitions import build_definitions
 from harmonizer_pipeline.demo import evaluate_sensor, launch_requests
 from harmonizer_pipeline.settings import parse_settings
+from harmonizer_tests.automation import AutomationTicks
 from harmonizer_tests.test_ingest_pipeline import simulated_b2
 
 SCHEMA = """\
@@ -177,14 +178,7 @@ def test_automation_takes_a_gated_load_to_harmonized_and_export(tmp_path, names)
     harmonized, export = dg.AssetKey(["harmonized", target]), dg.AssetKey(["export", target])
     only_harmonized = dg.Definitions.merge(defs, dg.Definitions(jobs=[dg.define_asset_job("h", selection=[harmonized])])).resolve_job_def("h")
     with dg.instance_for_test() as instance:
-        cursor = None
-
-        def requested() -> tuple[int, int]:
-            nonlocal cursor
-            result = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=dg.AssetSelection.assets(harmonized, export), cursor=cursor)
-            cursor = result.cursor
-            return result.get_num_requested(harmonized), result.get_num_requested(export)
-
+        requested = AutomationTicks(defs, instance, harmonized, export)
         assert requested() == (0, 0)
         (tmp_path / "b" / "one.csv").write_text("kunde,vorname,nachname,mail\nC1,Ann,Lee,ann@lee.de\n")
         assert [r.success for r in land(defs, instance, names["b"])] == [True]
@@ -210,13 +204,10 @@ def test_automation_waits_for_the_gate_when_a_tick_falls_between_load_and_check(
     validated, harmonized = dg.AssetKey(["validated", names["a"]]), dg.AssetKey(["harmonized", names["target"]])
     partitions = defs.resolve_assets_def(validated).partitions_def
     with dg.instance_for_test() as instance:
-        cursor = None
+        tick = AutomationTicks(defs, instance, harmonized)
 
         def requested() -> int:
-            nonlocal cursor
-            result = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=dg.AssetSelection.assets(harmonized), cursor=cursor)
-            cursor = result.cursor
-            return result.get_num_requested(harmonized)
+            return tick()[0]
 
         def load(partition: str) -> None:
             instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=validated, partition=partition))

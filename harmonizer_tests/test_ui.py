@@ -24,7 +24,7 @@ CHROMIUM_ARGS = [
     "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
 ARTIFACTS = Path(__file__).parent / "artifacts"
-GROUPS = {"ingest", "quality", "keys", "harmonize", "export"}
+GROUPS = {"ingest", "quality", "keys", "harmonize", "export", "ops"}
 HEADER = SAMPLE_FILE.read_text().splitlines()[0].split(",")
 ROWS, VALID = 25, 24
 TIMEOUT_MS = 20_000
@@ -100,9 +100,14 @@ def shown(label: str, name: str) -> bool:
 
 
 def test_the_asset_graph_shows_every_asset_in_its_group(page, deployed):
-    nodes = deployed.graphql("{ assetNodes { assetKey { path } groupName } }")["assetNodes"]
+    nodes = deployed.graphql("{ assetNodes { assetKey { path } groupName description kinds owners { ... on TeamAssetOwner { team } } } }")["assetNodes"]
     groups = {n["groupName"] for n in nodes}
-    assert GROUPS <= groups <= GROUPS | {"ops"}
+    assert groups == GROUPS
+    # What the graph and the asset pages say of each asset: what it is, what it runs on, whose it is.
+    assert [n["assetKey"]["path"] for n in nodes if not (n["description"] and n["kinds"] and n["owners"] == [{"team": "data-engineering"}])] == []
+    assert not [n["description"] for n in nodes if "None" in n["description"]]
+    # The whole pipeline as a person would find it after the load: harmonized and exported too.
+    assert {r["status"] for r in deployed.automation_runs()} == {"SUCCESS"}
     page.set_viewport_size({"width": 1600, "height": 1300})
     visit(page, deployed, "/asset-groups")
     # Groups start collapsed; the graph's settings expand them all.
@@ -197,3 +202,20 @@ def test_the_keys_page_shows_the_suggested_and_minimal_keys(page, deployed):
     assert {k: values[k] for k in ("rows", "suggested_key", "duplicate_rows")} == {"rows": str(VALID), "suggested_key": "patient_id", "duplicate_rows": "0"}
     assert ["patient_id", "1", "false"] in rows
     assert int(values["minimal_key_count"]) == sum(1 for r in rows if len(r) == 3 and r[2] in ("true", "false"))
+
+
+def test_the_harmonized_page_shows_the_target_rows_columns_and_automation(page, deployed):
+    assert {r["status"] for r in deployed.automation_runs()} == {"SUCCESS"}
+    visit(page, deployed, "/assets/harmonized/patients")
+    page.get_by_text("Latest materialization").wait_for()
+    values = metadata_values(page, "rows_mapped")
+    columns = {r[0] for r in table_rows(page, "first_name") if len(r) == 3}
+    screenshot(page, "harmonized_patients")
+    assert re.search(rf"Row count\s+{VALID}\s", page.inner_text("body"))
+    assert {k: values.get(k) for k in ("rows_mapped", "duplicate_keys", "business_key")} == {
+        "rows_mapped": str(VALID), "duplicate_keys": "0", "business_key": "last_name, first_name, birth_date",
+    }  # fmt: skip
+    assert {"first_name", "last_name", "birth_date", "email", "_source", "_source_file"} <= columns
+    # How it runs: the automation condition by its label, the sensor that evaluates it, the schedule.
+    for text in ("after a gated load", "automation_patients", "harmonize_patients"):
+        assert page.get_by_text(text, exact=True).first.is_visible(), text
