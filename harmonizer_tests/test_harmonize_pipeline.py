@@ -204,10 +204,11 @@ def test_automation_waits_for_the_gate_when_a_tick_falls_between_load_and_check(
     validated, harmonized = dg.AssetKey(["validated", names["a"]]), dg.AssetKey(["harmonized", names["target"]])
     partitions = defs.resolve_assets_def(validated).partitions_def
     with dg.instance_for_test() as instance:
-        tick = AutomationTicks(defs, instance, harmonized)
+        ticks = AutomationTicks(defs, instance, harmonized)
 
         def requested() -> int:
-            return tick()[0]
+            [count] = ticks()
+            return count
 
         def load(partition: str) -> None:
             instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=validated, partition=partition))

@@ -19,6 +19,7 @@ from harmonizer_pipeline.definitions import build_definitions
 from harmonizer_pipeline.ops import audit, metrics, trends
 from harmonizer_pipeline.resources import build_resources
 from harmonizer_pipeline.settings import SettingsError, parse_settings
+from harmonizer_tests.automation import AutomationTicks
 from harmonizer_tests.test_harmonize_pipeline import SCHEMA, land
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
@@ -278,23 +279,16 @@ def test_automation_refreshes_trends_after_a_file_was_measured(tmp_path, schema)
     defs = make_defs(tmp_path, source, f"tat_{suffix}")
     trends_key = dg.AssetKey(["ops", f"trends_{source}"])
     with dg.instance_for_test() as instance:
-        cursor = None
-
-        def requested() -> int:
-            nonlocal cursor
-            result = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=dg.AssetSelection.assets(trends_key), cursor=cursor)
-            cursor = result.cursor
-            return result.get_num_requested(trends_key)
-
-        assert requested() == 0
+        requested = AutomationTicks(defs, instance, trends_key)
+        assert requested() == (0,)
         (tmp_path / "in" / "one.csv").write_text("id,name\nC1,ann\n")
         assert [r.success for r in land(defs, instance, source)] == [True]
-        assert requested() == 1
+        assert requested() == (1,)
         assert defs.resolve_job_def("ops_trends").execute_in_process(instance=instance).success
-        assert requested() == 0
+        assert requested() == (0,)
         (tmp_path / "in" / "bad.csv").write_text("id,name\nX1,eve\n")
         assert [r.success for r in land(defs, instance, source)] == [False]
-        assert requested() == 1  # a blocked file was measured too (raw, validated): its figures count
+        assert requested() == (1,)  # a blocked file was measured too (raw, validated): its figures count
 
 
 def reexecutable_load_job() -> dg.JobDefinition:
