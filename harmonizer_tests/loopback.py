@@ -4,6 +4,7 @@ import json
 import socket
 import socketserver
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -18,7 +19,10 @@ def free_port() -> int:
 
 
 class Inbox:
-    """Requests an HTTP server on loopback received: (path, content type, JSON body)."""
+    """Requests an HTTP server on loopback received: (path, content type, JSON body). It answers
+    /broken with HTTP 500, and /slow after SLOW seconds."""
+
+    SLOW = 0.4
 
     def __init__(self):
         self.received: list[tuple[str, str, dict]] = []
@@ -28,6 +32,8 @@ class Inbox:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 inbox.received.append((self.path, self.headers["Content-Type"], json.loads(body)))
+                if self.path == "/slow":
+                    time.sleep(inbox.SLOW)
                 status = 500 if self.path == "/broken" else 200
                 self.send_response(status)
                 self.end_headers()
@@ -46,7 +52,8 @@ class Inbox:
 
 class Listener:
     """A TCP server on loopback that sends `greeting` to each connection (with none it never
-    answers), then reads and discards until the client hangs up. Counts the connections."""
+    answers), then converses until the client hangs up: here it reads and discards. Counts the
+    connections."""
 
     def __init__(self, greeting: bytes = b""):
         self.connections = 0
@@ -57,8 +64,7 @@ class Listener:
                 listener.connections += 1
                 try:
                     self.request.sendall(greeting)
-                    while self.request.recv(65536):
-                        pass
+                    listener.converse(self.request)
                 except ConnectionError:  # the client hung up first
                     pass
 
@@ -67,9 +73,34 @@ class Listener:
         self.port = self.server.server_address[1]
         threading.Thread(target=serve, args=(self.server,), daemon=True).start()
 
+    def converse(self, connection: socket.socket) -> None:
+        while connection.recv(65536):
+            pass
+
     def __enter__(self) -> "Listener":
         return self
 
     def __exit__(self, *exc) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class SlowSMTP(Listener):
+    """Speaks just enough SMTP for smtplib to send a message, answering each command (and the
+    end of the message) `delay` seconds after it arrived: each answer within a timeout longer than
+    `delay`, the exchange (greeting, EHLO, MAIL, RCPT, DATA, the message, QUIT) six times longer."""
+
+    def __init__(self, delay: float):
+        self.delay = delay
+        super().__init__(b"220 slow.example ESMTP\r\n")
+
+    def converse(self, connection: socket.socket) -> None:
+        in_message = False
+        for line in connection.makefile("rb"):
+            if in_message and line != b".\r\n":
+                continue
+            time.sleep(self.delay)
+            command = line[:4].upper()
+            answer = b"354 go on" if command == b"DATA" and not in_message else b"221 bye" if command == b"QUIT" else b"250 ok"
+            connection.sendall(answer + b"\r\n")
+            in_message = answer.startswith(b"354")

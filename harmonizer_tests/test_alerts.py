@@ -21,11 +21,11 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from harmonizer_pipeline.definitions import build_definitions
-from harmonizer_pipeline.ops.notifications import Alert, deliver, slack_payload
+from harmonizer_pipeline.ops.notifications import Alert, Delivery, slack_payload
 from harmonizer_pipeline.ops.sensors import TICK_BUDGET_SECONDS, alerts_sensor
 from harmonizer_pipeline.resources import build_resources
 from harmonizer_pipeline.settings import Alerts, SettingsError, parse_settings
-from harmonizer_tests.loopback import Inbox, Listener, free_port
+from harmonizer_tests.loopback import Inbox, Listener, SlowSMTP, free_port
 from harmonizer_tests.test_harmonize_pipeline import SCHEMA, land
 
 USER, PASSWORD = "alerts@example.org", "s3cret-pass"
@@ -130,7 +130,7 @@ ALERT = Alert(
 def test_each_channel_delivers_the_alert_to_a_real_server(inbox, smtp_server, alert_env):
     mailbox, port = smtp_server
     settings = Alerts.model_validate(alert_settings(inbox.url, port))
-    assert deliver(ALERT, settings) == {"webhook": None, "slack": None, "email": None}
+    assert Delivery(settings).send(ALERT) == {"webhook": None, "slack": None, "email": None}
     [(path, content_type, hook)] = [r for r in inbox.received if r[0] == "/hook"]
     assert content_type == "application/json"
     assert hook == {
@@ -156,7 +156,7 @@ def test_email_over_tls_from_the_start(inbox, smtps_server, alert_env):
     mailbox, port = smtps_server
     settings = alert_settings(None, port)
     settings["email"]["ssl"] = True
-    assert deliver(ALERT, Alerts.model_validate(settings)) == {"email": None}
+    assert Delivery(Alerts.model_validate(settings)).send(ALERT) == {"email": None}
     [(sender, recipients, message, over_tls)] = mailbox.messages
     assert (sender, recipients, over_tls, message["Subject"].strip()) == (
         "harmonizer@example.org", ["data-team@example.org", "oncall@example.org"], True, ALERT.summary)
@@ -166,7 +166,7 @@ def test_a_channel_that_is_down_is_reported_and_the_others_still_deliver(inbox, 
     closed = free_port()
     monkeypatch.setenv("HZ_TEST_WEBHOOK", f"http://127.0.0.1:{closed}/hook")
     settings = Alerts.model_validate({**alert_settings(inbox.url, None), "email": plain_email(closed)})
-    outcome = deliver(ALERT, settings)
+    outcome = Delivery(settings).send(ALERT)
     assert outcome["slack"] is None and len(inbox.on(SLACK_PATH)) == 1
     assert outcome["webhook"].startswith("cannot reach the server: ")
     assert outcome["email"].startswith(f"cannot reach 127.0.0.1:{closed}: ")
@@ -179,7 +179,7 @@ def test_missing_secrets_wrong_credentials_and_http_errors_are_reported(inbox, s
     monkeypatch.delenv("HZ_TEST_SLACK")
     monkeypatch.setenv("HZ_TEST_WEBHOOK", f"{inbox.url}/broken")
     monkeypatch.setenv("HZ_TEST_SMTP_PASSWORD", "wrong")
-    outcome = deliver(ALERT, Alerts.model_validate(alert_settings(inbox.url, port)))
+    outcome = Delivery(Alerts.model_validate(alert_settings(inbox.url, port))).send(ALERT)
     assert outcome == {
         "webhook": "the server answered HTTP 500",
         "slack": "environment variable HZ_TEST_SLACK is not set",
@@ -205,7 +205,7 @@ NOT_A_URL = "environment variable HZ_TEST_WEBHOOK does not hold an http(s) URL w
 )
 def test_a_url_urllib_cannot_send_to_is_reported_without_quoting_it(url, problem, inbox, alert_env, monkeypatch):
     monkeypatch.setenv("HZ_TEST_WEBHOOK", url.format(inbox=inbox.url))
-    assert deliver(ALERT, Alerts.model_validate(alert_settings(inbox.url, None))) == {"webhook": problem, "slack": None}
+    assert Delivery(Alerts.model_validate(alert_settings(inbox.url, None))).send(ALERT) == {"webhook": problem, "slack": None}
     assert inbox.on(SLACK_PATH) == [slack_payload(ALERT)]
 
 
@@ -213,7 +213,7 @@ def test_servers_answering_garbage_are_reported(inbox, alert_env, monkeypatch):
     with Listener(b"\x00garbage\r\n") as garbage:
         monkeypatch.setenv("HZ_TEST_WEBHOOK", f"http://127.0.0.1:{garbage.port}/hook")
         settings = Alerts.model_validate({**alert_settings(inbox.url, None), "email": plain_email(garbage.port)})
-        assert deliver(ALERT, settings) == {
+        assert Delivery(settings).send(ALERT) == {
             "webhook": "HTTP request failed: BadStatusLine", "slack": None, "email": "SMTP error: SMTPConnectError -1",
         }  # fmt: skip
 
@@ -226,7 +226,7 @@ def test_email_refuses_a_server_whose_certificate_it_cannot_verify(request, impl
     monkeypatch.setenv("SSL_CERT_FILE", str(other_ca))
     settings = alert_settings(None, port)
     settings["email"]["ssl"] = implicit
-    outcome = deliver(ALERT, Alerts.model_validate(settings))
+    outcome = Delivery(Alerts.model_validate(settings)).send(ALERT)
     assert outcome["email"].startswith(f"TLS with localhost:{port} failed: [SSL: CERTIFICATE_VERIFY_FAILED]")
     assert mailbox.messages == []
 
@@ -479,3 +479,29 @@ def test_an_instance_with_an_event_log_per_run_is_told_to_use_postgres(inbox, al
     with dg.instance_for_test() as instance:  # SQLite, one event log per run
         message, cursor, _ = tick(sensor_for(alert_settings(inbox.url, None)), instance, None)
     assert (message, cursor) == ("alerts need an instance on PostgreSQL storage (dagster.yaml); this one keeps an event log per run", None)
+
+
+def test_once_the_tick_is_out_of_time_no_channel_is_tried(inbox, alert_env, monkeypatch):
+    # The webhook answers after 0.4 s: the second alert's webhook starts within the 0.6 s, its
+    # Slack after them, and the third alert is tried nowhere.
+    monkeypatch.setenv("HZ_TEST_WEBHOOK", f"{inbox.url}/slow")
+    delivery = Delivery(Alerts.model_validate(alert_settings(inbox.url, None)), deadline=time.monotonic() + 0.6)
+    out_of_time = "skipped: this tick ran out of time"
+    outcomes = [delivery.send(ALERT) for _ in range(3)]
+    assert outcomes == [{"webhook": None, "slack": None}, {"webhook": None, "slack": out_of_time}, {"webhook": out_of_time, "slack": out_of_time}]
+    assert (len(inbox.on("/slow")), len(inbox.on(SLACK_PATH))) == (2, 1)
+
+
+def test_an_smtp_server_answering_each_command_just_in_time_is_cut_at_the_channel_timeout(landed, inbox, alert_env):
+    # Each answer 0.4 s after its command, within the 0.5 s timeout of a socket operation: the
+    # exchange would take 2.4 s an alert, ~10 s for the tick's four, and sent them all.
+    with SlowSMTP(delay=0.4) as slow:
+        settings = {**alert_settings(inbox.url, None, timeout_seconds=0.5), "email": plain_email(slow.port)}
+        started = time.monotonic()
+        message, cursor, log = tick(sensor_for(settings, budget_seconds=1.0), landed.instance, landed.before)
+        # The budget plus one channel's try, cut at its timeout (the e-mail, hung up at 0.5 s).
+        assert time.monotonic() - started < 1.0 + 0.5
+        assert slow.connections == 1
+    assert message == "2 failed run(s), 2 failed check(s): 8 alert(s) sent, 4 failed to send"
+    summaries = [m["text"] for m in inbox.on(SLACK_PATH)]
+    assert len(summaries) == 4 and log == not_sent(summaries, "email", f"cannot reach 127.0.0.1:{slow.port}: timed out")

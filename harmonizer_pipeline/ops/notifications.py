@@ -5,8 +5,9 @@ Secrets (webhook URLs, SMTP credentials) are read from the environment variables
 name, at send time, and never appear in a log line or an error: a failure to notify says
 which channel and why, never where it was sending to. One channel failing never stops the
 others, and never raises: alerting must not fail the pipeline it reports on. Within one sensor
-tick (a `Delivery`) a channel that could not be reached is not tried again: each try would wait
-up to timeout_seconds, and Dagster abandons a sensor evaluation after 60 s.
+tick (a `Delivery`) a channel that could not be reached is not tried again, no channel is tried
+once the tick's time is up, and a channel's try is cut at its time (timeout_seconds, at most
+what is left of the tick): Dagster abandons a sensor evaluation after 60 s, cursor update and all.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import http.client
 import json
 import os
 import smtplib
+import socket
 import ssl
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -137,31 +140,68 @@ def slack_payload(alert: Alert) -> dict:
     }  # fmt: skip
 
 
-def _send_email(channel: EmailChannel, alert: Alert, env: Mapping[str, str], timeout: float) -> None:
+class _HangUp:
+    """Hangs up an SMTP connection once `seconds` have passed since it was started. smtplib's
+    timeout bounds each socket operation, not the exchange, which has a dozen of them (greeting,
+    EHLO, STARTTLS and EHLO again, AUTH, MAIL, a RCPT a recipient, DATA, the message, QUIT): a
+    server answering each just in time would hold a channel for many times its timeout."""
+
+    def __init__(self, seconds: float):
+        self.smtp: smtplib.SMTP | None = None
+        self.fired = False
+        self.timer = threading.Timer(seconds, self._fire)
+        self.timer.daemon = True
+        self.timer.start()
+
+    def _fire(self) -> None:
+        self.fired = True  # before reading self.smtp: see attach
+        sock = getattr(self.smtp, "sock", None)
+        if sock is not None:
+            try:  # the socket's own shutdown, under TLS too: the waiting read returns at once
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except OSError:  # closed already
+                pass
+
+    def attach(self, smtp: smtplib.SMTP) -> None:
+        self.smtp = smtp
+        if self.fired:  # fired while connecting, before it could see the connection
+            raise TimeoutError("timed out")
+
+
+def _send_email(channel: EmailChannel, alert: Alert, env: Mapping[str, str], seconds: float) -> None:
+    """The whole exchange within `seconds`: each socket operation times out after them, and the
+    connection is hung up when they are over."""
     message = EmailMessage()
     message["Subject"] = alert.summary
     message["From"] = channel.sender
     message["To"] = ", ".join(channel.recipients)
     message.set_content(alert.as_text())
     context = ssl.create_default_context()
+    where = f"{channel.host}:{channel.port}"
+    hang_up = _HangUp(seconds)
     try:
         if channel.ssl:
-            connection = smtplib.SMTP_SSL(channel.host, channel.port, timeout=timeout, context=context)
+            connection = smtplib.SMTP_SSL(channel.host, channel.port, timeout=seconds, context=context)
         else:
-            connection = smtplib.SMTP(channel.host, channel.port, timeout=timeout)
+            connection = smtplib.SMTP(channel.host, channel.port, timeout=seconds)
         with connection as smtp:
+            hang_up.attach(smtp)
             if channel.starttls:
                 smtp.starttls(context=context)
             if channel.username_env and channel.password_env:
                 smtp.login(_secret(channel.username_env, env), _secret(channel.password_env, env))
             smtp.send_message(message)
-    except smtplib.SMTPServerDisconnected as exc:
-        # smtplib's name for a timeout or a hang-up; the socket's own error, if any, is its context.
-        raise _connection_failed(f"{channel.host}:{channel.port}", exc.__context__ or "the server hung up") from None
-    except smtplib.SMTPException as exc:  # before OSError, which it subclasses
-        raise NotifyError(f"SMTP error: {type(exc).__name__} {getattr(exc, 'smtp_code', '')}".rstrip()) from None
-    except OSError as exc:
-        raise _connection_failed(f"{channel.host}:{channel.port}", exc) from None
+    except OSError as exc:  # smtplib's errors and TimeoutError included
+        if hang_up.fired:  # whatever the hang-up broke, the reason is the time
+            raise _connection_failed(where, TimeoutError("timed out")) from None
+        if isinstance(exc, smtplib.SMTPServerDisconnected):
+            # smtplib's name for a timeout or a hang-up; the socket's own error, if any, is its context.
+            raise _connection_failed(where, exc.__context__ or "the server hung up") from None
+        if isinstance(exc, smtplib.SMTPException):
+            raise NotifyError(f"SMTP error: {type(exc).__name__} {getattr(exc, 'smtp_code', '')}".rstrip()) from None
+        raise _connection_failed(where, exc) from None
+    finally:
+        hang_up.timer.cancel()
 
 
 def send(channel: WebhookChannel | SlackChannel | EmailChannel, alert: Alert, env: Mapping[str, str], timeout: float) -> None:
@@ -178,15 +218,18 @@ def channel_name(channel: WebhookChannel | SlackChannel | EmailChannel) -> str:
 
 
 class Delivery:
-    """Alerts sent within one sensor tick: a channel found unreachable is skipped for the rest of
-    it, and near the deadline (time.monotonic()) a channel's timeout is cut to what is left of it
-    (a second at least)."""
+    """Alerts sent within one sensor tick, which must end before `deadline` (time.monotonic()):
+    a channel found unreachable is skipped for the rest of it; once the time is up no channel is
+    tried (the tick's first alert aside: it goes to every channel, as the sensor always handles
+    one record); and a channel's try is cut at timeout_seconds, or at what is left of the tick
+    when that is less (a second at least)."""
 
     def __init__(self, settings: Alerts, env: Mapping[str, str] | None = None, deadline: float | None = None):
         self.settings = settings
         self.env = os.environ if env is None else env
         self.deadline = deadline
         self.unreachable: set[str] = set()
+        self.first = True
 
     def out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
@@ -203,20 +246,21 @@ class Delivery:
             name = channel_name(channel)
             if name in self.unreachable:
                 outcome[name] = f"skipped: {name} was unreachable earlier in this tick"
-                continue
-            try:
-                send(channel, alert, self.env, self._timeout())
-                outcome[name] = None
-            except NotifyError as exc:
-                outcome[name] = str(exc)
-                if exc.unreachable:
-                    self.unreachable.add(name)
-            except Exception as exc:  # alerting never fails the sensor
-                # Only the type: an exception's text may quote the URL or the credentials.
-                outcome[name] = f"failed unexpectedly: {type(exc).__name__}"
+            elif not self.first and self.out_of_time():  # checked before each channel
+                outcome[name] = "skipped: this tick ran out of time"
+            else:
+                outcome[name] = self._try(name, channel, alert)
+        self.first = False
         return outcome
 
-
-def deliver(alert: Alert, settings: Alerts, env: Mapping[str, str] | None = None) -> dict[str, str | None]:
-    """Send the alert to every channel; per channel None when it was taken, else why not."""
-    return Delivery(settings, env).send(alert)
+    def _try(self, name: str, channel: WebhookChannel | SlackChannel | EmailChannel, alert: Alert) -> str | None:
+        try:
+            send(channel, alert, self.env, self._timeout())
+            return None
+        except NotifyError as exc:
+            if exc.unreachable:
+                self.unreachable.add(name)
+            return str(exc)
+        except Exception as exc:  # alerting never fails the sensor
+            # Only the type: an exception's text may quote the URL or the credentials.
+            return f"failed unexpectedly: {type(exc).__name__}"

@@ -13,8 +13,11 @@ from harmonizer_pipeline.ops.notifications import Alert, Delivery
 from harmonizer_pipeline.settings import Settings
 
 BATCH = 200  # records read per query; the cursors resume after the last one handled
-# Dagster abandons a sensor evaluation after 60 s, cursor update and all: a tick stops sending
-# after this long and leaves the rest to the next one.
+# Dagster abandons a sensor evaluation after 60 s, cursor update and all: a tick tries no channel
+# after this long and leaves the rest to the next one. A channel tried before then is cut at what
+# is left of it (a second at least; notifications.Delivery): the worst case is this plus one
+# channel's second, plus the last record's queries (an HTTP request may wait that second a few
+# times over: connecting, sending, the answer), which leaves ~15 s of the 60 for a slow database.
 TICK_BUDGET_SECONDS = 40.0
 
 
