@@ -111,6 +111,13 @@ def test_launched_by_names_who_or_what_started_the_run(tags, expected):
     assert audit.launched_by(tags, tags.pop("parent", None)) == expected
 
 
+def test_one_line_keeps_a_failures_whole_description_and_a_database_errors_first_line():
+    assert audit.one_line(dg.Failure("x.csv: cannot read it\n  line 2 has 3 fields\n")) == "x.csv: cannot read it line 2 has 3 fields"
+    assert audit.one_line(psycopg.errors.LockNotAvailable("ERROR: lock timeout\nCONTEXT: SQL statement")) == "LockNotAvailable: ERROR: lock timeout"
+    assert audit.one_line(ValueError()) == "ValueError"
+    assert audit.one_line(dg.Failure("a" * 20 + "b" * 20), most=12) == "aaaa … bbbbb"
+
+
 @pytest.mark.parametrize(
     "field, message",
     [
@@ -424,6 +431,34 @@ def test_a_load_failing_on_a_database_error_is_audited_and_its_file_failed(tmp_p
         ("one.csv", "loaded", None), ("two.csv", "failed", detail)
     ]
     assert psql(f'SELECT id FROM raw."{source}"') == [("C1",)]
+
+
+def test_a_load_failing_before_its_rows_are_written_is_audited_and_its_file_failed(tmp_path, schema, psql, database_url, monkeypatch):
+    from harmonizer_pipeline.resources import table_store
+    from harmonizer_pipeline.resources.postgres import harmonizer_home
+
+    suffix = schema.removeprefix("t_")
+    source = f"ab_{suffix}"
+    defs = make_defs(tmp_path, source, f"abt_{suffix}")
+    (tmp_path / "in" / "one.csv").write_text("id,name\nC1,ann\n")
+    # Every connection of the run gives up waiting for a lock after 300 ms (libpq reads PGOPTIONS).
+    monkeypatch.setenv("PGOPTIONS", "-c lock_timeout=300")
+    # Another writer of raw.<source> holds the table's lock: the IO manager fails taking it, after
+    # it opened its transaction and before it wrote a row.
+    with psycopg.connect(database_url) as other, dg.instance_for_test() as instance:
+        table_store.lock_table(other, "raw", source)
+        [run] = land(defs, instance, source)
+    assert not run.success
+    [failure] = run.get_step_failure_events()
+    assert failure.step_key == f"raw__{source}" and "canceling statement due to lock timeout" in failure.event_specific_data.error.cause.message
+    rows = psql("SELECT action, status, file, sha256, rows_out, run_id, detail FROM ops.audit_log WHERE asset = %s ORDER BY id", (f"raw/{source}",))
+    assert [r[:6] for r in rows] == [("load", "failed", "one.csv", hashlib.sha256(b"id,name\nC1,ann\n").hexdigest(), None, run.run_id)]
+    detail = rows[0][6]
+    assert detail == "ProgrammingError: INVALID_STATE: [libpq] Execution error [PGRES_FATAL_ERROR]: ERROR:  canceling statement due to lock timeout"
+    # Not left pending; no table was made; the staged copy is gone.
+    assert psql("SELECT object_key, status, error FROM ops.file_registry WHERE source = %s", (source,)) == [("one.csv", "failed", detail)]
+    assert psql("SELECT to_regclass(%s)", (f'raw."{source}"',)) == [(None,)]
+    assert not any((harmonizer_home() / "staging" / source).glob("*"))
 
 
 def test_manual_materializations_of_profile_keys_comparison_and_trends_are_audited(tmp_path, schema, psql):

@@ -124,16 +124,15 @@ def harmonized_target_asset(settings: Settings, target_name: str) -> dg.AssetsDe
 
         def finish(conn, _result) -> None:
             # In the write's transaction: the key constraint and the side tables commit with the rows.
-            with step.bookkeeping(conn):
-                store.add_primary_key(conn, target_name, key)
-                store.replace_side_table(conn, store.duplicates_table(target_name), result.duplicates)
-                if matches is not None:
-                    store.replace_side_table(conn, store.candidates_table(target_name), matches.candidates)
-                step.done(conn, "done", rows_in=rows_mapped, rows_out=len(result.survivors), detail=f"{result.merged_rows} duplicate rows merged")
-                metrics.record(conn, run_id, target_name, None, f"harmonized/{target_name}", {
-                    "rows": len(result.survivors), "rows_mapped": rows_mapped, "merged_rows": result.merged_rows,
-                    "rejected_values": len(all_rejections), "duration_seconds": time.perf_counter() - started,
-                })  # fmt: skip
+            store.add_primary_key(conn, target_name, key)
+            store.replace_side_table(conn, store.duplicates_table(target_name), result.duplicates)
+            if matches is not None:
+                store.replace_side_table(conn, store.candidates_table(target_name), matches.candidates)
+            step.done(conn, "done", rows_in=rows_mapped, rows_out=len(result.survivors), detail=f"{result.merged_rows} duplicate rows merged")
+            metrics.record(conn, run_id, target_name, None, f"harmonized/{target_name}", {
+                "rows": len(result.survivors), "rows_mapped": rows_mapped, "merged_rows": result.merged_rows,
+                "rejected_values": len(all_rejections), "duration_seconds": time.perf_counter() - started,
+            })  # fmt: skip
 
         metadata = {
             "business_key": ", ".join(key),

@@ -2,7 +2,6 @@
 
 import datetime as dt
 import time
-from dataclasses import replace
 
 import dagster as dg
 import pandas as pd
@@ -62,20 +61,18 @@ def raw_source_asset(settings: Settings, source: str, partitions: dg.DynamicPart
             entry = registry.entry_for_partition(conn, source, partition_key)
         if entry is None:
             raise dg.Failure(f"partition {partition_key!r} of {source} has no file in ops.file_registry")
-        step.entry = replace(step.entry, file=entry.object_key)
         # A failure leaves the file `failed` with its reason (else it would stay `pending`).
-        step.also = lambda conn, message: registry.update(conn, source, partition_key, status="failed", error=message, run_id=run_id)
-
-        def failed(message: str) -> dg.Failure:
-            step.failed(message)
-            return dg.Failure(description=message)
+        step.update(
+            file=entry.object_key,
+            also=lambda conn, message: registry.update(conn, source, partition_key, status="failed", error=message, run_id=run_id),
+        )
 
         staging = harmonizer_home() / "staging" / source
         obj = LandedObject(entry.object_key, entry.size or 0, 0.0, entry.object_version)
         try:
             fetched = landing.zone(settings, source).fetch(obj, staging)
         except LandingError as exc:
-            raise failed(str(exc)) from None
+            raise dg.Failure(str(exc)) from None
         if entry.content_id.startswith("sha256:"):
             # A local file: the sensor hashed this very version (fetch and mark_loaded check the version).
             sha256 = entry.content_id.removeprefix("sha256:")
@@ -92,12 +89,12 @@ def raw_source_asset(settings: Settings, source: str, partitions: dg.DynamicPart
                 fetched.discard()
                 context.log.info(f"{entry.object_key}: {message}; not loaded again")
                 return
-        step.entry = replace(step.entry, sha256=sha256)
+        step.update(sha256=sha256)
         try:
             table = open_table(fetched.path, read_hints(settings, source), settings.ingest.chunk_rows)
         except ReadError as exc:
             fetched.discard()
-            raise failed(_about(entry.object_key, exc)) from None
+            raise dg.Failure(_about(entry.object_key, exc)) from None
         detection = table.detection
         context.add_output_metadata(
             {
@@ -120,25 +117,24 @@ def raw_source_asset(settings: Settings, source: str, partitions: dg.DynamicPart
                 for chunk in table.chunks():
                     yield chunk.assign(**lineage)
             except ReadError as exc:
-                raise failed(_about(entry.object_key, exc)) from None
+                raise dg.Failure(_about(entry.object_key, exc)) from None
 
         def mark_loaded(connection, result) -> None:
             # Runs inside the write's transaction: the file is `loaded` (and audited) exactly when its rows are.
             try:
                 fetched.check_unchanged()
             except LandingError as exc:
-                raise failed(str(exc)) from None
-            with step.bookkeeping(connection):
-                registry.update(
-                    connection, source, partition_key,
-                    status="loaded", rows=result.rows, sha256=sha256, run_id=run_id, error=None, columns=data_columns,
-                )
-                step.done(connection, "loaded", rows_in=result.rows, rows_out=result.rows)
-                seconds = time.perf_counter() - started
-                metrics.record(connection, run_id, source, partition_key, f"raw/{source}", {"rows": result.rows, "duration_seconds": seconds})
+                raise dg.Failure(str(exc)) from None
+            registry.update(
+                connection, source, partition_key,
+                status="loaded", rows=result.rows, sha256=sha256, run_id=run_id, error=None, columns=data_columns,
+            )
+            step.done(connection, "loaded", rows_in=result.rows, rows_out=result.rows)
+            seconds = time.perf_counter() - started
+            metrics.record(connection, run_id, source, partition_key, f"raw/{source}", {"rows": result.rows, "duration_seconds": seconds})
 
         def closed() -> None:
-            step.closed()  # a write that failed outside the code above is the load's failure too
+            step.closed()  # a failed write (read, rows, bookkeeping, commit) is the load's failure
             fetched.discard()
 
         data_columns = [str(c) for c in table.empty_frame().columns if c != "_row_number"]

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, suppress
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 
 import pandas as pd
 from psycopg import sql
 
-from harmonizer_pipeline.ops.store import ensure_ops_tables, execute, insert
+from harmonizer_pipeline.ops.store import ensure_ops_tables, insert
 
 AUDIT_TABLE = sql.Identifier("ops", "audit_log")
 ACTIONS = ("load", "gate", "profile", "keys", "compare", "harmonize", "export", "trends")
@@ -78,12 +78,16 @@ def entry(run, action: str, status: str, asset: str, partition_key: str | None =
 
 def one_line(error: BaseException, most: int = 500) -> str:
     """The error's message on one line of at most `most` characters. A database error adds lines
-    of context after its first; an error written for people (dagster's Failure, with its
-    description) is its message, any other is led by its type. ADBC quotes the whole statement
+    of context after its first, so only that line is kept; an error written for people (dagster's
+    Failure, with its description) is its whole message, its lines joined; any other is led by
+    its type. ADBC quotes the whole statement
     before PostgreSQL's error, so a long message loses its middle, not its end."""
-    lines = str(error).strip().splitlines()
-    message = lines[0].strip() if lines else ""
-    if not getattr(error, "description", None):
+    lines = [line.strip() for line in str(error).strip().splitlines()]
+    if getattr(error, "description", None):
+        # Every line of a message written for people counts (a reader's error names the file, then the cause).
+        message = " ".join(line for line in lines if line)
+    else:
+        message = lines[0] if lines else ""
         message = f"{type(error).__name__}: {message}" if message else type(error).__name__
     if len(message) > most:
         head = most // 3
@@ -93,32 +97,28 @@ def one_line(error: BaseException, most: int = 500) -> str:
 
 class AuditedStep:
     """A load, harmonization or export and its entry, completed as the step learns more (file,
-    SHA-256). `done` records it in the caller's transaction, with the work it describes.
+    SHA-256) through `update`. `done` records it in the caller's transaction, with the work it
+    describes.
 
     Used as a context manager around the work, it records an error as `failed` with its message,
-    once, in a transaction of its own (so the row survives the rollback of the failed work), and
-    lets the error go on, so the run still fails. `also(conn, message)` records more in that
-    transaction (the file registry's status). A step whose rows the IO manager writes also does
-    its bookkeeping inside `bookkeeping(connection)` and passes `closed` as the stream's
-    on_closed: the write fails outside the step's code."""
+    in a transaction of its own (so the row survives the rollback of the failed work), and lets
+    the error go on, so the run still fails. `also(conn, message)` records more in that
+    transaction (the file registry's status). A step whose rows the IO manager writes passes
+    `closed` as the stream's on_closed: the write fails outside the step's code."""
 
     def __init__(
         self, connect: Callable[[], AbstractContextManager], entry: AuditEntry, also: Callable[[object, str], None] | None = None
     ):
         self.connect, self.entry, self.also = connect, entry, also
-        self.failure_recorded = self.written = False
+
+    def update(self, also: Callable[[object, str], None] | None = None, **fields) -> None:
+        """Complete the entry (file, sha256, ...) and set `also` as the step learns them."""
+        self.entry = replace(self.entry, **fields)
+        if also is not None:
+            self.also = also
 
     def done(self, conn, status: str, **fields) -> None:
         record(conn, replace(self.entry, status=status, **fields))
-
-    def failed(self, message: str) -> None:
-        if self.failure_recorded:
-            return
-        self.failure_recorded = True
-        with self.connect() as conn:
-            if self.also is not None:
-                self.also(conn, message)
-            record(conn, replace(self.entry, status="failed", detail=message))
 
     def __enter__(self) -> AuditedStep:
         return self
@@ -129,39 +129,22 @@ class AuditedStep:
         return False
 
     def _failed_with(self, error: BaseException) -> None:
+        message = one_line(error)
         try:
-            self.failed(one_line(error))
+            with self.connect() as conn:
+                if self.also is not None:
+                    self.also(conn, message)
+                record(conn, replace(self.entry, status="failed", detail=message))
         except Exception as unrecorded:
             # The step's own error is the one to raise; this one is said beside it.
             error.add_note(f"ops.audit_log could not record this failure: {one_line(unrecorded)}")
 
-    @contextmanager
-    def bookkeeping(self, conn) -> Iterator[None]:
-        """Work inside the write's transaction, in a savepoint. The failure is recorded while that
-        transaction is still open: a database error has aborted it, which let go of its locks, but
-        an error raised here in Python has not, and the failure's own transaction would wait
-        forever on the locks taken (the registry row, ...). Rolling back to the savepoint lets go
-        of them."""
-        execute(conn, sql.SQL("SAVEPOINT audited_bookkeeping"))
-        try:
-            yield
-        except BaseException:
-            # After a database error the driver refuses any statement until the rollback; no lock is left then.
-            with suppress(Exception):
-                execute(conn, sql.SQL("ROLLBACK TO SAVEPOINT audited_bookkeeping"))
-            raise
-        execute(conn, sql.SQL("RELEASE SAVEPOINT audited_bookkeeping"))
-        self.written = True
-
     def closed(self) -> None:
-        """The stream's on_closed. The IO manager closes the stream in a `finally`, so when the
-        write failed before its bookkeeping was done, its error is the one on its way out."""
-        if self.written or self.failure_recorded:
-            return
+        """The stream's on_closed. The IO manager closes the stream once the write's transaction
+        has committed or rolled back (so no lock of it is left to wait on), while handling the
+        error of a failed write: that error is the step's failure."""
         error = sys.exc_info()[1]
-        if error is None:
-            self.failed("the write ended before its rows were in")
-        elif _failure(error):
+        if _failure(error):
             self._failed_with(error)
 
 
@@ -171,10 +154,10 @@ def _failure(error: BaseException | None) -> bool:
     return error is not None and not isinstance(error, GeneratorExit)
 
 
-def record(conn, entry: AuditEntry) -> None:
-    """Add one row; on the caller's connection, so it commits with the work it describes."""
+def record(conn, *entries: AuditEntry) -> None:
+    """Add rows; on the caller's connection, so they commit with the work they describe."""
     ensure_ops_tables(conn)
-    insert(conn, AUDIT_TABLE, list(_COLUMNS), [tuple(getattr(entry, c) for c in _COLUMNS)])
+    insert(conn, AUDIT_TABLE, list(_COLUMNS), [tuple(getattr(entry, c) for c in _COLUMNS) for entry in entries])
 
 
 def read(conn, since: dt.datetime | None = None, file: str | None = None) -> pd.DataFrame:

@@ -135,13 +135,9 @@ def _output_metadata(context: OutputContext, result: WriteResult) -> Mapping[str
 
 
 def _write(context: OutputContext, table_slice: TableSlice, chunks, connection, url: str, workers: int) -> Mapping[str, object]:
-    try:
-        result = _store(table_slice, chunks, connection, url, workers)
-        if isinstance(chunks, DataFrameChunks) and chunks.on_written is not None:
-            chunks.on_written(connection, result)
-    finally:
-        if isinstance(chunks, DataFrameChunks):
-            chunks.close()
+    result = _store(table_slice, chunks, connection, url, workers)
+    if isinstance(chunks, DataFrameChunks) and chunks.on_written is not None:
+        chunks.on_written(connection, result)
     if result.renamed:
         context.log.warning(f"column names shortened to fit PostgreSQL's 63-byte limit: {result.renamed}")
     context.log.info(f"{table_slice.schema}.{table_slice.table}: {result.rows} rows, loaded by {result.loaded_by}")
@@ -229,6 +225,24 @@ class DataFrameChunksTypeHandler(DbTypeHandler[DataFrameChunks]):
         return [DataFrameChunks]
 
 
+class _ClosingDbIOManager(DbIOManager):
+    """Closes a DataFrameChunks output once the whole write is over: after its transaction
+    committed or rolled back, whichever step failed (the schema, the table's lock, the deletion of
+    the old rows, the COPY, the bookkeeping, the commit), so its on_closed always runs and never
+    waits on the write's own locks."""
+
+    def handle_output(self, context: OutputContext, obj: object) -> None:
+        try:
+            super().handle_output(context, obj)
+        except BaseException:
+            # Closed here, not in a `finally`, so on_closed sees the failure as the error being handled.
+            if isinstance(obj, DataFrameChunks):
+                obj.close()
+            raise
+        if isinstance(obj, DataFrameChunks):
+            obj.close()
+
+
 class PostgresPandasIOManager(ConfigurableIOManagerFactory):
     """Stores pandas DataFrames (or DataFrameChunks) in PostgreSQL tables named by asset key."""
 
@@ -255,7 +269,7 @@ class PostgresPandasIOManager(ConfigurableIOManagerFactory):
     def create_io_manager(self, context) -> DbIOManager:
         url = resolve_database_url(self.database_url)
         workers = self.parallel_connections or min(os.cpu_count() or 1, 4)
-        return DbIOManager(
+        return _ClosingDbIOManager(
             type_handlers=[DataFrameTypeHandler(url, workers), DataFrameChunksTypeHandler(url, workers, self.chunk_rows)],
             db_client=PostgresClient(url),
             database=database_of(url),

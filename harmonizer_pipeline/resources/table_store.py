@@ -46,8 +46,8 @@ class DataFrameChunks(Iterator[pd.DataFrame]):
     `on_written(connection, result)` runs inside the write's transaction once every chunk is
     in, so bookkeeping (e.g. marking a file loaded) commits or rolls back with the rows.
     `text_copy` offers the same rows as text PostgreSQL parses itself (see TextCopy), tried
-    first by a one-key partition write. close() (called by the IO manager once the write is
-    over, done or failed) closes the stream and runs `on_closed`.
+    first by a one-key partition write. close() (called by the IO manager once the write's
+    transaction committed or rolled back) closes the stream and runs `on_closed`.
     """
 
     def __init__(
@@ -130,7 +130,9 @@ def _restorable(specs: Mapping[str, ColumnSpec]) -> dict[str, ColumnSpec]:
 
 
 def _advisory_lock(conn, key: str) -> None:
-    _execute(conn, sql.SQL("SELECT pg_advisory_xact_lock(hashtextextended({}, 0))").format(sql.Literal(key)))
+    # Fetched, not just executed: ADBC reads a SELECT's outcome with its rows, so an error taking
+    # the lock (a lock_timeout) would otherwise surface only as the next statement's "transaction is aborted".
+    _scalar(conn, sql.SQL("SELECT pg_advisory_xact_lock(hashtextextended({}, 0))").format(sql.Literal(key)))
 
 
 def lock_table(conn, schema: str, table: str) -> None:
