@@ -143,16 +143,19 @@ def export_target_asset(settings: Settings, target_name: str) -> dg.AssetsDefini
             bucket = landing.b2_api().get_bucket_by_name(options.b2.bucket)
             uploaded = upload_to_b2(bucket, f"{options.b2.prefix.rstrip('/')}/{target_name}/{directory.name}".lstrip("/"), files)
         context.log.info(f"{target_name}: {len(files)} files in {directory}")
+        # One row per file, so `harmonizer audit --file <name>` finds it: its bytes' SHA-256 and
+        # rows (a workbook's: its data sheets'; a zip's: none), out of the table's rows read.
+        # Hashed before connecting: reading every file back holds no connection open.
+        done = []
+        for i, path in enumerate(files):
+            data = [v for k, v in written.items() if k == path.name or k.startswith(f"{path.name}[data")]
+            done.append(step.outcome(
+                "done", file=path.relative_to(root).as_posix(), sha256=sha256_of(path), rows_in=read.rows,
+                rows_out=sum(data) if data else None,
+                detail=f"uploaded to b2://{options.b2.bucket}/{uploaded[i]}" if uploaded else None,
+            ))  # fmt: skip
         with postgres.connect() as conn:
-            # One row per file, so `harmonizer audit --file <name>` finds it: its bytes' SHA-256 and
-            # rows (a workbook's: its data sheets'; a zip's: none), out of the table's rows read.
-            for i, path in enumerate(files):
-                data = [v for k, v in written.items() if k == path.name or k.startswith(f"{path.name}[data")]
-                step.done(
-                    conn, "done", file=path.relative_to(root).as_posix(), sha256=sha256_of(path), rows_in=read.rows,
-                    rows_out=sum(data) if data else None,
-                    detail=f"uploaded to b2://{options.b2.bucket}/{uploaded[i]}" if uploaded else None,
-                )  # fmt: skip
+            audit.record(conn, *done)
             metrics.record(conn, context.run.run_id, target_name, None, f"export/{target_name}", {
                 "rows": read.rows, "files": len(files), "duration_seconds": time.perf_counter() - started,
             })  # fmt: skip

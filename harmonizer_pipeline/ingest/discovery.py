@@ -61,6 +61,7 @@ def plan_tick(
     plan.listed = len(listed)
     statuses = registry.statuses(conn, source, [o.key for o in listed])
     new_count = 0
+    duplicates = []  # their audit rows, added at once (in this transaction, with their registration)
     for obj in listed:
         entry = statuses.get((obj.key, obj.version))
         if entry is not None:
@@ -70,7 +71,7 @@ def plan_tick(
         if new_count >= max_new:
             # Enough for one tick: the next one takes this slice again; the registry skips what is done.
             plan.next_start_after = start_after
-            return plan
+            break
         try:
             identity = content_id(zone, obj)
         except LandingError as exc:
@@ -83,11 +84,14 @@ def plan_tick(
             why = f"same content as {twin.object_key} ({twin.status})"
             registry.register(conn, source, obj, identity, "duplicate", error=why)
             sha256 = identity.removeprefix("sha256:") if identity.startswith("sha256:") else None  # B2: a SHA-1 or a version
-            audit.record(conn, audit.AuditEntry("load", "duplicate", "", launched_by, f"raw/{source}", file=obj.key, sha256=sha256, detail=why))
+            duplicates.append(audit.AuditEntry("load", "duplicate", "", launched_by, f"raw/{source}", file=obj.key, sha256=sha256, detail=why))
             plan.duplicates.append(obj.key)
             continue
         entry = registry.register(conn, source, obj, identity, "pending")
         plan.to_load.append(FileToLoad(obj.key, obj.version, identity, entry.partition_key))
-    plan.next_start_after = listed[-1].key if len(listed) == max_listed else None
+    else:
+        plan.next_start_after = listed[-1].key if len(listed) == max_listed else None
+    if duplicates:
+        audit.record(conn, *duplicates)
     return plan
 

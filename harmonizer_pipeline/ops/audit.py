@@ -117,8 +117,12 @@ class AuditedStep:
         if also is not None:
             self.also = also
 
+    def outcome(self, status: str, **fields) -> AuditEntry:
+        """The entry as the step ended, to record with others in one `record`."""
+        return replace(self.entry, status=status, **fields)
+
     def done(self, conn, status: str, **fields) -> None:
-        record(conn, replace(self.entry, status=status, **fields))
+        record(conn, self.outcome(status, **fields))
 
     def __enter__(self) -> AuditedStep:
         return self
