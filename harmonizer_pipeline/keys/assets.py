@@ -6,6 +6,7 @@ import time
 import dagster as dg
 import pandas as pd
 
+from harmonizer_pipeline.ingest.registry import RegistryEntry
 from harmonizer_pipeline.keys import store
 from harmonizer_pipeline.keys.comparison import ComparisonError, compare_frames
 from harmonizer_pipeline.keys.discovery import KeyDiscoveryError, analyze, duplicate_groups
@@ -20,15 +21,15 @@ LINEAGE = ["_row_number", "_source_file", "_load_id"]
 SHOWN_KEYS = 50  # keys listed in the UI metadata (all are in keys.unique_keys)
 
 
-def _validated_file(postgres: PostgresResource, source: str, partition_key: str) -> tuple[pd.DataFrame, list[str]]:
-    """The file's validated rows: its own columns (typed) and lineage."""
+def _validated_file(postgres: PostgresResource, source: str, partition_key: str) -> tuple[pd.DataFrame, list[str], RegistryEntry]:
+    """The file's validated rows (its own columns, typed, and lineage), those columns and its registry entry."""
     with postgres.connect() as conn:
-        _, columns = file_columns(conn, source, partition_key)
+        entry, columns = file_columns(conn, source, partition_key)
         stored = {spec.name for spec in table_store.stored_columns(conn, "validated", source).values()}
     columns = [c for c in columns if c in stored]
     with adbc_connection(postgres.url()) as conn:
         frame = table_store.read_frame(conn, "validated", source, [*columns, *LINEAGE], partition_rows(partition_key))
-    return frame, columns
+    return frame, columns, entry
 
 
 def _groups(frame: pd.DataFrame, kind: str, columns: list[str]) -> pd.DataFrame:
@@ -56,7 +57,7 @@ def keys_source_asset(settings: Settings, source: str, partitions: dg.DynamicPar
     def keys(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
         started = time.perf_counter()
         partition_key, run_id = context.partition_key, context.run.run_id
-        frame, columns = _validated_file(postgres, source, partition_key)
+        frame, columns, entry = _validated_file(postgres, source, partition_key)
         try:
             analysis = analyze(frame[columns], options.max_size, declared, options.null_equals_null)
         except KeyDiscoveryError as err:
@@ -74,7 +75,7 @@ def keys_source_asset(settings: Settings, source: str, partitions: dg.DynamicPar
         with postgres.connect() as conn:
             store.ensure_keys_tables(conn)
             store.save_analysis(conn, source, partition_key, run_id, analysis, all_groups)
-            audit_file(conn, context.run, "keys", f"keys/{source}", source, partition_key, rows_in=analysis.rows, detail=(
+            audit_file(conn, context.run, "keys", f"keys/{source}", entry, rows_in=analysis.rows, detail=(
                 f"key {', '.join(suggested) or '(none)'}; {len(analysis.minimal_keys)} minimal keys, {analysis.duplicate_rows} repeated rows"
             ))  # fmt: skip
             metrics.record(conn, run_id, source, partition_key, f"keys/{source}", {
@@ -124,19 +125,8 @@ def comparison_source_asset(settings: Settings, source: str, partitions: dg.Dyna
         ),
     )
     def comparison(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
-        result = compare_with_previous(context, postgres)
-        found = result.metadata
-        if "comparison" in found:  # not compared, and why
-            detail = found["comparison"]
-        else:
-            detail = (f"{found['only_in_previous']} key(s) only in {found['previous_partition']}, {found['only_in_current']} only in this file, "
-                      f"{found['changed']} changed")  # fmt: skip
-        with postgres.connect() as conn:
-            audit_file(conn, context.run, "compare", f"keys/comparison_{source}", source, context.partition_key, detail=detail)
-        return result
-
-    def compare_with_previous(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
         partition_key, run_id = context.partition_key, context.run.run_id
+        asset = f"keys/comparison_{source}"
         keys = context.instance.get_dynamic_partitions(partitions.name)
         earlier = keys[: keys.index(partition_key)] if partition_key in keys else []
         with postgres.connect() as conn:
@@ -145,18 +135,26 @@ def comparison_source_asset(settings: Settings, source: str, partitions: dg.Dyna
             analysed = {p for (p,) in conn.execute(
                 "SELECT partition_key FROM keys.key_summary WHERE source = %s AND partition_key = ANY(%s)", (source, earlier)
             ).fetchall()}  # fmt: skip
-        previous = next((p for p in reversed(earlier) if p in analysed), None)
-        if previous is None or not key:
-            reason = "first file of the source: nothing to compare with" if previous is None else "no key to compare on"
-            return dg.MaterializeResult(metadata={"comparison": reason})
-        before, _ = _validated_file(postgres, source, previous)
-        after, _ = _validated_file(postgres, source, partition_key)
+            previous = next((p for p in reversed(earlier) if p in analysed), None)
+            if previous is None or not key:
+                # Not compared: the audit row says why.
+                reason = "first file of the source: nothing to compare with" if previous is None else "no key to compare on"
+                audit_file(conn, context.run, "compare", asset, file_columns(conn, source, partition_key)[0], detail=reason)
+                return dg.MaterializeResult(metadata={"comparison": reason})
+        before, _, _ = _validated_file(postgres, source, previous)
+        after, _, entry = _validated_file(postgres, source, partition_key)
         try:
             result = compare_frames(before.drop(columns=LINEAGE), after.drop(columns=LINEAGE), key)
         except ComparisonError as err:
+            with postgres.connect() as conn:
+                audit_file(conn, context.run, "compare", asset, entry, detail=str(err))
             return dg.MaterializeResult(metadata={"comparison": str(err), "previous_partition": previous})
         with postgres.connect() as conn:
+            # The audit row commits with the comparison it describes.
             store.save_comparison(conn, source, partition_key, previous, run_id, result)
+            audit_file(conn, context.run, "compare", asset, entry, detail=(
+                f"{result.only_in_a} key(s) only in {previous}, {result.only_in_b} only in this file, {result.changed} changed"
+            ))  # fmt: skip
         return dg.MaterializeResult(
             metadata={
                 "previous_partition": previous,

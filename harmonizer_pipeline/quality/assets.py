@@ -53,12 +53,10 @@ def file_columns(conn, source: str, partition_key: str) -> tuple[registry.Regist
     return entry, [spec.name for spec in stored if not spec.name.startswith("_")]
 
 
-def audit_file(conn, run, action: str, asset: str, source: str, partition_key: str, **fields) -> None:
+def audit_file(conn, run, action: str, asset: str, entry: registry.RegistryEntry, status: str = "done", **fields) -> None:
     """Record a materialization of a file's asset in ops.audit_log (so a manual re-run shows),
-    naming the file and its SHA-256 from the registry."""
-    entry = registry.entry_for_partition(conn, source, partition_key)
-    file, sha256 = (entry.object_key, entry.sha256) if entry else (None, None)
-    audit.record(conn, audit.entry(run, action, "done", asset, partition_key, file=file, sha256=sha256, **fields))
+    naming the file, its partition and its SHA-256 from its registry entry."""
+    audit.record(conn, audit.entry(run, action, status, asset, entry.partition_key, file=entry.object_key, sha256=entry.sha256, **fields))
 
 
 def partition_rows(partition_key: str):
@@ -135,10 +133,10 @@ def validated_source_asset(settings: Settings, source: str, partitions: dg.Dynam
         decision = verdict(summary, max_reject_rate)
         with postgres.connect() as conn:
             store.record_gate(conn, source, partition_key, run_id, summary, max_reject_rate, decision)
-            audit.record(conn, audit.entry(
-                context.run, "gate", decision.severity, f"validated/{source}", partition_key,
-                file=entry.object_key, sha256=entry.sha256, rows_in=summary.rows, rows_out=summary.rows - summary.rejected_rows, detail=decision.description,
-            ))  # fmt: skip
+            audit_file(
+                conn, context.run, "gate", f"validated/{source}", entry, decision.severity,
+                rows_in=summary.rows, rows_out=summary.rows - summary.rejected_rows, detail=decision.description,
+            )  # fmt: skip
             metrics.record(conn, run_id, source, partition_key, f"validated/{source}", {
                 "rows": summary.rows, "rejected_rows": summary.rejected_rows, "rejected_share": summary.reject_rate,
                 "duration_seconds": time.perf_counter() - started,
@@ -244,7 +242,7 @@ def profile_source_asset(settings: Settings, source: str, partitions: dg.Dynamic
             findings = compare_profiles(previous[1], file_profile) if previous else []
             if previous:
                 store.record_drift(conn, source, partition_key, previous[0], run_id, findings)
-            audit_file(conn, context.run, "profile", f"quality/profile_{source}", source, partition_key, rows_in=file_profile.rows, detail=(
+            audit_file(conn, context.run, "profile", f"quality/profile_{source}", entry, rows_in=file_profile.rows, detail=(
                 f"quality score {file_profile.quality_score}, {len(recommendations)} recommendation(s)"
                 + (f", {len(findings)} change(s) since {previous[0]}" if previous else "")
             ))  # fmt: skip
