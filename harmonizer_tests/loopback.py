@@ -104,3 +104,20 @@ class SlowSMTP(Listener):
             answer = b"354 go on" if command == b"DATA" and not in_message else b"221 bye" if command == b"QUIT" else b"250 ok"
             connection.sendall(answer + b"\r\n")
             in_message = answer.startswith(b"354")
+
+
+class SlowHTTP(Listener):
+    """Reads a request, then sends a 200 answer a byte every `delay` seconds: each byte within a
+    timeout longer than `delay`, the whole answer dozens of times longer."""
+
+    ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+
+    def __init__(self, delay: float):
+        self.delay = delay
+        super().__init__()
+
+    def converse(self, connection: socket.socket) -> None:
+        connection.recv(65536)  # the request line, headers and the small JSON body
+        for byte in self.ANSWER:
+            time.sleep(self.delay)
+            connection.sendall(bytes([byte]))

@@ -25,7 +25,7 @@ from harmonizer_pipeline.ops.notifications import Alert, Delivery, slack_payload
 from harmonizer_pipeline.ops.sensors import TICK_BUDGET_SECONDS, alerts_sensor
 from harmonizer_pipeline.resources import build_resources
 from harmonizer_pipeline.settings import Alerts, SettingsError, parse_settings
-from harmonizer_tests.loopback import Inbox, Listener, SlowSMTP, free_port
+from harmonizer_tests.loopback import Inbox, Listener, SlowHTTP, SlowSMTP, free_port
 from harmonizer_tests.test_harmonize_pipeline import SCHEMA, land
 
 USER, PASSWORD = "alerts@example.org", "s3cret-pass"
@@ -490,6 +490,33 @@ def test_once_the_tick_is_out_of_time_no_channel_is_tried(inbox, alert_env, monk
     outcomes = [delivery.send(ALERT) for _ in range(3)]
     assert outcomes == [{"webhook": None, "slack": None}, {"webhook": None, "slack": out_of_time}, {"webhook": out_of_time, "slack": out_of_time}]
     assert (len(inbox.on("/slow")), len(inbox.on(SLACK_PATH))) == (2, 1)
+
+
+def test_a_webhook_over_https_verifies_the_certificate_and_delivers(tls_context, alert_env, monkeypatch):
+    server = Inbox()
+    server.server.socket = tls_context.wrap_socket(server.server.socket, server_side=True)
+    server.thread.start()
+    try:
+        port = server.server.server_address[1]
+        monkeypatch.setenv("HZ_TEST_WEBHOOK", f"https://localhost:{port}/hook")
+        settings = {"ui_url": "http://dagster.example:3000/", "webhook": {"url_env": "HZ_TEST_WEBHOOK"}}
+        assert Delivery(Alerts.model_validate(settings)).send(ALERT) == {"webhook": None}
+        assert server.on("/hook") == [ALERT.as_json()]
+    finally:
+        server.server.shutdown()
+        server.server.server_close()
+
+
+def test_a_webhook_answering_a_byte_at_a_time_is_cut_at_the_channel_timeout(alert_env, monkeypatch):
+    # A byte every 0.2 s, within the 0.5 s timeout of a socket operation: the answer alone would take ~18 s.
+    with SlowHTTP(delay=0.2) as slow:
+        monkeypatch.setenv("HZ_TEST_WEBHOOK", f"http://127.0.0.1:{slow.port}/hook")
+        settings = {"ui_url": "http://dagster.example:3000/", "timeout_seconds": 0.5, "webhook": {"url_env": "HZ_TEST_WEBHOOK"}}
+        started = time.monotonic()
+        outcome = Delivery(Alerts.model_validate(settings), deadline=time.monotonic() + 30).send(ALERT)
+        elapsed = time.monotonic() - started
+    assert outcome == {"webhook": "cannot reach the server: timed out"}
+    assert 0.5 <= elapsed < 1.0
 
 
 def test_an_smtp_server_answering_each_command_just_in_time_is_cut_at_the_channel_timeout(landed, inbox, alert_env):

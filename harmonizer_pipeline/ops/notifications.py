@@ -105,24 +105,6 @@ def _secret_url(name: str, env: Mapping[str, str]) -> str:
     return url
 
 
-def _post_json(url: str, payload: dict, timeout: float) -> None:
-    request = urllib.request.Request(
-        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}, method="POST"
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            response.read()
-    except urllib.error.HTTPError as exc:
-        raise NotifyError(f"the server answered HTTP {exc.code}") from None
-    except urllib.error.URLError as exc:
-        raise _connection_failed("the server", exc.reason) from None
-    except http.client.HTTPException as exc:  # before OSError: RemoteDisconnected is both
-        # Only the type: InvalidURL quotes the URL, BadStatusLine what the server sent.
-        raise NotifyError(f"HTTP request failed: {type(exc).__name__}") from None
-    except OSError as exc:
-        raise _connection_failed("the server", exc) from None
-
-
 def slack_payload(alert: Alert) -> dict:
     """Slack's Block Kit: the summary, the message, the fields, the counts, and the link to the run.
     The counts have a section of their own: Slack shows at most 10 fields a section."""
@@ -141,31 +123,91 @@ def slack_payload(alert: Alert) -> dict:
 
 
 class _HangUp:
-    """Hangs up an SMTP connection once `seconds` have passed since it was started. smtplib's
-    timeout bounds each socket operation, not the exchange, which has a dozen of them (greeting,
-    EHLO, STARTTLS and EHLO again, AUTH, MAIL, a RCPT a recipient, DATA, the message, QUIT): a
-    server answering each just in time would hold a channel for many times its timeout."""
+    """Hangs up a connection (smtplib's or http.client's, anything with a `sock`) once `seconds`
+    have passed since it was started. Their timeout bounds each socket operation, not the
+    exchange: an SMTP exchange has a dozen of them (greeting, EHLO, STARTTLS and EHLO again, AUTH,
+    MAIL, a RCPT a recipient, DATA, the message, QUIT), and a server answering each just in time
+    would hold a channel for many times its timeout."""
 
     def __init__(self, seconds: float):
-        self.smtp: smtplib.SMTP | None = None
+        self.connection = None
         self.fired = False
         self.timer = threading.Timer(seconds, self._fire)
         self.timer.daemon = True
         self.timer.start()
 
     def _fire(self) -> None:
-        self.fired = True  # before reading self.smtp: see attach
-        sock = getattr(self.smtp, "sock", None)
+        self.fired = True  # before reading self.connection: see attach
+        sock = getattr(self.connection, "sock", None)
         if sock is not None:
             try:  # the socket's own shutdown, under TLS too: the waiting read returns at once
                 socket.socket.shutdown(sock, socket.SHUT_RDWR)
             except OSError:  # closed already
                 pass
 
-    def attach(self, smtp: smtplib.SMTP) -> None:
-        self.smtp = smtp
+    def attach(self, connection) -> None:
+        self.connection = connection
         if self.fired:  # fired while connecting, before it could see the connection
             raise TimeoutError("timed out")
+
+
+class _HangsUp:
+    """Mixin for urllib's HTTP(S) handlers: each connection they open is attached to `hang_up`
+    once connected (through a proxy tunnel too)."""
+
+    def __init__(self, hang_up: _HangUp):
+        super().__init__()
+        self.hang_up = hang_up
+
+    def do_open(self, http_class, req, **kwargs):
+        def attached_connection(*args, **kw):
+            connection = http_class(*args, **kw)
+            connect = connection.connect
+
+            def connect_and_attach() -> None:
+                connect()
+                self.hang_up.attach(connection)
+
+            connection.connect = connect_and_attach
+            return connection
+
+        return super().do_open(attached_connection, req, **kwargs)
+
+
+class _HangUpHTTPHandler(_HangsUp, urllib.request.HTTPHandler):
+    pass
+
+
+class _HangUpHTTPSHandler(_HangsUp, urllib.request.HTTPSHandler):
+    pass
+
+
+def _post_json(url: str, payload: dict, seconds: float) -> None:
+    """The whole request within `seconds`, as for e-mail: urllib's timeout bounds each socket
+    operation, and a server sending its answer a byte at a time would hold the channel for many
+    times it. Through urllib's opener, so proxies from the environment still apply."""
+    request = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    hang_up = _HangUp(seconds)
+    try:
+        with urllib.request.build_opener(_HangUpHTTPHandler(hang_up), _HangUpHTTPSHandler(hang_up)).open(request, timeout=seconds) as response:
+            response.read()
+    except Exception as exc:
+        if hang_up.fired:  # whatever the hang-up broke, the reason is the time
+            raise _connection_failed("the server", TimeoutError("timed out")) from None
+        if isinstance(exc, urllib.error.HTTPError):
+            raise NotifyError(f"the server answered HTTP {exc.code}") from None
+        if isinstance(exc, urllib.error.URLError):
+            raise _connection_failed("the server", exc.reason) from None
+        if isinstance(exc, http.client.HTTPException):  # before OSError: RemoteDisconnected is both
+            # Only the type: InvalidURL quotes the URL, BadStatusLine what the server sent.
+            raise NotifyError(f"HTTP request failed: {type(exc).__name__}") from None
+        if isinstance(exc, OSError):
+            raise _connection_failed("the server", exc) from None
+        raise
+    finally:
+        hang_up.timer.cancel()
 
 
 def _send_email(channel: EmailChannel, alert: Alert, env: Mapping[str, str], seconds: float) -> None:
