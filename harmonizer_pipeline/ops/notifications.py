@@ -127,14 +127,24 @@ class _HangUp:
     have passed since it was started. Their timeout bounds each socket operation, not the
     exchange: an SMTP exchange has a dozen of them (greeting, EHLO, STARTTLS and EHLO again, AUTH,
     MAIL, a RCPT a recipient, DATA, the message, QUIT), and a server answering each just in time
-    would hold a channel for many times its timeout."""
+    would hold a channel for many times its timeout. As a context manager: the error of a
+    connection it hung up is a TimeoutError, whatever the hang-up broke."""
 
     def __init__(self, seconds: float):
         self.connection = None
         self.fired = False
         self.timer = threading.Timer(seconds, self._fire)
         self.timer.daemon = True
+
+    def __enter__(self) -> _HangUp:
         self.timer.start()
+        return self
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        self.timer.cancel()
+        if self.fired and isinstance(error, (OSError, http.client.HTTPException)):
+            raise TimeoutError("timed out") from None
+        return False
 
     def _fire(self) -> None:
         self.fired = True  # before reading self.connection: see attach
@@ -189,25 +199,20 @@ def _post_json(url: str, payload: dict, seconds: float) -> None:
     request = urllib.request.Request(
         url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}, method="POST"
     )
-    hang_up = _HangUp(seconds)
     try:
-        with urllib.request.build_opener(_HangUpHTTPHandler(hang_up), _HangUpHTTPSHandler(hang_up)).open(request, timeout=seconds) as response:
-            response.read()
-    except Exception as exc:
-        if hang_up.fired:  # whatever the hang-up broke, the reason is the time
-            raise _connection_failed("the server", TimeoutError("timed out")) from None
-        if isinstance(exc, urllib.error.HTTPError):
-            raise NotifyError(f"the server answered HTTP {exc.code}") from None
-        if isinstance(exc, urllib.error.URLError):
-            raise _connection_failed("the server", exc.reason) from None
-        if isinstance(exc, http.client.HTTPException):  # before OSError: RemoteDisconnected is both
-            # Only the type: InvalidURL quotes the URL, BadStatusLine what the server sent.
-            raise NotifyError(f"HTTP request failed: {type(exc).__name__}") from None
-        if isinstance(exc, OSError):
-            raise _connection_failed("the server", exc) from None
-        raise
-    finally:
-        hang_up.timer.cancel()
+        with _HangUp(seconds) as hang_up:
+            opener = urllib.request.build_opener(_HangUpHTTPHandler(hang_up), _HangUpHTTPSHandler(hang_up))
+            with opener.open(request, timeout=seconds) as response:
+                response.read()
+    except urllib.error.HTTPError as exc:
+        raise NotifyError(f"the server answered HTTP {exc.code}") from None
+    except urllib.error.URLError as exc:
+        raise _connection_failed("the server", exc.reason) from None
+    except http.client.HTTPException as exc:  # before OSError: RemoteDisconnected is both
+        # Only the type: InvalidURL quotes the URL, BadStatusLine what the server sent.
+        raise NotifyError(f"HTTP request failed: {type(exc).__name__}") from None
+    except OSError as exc:
+        raise _connection_failed("the server", exc) from None
 
 
 def _send_email(channel: EmailChannel, alert: Alert, env: Mapping[str, str], seconds: float) -> None:
@@ -220,30 +225,26 @@ def _send_email(channel: EmailChannel, alert: Alert, env: Mapping[str, str], sec
     message.set_content(alert.as_text())
     context = ssl.create_default_context()
     where = f"{channel.host}:{channel.port}"
-    hang_up = _HangUp(seconds)
     try:
-        if channel.ssl:
-            connection = smtplib.SMTP_SSL(channel.host, channel.port, timeout=seconds, context=context)
-        else:
-            connection = smtplib.SMTP(channel.host, channel.port, timeout=seconds)
-        with connection as smtp:
-            hang_up.attach(smtp)
-            if channel.starttls:
-                smtp.starttls(context=context)
-            if channel.username_env and channel.password_env:
-                smtp.login(_secret(channel.username_env, env), _secret(channel.password_env, env))
-            smtp.send_message(message)
-    except OSError as exc:  # smtplib's errors and TimeoutError included
-        if hang_up.fired:  # whatever the hang-up broke, the reason is the time
-            raise _connection_failed(where, TimeoutError("timed out")) from None
+        with _HangUp(seconds) as hang_up:
+            if channel.ssl:
+                connection = smtplib.SMTP_SSL(channel.host, channel.port, timeout=seconds, context=context)
+            else:
+                connection = smtplib.SMTP(channel.host, channel.port, timeout=seconds)
+            with connection as smtp:
+                hang_up.attach(smtp)
+                if channel.starttls:
+                    smtp.starttls(context=context)
+                if channel.username_env and channel.password_env:
+                    smtp.login(_secret(channel.username_env, env), _secret(channel.password_env, env))
+                smtp.send_message(message)
+    except OSError as exc:  # smtplib's errors and TimeoutError (the hang-up's too) included
         if isinstance(exc, smtplib.SMTPServerDisconnected):
             # smtplib's name for a timeout or a hang-up; the socket's own error, if any, is its context.
             raise _connection_failed(where, exc.__context__ or "the server hung up") from None
         if isinstance(exc, smtplib.SMTPException):
             raise NotifyError(f"SMTP error: {type(exc).__name__} {getattr(exc, 'smtp_code', '')}".rstrip()) from None
         raise _connection_failed(where, exc) from None
-    finally:
-        hang_up.timer.cancel()
 
 
 def send(channel: WebhookChannel | SlackChannel | EmailChannel, alert: Alert, env: Mapping[str, str], timeout: float) -> None:
