@@ -106,10 +106,9 @@ class AuditedStep:
     transaction (the file registry's status). A step whose rows the IO manager writes passes
     `closed` as the stream's on_closed: the write fails outside the step's code."""
 
-    def __init__(
-        self, connect: Callable[[], AbstractContextManager], entry: AuditEntry, also: Callable[[object, str], None] | None = None
-    ):
-        self.connect, self.entry, self.also = connect, entry, also
+    def __init__(self, connect: Callable[[], AbstractContextManager], entry: AuditEntry):
+        self.connect, self.entry = connect, entry
+        self.also: Callable[[object, str], None] | None = None
 
     def update(self, also: Callable[[object, str], None] | None = None, **fields) -> None:
         """Complete the entry (file, sha256, ...) and set `also` as the step learns them."""
