@@ -92,6 +92,17 @@ class Ingest(_Model):
     max_listed_per_tick: int = Field(
         default=10_000, gt=0, description="Objects one tick lists at most; the cursor resumes the sweep next tick."
     )
+    max_load_attempts: int = Field(
+        default=3, ge=1, le=100,
+        description="Runs a file's load gets in all when its run dies or the database fails it (never for a file that cannot be read).",
+    )
+    retry_backoff_seconds: float = Field(
+        default=60.0, ge=0, le=3600, description="Wait before the second attempt; it doubles for each further one (at most an hour)."
+    )
+    load_heartbeat_timeout_seconds: float = Field(
+        default=300.0, ge=1, le=86_400,
+        description="A load whose run shows no sign of life for this long is taken for dead (its worker or the database died).",
+    )
 
 
 class KeySettings(_Model):

@@ -236,3 +236,32 @@ def test_automation_waits_for_the_gate_when_a_tick_falls_between_load_and_check(
         assert [requested(), requested()] == [1, 0]
         load("one")  # loaded again: its earlier gate result no longer counts
         assert [requested(), requested()] == [0, 0]
+
+
+def test_a_name_reverted_to_earlier_content_loads_again_and_serves_the_target(tmp_path, names, psql):
+    from harmonizer_pipeline.ingest import registry
+    from harmonizer_pipeline.resources import PostgresResource, build_resources
+
+    defs = make_defs(tmp_path, names, build_resources())
+    a, target = names["a"], names["target"]
+    v1, v2 = "id,full_name,mail\nC1,ann lee,ann@x.org\n", "id,full_name,mail\nC1,ann roe,ann@roe.org\n"
+    path = tmp_path / "a" / "jan.csv"
+    with dg.instance_for_test() as instance:
+        for content in (v1, v2, v1):
+            path.write_text(content)
+            # Each write is a new version: mtime and size identify it (sizes of v1 and v2 differ).
+            assert [r.success for r in land(defs, instance, a)] == [True]
+            assert harmonize(defs, instance, target).success
+            assert table(psql, target) == [("C1", "Ann Lee" if content == v1 else "Ann Roe", content.split(",")[-1].strip(), a, "jan.csv")]
+        # The same content written again is no new version of the name: nothing to load.
+        path.write_text(v1)
+        assert land(defs, instance, a) == []
+        # A file whose gate blocks it says so in the registry, with the gate's reason.
+        (tmp_path / "a" / "bad.csv").write_text("id,full_name,mail\nX9,eve,eve@x.de\n")
+        assert [r.success for r in land(defs, instance, a)] == [False]
+    with PostgresResource().connect() as conn:
+        rows = [(e.object_key, e.status, e.error) for e in registry.entries(conn, a)]
+    assert rows[:3] == [("jan.csv", "loaded", None)] * 3
+    assert rows[3] == ("jan.csv", "duplicate", "same content as jan.csv (loaded)")
+    assert rows[4][:2] == ("bad.csv", "blocked")
+    assert rows[4][2].startswith("blocked by its schema gate: 1 of 1 rows rejected (100.00%), over max_reject_rate")

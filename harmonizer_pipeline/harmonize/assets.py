@@ -26,7 +26,8 @@ def _left_out_partitions(conn, sources: list[str], loaded: list) -> dict[str, tu
     """Per source, (files whose latest gate decision was an error, earlier versions of files
     landed again under the same name): their rows stay out of the target."""
     failed = {(s, p) for s, p, severity, _ in quality_store.latest_gate_results(conn) if severity == "error"}
-    latest = {(e.source, e.object_key): e.partition_key for e in sorted(loaded, key=lambda e: e.first_seen)}
+    # The latest landing of a name is its current version, even when its content is an earlier one's (a revert).
+    latest = {(e.source, e.object_key): e.partition_key for e in sorted(loaded, key=lambda e: e.id)}
     return {
         source: (
             sorted(p for s, p in failed if s == source),
@@ -88,10 +89,10 @@ def harmonized_target_asset(settings: Settings, target_name: str) -> dg.AssetsDe
         with postgres.connect() as conn:
             registry.ensure_registry(conn)
             quality_store.ensure_quality_tables(conn)
-            loaded = [e for e in registry.entries(conn) if e.source in sources and e.status == "loaded"]
+            loaded = [e for e in registry.entries(conn) if e.source in sources and e.status in registry.IN_RAW]
             left_out = _left_out_partitions(conn, sources, loaded)
         # Landing order of every file: the later file is the "latest" for survivorship.
-        file_rank = {(e.source, e.object_key): i for i, e in enumerate(sorted(loaded, key=lambda e: (e.first_seen, e.object_key)))}
+        file_rank = {(e.source, e.object_key): i for i, e in enumerate(sorted(loaded, key=lambda e: e.id))}
         partitions = {(e.source, e.object_key): e.partition_key for e in loaded}
         mapped, rejections, per_source = [], [], []
         for source in sources:

@@ -2,13 +2,16 @@
 
 import datetime as dt
 import time
+from collections.abc import Mapping
 
 import dagster as dg
 import pandas as pd
 
 from harmonizer_pipeline.ingest import registry
-from harmonizer_pipeline.ingest.discovery import sha256_of
+from harmonizer_pipeline.ingest.discovery import FILE_ID_TAG, sha256_of
+from harmonizer_pipeline.ingest.heartbeat import Heartbeat
 from harmonizer_pipeline.ingest.readers import ReadError, ReadHints, open_table
+from harmonizer_pipeline.ingest.retries import RetryPolicy, is_transient
 from harmonizer_pipeline.ops import audit, metrics
 from harmonizer_pipeline.resources import LandingResource, PostgresResource
 from harmonizer_pipeline.resources.landing import LandedObject, LandingError
@@ -35,6 +38,16 @@ def _about(object_key: str, exc: ReadError) -> str:
     return object_key + ": " + message[len(staged):] if message.startswith(staged) else f"{object_key}: {message}"
 
 
+def _entry_of_run(conn, source: str, tags: Mapping[str, str], partition_key: str) -> registry.RegistryEntry | None:
+    """The registry row a run loads: the one its sensor request names (a re-execution keeps the
+    tag), else (a materialization launched by hand) the partition's latest version."""
+    if FILE_ID_TAG in tags:
+        entry = registry.entry(conn, int(tags[FILE_ID_TAG]))
+        if entry is not None and (entry.source, entry.partition_key) == (source, partition_key):
+            return entry
+    return registry.entry_for_partition(conn, source, partition_key)
+
+
 def raw_source_asset(settings: Settings, source: str, partitions: dg.DynamicPartitionsDefinition) -> dg.AssetsDefinition:
     description = settings.sources[source].description or f"Files landed for {source}"
 
@@ -58,15 +71,29 @@ def raw_source_asset(settings: Settings, source: str, partitions: dg.DynamicPart
         partition_key, run_id = context.partition_key, context.run.run_id
         with postgres.connect() as conn:
             registry.ensure_registry(conn)
-            entry = registry.entry_for_partition(conn, source, partition_key)
+            entry = _entry_of_run(conn, source, context.run.tags, partition_key)
         if entry is None:
             raise dg.Failure(f"partition {partition_key!r} of {source} has no file in ops.file_registry")
-        # A failure leaves the file `failed` with its reason (else it would stay `pending`).
-        step.update(
-            file=entry.object_key,
-            also=lambda conn, message: registry.update(conn, source, partition_key, status="failed", error=message, run_id=run_id),
-        )
+        retry = RetryPolicy(settings.ingest.max_load_attempts, settings.ingest.retry_backoff_seconds)
 
+        def failed(conn, message: str, error: BaseException) -> None:
+            # A failure of the infrastructure (the database, a lock, the run being stopped) is tried
+            # again by the landing sensor; one of the file is not: it fails the same way every time.
+            transient = is_transient(error) or isinstance(error, dg.DagsterExecutionInterruptedError)
+            delay = retry.delay(entry.attempts) if transient else None
+            registry.record_failure(conn, entry.id, f"{message} ({retry.describe(entry.attempts)})" if transient else message, delay, run_id)
+
+        # A failure leaves the file `failed` with its reason (else it would stay `pending`).
+        step.update(file=entry.object_key, also=failed)
+        heartbeat = Heartbeat(postgres.connect, entry.id, settings.ingest.load_heartbeat_timeout_seconds / 5).start()
+        try:
+            yield from write(context, postgres, landing, step, entry, heartbeat, started)
+        except BaseException:
+            heartbeat.stop()
+            raise
+
+    def write(context, postgres, landing, step: audit.AuditedStep, entry: registry.RegistryEntry, heartbeat: Heartbeat, started: float):
+        partition_key, run_id = context.partition_key, context.run.run_id
         staging = harmonizer_home() / "staging" / source
         obj = LandedObject(entry.object_key, entry.size or 0, 0.0, entry.object_version)
         try:
@@ -80,13 +107,14 @@ def raw_source_asset(settings: Settings, source: str, partitions: dg.DynamicPart
             # A download, known to the sensor by B2's SHA-1 or, lacking one, only by its version.
             sha256 = sha256_of(fetched.path)
             with postgres.connect() as conn:
-                twin = registry.claim_sha256(conn, source, partition_key, sha256)
+                twin = registry.claim_sha256(conn, entry, sha256)
                 if twin is not None:
                     message = f"same content as {twin.object_key} ({twin.status})"
-                    registry.update(conn, source, partition_key, status="duplicate", error=message, run_id=run_id)
+                    registry.update(conn, entry.id, status="duplicate", error=message, run_id=run_id)
                     step.done(conn, "duplicate", sha256=sha256, detail=message)
             if twin is not None:
                 fetched.discard()
+                heartbeat.stop()
                 context.log.info(f"{entry.object_key}: {message}; not loaded again")
                 return
         step.update(sha256=sha256)
@@ -126,14 +154,15 @@ def raw_source_asset(settings: Settings, source: str, partitions: dg.DynamicPart
             except LandingError as exc:
                 raise dg.Failure(str(exc)) from None
             registry.update(
-                connection, source, partition_key,
-                status="loaded", rows=result.rows, sha256=sha256, run_id=run_id, error=None, columns=data_columns,
-            )
-            step.done(connection, "loaded", rows_in=result.rows, rows_out=result.rows)
+                connection, entry.id,
+                status="loaded", rows=result.rows, sha256=sha256, run_id=run_id, error=None, columns=data_columns, retry_at=None,
+            )  # fmt: skip
+            step.done(connection, "loaded", rows_in=result.rows, rows_out=result.rows, detail=f"attempt {entry.attempts}")
             seconds = time.perf_counter() - started
             metrics.record(connection, run_id, source, partition_key, f"raw/{source}", {"rows": result.rows, "duration_seconds": seconds})
 
         def closed() -> None:
+            heartbeat.stop()
             step.closed()  # a failed write (read, rows, bookkeeping, commit) is the load's failure
             fetched.discard()
 

@@ -1,9 +1,15 @@
 """The file registry, `ops.file_registry`: every object a sensor saw, what became of it, and why.
 
-One row per (source, object key, object version). Statuses: `pending` (a run was requested),
-`loaded`, `failed` (with the one-line error), `duplicate` (same content as a file already
-pending or loaded for the source; never loaded again). The registry, not the sensor cursor,
-is what makes loading exactly-once: it survives restarts and lost cursors.
+One row per (source, object key, object version), addressed by its own `id`. Statuses:
+`pending` (a run was requested), `loaded`, `blocked` (loaded, but its schema gate blocked it;
+`error` says why), `failed` (with the one-line error; `retry_at` set when the failure was the
+infrastructure's, not the file's, so the landing sensor requests it again), `duplicate` (same
+content as the current version of a file already pending, loaded or blocked; never loaded).
+The registry, not the sensor cursor, is what makes loading exactly-once: it survives restarts
+and lost cursors.
+
+Content dedup spans names, never versions of one name: a file whose content equals an earlier,
+superseded version of the same name (a revert) is loaded again and becomes the current version.
 
 Statements are composed with psycopg.sql (identifiers and literals quoted by the driver) and
 run on any DB-API connection, psycopg or ADBC, so a load can mark its file `loaded` inside the
@@ -23,14 +29,20 @@ from harmonizer_pipeline.resources.landing import LandedObject
 
 TABLE = sql.SQL("ops.file_registry")
 COLUMNS = (
-    "source", "object_key", "object_version", "size", "content_id", "sha256", "status", "error",
-    "rows", "partition_key", "run_id", "first_seen", "updated_at", "columns",
+    "id", "source", "object_key", "object_version", "size", "content_id", "sha256", "status", "error",
+    "rows", "partition_key", "run_id", "first_seen", "updated_at", "columns", "attempts", "retry_at", "heartbeat_at",
 )  # fmt: skip
+STATUSES = ("pending", "loaded", "blocked", "failed", "duplicate")
+# Statuses whose file holds (or is about to hold) its rows in raw: the content is served.
+LIVE = ("pending", "loaded", "blocked")
+# Statuses whose rows are in raw.
+IN_RAW = ("loaded", "blocked")
 _MAX_KEY_CHARS = 200
 
 
 @dataclass(frozen=True)
 class RegistryEntry:
+    id: int
     source: str
     object_key: str
     object_version: str
@@ -45,6 +57,10 @@ class RegistryEntry:
     first_seen: datetime
     updated_at: datetime
     columns: list[str] | None  # the file's own columns, in its order (the raw table holds every file's)
+    attempts: int  # runs requested for it so far (1 once registered pending)
+    retry_at: datetime | None  # a failed load is requested again from then on
+    heartbeat_at: datetime | None  # last sign of life of the run loading it
+    retry_due: bool = False  # retry_at has passed (by the database's clock)
 
 
 def _run(conn, statement: sql.Composable) -> list[tuple]:
@@ -53,39 +69,69 @@ def _run(conn, statement: sql.Composable) -> list[tuple]:
         return cur.fetchall() if cur.description else []
 
 
+def _lock(conn, name: str) -> None:
+    _run(conn, sql.SQL("SELECT pg_advisory_xact_lock(hashtextextended({}, 0))").format(sql.Literal(name)))
+
+
+_CREATE = """CREATE TABLE IF NOT EXISTS ops.file_registry (
+    id bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+    source text NOT NULL,
+    object_key text NOT NULL,
+    object_version text NOT NULL,
+    size bigint,
+    content_id text NOT NULL,
+    sha256 text,
+    status text NOT NULL CONSTRAINT file_registry_status CHECK (status IN ('pending', 'loaded', 'blocked', 'failed', 'duplicate')),
+    error text,
+    rows bigint,
+    partition_key text NOT NULL,
+    run_id text,
+    first_seen timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    columns text[],
+    attempts integer NOT NULL DEFAULT 0,
+    retry_at timestamptz,
+    heartbeat_at timestamptz,
+    PRIMARY KEY (source, object_key, object_version)
+)"""
+
+# Registries made by earlier releases gain what they lack (ordered: each step once).
+_UPGRADES = [
+    "ALTER TABLE ops.file_registry ADD COLUMN IF NOT EXISTS columns text[]",
+    "ALTER TABLE ops.file_registry ADD COLUMN IF NOT EXISTS id bigint GENERATED ALWAYS AS IDENTITY UNIQUE",
+    "ALTER TABLE ops.file_registry ADD COLUMN IF NOT EXISTS attempts integer NOT NULL DEFAULT 0",
+    "UPDATE ops.file_registry SET attempts = 1 WHERE attempts = 0 AND status <> 'duplicate'",
+    "ALTER TABLE ops.file_registry ADD COLUMN IF NOT EXISTS retry_at timestamptz",
+    "ALTER TABLE ops.file_registry ADD COLUMN IF NOT EXISTS heartbeat_at timestamptz",
+    "ALTER TABLE ops.file_registry DROP CONSTRAINT IF EXISTS file_registry_status_check",
+    "ALTER TABLE ops.file_registry DROP CONSTRAINT IF EXISTS file_registry_status",
+    "ALTER TABLE ops.file_registry ADD CONSTRAINT file_registry_status CHECK (status IN ('pending', 'loaded', 'blocked', 'failed', 'duplicate'))",
+]
+_INDEXES = [
+    "CREATE INDEX IF NOT EXISTS file_registry_content ON ops.file_registry (source, content_id)",
+    "CREATE INDEX IF NOT EXISTS file_registry_partition ON ops.file_registry (source, partition_key)",
+]
+
+
 def ensure_registry(conn) -> None:
-    """Create `ops.file_registry` if missing (concurrent callers wait for each other)."""
-    _run(conn, sql.SQL("SELECT pg_advisory_xact_lock(hashtextextended('ops.file_registry', 0))"))
-    _run(conn, sql.SQL("CREATE SCHEMA IF NOT EXISTS ops"))
-    _run(
-        conn,
-        sql.SQL(
-            """CREATE TABLE IF NOT EXISTS {table} (
-                source text NOT NULL,
-                object_key text NOT NULL,
-                object_version text NOT NULL,
-                size bigint,
-                content_id text NOT NULL,
-                sha256 text,
-                status text NOT NULL CHECK (status IN ('pending', 'loaded', 'failed', 'duplicate')),
-                error text,
-                rows bigint,
-                partition_key text NOT NULL,
-                run_id text,
-                first_seen timestamptz NOT NULL DEFAULT now(),
-                updated_at timestamptz NOT NULL DEFAULT now(),
-                PRIMARY KEY (source, object_key, object_version)
-            )"""
-        ).format(table=TABLE),
+    """Create `ops.file_registry`, or bring an older one up to date (concurrent callers wait
+    for each other; the lock is taken only while something is missing)."""
+    current = sql.SQL(
+        "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('ops.file_registry') "
+        "AND attname = 'heartbeat_at' AND NOT attisdropped)"
     )
-    # Added after the first release; registries made before it gain the column here.
-    _run(conn, sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS columns text[]").format(TABLE))
-    _run(conn, sql.SQL("CREATE INDEX IF NOT EXISTS file_registry_content ON {} (source, content_id)").format(TABLE))
-    _run(conn, sql.SQL("CREATE INDEX IF NOT EXISTS file_registry_partition ON {} (source, partition_key)").format(TABLE))
+    if _run(conn, current)[0][0]:
+        return
+    _lock(conn, "ops.file_registry")
+    _run(conn, sql.SQL("CREATE SCHEMA IF NOT EXISTS ops"))
+    exists = _run(conn, sql.SQL("SELECT to_regclass('ops.file_registry') IS NOT NULL"))[0][0]
+    for statement in ([] if exists else [_CREATE]) + (_UPGRADES if exists else []) + _INDEXES:
+        _run(conn, sql.SQL(statement))
 
 
 def partition_key_for(object_key: str, content_id: str) -> str:
-    """Dynamic partition key of a file: its name plus a short content hash, in characters Dagster accepts."""
+    """Dynamic partition key of a file: its name plus a short content hash, in characters Dagster accepts.
+    Versions of one name with one content share it (their rows are the same)."""
     name = re.sub(r"[\x00-\x1f\x7f]", "_", object_key).replace("...", "._.")
     if len(name) > _MAX_KEY_CHARS:
         name = "…" + name[-_MAX_KEY_CHARS:]
@@ -93,12 +139,13 @@ def partition_key_for(object_key: str, content_id: str) -> str:
 
 
 def _select(where: sql.Composable) -> sql.Composed:
-    return sql.SQL("SELECT {} FROM {} WHERE {}").format(
-        sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS), TABLE, where
+    # Aliased `r`, so a condition can compare it with other rows of the registry.
+    return sql.SQL("SELECT {}, coalesce(r.retry_at <= now(), false) FROM {} r WHERE {}").format(
+        sql.SQL(", ").join(sql.SQL("r.{}").format(sql.Identifier(c)) for c in COLUMNS), TABLE, where
     )
 
 
-def _entries(conn, where: sql.Composable, order: str = "first_seen, object_key") -> list[RegistryEntry]:
+def _entries(conn, where: sql.Composable, order: str = "id") -> list[RegistryEntry]:
     return [RegistryEntry(*row) for row in _run(conn, sql.SQL("{} ORDER BY {}").format(_select(where), sql.SQL(order)))]
 
 
@@ -110,37 +157,53 @@ def _and(*conditions: sql.Composable) -> sql.Composed:
     return sql.SQL(" AND ").join(conditions)
 
 
+def _in(column: str, values: Iterable) -> sql.Composed:
+    return sql.SQL("{} IN ({})").format(sql.Identifier(column), sql.SQL(", ").join(map(sql.Literal, values)))
+
+
 def statuses(conn, source: str, keys: Iterable[str]) -> dict[tuple[str, str], RegistryEntry]:
     """Entries of these object keys for the source, by (key, version)."""
     keys = list(keys)
     if not keys:
         return {}
-    where = _and(_eq("source", source), sql.SQL("object_key IN ({})").format(sql.SQL(", ").join(map(sql.Literal, keys))))
-    return {(e.object_key, e.object_version): e for e in _entries(conn, where)}
+    return {(e.object_key, e.object_version): e for e in _entries(conn, _and(_eq("source", source), _in("object_key", keys)))}
 
 
-def live_entry_with_content(conn, source: str, content_id: str | None = None, sha256: str | None = None) -> RegistryEntry | None:
-    """The pending or loaded entry of the source with this content, if any."""
+def current_twin(
+    conn, source: str, *, content_id: str | None = None, sha256: str | None = None, besides: int | None = None
+) -> RegistryEntry | None:
+    """The entry whose content a file (entry `besides`, or one not registered yet) repeats: one with
+    the same content that is the current version of its name (the latest live one, `besides` left
+    out), whatever its name. An earlier, superseded version of a name is no twin: landing its
+    content again under that name reverts the name to it."""
     match = _eq("content_id", content_id) if content_id else _eq("sha256", sha256)
-    found = _entries(conn, _and(_eq("source", source), match, sql.SQL("status IN ('pending', 'loaded')")))
+    other = sql.SQL("TRUE") if besides is None else sql.SQL("r.id <> {}").format(sql.Literal(besides))
+    later_other = sql.SQL("TRUE") if besides is None else sql.SQL("later.id <> {}").format(sql.Literal(besides))
+    current = sql.SQL(
+        "NOT EXISTS (SELECT 1 FROM {table} later WHERE later.source = r.source AND later.object_key = r.object_key "
+        "AND later.status IN ({live}) AND later.id > r.id AND {later_other})"
+    ).format(table=TABLE, live=sql.SQL(", ").join(map(sql.Literal, LIVE)), later_other=later_other)
+    where = _and(_eq("source", source), match, _in("status", LIVE), other, current)
+    found = _entries(conn, where)
     return found[0] if found else None
 
 
-def claim_sha256(conn, source: str, partition_key: str, sha256: str) -> RegistryEntry | None:
-    """Another pending or loaded entry of the source with this SHA-256, if any; else the SHA-256
-    is recorded on this partition's entry at once, so a twin loading meanwhile finds it."""
-    _run(conn, sql.SQL("SELECT pg_advisory_xact_lock(hashtextextended({}, 0))").format(sql.Literal(f"sha256:{source}:{sha256}")))
-    twin = live_entry_with_content(conn, source, sha256=sha256)
-    if twin is not None and twin.partition_key != partition_key:
-        return twin
-    update(conn, source, partition_key, sha256=sha256)
-    return None
+def claim_sha256(conn, entry: RegistryEntry, sha256: str) -> RegistryEntry | None:
+    """The twin of this entry's content now that its SHA-256 is known, if any; else the SHA-256
+    is recorded on the entry at once, so a twin loading meanwhile finds it."""
+    _lock(conn, f"sha256:{entry.source}:{sha256}")
+    twin = current_twin(conn, entry.source, sha256=sha256, besides=entry.id)
+    if twin is None:
+        update(conn, entry.id, sha256=sha256)
+    return twin
 
 
 def register(conn, source: str, obj: LandedObject, content_id: str, status: str, error: str | None = None) -> RegistryEntry:
-    """Record a newly seen object (`pending` or `duplicate`); a row that exists is left as it is."""
-    values = [source, obj.key, obj.version, obj.size, content_id, status, error, partition_key_for(obj.key, content_id)]
-    names = ["source", "object_key", "object_version", "size", "content_id", "status", "error", "partition_key"]
+    """Record a newly seen object (`pending`, its first attempt, or `duplicate`); a row that
+    exists is left as it is."""
+    attempts = 1 if status == "pending" else 0
+    values = [source, obj.key, obj.version, obj.size, content_id, status, error, partition_key_for(obj.key, content_id), attempts]
+    names = ["source", "object_key", "object_version", "size", "content_id", "status", "error", "partition_key", "attempts"]
     _run(
         conn,
         sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING").format(
@@ -150,21 +213,55 @@ def register(conn, source: str, obj: LandedObject, content_id: str, status: str,
     return _entries(conn, _and(_eq("source", source), _eq("object_key", obj.key), _eq("object_version", obj.version)))[0]
 
 
-def entry_for_partition(conn, source: str, partition_key: str) -> RegistryEntry | None:
-    found = _entries(conn, _and(_eq("source", source), _eq("partition_key", partition_key)), order="first_seen DESC")
+def entry(conn, entry_id: int) -> RegistryEntry | None:
+    found = _entries(conn, _eq("id", entry_id))
     return found[0] if found else None
 
 
-def update(conn, source: str, partition_key: str, **changes) -> None:
-    """Set columns of the partition's entry (status, error, rows, sha256, run_id, columns) and its updated_at."""
+def entry_for_partition(conn, source: str, partition_key: str) -> RegistryEntry | None:
+    """The latest version (not a duplicate) that loads into this partition: whom a run of the
+    partition without a registry id in its tags (a manual materialization) works for."""
+    where = _and(_eq("source", source), _eq("partition_key", partition_key), sql.SQL("status <> 'duplicate'"))
+    found = _entries(conn, where, order="id DESC")
+    return found[0] if found else None
+
+
+def update(conn, entry_id: int, **changes) -> None:
+    """Set columns of the entry (status, error, rows, sha256, run_id, columns …) and its updated_at."""
     assignments = [sql.SQL("{} = {}").format(sql.Identifier(k), sql.Literal(v)) for k, v in changes.items()]
     assignments.append(sql.SQL("updated_at = now()"))
-    _run(
-        conn,
-        sql.SQL("UPDATE {} SET {} WHERE {}").format(
-            TABLE, sql.SQL(", ").join(assignments), _and(_eq("source", source), _eq("partition_key", partition_key))
-        ),
-    )
+    _run(conn, sql.SQL("UPDATE {} SET {} WHERE {}").format(TABLE, sql.SQL(", ").join(assignments), _eq("id", entry_id)))
+
+
+def record_failure(conn, entry_id: int, error: str, retry_in: float | None = None, run_id: str | None = None) -> None:
+    """The entry's load failed; with `retry_in` (seconds) the landing sensor requests it again from then on."""
+    retry_at = sql.SQL("NULL") if retry_in is None else sql.SQL("now() + make_interval(secs => {})").format(sql.Literal(float(retry_in)))
+    run = sql.SQL("") if run_id is None else sql.SQL(", run_id = {}").format(sql.Literal(run_id))
+    _run(conn, sql.SQL("UPDATE {} SET status = 'failed', error = {}, retry_at = {}, updated_at = now(){} WHERE {}").format(
+        TABLE, sql.Literal(error), retry_at, run, _eq("id", entry_id)))
+
+
+def start_attempt(conn, entry_id: int) -> RegistryEntry:
+    """The failed entry is requested again: pending, one attempt more."""
+    _run(conn, sql.SQL(
+        "UPDATE {} SET status = 'pending', attempts = attempts + 1, retry_at = NULL, heartbeat_at = NULL, updated_at = now() WHERE {}"
+    ).format(TABLE, _eq("id", entry_id)))
+    return entry(conn, entry_id)
+
+
+def beat(conn, entry_id: int) -> None:
+    """A sign of life of the run loading the entry."""
+    _run(conn, sql.SQL("UPDATE {} SET heartbeat_at = now() WHERE {}").format(TABLE, _eq("id", entry_id)))
+
+
+def record_gate(conn, entry_id: int, passed: bool, reason: str) -> None:
+    """A loaded file's gate decision: `blocked` with the gate's reason, or `loaded` again."""
+    if passed:
+        _run(conn, sql.SQL("UPDATE {} SET status = 'loaded', error = NULL, updated_at = now() WHERE {} AND status = 'blocked'").format(
+            TABLE, _eq("id", entry_id)))
+    else:
+        _run(conn, sql.SQL("UPDATE {} SET status = 'blocked', error = {}, updated_at = now() WHERE {} AND status IN ('loaded', 'blocked')").format(
+            TABLE, sql.Literal(reason), _eq("id", entry_id)))
 
 
 def entries(conn, source: str | None = None) -> list[RegistryEntry]:

@@ -44,7 +44,7 @@ def file_columns(conn, source: str, partition_key: str) -> tuple[registry.Regist
     """The file's registry entry and its own columns (the raw table holds every file's columns)."""
     registry.ensure_registry(conn)
     entry = registry.entry_for_partition(conn, source, partition_key)
-    if entry is None or entry.status != "loaded":
+    if entry is None or entry.status not in registry.IN_RAW:
         raise dg.Failure(f"partition {partition_key!r} of {source} is not a loaded file: materialize raw/{source} first")
     if entry.columns is not None:
         return entry, list(entry.columns)
@@ -133,6 +133,7 @@ def validated_source_asset(settings: Settings, source: str, partitions: dg.Dynam
         decision = verdict(summary, max_reject_rate)
         with postgres.connect() as conn:
             store.record_gate(conn, source, partition_key, run_id, summary, max_reject_rate, decision)
+            registry.record_gate(conn, entry.id, decision.passed, f"blocked by its schema gate: {decision.description}")
             audit_file(
                 conn, context.run, "gate", f"validated/{source}", entry, decision.severity,
                 rows_in=summary.rows, rows_out=summary.rows - summary.rejected_rows, detail=decision.description,

@@ -326,7 +326,7 @@ def _staging_table(
 ) -> Iterator[_Staging]:
     """A committed, empty table `(definition)` under a private name, with column `defaults`
     (stored name → expression), dropped on the way out unless the caller swapped it into place."""
-    prefix = f"_harmonizer_load_{hashlib.sha256(table.encode()).hexdigest()[:8]}_"
+    prefix = _staging_prefix(table)
     staging = _Staging(prefix + secrets.token_hex(4))
     with connect() as setup:
         _drop_leftover_staging(setup, schema, prefix)
@@ -580,6 +580,21 @@ def _copy_text_segments(connect_text, schema: str, table: str, row_number: str, 
         # A real error (connection, disk) wins over a refusal: it would fail the exact path too.
         raise min(failures, key=lambda failure: isinstance(failure, _Refused))
     return sum(f.result() for f in futures)
+
+
+def _staging_prefix(table: str) -> str:
+    return f"_harmonizer_load_{hashlib.sha256(table.encode()).hexdigest()[:8]}_"
+
+
+def drop_dead_staging(conn, schema: str, table: str) -> bool:
+    """Drop the staging tables that dead writes of `schema.table` left behind (a parallel COPY
+    commits its shares into them), unless a live write holds the table: it drops them itself.
+    In the caller's transaction; True when they were dropped."""
+    taken = _scalar(conn, sql.SQL("SELECT pg_try_advisory_xact_lock(hashtextextended({}, 0))").format(
+        sql.Literal(f"table:{schema}.{table}")))
+    if taken:
+        _drop_leftover_staging(conn, schema, _staging_prefix(table))
+    return bool(taken)
 
 
 def _drop_leftover_staging(conn, schema: str, prefix: str) -> None:
