@@ -92,6 +92,9 @@ class Ingest(_Model):
     max_listed_per_tick: int = Field(
         default=10_000, gt=0, description="Objects one tick lists at most; the cursor resumes the sweep next tick."
     )
+    sensor_interval_seconds: int = Field(
+        default=30, ge=1, le=86_400, description="Seconds between two ticks of a landing sensor (at least; the daemon decides when)."
+    )
     max_load_attempts: int = Field(
         default=3, ge=1, le=100,
         description="Runs a file's load gets in all when its run dies or the database fails it (never for a file that cannot be read).",

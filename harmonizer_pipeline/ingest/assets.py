@@ -76,12 +76,15 @@ def raw_source_asset(settings: Settings, source: str, partitions: dg.DynamicPart
             raise dg.Failure(f"partition {partition_key!r} of {source} has no file in ops.file_registry")
         retry = RetryPolicy(settings.ingest.max_load_attempts, settings.ingest.retry_backoff_seconds)
 
-        def failed(conn, message: str, error: BaseException) -> None:
+        def failed(conn, message: str, error: BaseException) -> str:
             # A failure of the infrastructure (the database, a lock, the run being stopped) is tried
             # again by the landing sensor; one of the file is not: it fails the same way every time.
-            transient = is_transient(error) or isinstance(error, dg.DagsterExecutionInterruptedError)
-            delay = retry.delay(entry.attempts) if transient else None
-            registry.record_failure(conn, entry.id, f"{message} ({retry.describe(entry.attempts)})" if transient else message, delay, run_id)
+            if is_transient(error) or isinstance(error, dg.DagsterExecutionInterruptedError):
+                message = f"{message} ({retry.describe(entry.attempts)})"
+                registry.record_failure(conn, entry.id, message, retry.delay(entry.attempts), run_id)
+            else:
+                registry.record_failure(conn, entry.id, message, None, run_id)
+            return message
 
         # A failure leaves the file `failed` with its reason (else it would stay `pending`).
         step.update(file=entry.object_key, also=failed)

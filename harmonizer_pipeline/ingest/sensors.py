@@ -76,7 +76,7 @@ def landing_sensor(
     @dg.sensor(
         name=name,
         job=job,
-        minimum_interval_seconds=30,
+        minimum_interval_seconds=ingest.sensor_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Loads each new file of {source} once (content identity as run key); tries dead loads again.",
     )

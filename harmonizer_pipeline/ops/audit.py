@@ -103,14 +103,15 @@ class AuditedStep:
     Used as a context manager around the work, it records an error as `failed` with its message,
     in a transaction of its own (so the row survives the rollback of the failed work), and lets
     the error go on, so the run still fails. `also(conn, message, error)` records more in that
-    transaction (the file registry's status). A step whose rows the IO manager writes passes
+    transaction (the file registry's status) and may return the detail to record instead (the
+    message with what happens next). A step whose rows the IO manager writes passes
     `closed` as the stream's on_closed: the write fails outside the step's code."""
 
     def __init__(self, connect: Callable[[], AbstractContextManager], entry: AuditEntry):
         self.connect, self.entry = connect, entry
-        self.also: Callable[[object, str, BaseException], None] | None = None
+        self.also: Callable[[object, str, BaseException], str | None] | None = None
 
-    def update(self, also: Callable[[object, str, BaseException], None] | None = None, **fields) -> None:
+    def update(self, also: Callable[[object, str, BaseException], str | None] | None = None, **fields) -> None:
         """Complete the entry (file, sha256, ...) and set `also` as the step learns them."""
         self.entry = replace(self.entry, **fields)
         if also is not None:
@@ -136,7 +137,7 @@ class AuditedStep:
         try:
             with self.connect() as conn:
                 if self.also is not None:
-                    self.also(conn, message, error)
+                    message = self.also(conn, message, error) or message
                 record(conn, replace(self.entry, status="failed", detail=message))
         except Exception as unrecorded:
             # The step's own error is the one to raise; this one is said beside it.
