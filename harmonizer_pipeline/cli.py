@@ -56,6 +56,19 @@ def db_psql(psql_args: tuple[str, ...]) -> None:
     sys.exit(postgres.run_psql(postgres.resolve_database_url(), list(psql_args)))
 
 
+def _exit_on_bad_settings() -> None:
+    """Load the settings (HARMONIZER_CONFIG, else harmonizer.yaml); when invalid, exit 2 with a line
+    per problem, `error: <file>: <YAML path>: <reason>`, before anything starts."""
+    from harmonizer_pipeline.settings import SettingsError, load_settings
+
+    try:
+        load_settings()
+    except SettingsError as exc:
+        for line in exc.lines:
+            click.echo(f"error: {line}", err=True)
+        sys.exit(2)
+
+
 def _read_or_exit(path: Path, whole: bool = True):
     """The file's TableFile and its rows: one DataFrame when `whole`, else only their count
     (streamed, so memory stays bounded). A ReadError exits 2 with its one line."""
@@ -275,6 +288,7 @@ def demo() -> None:
     """Run the whole pipeline on the bundled sample data and say where the results are."""
     from harmonizer_pipeline.demo import run_demo
 
+    _exit_on_bad_settings()
     sys.exit(0 if run_demo(click.echo) else 1)
 
 
@@ -284,6 +298,7 @@ def dev(dagster_args: tuple[str, ...]) -> None:
     """Start the Dagster UI and daemon on the harmonizer instance (extra arguments go to `dagster dev`)."""
     from harmonizer_pipeline.dagster_home import WORKSPACE, prepare_dagster_environment
 
+    _exit_on_bad_settings()
     prepare_dagster_environment()
     argv = [sys.executable, "-m", "dagster", "dev", "-w", str(WORKSPACE), *dagster_args]
     os.execv(sys.executable, argv)

@@ -12,7 +12,7 @@ from harmonizer_pipeline.ops.schedules import full_profile_schedule, harmonize_s
 from harmonizer_pipeline.ops.sensors import alerts_sensor, automation_sensors
 from harmonizer_pipeline.quality.assets import profile_source_asset, validated_source_asset
 from harmonizer_pipeline.resources import build_resources
-from harmonizer_pipeline.settings import Settings, load_settings
+from harmonizer_pipeline.settings import Settings, SettingsError, load_settings
 
 
 def build_definitions(settings: Settings, resources: dict[str, object] | None = None) -> dg.Definitions:
@@ -54,5 +54,10 @@ def build_definitions(settings: Settings, resources: dict[str, object] | None = 
     )
 
 
-settings = load_settings()
+try:
+    settings = load_settings()
+except SettingsError as exc:
+    # Dagster shows the message, then the frames the error came through: the settings loader's
+    # say nothing about a bad field, so only this line is left under the one line per field.
+    raise exc.with_traceback(None) from None  # invalid settings: the SettingsError names each bad field
 defs = build_definitions(settings)

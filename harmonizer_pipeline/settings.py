@@ -1,8 +1,9 @@
 """Typed model of harmonizer.yaml: the sources a user lands files from, the schemas that gate them,
 the targets they harmonize into (canonical columns, rules, business key) and the exports.
 
-Loaded once per process. Every invalid field is reported with its path in the YAML
-(`sources.clinic_a.landing.local.path: Field required`), never as a traceback.
+Loaded once per process. Every invalid field is reported on a line of its own with the file and
+its path in the YAML (`harmonizer.yaml: sources.clinic_a.landing.local.path: Field required`),
+never as a traceback. The YAML is read by yaml_loader (keys are strings, `on:` included).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from pydantic import (
     model_validator,
 )
 
+from harmonizer_pipeline.yaml_loader import load_yaml
+
 CONFIG_ENV = "HARMONIZER_CONFIG"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,22 +36,46 @@ SourceName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")
 
 
 class SettingsError(ValueError):
-    """harmonizer.yaml is missing, unreadable or invalid; the message lists every problem."""
+    """harmonizer.yaml is missing, unreadable or invalid: one line per problem,
+    `<file>: <YAML path>: <reason>` (a line and column instead of the path when the YAML itself is broken)."""
+
+    def __init__(self, *lines: str):
+        super().__init__("\n".join(lines))
+        self.lines = list(lines)
+
+
+class FieldProblems(ValueError):
+    """What a validator of several fields found: (path below the validated object, reason) each,
+    so that every field gets its own line."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        super().__init__("; ".join(f"{path}: {reason}" for path, reason in problems))
+        self.problems = problems
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _zone_glob(value: str) -> str:
+    from harmonizer_pipeline.resources.landing import split_glob
+
+    split_glob(value)  # the landing zones' own rule, so a glob that passes here also works there
+    return value
+
+
+ZoneGlob = Annotated[str, AfterValidator(_zone_glob)]
+
+
 class LocalLanding(_Model):
     path: Path = Field(description="Folder files land in; relative paths are relative to harmonizer.yaml.")
-    glob: str = Field(default="*", description="Which files of the folder belong to this source.")
+    glob: ZoneGlob = Field(default="*", description="Which files of the folder belong to this source.")
 
 
 class B2Landing(_Model):
     bucket: str = Field(min_length=1)
     prefix: str = ""
-    glob: str = Field(default="*", description="Which objects under the prefix belong to this source.")
+    glob: ZoneGlob = Field(default="*", description="Which objects under the prefix belong to this source.")
 
 
 class Landing(_Model):
@@ -224,11 +251,11 @@ class Target(_Model):
         for label, names in (("key", self.key), *((f"match.{f}", getattr(self.match, f)) for f in ("columns", "block_on") if self.match)):
             unknown = [n for n in names if n not in self.columns]
             if unknown:
-                problems.append(f"{label}: {unknown} not among the target's columns {list(self.columns)}")
+                problems.append((label, f"{unknown} not among the target's columns {list(self.columns)}"))
         if self.survivorship == "source_priority" and not self.source_priority:
-            problems.append("source_priority: give the sources in order when survivorship is source_priority")
+            problems.append(("source_priority", "give the sources in order when survivorship is source_priority"))
         if problems:
-            raise ValueError("; ".join(problems))
+            raise FieldProblems(problems)
         return self
 
 
@@ -422,13 +449,13 @@ class Settings(_Model):
                 try:
                     load_schema(source.pandera_schema, self.base_dir)
                 except SchemaLoadError as err:
-                    problems.append(f"sources.{name}.schema: {err}")
+                    problems.append((f"sources.{name}.schema", str(err)))
         problems += self._target_problems()
         if problems:
-            raise ValueError("; ".join(problems))
+            raise FieldProblems(problems)
         return self
 
-    def _target_problems(self) -> list[str]:
+    def _target_problems(self) -> list[tuple[str, str]]:
         """Mappings that name a target or column that does not exist, rules that cannot run."""
         from harmonizer_pipeline.harmonize.rules import RuleError, validate_options
 
@@ -439,19 +466,19 @@ class Settings(_Model):
                     try:
                         validate_options(rule.name, rule.options)
                     except RuleError as err:
-                        problems.append(f"targets.{name}.columns.{column_name}.rules[{index}]: {err}")
+                        problems.append((f"targets.{name}.columns.{column_name}.rules[{index}]", str(err)))
             mapped = {s for s, source in self.sources.items() if source.target == name}
             stray = [s for s in target.source_priority if s not in mapped]
             if stray:
-                problems.append(f"targets.{name}.source_priority: {stray} do not map into {name!r} (sources that do: {sorted(mapped)})")
+                problems.append((f"targets.{name}.source_priority", f"{stray} do not map into {name!r} (sources that do: {sorted(mapped)})"))
         for name, source in self.sources.items():
             if source.target is None:
                 if source.mapping:
-                    problems.append(f"sources.{name}.mapping: give the target it maps into (sources.{name}.target)")
+                    problems.append((f"sources.{name}.mapping", f"give the target it maps into (sources.{name}.target)"))
                 continue
             target = self.targets.get(source.target)
             if target is None:
-                problems.append(f"sources.{name}.target: no target {source.target!r} (targets: {sorted(self.targets)})")
+                problems.append((f"sources.{name}.target", f"no target {source.target!r} (targets: {sorted(self.targets)})"))
                 continue
             # Only a strict schema lists every column a file of the source can have.
             schema = self.schema_for(name) if source.pandera_schema else None
@@ -459,13 +486,13 @@ class Settings(_Model):
             for column_name, mapping in source.mapping.items():
                 path = f"sources.{name}.mapping.{column_name}"
                 if column_name not in target.columns:
-                    problems.append(f"{path}: {source.target!r} has no column {column_name!r} (columns: {list(target.columns)})")
+                    problems.append((path, f"{source.target!r} has no column {column_name!r} (columns: {list(target.columns)})"))
                     continue
                 if schema is not None:
                     missing = [c for c in mapping.source_columns() if c not in schema.columns]
                     if missing:
-                        problems.append(f"{path}: source {name!r} has no column(s) {missing} (its schema has {list(schema.columns)})")
-                problems += [f"{path}: {p}" for p in _mapping_option_problems(mapping)]
+                        problems.append((path, f"source {name!r} has no column(s) {missing} (its schema has {list(schema.columns)})"))
+                problems += [(f"{path}.{field}", reason) for field, reason in _mapping_option_problems(mapping)]
         return problems
 
     def schema_for(self, source: str):
@@ -493,7 +520,7 @@ class Settings(_Model):
         return local.path if local.path.is_absolute() else (self.base_dir / local.path).resolve()
 
 
-def _mapping_option_problems(mapping: ColumnMapping) -> list[str]:
+def _mapping_option_problems(mapping: ColumnMapping) -> list[tuple[str, str]]:
     from harmonizer_pipeline.harmonize.rules import RuleError, validate_options
 
     checks = []
@@ -508,29 +535,55 @@ def _mapping_option_problems(mapping: ColumnMapping) -> list[str]:
         try:
             validate_options(rule, options)
         except RuleError as err:
-            problems.append(f"{field}: {err}")
+            problems.append((field, str(err)))
     return problems
 
 
-def _describe(error: ValidationError) -> str:
-    lines = []
+def _yaml_path(loc: tuple[int | str, ...]) -> str:
+    """`sources.a.key[0]` from pydantic's location (list items as [i], validator names left out)."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif not part.startswith("function-after"):
+            path += f".{part}" if path else part
+    return path
+
+
+def _field_problems(error: ValidationError) -> list[tuple[str, str]]:
+    """(YAML path, reason) of each invalid field."""
+    problems = []
     for item in error.errors():
-        location = ".".join(str(part) for part in item["loc"] if not str(part).startswith("function-after"))
-        lines.append(f"  {location or '(top level)'}: {item['msg']}")
-    return "\n".join(lines)
+        path, cause = _yaml_path(item["loc"]), item.get("ctx", {}).get("error")
+        if isinstance(cause, FieldProblems):
+            problems += [(f"{path}.{below}" if path else below, reason) for below, reason in cause.problems]
+        elif isinstance(cause, ValueError):  # our own message, without pydantic's "Value error, "
+            problems.append((path, str(cause)))
+        else:
+            problems.append((path, item["msg"]))
+    return problems
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """One line for a YAML syntax error: where (line, column) and what."""
+    if not isinstance(error, yaml.MarkedYAMLError) or error.problem_mark is None:
+        return " ".join(str(error).split())
+    mark, context = error.problem_mark, error.context_mark
+    after = f" ({error.context} at line {context.line + 1}, column {context.column + 1})" if error.context and context else ""
+    return f"line {mark.line + 1}, column {mark.column + 1}: {error.problem}{after}"
 
 
 def parse_settings(text: str, base_dir: Path, origin: str = "harmonizer.yaml") -> Settings:
     try:
-        raw = yaml.safe_load(text) or {}
+        raw = load_yaml(text) or {}
     except yaml.YAMLError as exc:
-        raise SettingsError(f"{origin} is not valid YAML: {exc}") from exc
+        raise SettingsError(f"{origin}: {_yaml_problem(exc)}") from None
     if not isinstance(raw, dict):
-        raise SettingsError(f"{origin} must be a mapping with a 'sources' key, not {type(raw).__name__}")
+        raise SettingsError(f"{origin}: must be a mapping with a 'sources' key, not {type(raw).__name__}")
     try:
         return Settings.model_validate({**raw, "base_dir": base_dir})
     except ValidationError as exc:
-        raise SettingsError(f"{origin} has {exc.error_count()} invalid field(s):\n{_describe(exc)}") from None
+        raise SettingsError(*(f"{origin}: {path or '(top level)'}: {reason}" for path, reason in _field_problems(exc))) from None
 
 
 def config_path() -> Path:
@@ -542,7 +595,7 @@ def load_settings_file(path: Path) -> Settings:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise SettingsError(f"cannot read {path}: {exc.strerror}") from exc
+        raise SettingsError(f"{path}: cannot read: {exc.strerror}") from None
     return parse_settings(text, base_dir=path.parent, origin=str(path))
 
 

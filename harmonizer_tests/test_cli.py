@@ -15,9 +15,13 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from click.testing import CliRunner
 
+from harmonizer_pipeline.cli import main
 from harmonizer_pipeline.resources import postgres
+from harmonizer_pipeline.settings import CONFIG_ENV, load_settings
 from harmonizer_tests.test_definitions import SAMPLE_ASSETS
+from harmonizer_tests.test_settings import BAD_SETTINGS, bad_settings_lines
 
 HARMONIZER = [sys.executable, "-m", "harmonizer_pipeline.cli"]
 
@@ -418,3 +422,28 @@ def test_keys_bad_input_exits_2_with_one_line(tmp_path, args, message):
     done = subprocess.run([*HARMONIZER, "keys", *args], capture_output=True, text=True, cwd=tmp_path, timeout=180)
     assert done.returncode == 2
     assert message in done.stderr
+
+
+@pytest.fixture
+def bad_config(tmp_path, monkeypatch) -> Iterator[Path]:
+    """HARMONIZER_CONFIG names a harmonizer.yaml with four bad fields (test_settings.BAD_SETTINGS)."""
+    path = tmp_path / "harmonizer.yaml"
+    path.write_text(BAD_SETTINGS)
+    monkeypatch.setenv(CONFIG_ENV, str(path))
+    load_settings.cache_clear()
+    yield path
+    load_settings.cache_clear()
+
+
+@pytest.mark.parametrize("command", ["demo", "dev"])
+def test_commands_that_load_settings_print_a_line_per_bad_field_and_exit_2(bad_config, command):
+    result = CliRunner().invoke(main, [command])
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr.splitlines() == [f"error: {line}" for line in bad_settings_lines(bad_config)]
+
+
+def test_harmonizer_demo_with_a_bad_config_prints_the_lines_and_no_traceback(bad_config):
+    done = subprocess.run([str(Path(sys.executable).parent / "harmonizer"), "demo"], capture_output=True, text=True, timeout=180)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.splitlines() == [f"error: {line}" for line in bad_settings_lines(bad_config)]
+    assert "Traceback" not in done.stderr

@@ -2,6 +2,10 @@
 harmonized and exported end to end, with the numbers the demo prints."""
 
 import datetime as dt
+import os
+import re
+import subprocess
+import sys
 import zipfile
 
 import dagster as dg
@@ -14,6 +18,8 @@ from harmonizer_pipeline.definitions import defs
 from harmonizer_pipeline.demo import evaluate_sensor, launch_requests
 from harmonizer_pipeline.ingest import registry
 from harmonizer_pipeline.resources import PostgresResource
+from harmonizer_pipeline.settings import CONFIG_ENV
+from harmonizer_tests.test_settings import BAD_SETTINGS, bad_settings_lines
 
 
 SAMPLE_SOURCES = ("clinic_a", "clinic_b", "clinic_c", "partner_feed")
@@ -39,6 +45,27 @@ def test_definitions_are_loadable():
     assert automation["automation_clinic_a"].run_tags == {"harmonizer/source": "clinic_a"}
     assert {s.default_status for s in automation.values()} == {dg.DefaultSensorStatus.RUNNING}
     assert defs.resolve_job_def("load_clinic_a").partitions_def.name == "clinic_a_files"
+
+
+def test_dagster_shows_a_line_per_bad_setting_first_and_no_frame_of_the_settings_code(tmp_path):
+    config, home = tmp_path / "harmonizer.yaml", tmp_path / "dagster_home"
+    config.write_text(BAD_SETTINGS)
+    home.mkdir()
+    (home / "dagster.yaml").write_text("")  # a throwaway instance: validation needs no database
+    done = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-m", "harmonizer_pipeline.definitions"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        env={**os.environ, "DAGSTER_HOME": str(home), CONFIG_ENV: str(config)},
+    )  # fmt: skip
+    assert done.returncode == 1
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", done.stdout).splitlines()
+    [start] = [i for i, line in enumerate(shown) if line.endswith(" - ERROR - Validation failed for code location harmonizer_pipeline.definitions:")]
+    first, *rest = bad_settings_lines(config)
+    assert shown[start + 1 : start + 8] == ["", f"harmonizer_pipeline.settings.SettingsError: {first}", *rest, "", "Stack Trace:"]
+    # Below it only Dagster's hidden frames and the line of definitions.py that raises.
+    frames = [line.strip() for line in shown if line.strip().startswith("File ")]
+    assert [frame.split(",")[0] for frame in frames] == [f'File "{sys.modules["harmonizer_pipeline.definitions"].__file__}"']
+    assert "Traceback" not in done.stdout + done.stderr
 
 
 @pytest.fixture(scope="module")

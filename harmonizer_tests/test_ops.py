@@ -123,7 +123,7 @@ def test_one_line_keeps_a_failures_whole_description_and_a_database_errors_first
     [
         ({"min_history": 3}, "trends.min_history: Input should be greater than or equal to 5"),  # the issue: at least 5 prior runs
         ({"window": 0}, "trends.window: Input should be greater than or equal to 3"),
-        ({"window": 4}, "trends: Value error, window 4 is smaller than min_history 5: no file would ever be judged"),
+        ({"window": 4}, "trends: window 4 is smaller than min_history 5: no file would ever be judged"),
         ({"z_threshold": -1}, "trends.z_threshold: Input should be greater than 0"),
         ({"shown_runs": "all"}, "trends.shown_runs: Input should be a valid integer"),
         ({"zscore": 3}, "trends.zscore: Extra inputs are not permitted"),

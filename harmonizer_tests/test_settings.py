@@ -7,6 +7,37 @@ import pytest
 from harmonizer_pipeline.settings import PROJECT_ROOT, SettingsError, load_settings_file, parse_settings
 
 
+# A harmonizer.yaml with four bad fields (the `on:` key itself is fine), and the line for each.
+BAD_SETTINGS = """\
+sources:
+  a:
+    landing: {local: {path: in, glob: /etc/*}}
+  b:
+    landing: {local: {path: in, glob: ../../etc/*}}
+  c:
+    landing: {local: {glob: "*.csv"}}
+alerts:
+  on: [run_failure, page_me]
+"""
+
+
+def bad_settings_lines(path: Path) -> list[str]:
+    return [
+        f"{path}: sources.a.landing.local.glob: glob must be a non-empty pattern relative to the zone root: '/etc/*'",
+        f"{path}: sources.b.landing.local.glob: glob must stay inside the zone ('..' leaves it): '../../etc/*'",
+        f"{path}: sources.c.landing.local.path: Field required",
+        f"{path}: alerts.on[1]: Input should be 'run_failure', 'check_failure' or 'check_warning'",
+    ]
+
+
+def test_bad_settings_file_gives_a_line_per_bad_field(tmp_path):
+    path = tmp_path / "harmonizer.yaml"
+    path.write_text(BAD_SETTINGS)
+    with pytest.raises(SettingsError) as caught:
+        load_settings_file(path)
+    assert caught.value.lines == bad_settings_lines(path)
+
+
 def test_shipped_example_loads_and_resolves_relative_paths():
     settings = load_settings_file(PROJECT_ROOT / "harmonizer.yaml")
     assert list(settings.sources) == ["clinic_a", "clinic_b", "clinic_c", "partner_feed"]
@@ -15,41 +46,123 @@ def test_shipped_example_loads_and_resolves_relative_paths():
 
 
 @pytest.mark.parametrize(
-    ("text", "message"),
+    ("text", "line"),
     [
         ("sources: [1, 2]", "sources: Input should be a valid dictionary"),
-        ("sources:\n  Clinic-A:\n    landing: {local: {path: x}}", "sources.Clinic-A.[key]: String should match pattern"),
-        ("sources:\n  a:\n    landing: {}", "sources.a.landing: Value error, give exactly one of 'local' or 'b2'"),
-        ("sources:\n  a:\n    landing: {local: {path: x}, b2: {bucket: b}}", "give exactly one of 'local' or 'b2'"),
+        ("sources:\n  Clinic-A:\n    landing: {local: {path: x}}", "sources.Clinic-A.[key]: String should match pattern '^[a-z][a-z0-9_]{0,62}$'"),
+        ("sources:\n  a:\n    landing: {}", "sources.a.landing: give exactly one of 'local' or 'b2'"),
+        ("sources:\n  a:\n    landing: {local: {path: x}, b2: {bucket: b}}", "sources.a.landing: give exactly one of 'local' or 'b2'"),
         ("sources:\n  a:\n    landing: {local: {glob: '*.csv'}}", "sources.a.landing.local.path: Field required"),
         ("sources:\n  a:\n    landing: {b2: {bucket: ''}}", "sources.a.landing.b2.bucket: String should have at least 1 character"),
         ("sources:\n  a:\n    landing: {local: {path: x}}\n    format: {delimiter: ';;'}", "sources.a.format.delimiter: String should have at most 1 character"),
-        ("sources:\n  a:\n    landing: {local: {path: x}}\n    format: {format: docx}", "sources.a.format.format: Input should be 'csv'"),
+        ("sources:\n  a:\n    landing: {local: {path: x}}\n    format: {format: docx}",
+         "sources.a.format.format: Input should be 'csv', 'tsv', 'excel', 'json', 'xml' or 'parquet'"),
         ("sources:\n  a:\n    landing: {local: {path: x}}\n    colour: red", "sources.a.colour: Extra inputs are not permitted"),
         ("sources:\n  a:\n    landing: {local: {path: x, glob: 5}}", "sources.a.landing.local.glob: Input should be a valid string"),
         ("- just\n- a list", "must be a mapping with a 'sources' key, not list"),
-        ("sources: {a: [unclosed", "is not valid YAML"),
+        ("sources: {a: [unclosed", "line 1, column 23: expected ',' or ']', but got '<stream end>' (while parsing a flow sequence at line 1, column 14)"),
+        ("sources:\n  a:\n    landing: {local: {path: x}}\n  a:\n    landing: {local: {path: y}}", "line 4, column 3: duplicate key 'a' (first at line 2)"),
     ],
 )
-def test_bad_settings_name_the_field(text, message):
+def test_bad_settings_are_one_line_each_with_file_path_and_reason(text, line):
     with pytest.raises(SettingsError) as caught:
         parse_settings(text, base_dir=Path("/tmp"), origin="harmonizer.yaml")
-    assert message in str(caught.value)
-    assert str(caught.value).startswith("harmonizer.yaml")
+    assert caught.value.lines == [f"harmonizer.yaml: {line}"]
+    assert str(caught.value) == f"harmonizer.yaml: {line}"
 
 
-def test_every_bad_field_is_reported_at_once():
+def test_every_bad_field_is_reported_at_once_one_line_each():
     text = "sources:\n  a:\n    landing: {local: {}}\n  b:\n    landing: {b2: {}}\n    oops: 1"
-    with pytest.raises(SettingsError, match=r"has 3 invalid field\(s\)") as caught:
+    with pytest.raises(SettingsError) as caught:
+        parse_settings(text, base_dir=Path("/tmp"), origin="/etc/h.yaml")
+    assert str(caught.value).splitlines() == [
+        "/etc/h.yaml: sources.a.landing.local.path: Field required",
+        "/etc/h.yaml: sources.b.landing.b2.bucket: Field required",
+        "/etc/h.yaml: sources.b.oops: Extra inputs are not permitted",
+    ]
+
+
+def test_problems_found_across_fields_get_a_line_each():
+    text = (
+        "sources:\n  a:\n    landing: {local: {path: x}}\n    target: people\n    mapping: {born: {column: b, formats: ['dd.mm.yyyy']}, age: years}\n"
+        "targets:\n  people:\n    columns: {born: {type: date}, name: {}}\n    key: [name]\n"
+    )
+    with pytest.raises(SettingsError) as caught:
         parse_settings(text, base_dir=Path("/tmp"))
-    assert "sources.a.landing.local.path" in str(caught.value)
-    assert "sources.b.landing.b2.bucket" in str(caught.value)
-    assert "sources.b.oops" in str(caught.value)
+    assert caught.value.lines == [
+        "harmonizer.yaml: sources.a.mapping.born.formats: date: option formats='dd.mm.yyyy' is invalid: "
+        "a strptime format needs % directives such as %d, %m, %Y",
+        "harmonizer.yaml: sources.a.mapping.age: 'people' has no column 'age' (columns: ['born', 'name'])",
+    ]
+    broken_target = text.replace("key: [name]", "key: [nm]\n    survivorship: source_priority")
+    with pytest.raises(SettingsError) as caught:
+        parse_settings(broken_target, base_dir=Path("/tmp"))
+    assert caught.value.lines == [
+        "harmonizer.yaml: targets.people.key: ['nm'] not among the target's columns ['born', 'name']",
+        "harmonizer.yaml: targets.people.source_priority: give the sources in order when survivorship is source_priority",
+    ]
 
 
 def test_missing_file_is_a_settings_error(tmp_path):
-    with pytest.raises(SettingsError, match=r"cannot read .*nope.yaml: No such file or directory"):
+    with pytest.raises(SettingsError) as caught:
         load_settings_file(tmp_path / "nope.yaml")
+    assert caught.value.lines == [f"{tmp_path / 'nope.yaml'}: cannot read: No such file or directory"]
+
+
+@pytest.mark.parametrize(
+    ("glob", "reason"),
+    [
+        ("/etc/*", "glob must be a non-empty pattern relative to the zone root: '/etc/*'"),
+        ("", "glob must be a non-empty pattern relative to the zone root: ''"),
+        ("../../etc/*", "glob must stay inside the zone ('..' leaves it): '../../etc/*'"),
+        ("in/../../*.csv", "glob must stay inside the zone ('..' leaves it): 'in/../../*.csv'"),
+        ("in//*.csv", "glob must not have an empty or '.' segment: 'in//*.csv'"),
+        ("in/", "glob must not have an empty or '.' segment: 'in/'"),
+        ("./*.csv", "glob must not have an empty or '.' segment: './*.csv'"),
+    ],
+)
+@pytest.mark.parametrize("zone", ["local: {path: x, ", "b2: {bucket: b, "])
+def test_bad_globs_fail_when_the_settings_load(zone, glob, reason):
+    text = f"sources:\n  a:\n    landing: {{{zone}glob: '{glob}'}}}}\n"
+    with pytest.raises(SettingsError) as caught:
+        parse_settings(text, base_dir=Path("/tmp"))
+    assert caught.value.lines == [f"harmonizer.yaml: sources.a.landing.{zone.split(':')[0]}.glob: {reason}"]
+
+
+@pytest.mark.parametrize("glob", ["*", "*.csv", "**/*.json", "in/2026-*/*.xlsx", "..data/*.csv"])
+def test_good_globs_load(glob):
+    settings = parse_settings(f"sources:\n  a:\n    landing: {{local: {{path: x, glob: '{glob}'}}}}\n", base_dir=Path("/tmp"))
+    assert settings.sources["a"].landing.local.glob == glob
+
+
+def test_alerts_on_as_written_in_yaml_is_the_key_on():
+    settings = parse_settings("alerts:\n  on: [run_failure, check_failure]\n", base_dir=Path("/tmp"))
+    assert settings.alerts.on == ["run_failure", "check_failure"]
+
+
+def test_yaml_1_1_words_are_text_where_text_is_meant_and_booleans_where_a_boolean_is():
+    text = (
+        "sources:\n  a:\n    landing: {local: {path: x}}\n    format: {header: yes}\n    target: t\n"
+        "    mapping:\n      flag: {column: f, nulls: [no, off], values: {'true': [yes, on, Y], 'false': [no, off, N]}}\n"
+        "      country: {constant: no}\n"
+        "targets:\n  t:\n    columns: {flag: {type: boolean}, country: {}, yes: {}}\n    key: [flag]\n"
+        "export: {csv_bom: on, zip: off}\n"
+    )
+    settings = parse_settings(text, base_dir=Path("/tmp"))
+    flag = settings.sources["a"].mapping["flag"]
+    assert (flag.nulls, flag.values) == (["no", "off"], {"true": ["yes", "on", "Y"], "false": ["no", "off", "N"]})
+    assert settings.sources["a"].mapping["country"].constant == "no"  # Norway, not False
+    assert list(settings.targets["t"].columns) == ["flag", "country", "yes"]
+    assert (settings.sources["a"].format.header, settings.export.csv_bom, settings.export.zip) == (True, True, False)
+
+
+def test_an_untyped_rule_option_wants_true_or_false():
+    text = "targets:\n  t:\n    columns: {name: {rules: [{person_name: {family: yes}}]}}\n    key: [name]\n"
+    with pytest.raises(SettingsError) as caught:
+        parse_settings(text, base_dir=Path("/tmp"))
+    assert caught.value.lines == [
+        "harmonizer.yaml: targets.t.columns.name.rules[0]: person_name: option family='yes' is invalid: expected true or false"
+    ]
 
 
 def test_b2_source_has_no_local_path():
@@ -101,7 +214,7 @@ def test_schemas_of_the_shipped_example_load_from_yaml_and_from_a_class():
 @pytest.mark.parametrize(
     ("fragment", "message"),
     [
-        ("    format: {encoding: klingon-8}", "sources.a.format.encoding: Value error, unknown encoding 'klingon-8'"),
+        ("    format: {encoding: klingon-8}", "sources.a.format.encoding: unknown encoding 'klingon-8'"),
         ("    format: {quotechar: \"''\"}", "sources.a.format.quotechar: String should have at most 1 character"),
         ("    format: {header: maybe}", "sources.a.format.header: Input should be a valid boolean"),
         ("    format: {sheet: 3}", "sources.a.format.sheet: Input should be a valid string"),
@@ -115,7 +228,7 @@ def test_schemas_of_the_shipped_example_load_from_yaml_and_from_a_class():
         ("    max_reject_rate: some", "sources.a.max_reject_rate: Input should be a valid number"),
         ("    key: []", "sources.a.key: List should have at least 1 item"),
         ("    key: id", "sources.a.key: Input should be a valid list"),
-        ("    key: ['']", "sources.a.key.0: String should have at least 1 character"),
+        ("    key: ['']", "sources.a.key[0]: String should have at least 1 character"),
         ("keys: {max_size: 0}", "keys.max_size: Input should be greater than 0"),
         ("keys: {null_equals_null: sometimes}", "keys.null_equals_null: Input should be a valid boolean"),
         ("keys: {algorithm: fast}", "keys.algorithm: Extra inputs are not permitted"),
@@ -145,12 +258,12 @@ TARGET = """targets:
         ("    target: persons", "sources.a.target: no target 'persons' (targets: ['people'])"),
         ("    target: people\n    mapping: {surname: last}", "sources.a.mapping.surname: 'people' has no column 'surname' (columns: ['name', 'born', 'email'])"),
         ("    mapping: {name: n}", "sources.a.mapping: give the target it maps into (sources.a.target)"),
-        ("    target: people\n    mapping: {name: {column: n, constant: x}}", "sources.a.mapping.name: Value error, give exactly one of column, constant, combine, split (given: column, constant)"),
+        ("    target: people\n    mapping: {name: {column: n, constant: x}}", "sources.a.mapping.name: give exactly one of column, constant, combine, split (given: column, constant)"),
         ("    target: people\n    mapping: {name: {}}", "give exactly one of column, constant, combine, split (given: none)"),
         ("    target: people\n    mapping: {name: {combine: [first]}}", "sources.a.mapping.name.combine: List should have at least 2 items"),
         ("    target: people\n    mapping: {name: {split: {column: n, parts: 2, part: 2}}}", "part 2 of 2 parts does not exist"),
-        ("    target: people\n    mapping: {born: {column: b, formats: ['dd.mm.yyyy']}}", "sources.a.mapping.born: formats:"),
-        ("    target: people\n    mapping: {born: {column: b, unit: {from: lb, to: cm}}}", "sources.a.mapping.born: unit:"),
+        ("    target: people\n    mapping: {born: {column: b, formats: ['dd.mm.yyyy']}}", "sources.a.mapping.born.formats: date: "),
+        ("    target: people\n    mapping: {born: {column: b, unit: {from: lb, to: cm}}}", "sources.a.mapping.born.unit: convert_unit: "),
         ("    target: people\n    mapping: {born: {column: b, colour: red}}", "sources.a.mapping.born.colour: Extra inputs are not permitted"),
         ("    target: people\n    schema: harmonizer_pipeline/sample_data/schemas/clinic_a.yaml\n    mapping: {name: surname}",
          "sources.a.mapping.name: source 'a' has no column(s) ['surname'] (its schema has ['patient_id', 'first_name'"),
@@ -191,7 +304,7 @@ def test_bad_targets_name_the_field(replace, by, message):
 @pytest.mark.parametrize(
     ("fragment", "message"),
     [
-        ("export: {formats: [csv, docx]}", "export.formats.1: Input should be 'csv', 'parquet' or 'xlsx'"),
+        ("export: {formats: [csv, docx]}", "export.formats[1]: Input should be 'csv', 'parquet' or 'xlsx'"),
         ("export: {formats: []}", "export.formats: List should have at least 1 item"),
         ("export: {csv_bom: often}", "export.csv_bom: Input should be a valid boolean"),
         ("export: {b2: {prefix: out/}}", "export.b2.bucket: Field required"),

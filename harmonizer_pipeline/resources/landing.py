@@ -93,10 +93,16 @@ def safe_staging_path(staging_dir: Path, key: str) -> Path:
 
 
 def split_glob(glob: str) -> tuple[str, ...]:
-    """The segments of a zone glob, validated."""
+    """The segments of a zone glob, validated: relative to the zone root and inside it."""
     if not glob or glob.startswith("/"):
         raise ValueError(f"glob must be a non-empty pattern relative to the zone root: {glob!r}")
-    return tuple(glob.split("/"))
+    segments = tuple(glob.split("/"))
+    if ".." in segments:
+        raise ValueError(f"glob must stay inside the zone ('..' leaves it): {glob!r}")
+    if "" in segments or "." in segments:
+        # Keys are plain relative paths: such a pattern would silently match nothing.
+        raise ValueError(f"glob must not have an empty or '.' segment: {glob!r}")
+    return segments
 
 
 def is_hidden(name: str) -> bool:
