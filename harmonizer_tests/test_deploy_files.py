@@ -27,6 +27,7 @@ import yaml
 
 from harmonizer_pipeline.resources import postgres
 from harmonizer_pipeline.settings import load_settings_file
+from harmonizer_tests.test_yaml_examples import keys
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -491,3 +492,17 @@ def test_helm_run_queue_has_the_limits_of_dagster_yaml(tmp_path, monkeypatch):
     runs = compose_config["concurrency"]["runs"]
     assert helm_queue.max_concurrent_runs == runs["max_concurrent_runs"] == EXPECTED_MAX_RUNS
     assert helm_queue.tag_concurrency_limits == runs["tag_concurrency_limits"]
+
+
+# ---- every YAML file Dagster, Compose or Helm reads ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["dagster.yaml", "workspace.yaml", "deploy/dagster.yaml", "deploy/workspace.yaml", "deploy/docker-compose.yaml", "deploy/helm/values.yaml"],
+)
+def test_deploy_yaml_keys_are_strings_even_under_yaml_1_1(path):
+    # Dagster and Helm read YAML 1.1, where a key such as `on:` or `no:` is a boolean.
+    document = _yaml(ROOT / path)
+    assert isinstance(document, dict) and document
+    assert [key for key in keys(document) if not isinstance(key, str)] == []
