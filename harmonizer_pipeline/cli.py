@@ -192,22 +192,27 @@ def validate(path: Path, schema_spec: str, as_json: bool) -> None:
 @click.option("--max-size", type=click.IntRange(min=1), help="Report keys of at most this many columns (the search stays exact).")
 @click.option("--nulls-distinct", is_flag=True, help="Count every NULL as a value of its own (default: NULL equals NULL).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: rows, columns, minimal_keys, near_keys, suggested_key, duplicate_rows, seconds.")
-def keys(path: Path, max_size: int | None, nulls_distinct: bool, as_json: bool) -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Also show what Desbordante printed or logged while it ran (on standard error).")
+def keys(path: Path, max_size: int | None, nulls_distinct: bool, as_json: bool, verbose: bool) -> None:
     """Find FILE's minimal unique column combinations, its near-keys and a suggested key."""
     import time
 
+    from harmonizer_pipeline.engine_output import captured_output
     from harmonizer_pipeline.ingest.readers import ReadError, open_table
-    from harmonizer_pipeline.keys.discovery import analyze_chunks
+    from harmonizer_pipeline.keys.discovery import ENGINE_LOGGERS, analyze_chunks
 
     started = time.perf_counter()
     try:
         # Chunk by chunk: only the codes of a large file are held once each column is encoded.
         table = open_table(path)
         columns = list(table.detection.columns)
-        found = analyze_chunks(table.chunks(), columns, max_size=max_size, null_equals_null=not nulls_distinct)
+        with captured_output(ENGINE_LOGGERS) as engine:
+            found = analyze_chunks(table.chunks(), columns, max_size=max_size, null_equals_null=not nulls_distinct)
     except ReadError as exc:
         click.echo(str(exc), err=True)
         sys.exit(2)
+    if verbose and engine.text.strip():
+        click.echo(engine.text.strip(), err=True)
     report = {
         "rows": found.rows,
         "columns": found.columns,

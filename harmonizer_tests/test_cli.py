@@ -410,6 +410,17 @@ def test_keys_prints_minimal_keys_near_keys_and_the_suggestion_as_json(tmp_path)
     assert capped["minimal_keys"] == [] and capped["suggested_key"] == ["qty"]
 
 
+def test_keys_keeps_what_desbordante_reports_off_the_console_unless_verbose(tmp_path):
+    data = tmp_path / "one_country.csv"
+    data.write_text("id,country\n1,DE\n2,DE\n3,DE\n")  # one value in a column: PyroUCC reports "Got Median... == 0"
+    quiet = run_cli("keys", str(data))
+    assert (quiet.returncode, quiet.stderr) == (0, "")
+    assert quiet.stdout.splitlines()[1:3] == ["  key       id", "suggested key: id (smallest exact key without NULLs, identifier-like names)"]
+    verbose = run_cli("keys", str(data), "--verbose")
+    assert verbose.stdout.splitlines()[1:] == quiet.stdout.splitlines()[1:]
+    assert verbose.stderr.startswith("desbordante WARNING: Got MedianInvertedEntropy == 0\n")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

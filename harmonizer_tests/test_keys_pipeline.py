@@ -1,6 +1,7 @@
 """keys/<source> and keys/comparison_<source> on landed files, through Dagster's own APIs."""
 
 import json
+import logging
 from pathlib import Path
 
 import dagster as dg
@@ -17,6 +18,13 @@ def source(schema) -> str:
     return schema.replace("t_", "k_")
 
 
+@pytest.fixture
+def landing(tmp_path) -> Path:
+    folder = tmp_path / "landing"
+    folder.mkdir()
+    return folder
+
+
 def make_defs(landing: Path, source: str, **config) -> dg.Definitions:
     text = json.dumps({"sources": {source: {"landing": {"local": {"path": str(landing), "glob": "*.csv"}}, **config}}})
     return build_definitions(parse_settings(text, base_dir=landing), build_resources())
@@ -28,9 +36,7 @@ def land(defs: dg.Definitions, instance) -> dg.ExecuteInProcessResult:
     return run
 
 
-def test_keys_of_each_file_and_the_comparison_with_the_previous_one(tmp_path, source, psql):
-    landing = tmp_path / "landing"
-    landing.mkdir()
+def test_keys_of_each_file_and_the_comparison_with_the_previous_one(landing, source, psql):
     defs = make_defs(landing, source)
     with dg.instance_for_test() as instance:
         (landing / "patients_1.csv").write_text("id,name,city\n1,Ann,Berlin\n2,Bob,Köln\n3,Cy,Berlin\n4,Di,Köln\n5,Ann,Köln\n")
@@ -67,9 +73,7 @@ def test_keys_of_each_file_and_the_comparison_with_the_previous_one(tmp_path, so
     ]
 
 
-def test_a_declared_key_is_compared_file_to_file(tmp_path, source, psql):
-    landing = tmp_path / "landing"
-    landing.mkdir()
+def test_a_declared_key_is_compared_file_to_file(landing, source, psql):
     defs = make_defs(landing, source, key=["id"])
     with dg.instance_for_test() as instance:
         (landing / "a.csv").write_text("id,name,city\n1,Ann,Berlin\n2,Bob,Köln\n3,Cy,Berlin\n4,Di,Köln\n")
@@ -88,3 +92,17 @@ def test_a_declared_key_is_compared_file_to_file(tmp_path, source, psql):
         "SELECT kind, group_id, key_values, _row_number FROM keys.duplicate_groups WHERE source = %s AND kind = 'key' ORDER BY _row_number",
         (source,),
     ) == [("key", 1, {"id": "6"}, 5), ("key", 1, {"id": "6"}, 6)]
+
+
+def test_what_desbordante_reports_goes_to_the_runs_debug_log_not_the_console(landing, source, capfd):
+    # One value in `country`: PyroUCC reports "Got Median... == 0" for it.
+    (landing / "one_country.csv").write_text("id,name,country\n1,Ann,DE\n2,Bob,DE\n3,Cy,DE\n")
+    with dg.instance_for_test() as instance:
+        run = land(make_defs(landing, source), instance)
+        logs = instance.all_logs(run.run_id)
+    assert run.success
+    [engine] = [entry for entry in logs if entry.user_message.startswith("Desbordante printed:")]
+    assert (engine.level, engine.step_key) == (logging.DEBUG, f"keys__{source}")
+    assert "\ndesbordante WARNING: Got MedianInvertedEntropy == 0\n" in engine.user_message
+    shown = capfd.readouterr()
+    assert "Got Median" not in shown.out + shown.err

@@ -6,10 +6,11 @@ import time
 import dagster as dg
 import pandas as pd
 
+from harmonizer_pipeline.engine_output import captured_output
 from harmonizer_pipeline.ingest.registry import RegistryEntry
 from harmonizer_pipeline.keys import store
 from harmonizer_pipeline.keys.comparison import ComparisonError, compare_frames
-from harmonizer_pipeline.keys.discovery import KeyDiscoveryError, analyze, duplicate_groups
+from harmonizer_pipeline.keys.discovery import ENGINE_LOGGERS, KeyDiscoveryError, analyze, duplicate_groups
 from harmonizer_pipeline.ops import metrics
 from harmonizer_pipeline.quality.assets import GATED_EAGER, OWNERS, audit_file, file_columns, partition_rows, table_metadata
 from harmonizer_pipeline.resources import PostgresResource
@@ -59,9 +60,12 @@ def keys_source_asset(settings: Settings, source: str, partitions: dg.DynamicPar
         partition_key, run_id = context.partition_key, context.run.run_id
         frame, columns, entry = _validated_file(postgres, source, partition_key)
         try:
-            analysis = analyze(frame[columns], options.max_size, declared, options.null_equals_null)
+            with captured_output(ENGINE_LOGGERS) as engine:
+                analysis = analyze(frame[columns], options.max_size, declared, options.null_equals_null)
         except KeyDiscoveryError as err:
             raise dg.Failure(f"{source}: {err}") from None
+        if engine.text.strip():
+            context.log.debug(f"Desbordante printed:\n{engine.text.strip()}")
         # Without repeated rows (the analysis counted them) there are no row groups to look for.
         groups = [_groups(frame if analysis.duplicate_rows else frame.iloc[:0], "row", columns)]
         suggested = list(analysis.suggestion.columns or [])

@@ -46,6 +46,7 @@ ESCALATED_ERRORS = (0.05, 0.2, 0.5)  # tried in turn when nothing is within NEAR
 NEAR_KEY_PYRO_ROWS = 100_000  # rows PyroUCC proposes near-keys from, and candidates are ranked on
 NEAR_KEY_LIMIT = 10
 NEAR_KEY_MAX_SIZE = 3  # when no max_size is given
+ENGINE_LOGGERS = ("desbordante",)  # the Python loggers Desbordante reports through
 _IDENTIFIER = re.compile(r"(^|_|\b)(id|key|code|nr|no|num|number|uuid|guid|ref)($|_|\b)|id$", re.I)
 
 
