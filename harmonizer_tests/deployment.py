@@ -34,6 +34,7 @@ import psutil
 import yaml
 
 from harmonizer_pipeline.resources import postgres
+from harmonizer_pipeline.yaml_loader import load_yaml
 from harmonizer_tests.loopback import Inbox, free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -97,18 +98,22 @@ def listening(port: int) -> bool:
 ALERT_WEBHOOK_ENV = "HZ_DEPLOY_ALERT_WEBHOOK"
 
 
-def write_config(directory: Path, landing: Path, ui_url: str) -> Path:
-    """harmonizer.yaml with the shipped clinic_a source (landing in `landing`), its target, and
-    alerts to a webhook (its URL in ALERT_WEBHOOK_ENV)."""
-    shipped = yaml.safe_load(SHIPPED_CONFIG.read_text())
+def write_config(directory: Path, landing: Path, ui_url: str, ingest: dict | None = None, gated: bool = True) -> Path:
+    """harmonizer.yaml with the shipped clinic_a source (landing in `landing`; without its schema
+    unless `gated`), its target, alerts to a webhook (its URL in ALERT_WEBHOOK_ENV), and `ingest`
+    settings if given."""
+    shipped = load_yaml(SHIPPED_CONFIG.read_text())  # as harmonizer reads it (`on:` stays a key)
     source = dict(shipped["sources"][SOURCE])
     source["landing"] = {"local": {"path": str(landing), "glob": "*.csv"}}
     source["schema"] = str((SHIPPED_CONFIG.parent / source["schema"]).resolve())
+    if not gated:
+        del source["schema"]
     config = {
         "sources": {SOURCE: source},
         "targets": {TARGET: shipped["targets"][TARGET]},
         "schedules": {**shipped.get("schedules", {}), "running": False},
         "alerts": {"ui_url": ui_url, "webhook": {"url_env": ALERT_WEBHOOK_ENV}},
+        **({"ingest": ingest} if ingest else {}),
     }
     path = directory / "harmonizer.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
@@ -149,11 +154,34 @@ class Deployment:
         log = self.workdir / "logs" / f"{name}.log"
         log.parent.mkdir(exist_ok=True)
         self.logs[name] = log
-        with open(log, "wb") as out:
+        with open(log, "ab") as out:  # a restarted process adds to its log
             # A session of its own: stopping it reaches whatever it spawned in its process group.
             self.processes[name] = psutil.Popen(
                 command, cwd=self.workdir, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
+
+    def start_code_server(self) -> None:
+        """`dagster code-server start` on the deployment's port, once it answers."""
+        self.start(
+            "code-server",
+            [str(BIN / "dagster"), "code-server", "start", "-h", "127.0.0.1", "-p", str(self.grpc_port),
+             "-m", "harmonizer_pipeline.definitions", "--location-name", LOCATION],
+        )  # fmt: skip
+        self.wait_for(f"the code server on 127.0.0.1:{self.grpc_port}", self._grpc_ready, timeout=90)
+
+    def start_daemon(self) -> None:
+        """`dagster-daemon run`, once the daemons the deployment needs are healthy."""
+        self.start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(self.workspace)])
+        self.wait_for(f"healthy daemons {', '.join(NEEDED_DAEMONS)}", self._daemons_healthy, timeout=90)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a process and everything it started, as a crash or an OOM kill would."""
+        process = self.processes.pop(name)
+        family = [process, *process.children(recursive=True)]
+        _signal_group(process.pid, signal.SIGKILL)
+        for member in family:
+            _signal(member, signal.SIGKILL)
+        psutil.wait_procs(family, timeout=10)
 
     def log_tails(self, lines: int = 40) -> str:
         parts = []
@@ -366,11 +394,19 @@ def _signal(process: psutil.Process, sig: int) -> None:
 
 @contextmanager
 def deployment(
-    workdir: Path, server_url: str, database: str, before_daemon: Callable[[Deployment], None] | None = None
+    workdir: Path,
+    server_url: str,
+    database: str,
+    before_daemon: Callable[[Deployment], None] | None = None,
+    instance: dict | None = None,
+    ingest: dict | None = None,
+    gated: bool = True,
 ) -> Iterator[Deployment]:
     """Start the topology in `workdir` on a fresh `database` of the server (Dagster's instance and
     the harmonizer's tables both, as `make dev` has them); `before_daemon` runs once the webserver
-    is up and before the daemon starts (to drop files, switch sensors). Drops the database after."""
+    is up and before the daemon starts (to drop files, switch sensors). `instance` replaces
+    top-level sections of deploy/dagster.yaml, `ingest` sets harmonizer.yaml's, `gated=False`
+    leaves the source's schema out. Drops the database after."""
     postgres.ensure_database(server_url, database)
     database_url = postgres.with_database(server_url, database)
     home = workdir / "home"
@@ -378,7 +414,8 @@ def deployment(
     landing = workdir / "landing"
     for folder in (dagster_home, landing):
         folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(INSTANCE_YAML, dagster_home / "dagster.yaml")
+    instance_config = {**yaml.safe_load(INSTANCE_YAML.read_text()), **(instance or {})}
+    (dagster_home / "dagster.yaml").write_text(yaml.safe_dump(instance_config, sort_keys=False))
     alerts = Inbox()
     alerts.thread.start()
     env = {
@@ -393,17 +430,12 @@ def deployment(
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     deployed = Deployment(workdir=workdir, env=env, database_url=database_url, landing=landing, alerts=alerts)
-    write_config(workdir, landing, deployed.url)
+    write_config(workdir, landing, deployed.url, ingest, gated)
     deployed.workspace.write_text(
         yaml.safe_dump({"load_from": [{"grpc_server": {"host": "127.0.0.1", "port": deployed.grpc_port, "location_name": LOCATION}}]})
     )
     try:
-        deployed.start(
-            "code-server",
-            [str(BIN / "dagster"), "code-server", "start", "-h", "127.0.0.1", "-p", str(deployed.grpc_port),
-             "-m", "harmonizer_pipeline.definitions", "--location-name", LOCATION],
-        )  # fmt: skip
-        deployed.wait_for(f"the code server on 127.0.0.1:{deployed.grpc_port}", deployed._grpc_ready, timeout=90)
+        deployed.start_code_server()
         deployed.mark("code server serving")
         deployed.start(
             "webserver",
@@ -413,8 +445,7 @@ def deployment(
         deployed.mark("webserver loaded the location")
         if before_daemon is not None:
             before_daemon(deployed)
-        deployed.start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(deployed.workspace)])
-        deployed.wait_for(f"healthy daemons {', '.join(NEEDED_DAEMONS)}", deployed._daemons_healthy, timeout=90)
+        deployed.start_daemon()
         deployed.mark("daemons healthy")
         yield deployed
     finally:

@@ -193,9 +193,10 @@ def test_dagster_yaml_passes_dagsters_instance_schema(tmp_path, monkeypatch):
 
 def test_dagster_yaml_builds_a_queued_instance_on_postgres(tmp_path, monkeypatch, dagster_pg_url):
     from dagster import DagsterInstance, job, op
-    from dagster._core.launcher import DefaultRunLauncher
     from dagster._core.run_coordinator import QueuedRunCoordinator
     from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
+
+    from harmonizer_pipeline.ops.run_launcher import CheckedDefaultRunLauncher
 
     shutil.copy(DEPLOY / "dagster.yaml", tmp_path / "dagster.yaml")
     monkeypatch.setenv("HARMONIZER_DAGSTER_PG_URL", dagster_pg_url)
@@ -213,8 +214,11 @@ def test_dagster_yaml_builds_a_queued_instance_on_postgres(tmp_path, monkeypatch
         assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
         assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
         assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
-        assert isinstance(instance.run_launcher, DefaultRunLauncher)
+        assert isinstance(instance.run_launcher, CheckedDefaultRunLauncher)
+        # The daemon checks started runs' workers every 30 s (and never resumes one: the launcher cannot).
+        assert instance.run_launcher.supports_check_run_worker_health
         assert instance.run_monitoring_enabled and instance.run_monitoring_max_runtime_seconds > 0
+        assert (instance.run_monitoring_poll_interval_seconds, instance.run_monitoring_max_resume_run_attempts) == (30, 0)
         assert instance.run_retries_enabled and instance.run_retries_max_retries == 1
         # Retries are for a dead run worker: a file that failed its gate would only fail again.
         assert instance.run_retries_retry_on_asset_or_op_failure is False
@@ -445,6 +449,9 @@ def test_helm_values_run_our_code_server_with_the_k8s_run_launcher():
     values = _yaml(DEPLOY / "helm" / "values.yaml")
     assert values["runLauncher"]["type"] == "K8sRunLauncher"
     assert values["dagsterDaemon"]["runRetries"] == {"enabled": True, "maxRetries": 1, "retryOnAssetOrOpFailure": False}
+    assert values["dagsterDaemon"]["runMonitoring"] == {
+        "enabled": True, "startTimeoutSeconds": 300, "pollIntervalSeconds": 30, "maxResumeRunAttempts": 0,
+    }
 
     user = values["dagster-user-deployments"]
     assert user["enabled"] and user["enableSubchart"]
