@@ -245,3 +245,35 @@ def test_bad_retry_settings_name_the_field(fragment, message):
 def test_the_landing_sensor_ticks_as_often_as_the_settings_say(landing, source):
     assert make_defs(landing, source).sensors[0].minimum_interval_seconds == 30
     assert make_defs(landing, source, sensor_interval_seconds=5).sensors[0].minimum_interval_seconds == 5
+
+
+def test_a_registry_of_an_earlier_release_is_brought_up_to_date(server_url):
+    from harmonizer_pipeline.resources import postgres
+
+    name = f"harmonizer_upgrade_{int(time.time() * 1000) % 10**9}"
+    postgres.ensure_database(server_url, name)
+    try:
+        with psycopg.connect(postgres.with_database(server_url, name)) as conn:
+            # The table as the previous release made it, with a loaded file and a duplicate of it.
+            conn.execute("CREATE SCHEMA ops")
+            conn.execute(
+                """CREATE TABLE ops.file_registry (
+                    source text NOT NULL, object_key text NOT NULL, object_version text NOT NULL, size bigint,
+                    content_id text NOT NULL, sha256 text,
+                    status text NOT NULL CHECK (status IN ('pending', 'loaded', 'failed', 'duplicate')),
+                    error text, rows bigint, partition_key text NOT NULL, run_id text,
+                    first_seen timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now(),
+                    PRIMARY KEY (source, object_key, object_version))"""
+            )
+            conn.execute(
+                "INSERT INTO ops.file_registry (source, object_key, object_version, content_id, status, error, partition_key) VALUES "
+                "('s', 'a.csv', 'v1', 'sha256:aa', 'loaded', NULL, 'a.csv@aa'), ('s', 'b.csv', 'v1', 'sha256:aa', 'duplicate', 'same content as a.csv (loaded)', 'b.csv@aa')"
+            )
+            registry.ensure_registry(conn)
+            registry.ensure_registry(conn)  # once is enough: the second finds it current
+            loaded, duplicate = registry.entries(conn, "s")
+            assert [(e.id, e.object_key, e.status, e.attempts) for e in (loaded, duplicate)] == [(1, "a.csv", "loaded", 1), (2, "b.csv", "duplicate", 0)]
+            registry.record_gate(conn, loaded.id, False, "blocked by its schema gate: 1 of 1 rows rejected")
+            assert registry.entry(conn, loaded.id).status == "blocked"
+    finally:
+        postgres.drop_database(server_url, name)
