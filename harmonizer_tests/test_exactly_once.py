@@ -220,28 +220,6 @@ def test_infrastructure_failures_are_transient_and_the_file_s_are_not():
         assert not is_transient(raised_from(error))
 
 
-@pytest.mark.parametrize(
-    ("fragment", "message"),
-    [
-        ("ingest: {max_load_attempts: 0}", "ingest.max_load_attempts: Input should be greater than or equal to 1"),
-        ("ingest: {max_load_attempts: 101}", "ingest.max_load_attempts: Input should be less than or equal to 100"),
-        ("ingest: {retry_backoff_seconds: -1}", "ingest.retry_backoff_seconds: Input should be greater than or equal to 0"),
-        ("ingest: {retry_backoff_seconds: soon}", "ingest.retry_backoff_seconds: Input should be a valid number"),
-        ("ingest: {load_heartbeat_timeout_seconds: 0.5}", "ingest.load_heartbeat_timeout_seconds: Input should be greater than or equal to 1"),
-        ("ingest: {sensor_interval_seconds: 0}", "ingest.sensor_interval_seconds: Input should be greater than or equal to 1"),
-        ("ingest: {sensor_interval_seconds: 1.5}", "ingest.sensor_interval_seconds: Input should be a valid integer"),
-    ],
-)
-def test_bad_retry_settings_name_the_field(fragment, message):
-    from pathlib import Path
-
-    from harmonizer_pipeline.settings import SettingsError, parse_settings
-
-    with pytest.raises(SettingsError) as caught:
-        parse_settings(f"sources: {{}}\n{fragment}\n", base_dir=Path("/tmp"))
-    assert message in str(caught.value)
-
-
 def test_the_landing_sensor_ticks_as_often_as_the_settings_say(landing, source):
     assert make_defs(landing, source).sensors[0].minimum_interval_seconds == 30
     assert make_defs(landing, source, sensor_interval_seconds=5).sensors[0].minimum_interval_seconds == 5

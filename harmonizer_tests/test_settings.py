@@ -178,6 +178,13 @@ def test_b2_source_has_no_local_path():
         ("ingest: {max_new_files_per_tick: -1}", "ingest.max_new_files_per_tick: Input should be greater than 0"),
         ("ingest: {max_listed_per_tick: many}", "ingest.max_listed_per_tick: Input should be a valid integer"),
         ("ingest: {staging: /tmp}", "ingest.staging: Extra inputs are not permitted"),
+        ("ingest: {max_load_attempts: 0}", "ingest.max_load_attempts: Input should be greater than or equal to 1"),
+        ("ingest: {max_load_attempts: 101}", "ingest.max_load_attempts: Input should be less than or equal to 100"),
+        ("ingest: {retry_backoff_seconds: -1}", "ingest.retry_backoff_seconds: Input should be greater than or equal to 0"),
+        ("ingest: {retry_backoff_seconds: soon}", "ingest.retry_backoff_seconds: Input should be a valid number"),
+        ("ingest: {load_heartbeat_timeout_seconds: 0.5}", "ingest.load_heartbeat_timeout_seconds: Input should be greater than or equal to 1"),
+        ("ingest: {sensor_interval_seconds: 0}", "ingest.sensor_interval_seconds: Input should be greater than or equal to 1"),
+        ("ingest: {sensor_interval_seconds: 1.5}", "ingest.sensor_interval_seconds: Input should be a valid integer"),
     ],
 )
 def test_bad_ingest_limits_name_the_field(fragment, message):
