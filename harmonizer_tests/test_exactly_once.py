@@ -255,3 +255,31 @@ def test_a_registry_of_an_earlier_release_is_brought_up_to_date(server_url):
             assert registry.entry(conn, loaded.id).status == "blocked"
     finally:
         postgres.drop_database(server_url, name)
+
+
+def test_a_run_dagster_retries_is_left_to_its_retry_and_a_superseded_attempt_loads_nothing(landing, source, psql):
+    (landing / "a.csv").write_text("id\n1\n2\n")
+    defs = make_defs(landing, source, retry_backoff_seconds=0)
+    with dg.instance_for_test(overrides={"run_retries": {"enabled": True, "max_retries": 1}}) as instance:
+        first = tick(defs, instance)
+        [request] = first.run_requests
+        dead = run_of(defs, instance, request)
+        instance.report_run_failed(dead)  # a worker's death: Dagster's run retries take it on
+        assert instance.get_run_by_id(dead.run_id).tags["dagster/will_retry"] == "true"
+        assert tick(defs, instance, first.cursor).run_requests == []
+        [entry] = entries(source)
+        assert (entry.status, entry.attempts) == ("pending", 1)
+    # Without run retries the sensor takes over; a late run of the first attempt then writes nothing.
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(f"{source}_files", [request.partition_key])
+        instance.report_run_failed(run_of(defs, instance, request))
+        second = tick(defs, instance, first.cursor)
+        [retry] = second.run_requests
+        [late] = load(defs, instance, dg.SensorResult(run_requests=[request]))
+        assert late.success and late.get_asset_materialization_events() == []
+        assert [e.status for e in entries(source)] == ["pending"]
+        [loaded] = load(defs, instance, second)
+        assert loaded.success
+    [entry] = entries(source)
+    assert (entry.status, entry.rows, entry.attempts) == ("loaded", 2, 2)
+    assert [status for status, _ in load_audit(source)] == ["failed", "loaded"]

@@ -8,7 +8,7 @@ import dagster as dg
 import pandas as pd
 
 from harmonizer_pipeline.ingest import registry
-from harmonizer_pipeline.ingest.discovery import FILE_ID_TAG, sha256_of
+from harmonizer_pipeline.ingest.discovery import ATTEMPT_TAG, FILE_ID_TAG, sha256_of
 from harmonizer_pipeline.ingest.heartbeat import Heartbeat
 from harmonizer_pipeline.ingest.readers import ReadError, ReadHints, open_table
 from harmonizer_pipeline.ingest.retries import RetryPolicy, is_transient
@@ -74,6 +74,11 @@ def raw_source_asset(settings: Settings, source: str, partitions: dg.DynamicPart
             entry = _entry_of_run(conn, source, context.run.tags, partition_key)
         if entry is None:
             raise dg.Failure(f"partition {partition_key!r} of {source} has no file in ops.file_registry")
+        attempt = int(context.run.tags.get(ATTEMPT_TAG, entry.attempts))
+        if attempt < entry.attempts:
+            # A retry of an attempt the landing sensor already gave up on: the later attempt loads the file.
+            context.log.info(f"{entry.object_key}: attempt {attempt} was superseded by attempt {entry.attempts}; not loaded by this run")
+            return
         retry = RetryPolicy(settings.ingest.max_load_attempts, settings.ingest.retry_backoff_seconds)
 
         def failed(conn, message: str, error: BaseException) -> str:

@@ -46,8 +46,11 @@ def judge_load(instance: dg.DagsterInstance, entry: registry.RegistryEntry, hear
     for record in records:
         tags = record.dagster_run.tags
         ended = _at(record.end_time)
-        if tags.get(_WILL_RETRY_TAG) == "true" and _RETRY_RUN_TAG not in tags and ended and now - ended < _RETRY_WAIT:
-            return RunVerdict.alive()  # Dagster's run retries will take it on
+        if _RETRY_RUN_TAG in tags or not ended or now - ended >= _RETRY_WAIT or record.dagster_run.status != dg.DagsterRunStatus.FAILURE:
+            continue
+        # Dagster's run retries will take it on, or have yet to decide (the tag follows the failure).
+        if tags.get(_WILL_RETRY_TAG) == "true" or (_WILL_RETRY_TAG not in tags and instance.run_retries_enabled):
+            return RunVerdict.alive()
     latest = max(records, key=lambda r: r.create_timestamp).dagster_run
     return RunVerdict.dead(f"run {latest.run_id} {_how_it_ended(instance, latest)}", latest.run_id)
 
