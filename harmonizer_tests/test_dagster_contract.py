@@ -26,3 +26,17 @@ def test_handle_output_deletes_the_slice_inside_the_same_connection_as_the_write
     delete = source.index("delete_table_slice(")
     write = source.index("handler.handle_output(")
     assert connect < ensure < delete < write
+
+
+def test_run_launcher_seam_is_as_the_health_check_expects():
+    # ops/run_launcher.py reads where the DefaultRunLauncher started a run and asks that server.
+    from dagster._core.launcher.base import CheckRunHealthResult, WorkerStatus
+    from dagster._core.launcher.default_run_launcher import DefaultRunLauncher
+    from dagster._core.storage.tags import GRPC_INFO_TAG
+    from dagster._grpc.client import DagsterGrpcClient
+    from dagster._grpc.types import CanCancelExecutionResult, GetCurrentRunsResult
+
+    assert GRPC_INFO_TAG in inspect.getsource(DefaultRunLauncher.launch_run_from_grpc_client)
+    assert {"get_current_runs", "can_cancel_execution", "get_server_id"} <= set(vars(DagsterGrpcClient))
+    assert CheckRunHealthResult._fields[:2] == ("status", "msg") and {"RUNNING", "FAILED"} <= set(WorkerStatus.__members__)
+    assert "current_runs" in GetCurrentRunsResult.__annotations__ and "can_cancel" in CanCancelExecutionResult.__annotations__
