@@ -36,7 +36,7 @@ def test_run_launcher_seam_is_as_the_health_check_expects():
     from dagster._grpc.client import DagsterGrpcClient
     from dagster._grpc.types import CanCancelExecutionResult, GetCurrentRunsResult
 
-    assert GRPC_INFO_TAG in inspect.getsource(DefaultRunLauncher.launch_run_from_grpc_client)
+    assert "GRPC_INFO_TAG" in inspect.getsource(DefaultRunLauncher.launch_run_from_grpc_client) and GRPC_INFO_TAG == ".dagster/grpc_info"
     assert {"get_current_runs", "can_cancel_execution", "get_server_id"} <= set(vars(DagsterGrpcClient))
     assert CheckRunHealthResult._fields[:2] == ("status", "msg") and {"RUNNING", "FAILED"} <= set(WorkerStatus.__members__)
     assert "current_runs" in GetCurrentRunsResult.__annotations__ and "can_cancel" in CanCancelExecutionResult.__annotations__
