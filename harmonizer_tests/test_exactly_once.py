@@ -283,3 +283,17 @@ def test_a_run_dagster_retries_is_left_to_its_retry_and_a_superseded_attempt_loa
     [entry] = entries(source)
     assert (entry.status, entry.rows, entry.attempts) == ("loaded", 2, 2)
     assert [status for status, _ in load_audit(source)] == ["failed", "loaded"]
+
+
+def test_a_second_run_of_a_loaded_file_from_the_sensor_loads_nothing(landing, source):
+    (landing / "a.csv").write_text("id\n1\n")
+    defs = make_defs(landing, source)
+    with dg.instance_for_test() as instance:
+        result = tick(defs, instance)
+        [first] = load(defs, instance, result)
+        [again] = load(defs, instance, result)  # the same request run twice (two retries racing)
+        assert first.success and again.success
+        assert [e.asset_key.path[0] for e in again.get_asset_materialization_events()] == []
+    [entry] = entries(source)
+    assert (entry.status, entry.run_id) == ("loaded", first.run_id)
+    assert [status for status, _ in load_audit(source)] == ["loaded"]

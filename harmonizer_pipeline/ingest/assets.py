@@ -79,6 +79,11 @@ def raw_source_asset(settings: Settings, source: str, partitions: dg.DynamicPart
             # A retry of an attempt the landing sensor already gave up on: the later attempt loads the file.
             context.log.info(f"{entry.object_key}: attempt {attempt} was superseded by attempt {entry.attempts}; not loaded by this run")
             return
+        manual_rerun = context.run.parent_run_id is not None and "dagster/retry_number" not in context.run.tags
+        if FILE_ID_TAG in context.run.tags and entry.status in registry.IN_RAW and entry.run_id != run_id and not manual_rerun:
+            # Another run of the file loaded it meanwhile (Dagster's retry of a lost attempt, or the sensor's).
+            context.log.info(f"{entry.object_key}: already loaded by run {entry.run_id}; not loaded again")
+            return
         retry = RetryPolicy(settings.ingest.max_load_attempts, settings.ingest.retry_backoff_seconds)
 
         def failed(conn, message: str, error: BaseException) -> str:
