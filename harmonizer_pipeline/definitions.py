@@ -3,7 +3,7 @@
 import dagster as dg
 
 from harmonizer_pipeline.export.assets import export_target_asset
-from harmonizer_pipeline.harmonize.assets import harmonized_target_asset
+from harmonizer_pipeline.harmonize.assets import harmonized_target_asset, staged_source_asset
 from harmonizer_pipeline.ingest.assets import files_partitions, raw_source_asset
 from harmonizer_pipeline.ingest.sensors import landing_sensor
 from harmonizer_pipeline.keys.assets import comparison_source_asset, keys_source_asset
@@ -18,9 +18,9 @@ from harmonizer_pipeline.settings import Settings, SettingsError, load_settings
 def build_definitions(settings: Settings, resources: dict[str, object] | None = None) -> dg.Definitions:
     """Per source: raw/<source> partitioned by file, validated/<source> behind its schema gate,
     quality/profile_<source>, keys/<source> and keys/comparison_<source>; the job that loads,
-    validates, profiles and analyses the keys of one file; its sensor; the job `profile_<source>`
+    validates, profiles and analyses the keys of one file and stages it for its target (staged/<source>); its sensor; the job `profile_<source>`
     and its schedule; ops/trends_<source>. Per target: harmonized/<target> and export/<target>, the job
-    `harmonize_<target>` that builds both, and its schedule. The job `ops_trends`;
+    `harmonize_<target>` that merges and exports, `rebuild_<target>` that recomputes every key, and the schedule. The job `ops_trends`;
     the alerts sensor when channels are set;
     an automation sensor per source and per target."""
     assets, jobs, sensors, schedules = [], [], [], []
@@ -33,6 +33,8 @@ def build_definitions(settings: Settings, resources: dict[str, object] | None = 
             keys_source_asset(settings, source, partitions),
             comparison_source_asset(settings, source, partitions),
         ]
+        if settings.sources[source].target is not None:
+            stage.append(staged_source_asset(settings, source, partitions))
         job = dg.define_asset_job(f"load_{source}", selection=[a.key for a in stage], partitions_def=partitions)
         assets.extend([*stage, trends_source_asset(settings, source)])
         jobs.append(job)
@@ -44,7 +46,14 @@ def build_definitions(settings: Settings, resources: dict[str, object] | None = 
         stage = [harmonized_target_asset(settings, target), export_target_asset(settings, target)]
         assets.extend(stage)
         job = dg.define_asset_job(f"harmonize_{target}", selection=[a.key for a in stage], tags={"harmonizer/target": target})
-        jobs.append(job)
+        rebuild = dg.define_asset_job(
+            f"rebuild_{target}",
+            selection=[a.key for a in stage],
+            tags={"harmonizer/target": target},
+            config={"ops": {stage[0].op.name: {"config": {"rebuild": True}}}},
+            description=f"Recompute harmonized/{target} from the staged rows of every current file (the oracle of the incremental merge), then export it.",
+        )
+        jobs += [job, rebuild]
         schedules.append(harmonize_schedule(settings, target, job))
     if settings.sources:
         jobs.append(dg.define_asset_job("ops_trends", selection=dg.AssetSelection.groups("ops")))

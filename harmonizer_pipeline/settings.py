@@ -244,6 +244,10 @@ class Target(_Model):
     source_priority: list[str] = Field(default_factory=list, description="source_priority: sources, most trusted first.")
     match: MatchSettings | None = Field(default=None, description="Report likely fuzzy duplicates for review.")
     schedule: Cron | None = Field(default=None, description="This target's own harmonize schedule (cron), instead of schedules.harmonize.")
+    history: bool = Field(
+        default=False,
+        description="Keep harmonized.<target>_history, a type-2 slowly changing dimension (valid_from, valid_to, is_current) of every version of each key.",
+    )
 
     @model_validator(mode="after")
     def _columns_exist(self) -> Target:
@@ -390,6 +394,13 @@ class ExportSettings(_Model):
     csv_bom: bool = Field(default=False, description="Write CSV as UTF-8 with BOM, which Excel needs to detect UTF-8.")
     zip: bool = Field(default=True, description="Also a zip of every file of the export.")
     b2: B2Export | None = Field(default=None, description="Also upload the files to this bucket and prefix.")
+    full: Literal["every_run", "schedule"] = Field(
+        default="every_run",
+        description=(
+            "When the full snapshot files are written: after every merge, or only by the harmonize schedule and runs launched by hand"
+            " (change files are written after every merge either way)."
+        ),
+    )
 
 
 class Source(_Model):
@@ -421,6 +432,13 @@ class Source(_Model):
         description="The business key: the columns that identify a row. Unset: keys/<source> suggests one.",
     )
     target: SourceName | None = Field(default=None, description="The target the source harmonizes into.")
+    mode: Literal["append", "snapshot"] = Field(
+        default="append",
+        description=(
+            "append: every file adds to the target. snapshot: each file is the source's whole content, so its latest file replaces the"
+            " earlier ones, and keys only they held lose this source's row."
+        ),
+    )
     mapping: dict[SourceName, ColumnMapping] = Field(
         default_factory=dict, description="Target column -> where it comes from; unmapped target columns of the same name map as they are."
     )

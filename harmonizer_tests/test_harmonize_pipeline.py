@@ -7,7 +7,6 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationTargetMaterializationData
 
 from harmonizer_pipeline.definitions import build_definitions
 from harmonizer_pipeline.demo import evaluate_sensor, launch_requests
@@ -107,7 +106,9 @@ def test_the_latest_file_wins_and_failed_or_superseded_files_stay_out(tmp_path, 
             ("C3", "Cy", "cy@x.de", b, "feb.csv"),
         ]
         metadata = [e for e in again.get_asset_materialization_events() if e.asset_key.path[0] == "harmonized"][0].materialization.metadata
-        assert [(r.data["source"], r.data["blocked_files"]) for r in metadata["sources"].value.records] == [(a, 1), (b, 0)]
+        # The blocked file was never staged: nothing changed, nothing was recomputed.
+        assert [(r.data["source"], r.data["files"], r.data["files_added"]) for r in metadata["sources"].value.records] == [(a, 1, 0), (b, 1, 0)]
+        assert (metadata["keys_affected"].value, metadata["rows_inserted"].value) == (0, 0)
         # jan.csv lands again with new content: only its new version counts.
         (tmp_path / "a" / "jan.csv").write_text("id,full_name,mail\nC1,ann lee-smith,ann@x.org\n")
         assert [r.success for r in land(defs, instance, a)] == [True]
@@ -118,7 +119,11 @@ def test_the_latest_file_wins_and_failed_or_superseded_files_stay_out(tmp_path, 
             ("C3", "Cy", "cy@x.de", b, "feb.csv"),
         ]
         metadata = [e for e in third.get_asset_materialization_events() if e.asset_key.path[0] == "harmonized"][0].materialization.metadata
-        assert [(r.data["source"], r.data["rows_in"], r.data["superseded_files"]) for r in metadata["sources"].value.records] == [(a, 1, 1), (b, 2, 0)]
+        # Only jan.csv's keys were recomputed: its old version's (C1, C2) and its new version's (C1);
+        # C1 has new values and C2 lost a duplicate (_duplicates 1 -> 0): two rows updated.
+        assert [(r.data["source"], r.data["rows_in"], r.data["files_added"], r.data["files_removed"]) for r in metadata["sources"].value.records] == [
+            (a, 1, 1, 1), (b, 2, 0, 0)]
+        assert [metadata[m].value for m in ("keys_affected", "rows_inserted", "rows_updated", "rows_deleted")] == [2, 0, 2, 0]
 
 
 def test_source_priority_decides_across_sources(tmp_path, names, psql):
@@ -138,17 +143,28 @@ def test_source_priority_decides_across_sources(tmp_path, names, psql):
     ]
 
 
-def test_a_mapping_naming_a_column_the_file_lacks_fails_the_run_with_both_names(tmp_path, names):
+def test_a_mapping_naming_a_column_the_file_lacks_fails_its_own_partition_with_the_file_and_column(tmp_path, names, psql):
     from harmonizer_pipeline.resources import build_resources
 
     defs = make_defs(tmp_path, names, build_resources())
+    b, target = names["b"], names["target"]
     with dg.instance_for_test() as instance:
-        (tmp_path / "b" / "odd.csv").write_text("kunde,vorname,mail\nC1,Ann,ann@x.de\n")  # no nachname
-        land(defs, instance, names["b"])
-        run = harmonize(defs, instance, names["target"])
-    assert not run.success
-    [failure] = [e for e in run.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
-    assert f"{names['b']}: mapping of 'name' names column(s) ['nachname'] the data does not have" in failure.event_specific_data.error.message
+        (tmp_path / "b" / "good.csv").write_text("kunde,vorname,nachname,mail\nC1,Ann,Lee,ann@x.de\n")
+        assert [r.success for r in land(defs, instance, b)] == [True]
+        assert harmonize(defs, instance, target).success
+        (tmp_path / "b" / "odd.csv").write_text("kunde,vorname,mail\nC2,Bob,bob@x.de\n")  # no nachname
+        [run] = land(defs, instance, b)
+        assert not run.success
+        [failure] = [e for e in run.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+        assert failure.step_key == f"staged__{b}"
+        assert failure.event_specific_data.error.message.startswith(
+            f"dagster._core.definitions.events.Failure: odd.csv: {b}: mapping of 'name' names column(s) ['nachname'] the data does not have"
+        )
+        # The target stays as it was: the failed file was never staged.
+        assert harmonize(defs, instance, target).success
+    assert table(psql, target) == [("C1", "Ann Lee", "ann@x.de", b, "good.csv")]
+    assert psql("SELECT action, status, file FROM ops.audit_log WHERE asset = %s ORDER BY at", (f"staged/{b}",)) == [
+        ("stage", "done", "good.csv"), ("stage", "failed", "odd.csv")]
 
 
 def test_exports_are_uploaded_to_the_b2_prefix(tmp_path, names):
@@ -164,7 +180,10 @@ def test_exports_are_uploaded_to_the_b2_prefix(tmp_path, names):
     day = dt.datetime.now(dt.timezone.utc).date().isoformat()
     target = names["target"]
     expected = [f"out/{target}/{day}/{name}" for name in (f"{target}.csv", f"{target}_duplicate_records.csv", f"{target}_unique_records.csv", f"{target}_{day}.zip")]
-    assert sorted(version.file_name for version, _ in bucket.ls(recursive=True)) == sorted(expected)
+    uploaded = sorted(version.file_name for version, _ in bucket.ls(recursive=True))
+    changes = [name for name in uploaded if "_changes_" in name]
+    assert sorted(set(uploaded) - set(changes)) == sorted(expected)
+    assert [name.rsplit(".", 1)[1] for name in changes] == ["csv", "parquet"]  # the merge's change files, uploaded too
     local = tmp_path / "exports" / target / day / f"{target}.csv"
     assert local.read_bytes().startswith(b"\xef\xbb\xbf")
     assert local.read_text(encoding="utf-8-sig").splitlines()[1].startswith('"C1","Ann Lee","ann@lee.de"')
@@ -195,14 +214,14 @@ def test_automation_takes_a_gated_load_to_harmonized_and_export(tmp_path, names)
         assert requested() == (0, 0)  # the gate blocked the file: nothing downstream runs
 
 
-def test_automation_waits_for_the_gate_when_a_tick_falls_between_load_and_check(tmp_path, names):
-    """The daemon may evaluate between a file's validated materialization and its schema_gate
-    result: the file must trigger the target once its own gate passed, and never when it failed."""
+def test_automation_merges_once_after_files_are_staged(tmp_path, names):
+    """The merge follows staged/<source>, which runs only for a file whose gate passed: one
+    request per batch of staged files, none while nothing new was staged."""
     from harmonizer_pipeline.resources import build_resources
 
     defs = make_defs(tmp_path, names, build_resources())
-    validated, harmonized = dg.AssetKey(["validated", names["a"]]), dg.AssetKey(["harmonized", names["target"]])
-    partitions = defs.resolve_assets_def(validated).partitions_def
+    staged, harmonized = dg.AssetKey(["staged", names["a"]]), dg.AssetKey(["harmonized", names["target"]])
+    partitions = defs.resolve_assets_def(staged).partitions_def
     with dg.instance_for_test() as instance:
         ticks = AutomationTicks(defs, instance, harmonized)
 
@@ -210,32 +229,13 @@ def test_automation_waits_for_the_gate_when_a_tick_falls_between_load_and_check(
             [count] = ticks()
             return count
 
-        def load(partition: str) -> None:
-            instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=validated, partition=partition))
-
-        def gate(partition: str, passed: bool) -> None:
-            [latest] = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=validated, asset_partitions=[partition]), limit=1).records
-            target = AssetCheckEvaluationTargetMaterializationData(storage_id=latest.storage_id, run_id=latest.run_id, timestamp=latest.timestamp)
-            evaluation = dg.AssetCheckEvaluation(
-                asset_key=validated, check_name="schema_gate", passed=passed, partition=partition, target_materialization_data=target
-            )
-            instance.report_runless_asset_event(evaluation)
-
-        instance.add_dynamic_partitions(partitions.name, ["one", "two", "three"])
+        instance.add_dynamic_partitions(partitions.name, ["one", "two"])
         assert requested() == 0
-        load("one")
-        assert requested() == 0  # its gate has not decided yet
-        gate("one", passed=True)
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=staged, partition="one"))
         assert [requested(), requested()] == [1, 0]
-        load("two")
-        assert requested() == 0
-        gate("two", passed=False)  # blocked; the file before it still passes its own gate
-        assert [requested(), requested()] == [0, 0]
-        load("three")
-        gate("three", passed=True)
+        for partition in ("one", "two"):
+            instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=staged, partition=partition))
         assert [requested(), requested()] == [1, 0]
-        load("one")  # loaded again: its earlier gate result no longer counts
-        assert [requested(), requested()] == [0, 0]
 
 
 def test_a_name_reverted_to_earlier_content_loads_again_and_serves_the_target(tmp_path, names, psql):

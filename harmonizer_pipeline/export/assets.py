@@ -3,7 +3,7 @@
 
 import datetime as dt
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -29,7 +29,11 @@ from harmonizer_pipeline.quality import store as quality_store
 from harmonizer_pipeline.quality.assets import OWNERS, table_metadata
 from harmonizer_pipeline.resources import LandingResource, PostgresResource, table_store
 from harmonizer_pipeline.resources.postgres import adbc_connection
+from harmonizer_pipeline.resources.frame_codec import qualified
 from harmonizer_pipeline.settings import Settings
+
+AUTOMATION_CONDITION_TAG = "dagster/from_automation_condition"
+SENSOR_NAME_TAG = "dagster/sensor_name"
 
 CHUNK_ROWS = 100_000
 
@@ -104,12 +108,28 @@ def export_target_asset(settings: Settings, target_name: str) -> dg.AssetsDefini
         root = settings.export_directory()
         directory = export_directory(root, target_name, dt.datetime.now(dt.timezone.utc).date())
 
-        def stream(table: str, where: sql.Composable | None = None) -> Callable[[], Iterator[pd.DataFrame]]:
+        def stream(table: str, where: sql.Composable | None = None, order_by: Sequence[str] = ()) -> Callable[[], Iterator[pd.DataFrame]]:
             def chunks() -> Iterator[pd.DataFrame]:
                 with adbc_connection(url) as conn:
-                    yield from table_store.read_chunks(conn, "harmonized", table, None, where, CHUNK_ROWS)
+                    yield from table_store.read_chunks(conn, "harmonized", table, None, where, CHUNK_ROWS, order_by)
 
             return chunks
+
+        def upload(files: list[Path]) -> list[str]:
+            if options.b2 is None:
+                return []
+            bucket = landing.b2_api().get_bucket_by_name(options.b2.bucket)
+            return upload_to_b2(bucket, f"{options.b2.prefix.rstrip('/')}/{target_name}/{directory.name}".lstrip("/"), files)
+
+        changed = _write_changes(postgres, target_name, directory, stream, upload, step, root, options.csv_bom)
+        automatic = any(tag in context.run.tags for tag in (AUTOMATION_CONDITION_TAG, SENSOR_NAME_TAG))
+        if options.full == "schedule" and automatic:
+            context.log.info(f"{target_name}: {len(changed)} change file(s) in {directory}; the full export waits for the schedule (export.full: schedule)")
+            return dg.MaterializeResult(metadata={
+                "directory": dg.MetadataValue.path(str(directory)),
+                "change_files": table_metadata([{"file": f.name, "bytes": f.stat().st_size} for f in changed], [("file", "string"), ("bytes", "int")]),
+                "full_export": "waits for the schedule (export.full: schedule)",
+            })  # fmt: skip
 
         duplicates = stream(duplicates_table)
         # The table is read once; each file's writer takes the chunks in a thread of its own.
@@ -128,7 +148,7 @@ def export_target_asset(settings: Settings, target_name: str) -> dg.AssetsDefini
 
             outputs.append((f"{target_name}.xlsx", workbook))
         files = [directory / name for name, _ in outputs]
-        read = _Counted(stream(target_name)())
+        read = _Counted(stream(target_name, order_by=settings.targets[target_name].key)())
         results = write_all(read, [partial(write, path=path) for (_, write), path in zip(outputs, files)])
         written: dict[str, int] = {}
         for path, result in zip(files, results):
@@ -138,10 +158,7 @@ def export_target_asset(settings: Settings, target_name: str) -> dg.AssetsDefini
         files.insert(len(files) - ("xlsx" in options.formats), duplicates_path)
         if options.zip:
             files.append(write_zip(files, directory / f"{target_name}_{directory.name}.zip"))
-        uploaded = []
-        if options.b2 is not None:
-            bucket = landing.b2_api().get_bucket_by_name(options.b2.bucket)
-            uploaded = upload_to_b2(bucket, f"{options.b2.prefix.rstrip('/')}/{target_name}/{directory.name}".lstrip("/"), files)
+        uploaded = upload(files)
         context.log.info(f"{target_name}: {len(files)} files in {directory}")
         # One row per file, so `harmonizer audit --file <name>` finds it: its bytes' SHA-256 and
         # rows (a workbook's: its data sheets'; a zip's: none), out of the table's rows read.
@@ -165,12 +182,44 @@ def export_target_asset(settings: Settings, target_name: str) -> dg.AssetsDefini
                 "files": table_metadata(
                     [{"file": f.name, "bytes": f.stat().st_size} for f in files], [("file", "string"), ("bytes", "int")]
                 ),
+                "change_files": table_metadata([{"file": f.name, "bytes": f.stat().st_size} for f in changed], [("file", "string"), ("bytes", "int")]),
                 "rows": table_metadata([{"output": k, "rows": v} for k, v in written.items()], [("output", "string"), ("rows", "int")]),
                 "uploaded": dg.MetadataValue.md("\n".join(f"- `{name}`" for name in uploaded) or "not configured"),
             }
         )
 
     return export
+
+
+def _write_changes(postgres, target_name: str, directory: Path, stream, upload, step: audit.AuditedStep, root: Path, bom: bool) -> list[Path]:
+    """Change files of every merge not exported yet, oldest first: `<target>_changes_<merge time>`
+    .csv and .parquet, from the merge's delta; each merge's delta is dropped once its files are written."""
+    with postgres.connect() as conn:
+        harmonize_store.ensure_bookkeeping(conn)
+        pending = conn.execute("SELECT merge_id, merged_at FROM ops.merges WHERE target = %s AND exported_at IS NULL ORDER BY merge_id", (target_name,)).fetchall()
+    written: list[Path] = []
+    for merge_id, merged_at in pending:
+        chunks = stream(harmonize_store.changes_table(target_name), sql.SQL("_merge_id = {}").format(sql.Literal(merge_id)))
+        stem = f"{target_name}_changes_{merged_at.astimezone(dt.timezone.utc):%Y%m%dT%H%M%S.%fZ}"
+        files = [directory / f"{stem}.csv", directory / f"{stem}.parquet"]
+        rows = write_all(_Counted(_without_merge_id(chunks())), [partial(write_csv, path=files[0], bom=bom), partial(write_parquet, path=files[1])])
+        uploaded = upload(files)
+        done = [
+            step.outcome("done", file=path.relative_to(root).as_posix(), sha256=sha256_of(path), rows_out=count,
+                         detail=f"changes of merge {merge_id}" + (f"; uploaded to {uploaded[i]}" if uploaded else ""))
+            for i, (path, count) in enumerate(zip(files, rows))
+        ]  # fmt: skip
+        with postgres.connect() as conn:
+            audit.record(conn, *done)
+            conn.execute(sql.SQL("DELETE FROM {} WHERE _merge_id = %s").format(qualified("harmonized", harmonize_store.changes_table(target_name))), (merge_id,))
+            conn.execute("UPDATE ops.merges SET exported_at = now() WHERE merge_id = %s", (merge_id,))
+        written += files
+    return written
+
+
+def _without_merge_id(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    for chunk in chunks:
+        yield chunk.drop(columns="_merge_id")
 
 
 class _Counted:

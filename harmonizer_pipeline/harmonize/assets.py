@@ -1,62 +1,100 @@
-"""harmonized/<target>: every mapped source's validated rows in the target's canonical columns,
-standardized, one row per business key (survivorship), with lineage; stored by the IO manager
-with the business key as primary key, beside its duplicates and fuzzy match candidates."""
+"""staged/<source> (each file mapped into its target's columns, once) and harmonized/<target>
+(the merge in PostgreSQL of what changed since the last one); the stage's work is in mapping,
+merge and candidates."""
 
 import time
 
 import dagster as dg
-import pandas as pd
-from psycopg import sql
 
-from harmonizer_pipeline.harmonize import store
-from harmonizer_pipeline.harmonize.dedup import deduplicate, match_candidates
-from harmonizer_pipeline.harmonize.mapping import LINEAGE, REJECTION_COLUMNS, MappingError, map_source
-from harmonizer_pipeline.ingest import registry
+from harmonizer_pipeline.harmonize import candidates, store
+from harmonizer_pipeline.harmonize.mapping import MappingError, map_source
+from harmonizer_pipeline.harmonize.merge import MergeResult, merge
 from harmonizer_pipeline.ingest.assets import PARTITION_COLUMN
 from harmonizer_pipeline.ops import audit, metrics
 from harmonizer_pipeline.quality import store as quality_store
-from harmonizer_pipeline.quality.assets import OWNERS, table_metadata
+from harmonizer_pipeline.quality.assets import OWNERS, audit_file, file_columns, partition_rows, table_metadata
 from harmonizer_pipeline.resources import PostgresResource, table_store
 from harmonizer_pipeline.resources.postgres import adbc_connection
 from harmonizer_pipeline.resources.table_store import DataFrameChunks
 from harmonizer_pipeline.settings import Settings
 
 
-def _left_out_partitions(conn, sources: list[str], loaded: list) -> dict[str, tuple[list[str], list[str]]]:
-    """Per source, (files whose latest gate decision was an error, earlier versions of files
-    landed again under the same name): their rows stay out of the target."""
-    failed = {(s, p) for s, p, severity, _ in quality_store.latest_gate_results(conn) if severity == "error"}
-    # The latest landing of a name is its current version, even when its content is an earlier one's (a revert).
-    latest = {(e.source, e.object_key): e.partition_key for e in sorted(loaded, key=lambda e: e.id)}
-    return {
-        source: (
-            sorted(p for s, p in failed if s == source),
-            sorted(e.partition_key for e in loaded if e.source == source and latest[(e.source, e.object_key)] != e.partition_key),
-        )
-        for source in sources
-    }
+def staged_source_asset(settings: Settings, source: str, partitions: dg.DynamicPartitionsDefinition) -> dg.AssetsDefinition:
+    config = settings.sources[source]
+    target_name = config.target
+    target = settings.targets[target_name]
+
+    @dg.asset(
+        key=["staged", source],
+        deps=[dg.AssetKey(["validated", source])],
+        partitions_def=partitions,
+        group_name="harmonize",
+        kinds={"pandas", "postgres"},
+        owners=OWNERS,
+        metadata={"partition_expr": PARTITION_COLUMN},
+        description=(
+            f"Each file of {source} that passed its gate, mapped into {target_name}'s {len(target.columns)} columns and standardized, "
+            "once, with lineage; values that could not be standardized in quality.rejected_rows (checks harmonize:<rule>)."
+        ),
+    )
+    def staged(context: dg.AssetExecutionContext, postgres: PostgresResource):
+        partition_key, run_id, url = context.partition_key, context.run.run_id, postgres.url()
+        with postgres.connect() as conn:
+            entry, columns = file_columns(conn, source, partition_key)
+            store.ensure_staged_table(conn, source, target, PARTITION_COLUMN)
+        step = audit.AuditedStep(postgres.connect, audit.entry(context.run, "stage", "pending", f"staged/{source}", partition_key, file=entry.object_key, sha256=entry.sha256))
+        counts = {"rows_in": 0, "rows_staged": 0, "rows_left_out": 0, "rejected_values": 0}
+        load_ids: set[str] = set()
+        own = set(columns)
+        writer = quality_store.RejectedRowsWriter(url, source, partition_key, run_id, harmonize=True)
+
+        def mapped_chunks():
+            with adbc_connection(url) as conn:
+                for chunk in table_store.read_chunks(conn, "validated", source, None, partition_rows(partition_key), settings.ingest.chunk_rows):
+                    # The file's own columns: validated.<source> holds every file's, NULL where a file lacks them.
+                    chunk = chunk[[c for c in chunk.columns if c in own or c.startswith("_")]]
+                    try:
+                        rows = map_source(chunk, source, config.mapping, target)
+                    except MappingError as err:
+                        raise dg.Failure(f"{entry.object_key}: {err}") from None
+                    writer.write(rows.rejections)
+                    load_ids.update(rows.frame["_load_id"].dropna().unique())
+                    counts["rows_in"] += rows.rows_in
+                    counts["rows_staged"] += len(rows.frame)
+                    counts["rows_left_out"] += rows.rows_left_out
+                    counts["rejected_values"] += len(rows.rejections)
+                    yield rows.frame
+
+        def written(_conn, _result) -> None:
+            # Committed just before the rows, with the rejections: what the partition holds, for the merge.
+            books = writer.connection()
+            store.record_staged(books, source, partition_key, target_name, min(load_ids, default=None), run_id, counts)
+            audit_file(books, context.run, "stage", f"staged/{source}", entry, rows_in=counts["rows_in"], rows_out=counts["rows_staged"],
+                       detail=f"{counts['rejected_values']} values rejected, {counts['rows_left_out']} rows left out")  # fmt: skip
+            writer.commit()
+
+        def closed() -> None:
+            writer.close()
+            step.closed()
+
+        with step:
+            yield dg.Output(DataFrameChunks(mapped_chunks(), on_written=written, on_closed=closed), metadata=dict(counts))
+
+    return staged
 
 
-def _validated_rows(url: str, source: str, left_out: list[str]) -> pd.DataFrame | None:
-    with adbc_connection(url) as conn:
-        if not table_store.table_exists(conn, "validated", source):
-            return None
-        where = sql.SQL("NOT ({})").format(table_store.partition_filter([(PARTITION_COLUMN, left_out)])) if left_out else None
-        return table_store.read_frame(conn, "validated", source, None, where)
-
-
-# A target is rebuilt when a file of one of its sources passed its gate (a file the gate blocked
-# triggers nothing, and its rows stay out anyway). Unlike eager(), files that never loaded do not
-# hold the target back: it takes all validated rows there are. A tick may fall between a file's
-# materialization and its gate result, so a gate that passes after the load triggers too.
-_GATE_PASSED = dg.AutomationCondition.all_checks_match(dg.AutomationCondition.check_passed(), blocking_only=True)
-AFTER_GATED_LOADS = (
-    dg.AutomationCondition.any_deps_match(
-        (dg.AutomationCondition.newly_updated() & _GATE_PASSED) | _GATE_PASSED.newly_true()
-    ).since_last_handled()
+# A target is merged after any of its sources staged a file; staging runs only for a file whose
+# schema gate passed, so a blocked file triggers nothing.
+AFTER_STAGED = (
+    dg.AutomationCondition.any_deps_updated().since_last_handled()
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
-).with_label("after a gated load")
+).with_label("after a file is staged")
+
+
+class HarmonizeConfig(dg.Config):
+    rebuild: bool = False
+    """Recompute every key from the staged rows of every current file, not just what changed."""
 
 
 def harmonized_target_asset(settings: Settings, target_name: str) -> dg.AssetsDefinition:
@@ -66,91 +104,71 @@ def harmonized_target_asset(settings: Settings, target_name: str) -> dg.AssetsDe
 
     @dg.asset(
         key=["harmonized", target_name],
-        deps=[dg.AssetKey(["validated", s]) for s in sources],
-        automation_condition=AFTER_GATED_LOADS,
+        deps=[dg.AssetKey(["staged", s]) for s in sources],
+        automation_condition=AFTER_STAGED,
         group_name="harmonize",
-        kinds={"pandas", "postgres"},
+        kinds={"postgres"},
         owners=OWNERS,
         description=(
-            f"{target.description or target_name}: the validated rows of {', '.join(sources) or 'no source yet'} mapped into "
-            f"{len(target.columns)} canonical columns, standardized, one row per {', '.join(key)} ({target.survivorship} wins), "
-            f"with lineage. Duplicates in harmonized.{store.duplicates_table(target_name)}, fuzzy candidates in "
-            f"harmonized.{store.candidates_table(target_name)}, values that could not be standardized in quality.rejected_rows."
+            f"{target.description or target_name}: the staged rows of {', '.join(sources) or 'no source yet'}, one row per "
+            f"{', '.join(key)} ({target.survivorship} wins), with lineage; merged in PostgreSQL, recomputing only the keys that "
+            f"files added, superseded, blocked or removed since the last merge touch. Duplicates in harmonized."
+            f"{store.duplicates_table(target_name)}, fuzzy candidates in harmonized.{store.candidates_table(target_name)}, "
+            f"each merge's changes in harmonized.{store.changes_table(target_name)}"
+            + (f", every version in harmonized.{store.history_table(target_name)}" if target.history else "") + "."
         ),
     )
-    def harmonized(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.Output:
-        step = audit.AuditedStep(postgres.connect, audit.entry(context.run, "harmonize", "pending", f"harmonized/{target_name}"))
-        with step:
-            return harmonize(context, postgres, step)
-
-    def harmonize(context: dg.AssetExecutionContext, postgres: PostgresResource, step: audit.AuditedStep) -> dg.Output:
+    def harmonized(context: dg.AssetExecutionContext, config: HarmonizeConfig, postgres: PostgresResource) -> dg.MaterializeResult:
         started = time.perf_counter()
-        url, run_id = postgres.url(), context.run.run_id
-        with postgres.connect() as conn:
-            registry.ensure_registry(conn)
-            quality_store.ensure_quality_tables(conn)
-            loaded = [e for e in registry.entries(conn) if e.source in sources and e.status in registry.IN_RAW]
-            left_out = _left_out_partitions(conn, sources, loaded)
-        # Landing order of every file: the later file is the "latest" for survivorship.
-        file_rank = {(e.source, e.object_key): i for i, e in enumerate(sorted(loaded, key=lambda e: e.id))}
-        partitions = {(e.source, e.object_key): e.partition_key for e in loaded}
-        mapped, rejections, per_source = [], [], []
-        for source in sources:
-            blocked, superseded = left_out[source]
-            frame = _validated_rows(url, source, blocked + superseded)
-            if frame is None:
-                context.log.info(f"{source}: validated.{source} does not exist yet; nothing to map")
-                continue
-            try:
-                rows = map_source(frame, source, settings.sources[source].mapping, target)
-            except MappingError as err:
-                raise dg.Failure(str(err)) from None
-            del frame  # the source's validated rows are not needed once mapped
-            mapped.append(rows.frame)
-            rejections.append(rows.rejections.assign(_source=source))
-            per_source.append(
-                {"source": source, "rows_in": rows.rows_in, "rows_mapped": len(rows.frame), "left_out": rows.rows_left_out,
-                 "rejected_values": len(rows.rejections), "blocked_files": len(blocked), "superseded_files": len(superseded)}
-            )  # fmt: skip
-        columns = [*target.columns, *LINEAGE]
-        union = pd.concat(mapped, ignore_index=True) if mapped else pd.DataFrame({c: pd.Series([], dtype="object") for c in columns})
-        mapped.clear()
-        result = deduplicate(union, target, file_rank)
-        rows_mapped = len(union)
-        del union
-        matches = match_candidates(result.survivors, key, target.match) if target.match else None
-        all_rejections = pd.concat(rejections, ignore_index=True) if rejections else pd.DataFrame(columns=["_source", *REJECTION_COLUMNS])
-        with postgres.connect() as conn:
-            store.replace_rejections(conn, sources, run_id, all_rejections, partitions)
-
-        def finish(conn, _result) -> None:
-            # In the write's transaction: the key constraint and the side tables commit with the rows.
-            store.add_primary_key(conn, target_name, key)
-            store.replace_side_table(conn, store.duplicates_table(target_name), result.duplicates)
-            if matches is not None:
-                store.replace_side_table(conn, store.candidates_table(target_name), matches.candidates)
-            step.done(conn, "done", rows_in=rows_mapped, rows_out=len(result.survivors), detail=f"{result.merged_rows} duplicate rows merged")
+        run_id = context.run.run_id
+        step = audit.AuditedStep(postgres.connect, audit.entry(context.run, "rebuild" if config.rebuild else "harmonize", "pending", f"harmonized/{target_name}"))
+        with step, postgres.connect() as conn:
+            result = merge(conn, settings, target_name, run_id, rebuild=config.rebuild)
+            matches = candidates.refresh(conn, target_name, target, result.merge_id, config.rebuild) if target.match and result.merge_id else None
+            duration = time.perf_counter() - started
+            step.done(conn, "done", rows_in=result.keys_affected, rows_out=result.rows, detail=_summary(result))
             metrics.record(conn, run_id, target_name, None, f"harmonized/{target_name}", {
-                "rows": len(result.survivors), "rows_mapped": rows_mapped, "merged_rows": result.merged_rows,
-                "rejected_values": len(all_rejections), "duration_seconds": time.perf_counter() - started,
+                "rows": result.rows, "keys_affected": result.keys_affected, "inserted": result.inserted, "updated": result.updated,
+                "deleted": result.deleted, "merged_rows": result.merged_rows, "duration_seconds": duration,
             })  # fmt: skip
-
+            rejected = conn.execute(
+                "SELECT count(*) FROM quality.rejected_rows WHERE source = ANY(%s) AND check_name LIKE 'harmonize:%%'", (sources,)
+            ).fetchone()[0]
+        context.log.info(f"{target_name}: {_summary(result)}")
         metadata = {
+            "dagster/row_count": result.rows,
             "business_key": ", ".join(key),
             "survivorship": target.survivorship,
-            "rows_mapped": rows_mapped,
-            "duplicate_keys": result.groups,
+            "rebuild": config.rebuild,
+            "files_added": result.files_added,
+            "files_removed": result.files_removed,
+            "keys_affected": result.keys_affected,
+            "rows_inserted": result.inserted,
+            "rows_updated": result.updated,
+            "rows_deleted": result.deleted,
+            "history_versions": result.history_versions,
+            "duration_seconds": round(duration, 3),
+            "rows_mapped": sum(r["rows_mapped"] for r in result.per_source),
+            "duplicate_keys": result.duplicate_keys,
             "merged_rows": result.merged_rows,
-            "rejected_values": len(all_rejections),
+            "rejected_values": rejected,
             "sources": table_metadata(
-                per_source,
-                [("source", "string"), ("rows_in", "int"), ("rows_mapped", "int"), ("left_out", "int"), ("rejected_values", "int"),
-                 ("blocked_files", "int"), ("superseded_files", "int")],
-            ),
+                result.per_source,
+                [("source", "string"), ("files", "int"), ("rows_in", "int"), ("rows_mapped", "int"), ("left_out", "int"),
+                 ("rejected_values", "int"), ("files_added", "int"), ("files_removed", "int")],
+            ),  # fmt: skip
         }
         if matches is not None:
-            metadata |= {"match_candidates": len(matches.candidates), "match_blocks_skipped": matches.skipped_blocks}
-        # A write that fails outside finish() is the harmonization's failure too.
-        return dg.Output(DataFrameChunks(iter([result.survivors]), on_written=finish, on_closed=step.closed), metadata=metadata)
+            metadata |= {"match_candidates": matches.candidates, "match_blocks_compared": matches.blocks, "match_blocks_skipped": matches.skipped_blocks}
+        return dg.MaterializeResult(metadata=metadata)
 
     return harmonized
+
+
+def _summary(result: MergeResult) -> str:
+    if result.merge_id is None:
+        return f"nothing changed since the last merge; {result.rows} rows"
+    return (
+        f"{result.files_added} file(s) added, {result.files_removed} removed; {result.keys_affected} keys recomputed: "
+        f"{result.inserted} inserted, {result.updated} updated, {result.deleted} deleted; {result.rows} rows"
+    )

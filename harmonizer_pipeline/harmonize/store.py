@@ -1,54 +1,248 @@
-"""The harmonized tables beside harmonized.<target> itself (no dagster).
+"""The tables of the harmonize stage and their bookkeeping (no dagster).
 
-- harmonized.<target>_duplicates: every row of a business key that occurred more than once, by
-  group (`_group`), the surviving row first (`_kept`);
+Per source with a target:
+- staged.<source>: each file's validated rows mapped into the target's columns, LIST-partitioned
+  by file like raw and validated (written by the IO manager; created here with the target's
+  types, so a column a file leaves empty still has its type).
+
+Per target:
+- harmonized.<target>: one row per business key (its primary key), with lineage and
+  `_duplicates` (rows merged into it);
+- harmonized.<target>_duplicate_rows: every row of a key that has more than one, `_position` 0
+  for the surviving row; the view harmonized.<target>_duplicates numbers its groups by key
+  (`_group`, 1, 2, ...) and lists the kept row first, as people read it;
 - harmonized.<target>_match_candidates: likely fuzzy duplicates, for review;
-- quality.rejected_rows: values harmonization could not standardize and rows left out, under
-  checks named `harmonize:<rule>`; each run replaces the previous run's records of its sources.
-The two tables are written in the transaction that writes harmonized.<target>, so they agree
-with it; the rejections are committed just before it.
+- harmonized.<target>_changes: each merge's delta (insert / update / delete) until export/<target>
+  wrote it to change files;
+- harmonized.<target>_history (with `history: true`): a type-2 slowly changing dimension.
+
+Bookkeeping in ops: staged_files (what each staged partition holds), merged_files (which staged
+files the target reflects) and merges (one row per merge, with its counts). Values that could not
+be standardized are in quality.rejected_rows under checks named `harmonize:<rule>`.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
 import pandas as pd
 from psycopg import sql
 
-from harmonizer_pipeline.quality.store import copy_rejected
+from harmonizer_pipeline.harmonize.mapping import LINEAGE
 from harmonizer_pipeline.resources import table_store
-from harmonizer_pipeline.resources.frame_codec import qualified, storage_name
+from harmonizer_pipeline.resources.frame_codec import ColumnSpec, frame_to_arrow, qualified, storage_name
+from harmonizer_pipeline.settings import Target
 
 SCHEMA = "harmonized"
+STAGED_SCHEMA = "staged"
+HISTORY_COLUMNS = ["valid_from", "valid_to", "is_current", "_run_id"]
+
+_SAMPLES = {
+    "text": pd.Series(["x"], dtype="str"),
+    "integer": pd.array([1], dtype="Int64"),
+    "float": pd.array([1.5], dtype="Float64"),
+    "boolean": pd.array([True], dtype="boolean"),
+    "date": pd.Series([dt.date(2000, 1, 1)], dtype=object),
+    "datetime": pd.Series([pd.Timestamp("2000-01-01", tz="UTC")]).astype("datetime64[us, UTC]"),
+}
+_LINEAGE_SAMPLES = {"_source": pd.Series(["s"], dtype="str"), "_source_file": pd.Series(["f"], dtype="str"),
+                    "_row_number": pd.array([1], dtype="Int64"), "_load_id": pd.Series(["r"], dtype="str")}  # fmt: skip
+
+_BOOKKEEPING = [
+    "CREATE SCHEMA IF NOT EXISTS ops",
+    """CREATE TABLE IF NOT EXISTS ops.staged_files (
+        source text NOT NULL,
+        partition_key text NOT NULL,
+        target text NOT NULL,
+        load_id text,
+        run_id text NOT NULL,
+        rows_in bigint NOT NULL,
+        rows_staged bigint NOT NULL,
+        rows_left_out bigint NOT NULL,
+        rejected_values bigint NOT NULL,
+        staged_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (source, partition_key)
+    )""",
+    """CREATE TABLE IF NOT EXISTS ops.merged_files (
+        target text NOT NULL,
+        source text NOT NULL,
+        partition_key text NOT NULL,
+        file_id bigint NOT NULL,
+        load_id text,
+        staged_run_id text NOT NULL,
+        PRIMARY KEY (target, source, partition_key)
+    )""",
+    """CREATE TABLE IF NOT EXISTS ops.merges (
+        merge_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        target text NOT NULL,
+        run_id text NOT NULL,
+        rebuild boolean NOT NULL,
+        merged_at timestamptz NOT NULL DEFAULT now(),
+        files_added integer NOT NULL,
+        files_removed integer NOT NULL,
+        keys_affected bigint NOT NULL,
+        inserted bigint NOT NULL,
+        updated bigint NOT NULL,
+        deleted bigint NOT NULL,
+        history_versions bigint NOT NULL,
+        exported_at timestamptz
+    )""",
+    "CREATE INDEX IF NOT EXISTS merges_target ON ops.merges (target, merge_id)",
+]
 
 
 def duplicates_table(target: str) -> str:
+    """The view people read: groups numbered by key, the kept row first."""
     return f"{target}_duplicates"
+
+
+def duplicate_rows_table(target: str) -> str:
+    return f"{target}_duplicate_rows"
 
 
 def candidates_table(target: str) -> str:
     return f"{target}_match_candidates"
 
 
-def add_primary_key(conn, target: str, key: Sequence[str]) -> None:
-    """The business key as harmonized.<target>'s primary key (its columns are NOT NULL already)."""
-    columns = sql.SQL(", ").join(sql.Identifier(storage_name(c)) for c in key)
-    statement = sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({})").format(qualified(SCHEMA, target), columns)
-    with conn.cursor() as cur:
-        cur.execute(statement.as_string(None))
+def changes_table(target: str) -> str:
+    return f"{target}_changes"
 
 
-def replace_side_table(conn, table: str, frame: pd.DataFrame) -> None:
-    table_store.drop_table(conn, SCHEMA, table)
-    table_store.replace_table(conn, SCHEMA, table, [frame])
+def history_table(target: str) -> str:
+    return f"{target}_history"
 
 
-def replace_rejections(conn, sources: Sequence[str], run_id: str, rejections: pd.DataFrame, partitions: dict[tuple[str, str], str]) -> None:
-    """Replace the harmonize records of `sources` in quality.rejected_rows (a psycopg connection).
-    `rejections` has `_source`, `_source_file` and mapping.REJECTION_COLUMNS; `partitions` maps
-    (source, file) to the file's partition key."""
-    conn.execute("DELETE FROM quality.rejected_rows WHERE source = ANY(%s) AND check_name LIKE 'harmonize:%%'", (list(sources),))
-    for (source, source_file), rows in rejections.groupby(["_source", "_source_file"], sort=True):
-        copy_rejected(conn, source, partitions.get((source, source_file), source_file), run_id, rows)
+def ensure_bookkeeping(conn) -> None:
+    for statement in _BOOKKEEPING:
+        conn.execute(statement)
 
+
+def _lock(conn, name: str) -> None:
+    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (name,))
+
+
+def value_specs(target: Target) -> list[ColumnSpec]:
+    """The target's columns, then LINEAGE, as the table store encodes them."""
+    sample = pd.DataFrame({**{name: _SAMPLES[spec.type] for name, spec in target.columns.items()}, **_LINEAGE_SAMPLES})
+    return frame_to_arrow(sample)[1]
+
+
+def _columns(specs: Sequence[ColumnSpec], key: Sequence[str] = ()) -> list[sql.Composable]:
+    # Text key columns compare bytewise, so the primary key's order is the order Python sorts in.
+    return [
+        sql.SQL("{} {}{}").format(
+            sql.Identifier(s.stored_name), sql.SQL(s.pg_type), sql.SQL(' COLLATE "C"' if s.name in key and s.pg_type == "text" else "")
+        )
+        for s in specs
+    ]
+
+
+def _create(conn, schema: str, table: str, columns: Sequence[sql.Composable], specs: Sequence[ColumnSpec], suffix: sql.Composable = sql.SQL("")) -> None:
+    conn.execute(sql.SQL("CREATE TABLE {} ({}){}").format(qualified(schema, table), sql.SQL(", ").join(columns), suffix))
+    for spec in specs:
+        conn.execute(sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(qualified(schema, table), sql.Identifier(spec.stored_name), sql.Literal(spec.comment())))
+
+
+def _extra(name: str, pg_type: str, pandas_dtype: str) -> ColumnSpec:
+    return ColumnSpec(name=name, stored_name=name, pg_type=pg_type, pandas_dtype=pandas_dtype)
+
+
+def ensure_staged_table(conn, source: str, target: Target, partition_column: str) -> None:
+    """staged.<source>, LIST-partitioned by `partition_column`, typed as the target's columns."""
+    _lock(conn, f"schema:{STAGED_SCHEMA}")
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(STAGED_SCHEMA)))
+    if table_store.table_exists(conn, STAGED_SCHEMA, source):
+        return
+    specs = [*value_specs(target), _extra(partition_column, "text", "str")]
+    table_store.create_list_partitioned(conn, STAGED_SCHEMA, source, partition_column, specs)
+
+
+def key_columns(target: Target) -> list[sql.Identifier]:
+    return [sql.Identifier(storage_name(c)) for c in target.key]
+
+
+def value_columns(target: Target) -> list[sql.Identifier]:
+    return [sql.Identifier(storage_name(c)) for c in [*target.columns, *LINEAGE]]
+
+
+def _is_current_layout(conn, target_name: str) -> bool:
+    return table_store.table_exists(conn, SCHEMA, duplicate_rows_table(target_name))
+
+
+def ensure_target_tables(conn, target_name: str, target: Target) -> bool:
+    """The target's tables, in the caller's transaction; True when they were (re)created empty.
+    Tables of the earlier layout (rebuilt whole by each run) are replaced, and the merge that
+    follows fills them from every current file."""
+    _lock(conn, f"schema:{SCHEMA}")
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
+    ensure_bookkeeping(conn)
+    created = False
+    if not _is_current_layout(conn, target_name):
+        for table in (target_name, duplicates_table(target_name), candidates_table(target_name), changes_table(target_name)):
+            kind = sql.SQL("VIEW" if _is_view(conn, table) else "TABLE")
+            conn.execute(sql.SQL("DROP {} IF EXISTS {}").format(kind, qualified(SCHEMA, table)))
+        conn.execute("DELETE FROM ops.merged_files WHERE target = %s", (target_name,))
+        _create_target_tables(conn, target_name, target)
+        created = True
+    if target.history and not table_store.table_exists(conn, SCHEMA, history_table(target_name)):
+        _create_history(conn, target_name, target)
+    return created
+
+
+def _is_view(conn, table: str) -> bool:
+    row = conn.execute("SELECT relkind FROM pg_class WHERE oid = to_regclass(%s)", (qualified(SCHEMA, table).as_string(None),)).fetchone()
+    return row is not None and row[0] == "v"
+
+
+def _create_target_tables(conn, target_name: str, target: Target) -> None:
+    specs, key = value_specs(target), list(target.key)
+    keys, lineage_index = sql.SQL(", ").join(key_columns(target)), sql.SQL("(_source, _load_id)")
+    duplicates = _extra("_duplicates", "bigint", "Int64")
+    _create(conn, SCHEMA, target_name, [*_columns(specs, key), *_columns([duplicates]), sql.SQL("PRIMARY KEY ({})").format(keys)], [*specs, duplicates])
+    conn.execute(sql.SQL("CREATE INDEX ON {} {}").format(qualified(SCHEMA, target_name), lineage_index))
+    rows = duplicate_rows_table(target_name)
+    position = [_extra("_kept", "boolean", "boolean"), _extra("_position", "bigint", "Int64")]
+    _create(conn, SCHEMA, rows, [*_columns(specs, key), *_columns(position)], [*specs, *position])
+    conn.execute(sql.SQL("CREATE INDEX ON {} ({})").format(qualified(SCHEMA, rows), keys))
+    conn.execute(sql.SQL("CREATE INDEX ON {} {}").format(qualified(SCHEMA, rows), lineage_index))
+    values = sql.SQL(", ").join(value_columns(target))
+    conn.execute(
+        sql.SQL("CREATE VIEW {} AS SELECT dense_rank() OVER (ORDER BY {}) AS _group, {}, _kept FROM {} ORDER BY {}, _position").format(
+            qualified(SCHEMA, duplicates_table(target_name)), keys, values, qualified(SCHEMA, rows), keys
+        )
+    )
+    view_specs = [_extra("_group", "bigint", "Int64"), *specs, position[0]]
+    for spec in view_specs:
+        conn.execute(sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(
+            qualified(SCHEMA, duplicates_table(target_name)), sql.Identifier(spec.stored_name), sql.Literal(spec.comment())))
+    change = [_extra("_merge_id", "bigint", "Int64"), _extra("_operation", "text", "str")]
+    _create(conn, SCHEMA, changes_table(target_name), [*_columns(change), *_columns(specs, key), *_columns([duplicates])], [*change, *specs, duplicates])
+    conn.execute(sql.SQL("CREATE INDEX ON {} (_merge_id)").format(qualified(SCHEMA, changes_table(target_name))))
+
+
+def _create_history(conn, target_name: str, target: Target) -> None:
+    """The history table, started with a version of every current row."""
+    specs, table = value_specs(target), history_table(target_name)
+    extra = [_extra("valid_from", "timestamp with time zone", "datetime64[us, UTC]"), _extra("valid_to", "timestamp with time zone", "datetime64[us, UTC]"),
+             _extra("is_current", "boolean", "boolean"), _extra("_run_id", "text", "str")]  # fmt: skip
+    _create(conn, SCHEMA, table, [*_columns(specs, target.key), *_columns(extra)], [*specs, *extra])
+    keys = sql.SQL(", ").join(key_columns(target))
+    conn.execute(sql.SQL("CREATE UNIQUE INDEX ON {} ({}) WHERE is_current").format(qualified(SCHEMA, table), keys))
+    values = sql.SQL(", ").join(value_columns(target))
+    conn.execute(
+        sql.SQL("INSERT INTO {} ({}, valid_from, valid_to, is_current, _run_id) SELECT {}, now(), NULL, true, 'initial' FROM {}").format(
+            qualified(SCHEMA, table), values, values, qualified(SCHEMA, target_name)
+        )
+    )
+
+
+def record_staged(conn, source: str, partition_key: str, target: str, load_id: str | None, run_id: str, counts: dict[str, int]) -> None:
+    ensure_bookkeeping(conn)
+    conn.execute(
+        "INSERT INTO ops.staged_files (source, partition_key, target, load_id, run_id, rows_in, rows_staged, rows_left_out, rejected_values)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (source, partition_key) DO UPDATE SET target = EXCLUDED.target,"
+        " load_id = EXCLUDED.load_id, run_id = EXCLUDED.run_id, rows_in = EXCLUDED.rows_in, rows_staged = EXCLUDED.rows_staged,"
+        " rows_left_out = EXCLUDED.rows_left_out, rejected_values = EXCLUDED.rejected_values, staged_at = now()",
+        (source, partition_key, target, load_id, run_id, counts["rows_in"], counts["rows_staged"], counts["rows_left_out"], counts["rejected_values"]),
+    )

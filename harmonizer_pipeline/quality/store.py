@@ -109,8 +109,12 @@ def ensure_quality_tables(conn) -> None:
         conn.execute(statement)
 
 
-def delete_rejected(conn, source: str, partition_key: str) -> None:
-    conn.execute("DELETE FROM quality.rejected_rows WHERE source = %s AND partition_key = %s", (source, partition_key))
+def delete_rejected(conn, source: str, partition_key: str, harmonize: bool = False) -> None:
+    """Delete the file's records of validation, or of harmonization (checks `harmonize:<rule>`)."""
+    conn.execute(
+        "DELETE FROM quality.rejected_rows WHERE source = %s AND partition_key = %s AND (check_name LIKE 'harmonize:%%') = %s",
+        (source, partition_key, harmonize),
+    )
 
 
 def copy_rejected(conn, source: str, partition_key: str, run_id: str, rejected: pd.DataFrame) -> None:
@@ -129,21 +133,22 @@ class RejectedRowsWriter:
     records are deleted when the first chunk's arrive (or at commit), each chunk's are COPYed as
     they come, and nothing is visible until commit(); close() without commit() leaves the old ones."""
 
-    def __init__(self, url: str, source: str, partition_key: str, run_id: str):
-        self.url, self.source, self.partition_key, self.run_id = url, source, partition_key, run_id
+    def __init__(self, url: str, source: str, partition_key: str, run_id: str, harmonize: bool = False):
+        self.url, self.source, self.partition_key, self.run_id, self.harmonize = url, source, partition_key, run_id, harmonize
         self._conn: psycopg.Connection | None = None
 
-    def _connection(self) -> psycopg.Connection:
+    def connection(self) -> psycopg.Connection:
+        """The records' transaction (bookkeeping that describes them may join it)."""
         if self._conn is None:
             self._conn = psycopg.connect(self.url)
-            delete_rejected(self._conn, self.source, self.partition_key)
+            delete_rejected(self._conn, self.source, self.partition_key, self.harmonize)
         return self._conn
 
     def write(self, rejected: pd.DataFrame) -> None:
-        copy_rejected(self._connection(), self.source, self.partition_key, self.run_id, rejected)
+        copy_rejected(self.connection(), self.source, self.partition_key, self.run_id, rejected)
 
     def commit(self, *_) -> None:
-        self._connection().commit()
+        self.connection().commit()
 
     def close(self) -> None:
         if self._conn is not None:

@@ -462,13 +462,17 @@ def _ensure_list_table(connect, schema: str, table: str, column: str, specs: Seq
         if table_exists(setup, schema, table):
             _prepare_table(setup, schema, table, specs)
         else:
-            stored_column = sql.Identifier(storage_name(column))
-            _execute(setup, sql.SQL("CREATE TABLE {} ({}) PARTITION BY LIST ({})").format(
-                qualified(schema, table), _columns_sql(specs), stored_column))
-            _comment_columns(setup, schema, table, specs)
-            _execute(setup, sql.SQL("CREATE TABLE {} PARTITION OF {} DEFAULT").format(
-                qualified(schema, _child_name(table, None)), qualified(schema, table)))
+            create_list_partitioned(setup, schema, table, column, specs)
         setup.commit()
+
+
+def create_list_partitioned(conn, schema: str, table: str, column: str, specs: Sequence[ColumnSpec]) -> None:
+    """In the caller's transaction: `schema.table` LIST-partitioned by `column`, with its DEFAULT child."""
+    _execute(conn, sql.SQL("CREATE TABLE {} ({}) PARTITION BY LIST ({})").format(
+        qualified(schema, table), _columns_sql(specs), sql.Identifier(storage_name(column))))
+    _comment_columns(conn, schema, table, specs)
+    _execute(conn, sql.SQL("CREATE TABLE {} PARTITION OF {} DEFAULT").format(
+        qualified(schema, _child_name(table, None)), qualified(schema, table)))
 
 
 def _partition_staging(connect, schema: str, table: str, column: str, key: str, defaults: Mapping[str, sql.Composable] | None = None):
@@ -702,11 +706,13 @@ def _cast(arrow_table: pa.Table, target: pa.Schema, label: str) -> pa.Table:
 # --- reading --------------------------------------------------------------------------------
 
 
-def _select(schema: str, table: str, stored: Sequence[str] | None, where: sql.Composable | None) -> sql.Composed:
+def _select(schema: str, table: str, stored: Sequence[str] | None, where: sql.Composable | None, order_by: Sequence[str] = ()) -> sql.Composed:
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in stored) if stored else sql.SQL("*")
     query = sql.SQL("SELECT {} FROM {}").format(columns, qualified(schema, table))
     if where is not None:
         query = sql.SQL("{} WHERE {}").format(query, where)
+    if order_by:
+        query = sql.SQL("{} ORDER BY {}").format(query, sql.SQL(", ").join(sql.Identifier(storage_name(c)) for c in order_by))
     return query
 
 
@@ -796,11 +802,13 @@ def read_chunks(
     columns: Sequence[str] | None = None,
     where: sql.Composable | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    order_by: Sequence[str] = (),
 ) -> Iterator[pd.DataFrame]:
-    """Yield the table in DataFrames of about `chunk_rows` rows, streamed from COPY output."""
+    """Yield the table in DataFrames of about `chunk_rows` rows, streamed from COPY output
+    (ordered by the columns `order_by` names)."""
     specs, stored = _plan_read(conn, schema, table, columns)
     with conn.cursor() as cur:
-        cur.execute(_select(schema, table, stored, where).as_string(None))
+        cur.execute(_select(schema, table, stored, where, order_by).as_string(None))
         reader = cur.fetch_record_batch()
         pending: list[pa.RecordBatch] = []
         pending_rows = 0

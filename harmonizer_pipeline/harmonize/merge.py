@@ -1,0 +1,300 @@
+"""harmonized.<target> kept up to date by a merge in PostgreSQL whose cost follows the change (no dagster).
+
+The target reflects a set of staged files (ops.merged_files). A merge compares it with the files
+that should count now (`current_files`: the latest version of each name, staged, not blocked by
+its gate; for a snapshot source only its latest file) and recomputes the business keys that the
+difference touches:
+- keys of the rows of files added (or staged again) since the last merge, read from their own
+  partitions of staged.<source>;
+- keys of rows that files gone since then (superseded, blocked, removed, replaced by a snapshot)
+  contributed, found through the lineage index of the target and its duplicate rows.
+Every other row of an affected key is already in harmonized.<target> or its duplicate rows, so
+no other file is read. The affected keys' rows are ranked by the survivorship rule with a window
+function, their old rows replaced, the delta kept for export/<target> and, with `history`, the
+type-2 history updated: all in one transaction under an advisory lock of the target, so two
+merges never interleave and a failure leaves every table as it was.
+
+A rebuild is the same merge with every current file added and every key affected: the oracle
+the incremental merge is tested against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from psycopg import sql
+
+from harmonizer_pipeline.harmonize import store
+from harmonizer_pipeline.harmonize.mapping import LINEAGE
+from harmonizer_pipeline.ingest import registry
+from harmonizer_pipeline.resources.frame_codec import qualified, storage_name
+from harmonizer_pipeline.settings import Settings, Target
+
+
+@dataclass(frozen=True)
+class MergeFile:
+    source: str
+    partition_key: str
+    file_id: int  # registry id: later files rank higher for latest_file
+    load_id: str | None
+    staged_run_id: str
+
+    @property
+    def state(self) -> tuple:
+        return (self.source, self.partition_key, self.load_id, self.staged_run_id)
+
+
+@dataclass
+class MergeResult:
+    merge_id: int | None = None  # None: nothing changed, nothing recorded
+    files_added: int = 0
+    files_removed: int = 0
+    keys_affected: int = 0
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    history_versions: int = 0
+    rows: int = 0  # the target's rows after the merge
+    duplicate_keys: int = 0
+    merged_rows: int = 0
+    per_source: list[dict] = field(default_factory=list)
+
+
+def current_files(conn, settings: Settings, target_name: str) -> list[MergeFile]:
+    """The staged files harmonized.<target> should reflect now, by registry id."""
+    sources = settings.sources_of(target_name)
+    in_raw = [e for e in registry.entries(conn) if e.source in sources and e.status in registry.IN_RAW]
+    latest = {(e.source, e.object_key): e for e in sorted(in_raw, key=lambda e: e.id)}  # a name's latest landing is its current version
+    staged = {
+        (source, partition): (load_id, run_id)
+        for source, partition, load_id, run_id in conn.execute(
+            "SELECT source, partition_key, load_id, run_id FROM ops.staged_files WHERE target = %s", (target_name,)
+        )
+    }
+    files = [
+        MergeFile(e.source, e.partition_key, e.id, *staged[(e.source, e.partition_key)])
+        for e in sorted(latest.values(), key=lambda e: e.id)
+        if e.status == "loaded" and (e.source, e.partition_key) in staged
+    ]
+    snapshot_latest = {f.source: f for f in files if settings.sources[f.source].mode == "snapshot"}
+    return [f for f in files if settings.sources[f.source].mode == "append" or snapshot_latest[f.source] is f]
+
+
+def merged_files(conn, target_name: str) -> list[MergeFile]:
+    return [
+        MergeFile(*row)
+        for row in conn.execute(
+            "SELECT source, partition_key, file_id, load_id, staged_run_id FROM ops.merged_files WHERE target = %s ORDER BY file_id",
+            (target_name,),
+        )
+    ]
+
+
+def _ids(names: Sequence[str]) -> sql.Composable:
+    return sql.SQL(", ").join(sql.Identifier(storage_name(n)) for n in names)
+
+
+def _prefixed(alias: str, names: Sequence[str]) -> sql.Composable:
+    return sql.SQL(", ").join(sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(storage_name(n))) for n in names)
+
+
+def _key_match(left: str, right: str, key: Sequence[str]) -> sql.Composable:
+    return sql.SQL(" AND ").join(
+        sql.SQL("{}.{} = {}.{}").format(sql.Identifier(left), sql.Identifier(storage_name(k)), sql.Identifier(right), sql.Identifier(storage_name(k)))
+        for k in key
+    )
+
+
+def preference(target: Target) -> tuple[sql.Composable, tuple]:
+    """ORDER BY of a key's rows, the surviving row first, and its parameters."""
+    later = sql.SQL("_file_rank DESC, _row_number DESC")
+    if target.survivorship == "most_complete":
+        return sql.SQL("num_nonnulls({}) DESC, {}").format(_ids(list(target.columns)), later), ()
+    if target.survivorship == "source_priority":
+        return sql.SQL("array_position(%s::text[], _source::text) ASC NULLS LAST, {}").format(later), (list(target.source_priority),)
+    return later, ()
+
+
+class _Statements:
+    def __init__(self, conn, target_name: str, target: Target):
+        self.conn, self.target = conn, target
+        self.key = list(target.key)
+        self.values = [*target.columns, *LINEAGE]
+        self.table = qualified(store.SCHEMA, target_name)
+        self.rows = qualified(store.SCHEMA, store.duplicate_rows_table(target_name))
+        self.changes = qualified(store.SCHEMA, store.changes_table(target_name))
+        self.history = qualified(store.SCHEMA, store.history_table(target_name))
+
+    def run(self, statement: sql.Composable, params: Sequence = ()) -> int:
+        return self.conn.execute(statement, params).rowcount
+
+    def scalar(self, statement: sql.Composable, params: Sequence = ()):
+        return self.conn.execute(statement, params).fetchone()[0]
+
+
+def merge(conn, settings: Settings, target_name: str, run_id: str, *, rebuild: bool = False) -> MergeResult:
+    """Bring harmonized.<target_name> up to date in the caller's transaction (a psycopg connection)."""
+    target = settings.targets[target_name]
+    store.ensure_target_tables(conn, target_name, target)
+    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"merge:{store.SCHEMA}.{target_name}",))
+    desired, merged = current_files(conn, settings, target_name), merged_files(conn, target_name)
+    merged_states = {f.state for f in merged}
+    desired_states = {f.state for f in desired}
+    added = desired if rebuild else [f for f in desired if f.state not in merged_states]
+    removed = merged if rebuild else [f for f in merged if f.state not in desired_states]
+    kept = [] if rebuild else [f for f in desired if f.state in merged_states]
+    result = MergeResult(files_added=len(added), files_removed=len(removed))
+    q = _Statements(conn, target_name, target)
+    if added or removed or rebuild:
+        _recompute(q, settings, target_name, added, removed, kept, rebuild)
+        result.merge_id = q.scalar(
+            sql.SQL("INSERT INTO ops.merges (target, run_id, rebuild, files_added, files_removed, keys_affected, inserted, updated, deleted,"
+                    " history_versions) VALUES (%s, %s, %s, %s, %s, (SELECT count(*) FROM _merge_keys), 0, 0, 0, 0) RETURNING merge_id"),
+            (target_name, run_id, rebuild, len(added), len(removed)),
+        )  # fmt: skip
+        _record_changes(q, result.merge_id)
+        result.history_versions = _update_history(q, run_id, result.merge_id) if target.history else 0
+        counts = dict(conn.execute(sql.SQL("SELECT _operation, count(*) FROM {} WHERE _merge_id = %s GROUP BY 1").format(q.changes), (result.merge_id,)).fetchall())
+        result.inserted, result.updated, result.deleted = (counts.get(op, 0) for op in ("insert", "update", "delete"))
+        result.keys_affected = q.scalar(sql.SQL("SELECT count(*) FROM _merge_keys"))
+        conn.execute(
+            "UPDATE ops.merges SET inserted = %s, updated = %s, deleted = %s, history_versions = %s WHERE merge_id = %s",
+            (result.inserted, result.updated, result.deleted, result.history_versions, result.merge_id),
+        )
+        _drop_gone_rejections(conn, settings.sources_of(target_name), desired)
+        conn.execute("DELETE FROM ops.merged_files WHERE target = %s", (target_name,))
+        with conn.cursor().copy("COPY ops.merged_files (target, source, partition_key, file_id, load_id, staged_run_id) FROM STDIN") as copy:
+            for f in desired:
+                copy.write_row((target_name, f.source, f.partition_key, f.file_id, f.load_id, f.staged_run_id))
+    result.rows, result.duplicate_keys, result.merged_rows = conn.execute(
+        sql.SQL("SELECT (SELECT count(*) FROM {}), count(*) FILTER (WHERE _position = 0), count(*) FILTER (WHERE _position > 0) FROM {}").format(q.table, q.rows)
+    ).fetchone()
+    result.per_source = _per_source(conn, settings.sources_of(target_name), desired, merged, added, removed)
+    return result
+
+
+def _files_table(q: _Statements, name: str, files: Sequence[MergeFile]) -> None:
+    q.run(sql.SQL("CREATE TEMP TABLE {} (source text, load_id text, file_rank bigint) ON COMMIT DROP").format(sql.Identifier(name)))
+    with q.conn.cursor().copy(sql.SQL("COPY {} FROM STDIN").format(sql.Identifier(name))) as copy:
+        for f in files:
+            copy.write_row((f.source, f.load_id, f.file_id))
+    q.run(sql.SQL("ANALYZE {}").format(sql.Identifier(name)))
+
+
+def _recompute(q: _Statements, settings: Settings, target_name: str, added, removed, kept, rebuild: bool) -> None:
+    key, values = _ids(q.key), _ids(q.values)
+    _files_table(q, "_merge_kept", kept)
+    _files_table(q, "_merge_removed", removed)
+    # The rows of the files added, read from their own partitions only.
+    selects, params = [], []
+    for source in settings.sources_of(target_name):
+        partitions = [f for f in added if f.source == source]
+        if partitions:
+            selects.append(
+                sql.SQL("SELECT {}, f.rank AS _file_rank FROM {} s JOIN unnest(%s::text[], %s::bigint[]) AS f(partition_key, rank)"
+                        " ON s._partition = f.partition_key WHERE s._partition = ANY(%s::text[])").format(
+                    _prefixed("s", q.values), qualified(store.STAGED_SCHEMA, source))
+            )  # fmt: skip
+            keys = [f.partition_key for f in partitions]
+            params += [keys, [f.file_id for f in partitions], keys]
+    typed_empty = sql.SQL("SELECT {}, 0::bigint AS _file_rank FROM {} WHERE false").format(values, q.table)
+    q.run(sql.SQL("CREATE TEMP TABLE _merge_rows ON COMMIT DROP AS {}").format(sql.SQL(" UNION ALL ").join(selects or [typed_empty])), params)
+    gone = sql.SQL("TRUE") if rebuild else sql.SQL("(_source, _load_id) IN (SELECT source, load_id FROM _merge_removed)")
+    q.run(
+        sql.SQL("CREATE TEMP TABLE _merge_keys ON COMMIT DROP AS SELECT DISTINCT {key} FROM ("
+                " SELECT {key} FROM _merge_rows UNION ALL SELECT {key} FROM {table} WHERE {gone}"
+                " UNION ALL SELECT {key} FROM {rows} WHERE {gone}) affected").format(key=key, table=q.table, rows=q.rows, gone=gone)
+    )  # fmt: skip
+    q.run(sql.SQL("ANALYZE _merge_keys"))
+    # The affected keys' other rows: in the duplicate rows when a key has several, else the target row.
+    for table, only_row in ((q.rows, sql.SQL("TRUE")), (q.table, sql.SQL("t._duplicates = 0"))):
+        q.run(
+            sql.SQL("INSERT INTO _merge_rows SELECT {values}, f.file_rank FROM {table} t JOIN _merge_keys k ON {match}"
+                    " JOIN _merge_kept f ON t._source = f.source AND t._load_id = f.load_id WHERE {only_row}").format(
+                values=_prefixed("t", q.values), table=table, match=_key_match("t", "k", q.key), only_row=only_row)
+        )  # fmt: skip
+    order, order_params = preference(q.target)
+    q.run(
+        sql.SQL("CREATE TEMP TABLE _merge_ranked ON COMMIT DROP AS SELECT {values}, row_number() OVER w - 1 AS _position,"
+                " count(*) OVER (PARTITION BY {key}) - 1 AS _others FROM _merge_rows WINDOW w AS (PARTITION BY {key} ORDER BY {order})").format(
+            values=values, key=key, order=order),
+        order_params,
+    )  # fmt: skip
+    q.run(sql.SQL("CREATE TEMP TABLE _merge_old ON COMMIT DROP AS SELECT t.* FROM {} t JOIN _merge_keys k ON {}").format(q.table, _key_match("t", "k", q.key)))
+    for table in (q.table, q.rows):
+        q.run(sql.SQL("DELETE FROM {} t USING _merge_keys k WHERE {}").format(table, _key_match("t", "k", q.key)))
+    q.run(sql.SQL("INSERT INTO {} ({}, _duplicates) SELECT {}, _others FROM _merge_ranked WHERE _position = 0").format(q.table, values, values))
+    q.run(sql.SQL("INSERT INTO {} ({}, _kept, _position) SELECT {}, _position = 0, _position FROM _merge_ranked WHERE _others > 0").format(q.rows, values, values))
+
+
+def _record_changes(q: _Statements, merge_id: int) -> None:
+    """The delta: keys new to the target, keys whose row changed in any column, keys gone."""
+    key = q.key
+    first = sql.Identifier(storage_name(key[0]))
+    others = [c for c in q.values if c not in key]
+    new_values = sql.SQL(", ").join([*(sql.SQL("COALESCE(n.{c}, o.{c})").format(c=sql.Identifier(storage_name(k))) for k in key),
+                                     *(sql.SQL("n.{}").format(sql.Identifier(storage_name(c))) for c in others)])  # fmt: skip
+    compared = [sql.Identifier(storage_name(c)) for c in [*q.values, "_duplicates"]]
+    q.run(
+        sql.SQL("INSERT INTO {changes} (_merge_id, _operation, {values}, _duplicates)"
+                " SELECT %s, CASE WHEN o.{first} IS NULL THEN 'insert' WHEN n.{first} IS NULL THEN 'delete' ELSE 'update' END, {new_values}, n._duplicates"
+                " FROM _merge_old o FULL JOIN (SELECT {values}, _others AS _duplicates FROM _merge_ranked WHERE _position = 0) n ON {match}"
+                " WHERE o.{first} IS NULL OR n.{first} IS NULL OR ROW({o}) IS DISTINCT FROM ROW({n})").format(
+            changes=q.changes, values=_ids(q.values), first=first, new_values=new_values, match=_key_match("o", "n", key),
+            o=sql.SQL(", ").join(sql.SQL("o.{}").format(c) for c in compared),
+            n=sql.SQL(", ").join(sql.SQL("n.{}").format(c) for c in compared)),
+        (merge_id,),
+    )  # fmt: skip
+
+
+def _update_history(q: _Statements, run_id: str, merge_id: int) -> int:
+    """Close the current version of keys deleted or whose values changed; open a version for keys
+    inserted or changed. Lineage alone changing (the same values from a later file) is no new version."""
+    columns = list(q.target.columns)
+    h_values = sql.SQL(", ").join(sql.SQL("h.{}").format(sql.Identifier(storage_name(c))) for c in columns)
+    c_values = sql.SQL(", ").join(sql.SQL("c.{}").format(sql.Identifier(storage_name(c))) for c in columns)
+    q.run(
+        sql.SQL("UPDATE {history} h SET valid_to = now(), is_current = false FROM {changes} c WHERE c._merge_id = %s AND h.is_current AND {match}"
+                " AND (c._operation = 'delete' OR ROW({h}) IS DISTINCT FROM ROW({c}))").format(
+            history=q.history, changes=q.changes, match=_key_match("h", "c", q.key), h=h_values, c=c_values),
+        (merge_id,),
+    )  # fmt: skip
+    values = _ids(q.values)
+    return q.run(
+        sql.SQL("INSERT INTO {history} ({values}, valid_from, valid_to, is_current, _run_id) SELECT {c_values}, now(), NULL, true, %s"
+                " FROM {changes} c WHERE c._merge_id = %s AND c._operation <> 'delete'"
+                " AND NOT EXISTS (SELECT 1 FROM {history} h WHERE h.is_current AND {match})").format(
+            history=q.history, values=values, c_values=_prefixed("c", q.values), changes=q.changes, match=_key_match("h", "c", q.key)),
+        (run_id, merge_id),
+    )  # fmt: skip
+
+
+def _drop_gone_rejections(conn, sources: list[str], desired: list[MergeFile]) -> None:
+    """Harmonize rejections stay for the files the target reflects only, as a rebuild leaves them."""
+    current = {(f.source, f.partition_key) for f in desired}
+    gone = [(s, p) for s, p in conn.execute("SELECT source, partition_key FROM ops.staged_files WHERE source = ANY(%s)", (sources,)) if (s, p) not in current]
+    if gone:
+        conn.execute(
+            "DELETE FROM quality.rejected_rows WHERE check_name LIKE 'harmonize:%%' AND (source, partition_key) IN"
+            " (SELECT * FROM unnest(%s::text[], %s::text[]))",
+            ([s for s, _ in gone], [p for _, p in gone]),
+        )
+
+
+def _per_source(conn, sources, desired, merged, added, removed) -> list[dict]:
+    staged = {
+        (s, p): (rows_in, rows_staged, left_out, rejected)
+        for s, p, rows_in, rows_staged, left_out, rejected in conn.execute(
+            "SELECT source, partition_key, rows_in, rows_staged, rows_left_out, rejected_values FROM ops.staged_files WHERE source = ANY(%s)", (sources,)
+        )
+    }
+    records = []
+    for source in sources:
+        mine = [staged[(f.source, f.partition_key)] for f in desired if f.source == source]
+        records.append({
+            "source": source, "files": len(mine), "rows_in": sum(m[0] for m in mine), "rows_mapped": sum(m[1] for m in mine),
+            "left_out": sum(m[2] for m in mine), "rejected_values": sum(m[3] for m in mine),
+            "files_added": sum(f.source == source for f in added), "files_removed": sum(f.source == source for f in removed),
+        })  # fmt: skip
+    return records
