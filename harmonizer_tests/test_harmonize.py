@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harmonizer_pipeline.harmonize.dedup import deduplicate, match_candidates
+from harmonizer_pipeline.harmonize.dedup import match_candidates
 from harmonizer_pipeline.harmonize.mapping import MappingError, map_source
 from harmonizer_pipeline.harmonize.rules import as_text
 from harmonizer_pipeline.settings import parse_settings
@@ -140,50 +140,6 @@ def rows(*records) -> pd.DataFrame:
     columns = ["first_name", "last_name", "born", "email", "_source", "_source_file", "_row_number"]
     frame = pd.DataFrame(records, columns=columns)
     return frame.assign(_load_id="r")
-
-
-def people(survivorship: str, priority: str = "") -> object:
-    extra = f"\n    survivorship: {survivorship}" + (f"\n    source_priority: {priority}" if priority else "")
-    return settings(SETTINGS.replace("    key: [last_name, first_name, born]", "    key: [last_name, first_name, born]" + extra)).targets["people"]
-
-
-DUPLICATED = rows(
-    ("Anna", "Meyer", "1967-01-03", None, "a", "old.csv", 2),
-    ("Anna", "Meyer", "1967-01-03", "anna@x.de", "b", "b.csv", 5),
-    ("Anna", "Meyer", "1967-01-03", None, "a", "new.csv", 9),
-    ("Jan", "Weber", "1999-08-16", None, "a", "old.csv", 3),
-)
-RANKS = {("a", "old.csv"): 0, ("b", "b.csv"): 1, ("a", "new.csv"): 2}
-
-
-@pytest.mark.parametrize(
-    ("survivorship", "priority", "kept"),
-    [
-        ("latest_file", "", ("a", "new.csv", 9)),
-        ("most_complete", "", ("b", "b.csv", 5)),
-        ("source_priority", "[a, b]", ("a", "new.csv", 9)),
-        ("source_priority", "[b, a]", ("b", "b.csv", 5)),
-    ],
-)
-def test_survivorship_decides_which_duplicate_is_kept(survivorship, priority, kept):
-    result = deduplicate(DUPLICATED, people(survivorship, priority), RANKS)
-    anna = result.survivors[result.survivors["first_name"] == "Anna"]
-    assert tuple(anna[["_source", "_source_file", "_row_number"]].iloc[0]) == kept
-    assert anna["_duplicates"].tolist() == [2]
-    assert result.survivors["_duplicates"].tolist() == [2, 0]  # sorted by key: Meyer, Weber
-    assert (result.groups, result.merged_rows) == (1, 2)
-    dups = result.duplicates
-    assert dups["_group"].tolist() == [1, 1, 1]
-    assert dups["_kept"].tolist() == [True, False, False]
-    assert tuple(dups[["_source", "_source_file", "_row_number"]].iloc[0]) == kept
-
-
-def test_deduplicating_twice_gives_the_same_result():
-    target = people("most_complete")
-    first = deduplicate(DUPLICATED, target, RANKS)
-    again = deduplicate(pd.concat([first.survivors.drop(columns="_duplicates")], ignore_index=True), target, RANKS)
-    assert again.survivors.drop(columns="_duplicates").equals(first.survivors.drop(columns="_duplicates"))
-    assert again.groups == 0
 
 
 MATCH = """

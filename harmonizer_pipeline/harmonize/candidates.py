@@ -34,17 +34,6 @@ def _ids(alias: str, names) -> sql.Composable:
     return sql.SQL(", ").join(sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(storage_name(n))) for n in names)
 
 
-def _ensure_table(conn, target_name: str, target: Target) -> sql.Composable:
-    table = qualified(store.SCHEMA, store.candidates_table(target_name))
-    types = {s.name: s.pg_type for s in store.value_specs(target)}
-    columns = [*(f"left_{k}" for k in target.key), *(f"right_{k}" for k in target.key)]
-    definition = [sql.SQL("{} {}").format(sql.Identifier(storage_name(c)), sql.SQL(types[c.split("_", 1)[1]])) for c in columns]
-    definition += [sql.SQL("left_text text, right_text text, score bigint, block text")]
-    conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(table, sql.SQL(", ").join(definition)))
-    conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (block)").format(sql.Identifier(f"{store.candidates_table(target_name)[:50]}_block"), table))
-    return table
-
-
 def _blocks_sql(target: Target, alias: str = "") -> sql.Composable:
     prefix = sql.SQL(f"{alias}." if alias else "")
     return sql.SQL(", ").join(sql.SQL("{}{}").format(prefix, sql.Identifier(storage_name(b))) for b in target.match.block_on)
@@ -114,7 +103,7 @@ def _members(conn, target_name: str, target: Target, selected: sql.Composable) -
 
 def refresh(conn, target_name: str, target: Target, merge_id: int, rebuild: bool) -> Refreshed:
     """Compare the blocks the merge `merge_id` touched again (every block on a rebuild), in the merge's transaction."""
-    table = _ensure_table(conn, target_name, target)
+    table = qualified(store.SCHEMA, store.candidates_table(target_name))
     match = target.match
     blocks = None if rebuild else _touched_blocks(conn, target_name, target, merge_id)
     if blocks is None or not match.block_on:

@@ -162,11 +162,12 @@ def merge(conn, settings: Settings, target_name: str, run_id: str, *, rebuild: b
             "UPDATE ops.merges SET inserted = %s, updated = %s, deleted = %s, history_versions = %s WHERE merge_id = %s",
             (result.inserted, result.updated, result.deleted, result.history_versions, result.merge_id),
         )
-        _drop_gone_rejections(conn, settings.sources_of(target_name), desired)
         conn.execute("DELETE FROM ops.merged_files WHERE target = %s", (target_name,))
         with conn.cursor().copy("COPY ops.merged_files (target, source, partition_key, file_id, load_id, staged_run_id) FROM STDIN") as copy:
             for f in desired:
                 copy.write_row((target_name, f.source, f.partition_key, f.file_id, f.load_id, f.staged_run_id))
+    # A file superseded before any merge took it in changes no key, but its rejections go all the same.
+    _drop_gone_rejections(conn, settings.sources_of(target_name), desired)
     result.rows, result.duplicate_keys, result.merged_rows = conn.execute(
         sql.SQL("SELECT (SELECT count(*) FROM {}), count(*) FILTER (WHERE _position = 0), count(*) FILTER (WHERE _position > 0) FROM {}").format(q.table, q.rows)
     ).fetchone()

@@ -187,7 +187,19 @@ def ensure_target_tables(conn, target_name: str, target: Target) -> bool:
         created = True
     if target.history and not table_store.table_exists(conn, SCHEMA, history_table(target_name)):
         _create_history(conn, target_name, target)
+    if target.match:
+        _ensure_candidates_table(conn, target_name, target)
     return created
+
+
+def _ensure_candidates_table(conn, target_name: str, target: Target) -> None:
+    table = qualified(SCHEMA, candidates_table(target_name))
+    types = {s.name: s.pg_type for s in value_specs(target)}
+    pairs = [(f"{side}_{k}", types[k]) for side in ("left", "right") for k in target.key]
+    definition = [sql.SQL("{} {}").format(sql.Identifier(storage_name(c)), sql.SQL(pg_type)) for c, pg_type in pairs]
+    definition.append(sql.SQL("left_text text, right_text text, score bigint, block text"))
+    conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(table, sql.SQL(", ").join(definition)))
+    conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (block)").format(sql.Identifier(f"{candidates_table(target_name)[:50]}_block"), table))
 
 
 def _is_view(conn, table: str) -> bool:
@@ -246,3 +258,11 @@ def record_staged(conn, source: str, partition_key: str, target: str, load_id: s
         " rows_left_out = EXCLUDED.rows_left_out, rejected_values = EXCLUDED.rejected_values, staged_at = now()",
         (source, partition_key, target, load_id, run_id, counts["rows_in"], counts["rows_staged"], counts["rows_left_out"], counts["rejected_values"]),
     )
+
+
+def drop_staged(conn, source: str, partition_key: str) -> None:
+    """Forget a file's staged rows, its bookkeeping and its harmonize rejections (a removed or
+    erased file); the next merge takes its keys out of the target."""
+    conn.execute(sql.SQL("DELETE FROM {} WHERE _partition = %s").format(qualified(STAGED_SCHEMA, source)), (partition_key,))
+    conn.execute("DELETE FROM ops.staged_files WHERE source = %s AND partition_key = %s", (source, partition_key))
+    conn.execute("DELETE FROM quality.rejected_rows WHERE source = %s AND partition_key = %s AND check_name LIKE 'harmonize:%%'", (source, partition_key))
