@@ -297,6 +297,22 @@ def demo() -> None:
     sys.exit(0 if run_demo(click.echo) else 1)
 
 
+@main.command()
+@click.argument("target")
+@click.option("--restage", is_flag=True, help="First map every current file into staged/<source> again (after changing a mapping or rule).")
+def rebuild(target: str, restage: bool) -> None:
+    """Recompute harmonized.TARGET from every current file, then export it (a full refresh)."""
+    from harmonizer_pipeline.demo import run_rebuild
+    from harmonizer_pipeline.settings import load_settings
+
+    _exit_on_bad_settings()
+    targets = load_settings().targets
+    if target not in targets:
+        click.echo(f"harmonizer rebuild: no target {target!r} in harmonizer.yaml (targets: {', '.join(targets) or 'none'})", err=True)
+        sys.exit(2)
+    sys.exit(0 if run_rebuild(target, restage, click.echo) else 1)
+
+
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.argument("dagster_args", nargs=-1, type=click.UNPROCESSED)
 def dev(dagster_args: tuple[str, ...]) -> None:

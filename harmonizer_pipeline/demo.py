@@ -121,3 +121,34 @@ def run_demo(echo: Callable[[str], None] = print) -> bool:
     echo(f"database: {redact(resolve_database_url())}  (open it with `.venv/bin/harmonizer db psql`)")
     echo("see the runs in the Dagster UI: `make dev`, then http://127.0.0.1:3000/runs")
     return all_ok
+
+
+def run_rebuild(target: str, restage: bool, echo: Callable[[str], None] = print) -> bool:
+    """Run `rebuild_<target>` on the harmonizer instance; with `restage`, first map every current
+    file of the target's sources into staged/<source> again (after a change of mapping or rules)."""
+    prepare_dagster_environment()
+    from harmonizer_pipeline.definitions import defs, settings
+    from harmonizer_pipeline.harmonize.merge import current_files
+    from harmonizer_pipeline.resources import PostgresResource
+
+    tags = {"harmonizer/launched_by": "harmonizer rebuild"}
+    with dg.DagsterInstance.get() as instance:
+        if restage:
+            with PostgresResource().connect() as conn:
+                files = current_files(conn, settings, target)
+            for file in files:
+                job = defs.resolve_implicit_global_asset_job_def()
+                run = job.execute_in_process(
+                    instance=instance, partition_key=file.partition_key, asset_selection=[dg.AssetKey(["staged", file.source])],
+                    tags=tags, run_config=QUIET, raise_on_error=False,
+                )  # fmt: skip
+                echo(f"run {run.run_id} staged/{file.source} {file.partition_key}: {'staged' if run.success else 'FAILED'}")
+                if not run.success:
+                    return False
+        run = defs.resolve_job_def(f"rebuild_{target}").execute_in_process(instance=instance, tags=tags, run_config=QUIET, raise_on_error=False)
+    metadata = _materialization_metadata(run, ["harmonized", target])
+    if metadata:
+        echo(f"harmonized.{target}: {metadata['dagster/row_count'].value} rows; {metadata['keys_affected'].value} keys recomputed:"
+             f" {metadata['rows_inserted'].value} inserted, {metadata['rows_updated'].value} updated, {metadata['rows_deleted'].value} deleted")  # fmt: skip
+    echo(f"run {run.run_id} rebuild {target}: {'done' if run.success else 'FAILED'}")
+    return run.success

@@ -197,3 +197,95 @@ def test_incremental_merge_equals_a_full_rebuild_and_the_plain_rules(database_ur
         # The history's current versions are the target's values.
         current = conn.execute(f'SELECT k, v, n FROM harmonized."{target}_history" WHERE is_current ORDER BY k').fetchall()
         assert current == [row[:3] for row in incremental["target"]]
+
+
+def test_history_keeps_a_version_per_change_and_closes_deleted_keys(database_url):
+    settings, a, _, target = make_settings(history=True)
+    with psycopg.connect(database_url) as conn:
+        files = Files(conn, settings, target)
+        jan = files.land(a, "jan.csv", [("k1", "x", 1), ("k2", "y", 2)])
+        files.merge()
+        files.land(a, "feb.csv", [("k1", "z", 1)])  # a value of k1 changes
+        files.merge()
+        files.land(a, "mar.csv", [("k1", "z", 1)])  # the same values from a later file: no new version
+        assert files.merge().history_versions == 0
+        files.remove(a, jan)  # k2 only jan.csv held
+        result = files.merge()
+        history = conn.execute(
+            f'SELECT k, v, is_current, valid_to IS NOT NULL, _source_file FROM harmonized."{target}_history" ORDER BY k, valid_from'
+        ).fetchall()
+    assert history == [
+        ("k1", "x", False, True, "jan.csv"),
+        ("k1", "z", True, False, "feb.csv"),
+        ("k2", "y", False, True, "jan.csv"),
+    ]
+    assert (result.deleted, result.history_versions) == (1, 0)
+
+
+def test_a_snapshot_file_replaces_the_sources_previous_file(database_url):
+    settings, a, b, target = make_settings(snapshot_b=True)
+    with psycopg.connect(database_url) as conn:
+        files = Files(conn, settings, target)
+        files.land(a, "a.csv", [("k1", "a", 1)])
+        files.land(b, "day1.csv", [("k1", "b", 1), ("k2", "b", 2), ("k3", "b", 3)])
+        files.merge()
+        files.land(b, "day2.csv", [("k2", "b2", 2)])  # k1 and k3 are gone from b
+        result = files.merge()
+        rows = conn.execute(f'SELECT k, v, _source, _duplicates FROM harmonized."{target}" ORDER BY k').fetchall()
+    # k1 keeps a's row, k3 leaves the target: no other source holds it.
+    assert rows == [("k1", "a", a, 0), ("k2", "b2", b, 0)]
+    assert (result.files_added, result.files_removed, result.inserted, result.updated, result.deleted) == (1, 1, 0, 2, 1)
+
+
+def test_two_merges_of_one_target_never_interleave(database_url, tmp_path):
+    """A second process's merge waits for the advisory lock the first holds, then sees its work."""
+    settings, a, _, target = make_settings()
+    config = tmp_path / "harmonizer.yaml"
+    config.write_text(json.dumps(json.loads(settings.model_dump_json(by_alias=True, exclude={"base_dir"}, exclude_unset=True))))
+    script = (
+        "import sys, psycopg; from pathlib import Path; from harmonizer_pipeline.settings import parse_settings;"
+        " from harmonizer_pipeline.harmonize.merge import merge;"
+        f" s = parse_settings(Path({str(config)!r}).read_text(), base_dir=Path.cwd());"
+        f" c = psycopg.connect({database_url!r}); r = merge(c, s, {target!r}, 'second'); c.commit();"
+        " print(r.inserted, r.rows)"
+    )
+    with psycopg.connect(database_url) as conn:
+        files = Files(conn, settings, target)
+        files.land(a, "jan.csv", [("k1", "x", 1)])
+        first = merging.merge(conn, settings, target, "first")  # holds the lock until commit
+        second = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with psycopg.connect(database_url) as probe:
+                waiting = probe.execute(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND pid <> pg_backend_pid()"
+                ).fetchone()[0]
+            if waiting:
+                break
+            time.sleep(0.1)
+        assert waiting == 1 and second.poll() is None  # the second merge waits
+        conn.commit()
+    out, _ = second.communicate(timeout=60)
+    assert (first.inserted, out.split()) == (1, ["0", "1"])  # it saw the first's merge: nothing left to do
+
+
+def test_a_merge_that_fails_leaves_every_table_as_it_was(database_url, psql):
+    settings, a, _, target = make_settings(history=True, match=True)
+    with psycopg.connect(database_url) as conn:
+        files = Files(conn, settings, target)
+        files.land(a, "jan.csv", [("k1", "x", 1), ("k2", "xy", 1)])
+        files.merge()
+        before = {t: psql(f'SELECT * FROM harmonized."{t}" ORDER BY 1, 2') for t in (target, f"{target}_duplicate_rows", f"{target}_history", f"{target}_match_candidates")}
+        books = psql("SELECT * FROM ops.merged_files WHERE target = %s", (target,)), psql("SELECT count(*) FROM ops.merges WHERE target = %s", (target,))
+        # The last statement of the merge fails: a trigger refuses history rows.
+        conn.execute(
+            f"CREATE FUNCTION refuse_{target}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$;"
+            f' CREATE TRIGGER refuse BEFORE INSERT ON harmonized."{target}_history" FOR EACH ROW EXECUTE FUNCTION refuse_{target}()'
+        )
+        conn.commit()
+        files.land(a, "feb.csv", [("k1", "changed", 1), ("k3", "new", 2)])
+        with pytest.raises(psycopg.errors.RaiseException, match="refused"):
+            files.merge()
+        conn.rollback()
+    assert {t: psql(f'SELECT * FROM harmonized."{t}" ORDER BY 1, 2') for t in before} == before
+    assert (psql("SELECT * FROM ops.merged_files WHERE target = %s", (target,)), psql("SELECT count(*) FROM ops.merges WHERE target = %s", (target,))) == books
