@@ -143,6 +143,7 @@ def make_defs(tmp_path: Path, source: str, target: str, mapping: dict | None = N
         "targets": {target: {"columns": {"id": {"required": True}, "name": {}}, "key": ["id"]}},
         "export": {"directory": str(tmp_path / "exports"), "formats": ["csv"], "zip": False},
     }
+    (tmp_path / "harmonizer.yaml").write_text(json.dumps(config))  # for jobs rebuilt in another process (reexecutable)
     return build_definitions(parse_settings(json.dumps(config), base_dir=tmp_path), build_resources())
 
 
@@ -176,6 +177,7 @@ def test_loads_gate_decisions_harmonization_and_export_are_audited_and_measured(
         ("profile", "done", f"quality/profile_{source}", good, sha[good], 3, None, by_sensor, run_of[good]),
         ("keys", "done", f"keys/{source}", good, sha[good], 3, None, by_sensor, run_of[good]),
         ("compare", "done", f"keys/comparison_{source}", good, sha[good], None, None, by_sensor, run_of[good]),
+        ("stage", "done", f"staged/{source}", good, sha[good], 3, 3, by_sensor, run_of[good]),
         ("load", "loaded", f"raw/{source}", bad, sha[bad], 2, 2, by_sensor, run_of[bad]),
         ("gate", "error", f"validated/{source}", bad, sha[bad], 2, 0, by_sensor, run_of[bad]),
         ("profile", "done", f"quality/profile_{source}", bad, sha[bad], 2, None, by_sensor, run_of[bad]),  # the gate blocks keys, not the profile
@@ -184,13 +186,16 @@ def test_loads_gate_decisions_harmonization_and_export_are_audited_and_measured(
     [day] = [p.name for p in (tmp_path / "exports" / target).iterdir()]
     exported = tmp_path / "exports" / target / day
 
-    def export(name: str, rows_out: int) -> tuple:
+    def export(name: str, rows_out: int, rows_in: int | None = 3) -> tuple:
         digest = hashlib.sha256((exported / name).read_bytes()).hexdigest()
-        return ("export", "done", f"export/{target}", f"{target}/{day}/{name}", digest, 3, rows_out, by_schedule, harmonize.run_id)
+        return ("export", "done", f"export/{target}", f"{target}/{day}/{name}", digest, rows_in, rows_out, by_schedule, harmonize.run_id)
 
-    # One row per exported file: its bytes' SHA-256, its rows of the 3 harmonized.
+    [changes] = sorted(p.stem for p in exported.glob(f"{target}_changes_*.csv"))
+    # One row per exported file: its bytes' SHA-256, its rows of the 3 harmonized; the merge's
+    # change files first (3 keys inserted), then the full export.
     assert [r for r in rows if r[0] in ("harmonize", "export")] == [
         ("harmonize", "done", f"harmonized/{target}", None, None, 3, 3, by_schedule, harmonize.run_id),
+        export(f"{changes}.csv", 3, None), export(f"{changes}.parquet", 3, None),
         export(f"{target}.csv", 3), export(f"{target}_unique_records.csv", 3), export(f"{target}_duplicate_records.csv", 0),
     ]
     measured = {
@@ -220,7 +225,7 @@ def test_loads_gate_decisions_harmonization_and_export_are_audited_and_measured(
     table = subprocess.run([*cli, "--file", good], capture_output=True, text=True, check=True).stdout.splitlines()
     assert table[0].split() == ["at", "action", "status", "asset", "partition_key", "file", "sha256", "rows_in", "rows_out", "launched_by", "run_id"]
     # (The profile runs beside the gate, in either order.)
-    assert sorted(line.split()[2:4] for line in table[1:]) == [["compare", "done"], ["gate", "ok"], ["keys", "done"], ["load", "loaded"], ["profile", "done"]]
+    assert sorted(line.split()[2:4] for line in table[1:]) == [["compare", "done"], ["gate", "ok"], ["keys", "done"], ["load", "loaded"], ["profile", "done"], ["stage", "done"]]
     assert all(sha[good][:12] in line and by_sensor in line for line in table[1:])
     # An exported file by its name: the CSV, not the unique or duplicate records beside it.
     [header, line] = subprocess.run([*cli, "--file", f"{target}.csv"], capture_output=True, text=True, check=True).stdout.splitlines()
@@ -309,9 +314,7 @@ def reexecutable_load_job() -> dg.JobDefinition:
 
 def reexecutable(tmp_path: Path, source: str, monkeypatch) -> None:
     """Make reexecutable_load_job the load job of `source` (as make_defs configured it)."""
-    config = tmp_path / "harmonizer.yaml"
-    config.write_text(json.dumps({"sources": {source: {"landing": {"local": {"path": "in", "glob": "*.csv"}}, "schema": "schema.yaml"}}}))
-    monkeypatch.setenv("HZ_OPS_CONFIG", str(config))
+    monkeypatch.setenv("HZ_OPS_CONFIG", str(tmp_path / "harmonizer.yaml"))
     monkeypatch.setenv("HZ_OPS_SOURCE", source)
 
 
@@ -543,21 +546,19 @@ def test_the_export_description_names_the_folder_the_files_go_to(tmp_path, monke
         assert description.startswith(f"harmonized.people as csv, parquet, xlsx under {folder}/people/<run date>/, with ")
 
 
-def test_a_failed_harmonization_is_audited_with_its_error_and_the_run_still_fails(tmp_path, schema, psql):
+def test_a_failed_staging_is_audited_with_its_error_and_the_run_still_fails(tmp_path, schema, psql):
     suffix = schema.removeprefix("t_")
     source, target = f"ah_{suffix}", f"aht_{suffix}"
     defs = make_defs(tmp_path, source, target, mapping={"name": "full_name"})  # a column the file does not have
     (tmp_path / "in" / "one.csv").write_text("id,name\nC1,ann\n")
     with dg.instance_for_test() as instance:
-        assert [r.success for r in land(defs, instance, source)] == [True]
-        run = defs.resolve_job_def(f"harmonize_{target}").execute_in_process(instance=instance, raise_on_error=False)
+        [run] = land(defs, instance, source)
     assert not run.success
     [failure] = run.get_step_failure_events()
-    message = (
-        f"{source}: mapping of 'name' names column(s) ['full_name'] the data does not have; it has "
-        "['id', 'name', '_row_number', '_source_file', '_load_id', '_ingested_at', '_partition']"
+    message = f"one.csv: {source}: mapping of 'name' names column(s) ['full_name'] the data does not have; it has ['id', 'name', "
+    assert failure.step_key == f"staged__{source}" and failure.event_specific_data.user_failure_data.description.startswith(message)
+    [(action, status, asset, rows_out, run_id, detail)] = psql(
+        "SELECT action, status, asset, rows_out, run_id, detail FROM ops.audit_log WHERE run_id = %s AND action = 'stage'", (run.run_id,)
     )
-    assert failure.step_key == f"harmonized__{target}" and failure.event_specific_data.user_failure_data.description == message
-    assert psql("SELECT action, status, asset, rows_out, run_id, detail FROM ops.audit_log WHERE run_id = %s", (run.run_id,)) == [
-        ("harmonize", "failed", f"harmonized/{target}", None, run.run_id, message)
-    ]
+    assert (action, status, asset, rows_out, run_id) == ("stage", "failed", f"staged/{source}", None, run.run_id)
+    assert detail.startswith(message)

@@ -236,6 +236,8 @@ def test_schemas_of_the_shipped_example_load_from_yaml_and_from_a_class():
         ("    key: []", "sources.a.key: List should have at least 1 item"),
         ("    key: id", "sources.a.key: Input should be a valid list"),
         ("    key: ['']", "sources.a.key[0]: String should have at least 1 character"),
+        ("    mode: replace", "sources.a.mode: Input should be 'append' or 'snapshot'"),
+        ("    mode: [snapshot]", "sources.a.mode: Input should be 'append' or 'snapshot'"),
         ("keys: {max_size: 0}", "keys.max_size: Input should be greater than 0"),
         ("keys: {null_equals_null: sometimes}", "keys.null_equals_null: Input should be a valid boolean"),
         ("keys: {algorithm: fast}", "keys.algorithm: Extra inputs are not permitted"),
@@ -298,6 +300,7 @@ def test_bad_mappings_name_the_field(fragment, message):
         ("key: [name, born]", "key: [name, born]\n    survivorship: source_priority\n    source_priority: [b]", "targets.people.source_priority: ['b'] do not map into 'people' (sources that do: ['a'])"),
         ("key: [name, born]", "key: [name, born]\n    match: {columns: [nick]}", "match.columns: ['nick'] not among the target's columns"),
         ("key: [name, born]", "key: [name, born]\n    match: {columns: [name], threshold: 120}", "targets.people.match.threshold: Input should be less than or equal to 100"),
+        ("key: [name, born]", "key: [name, born]\n    history: sometimes", "targets.people.history: Input should be a valid boolean"),
         ("key: [name, born]", "key: [name, born]\n  People:\n    columns: {a: {}}\n    key: [a]", "targets.People.[key]: String should match pattern"),
     ],
 )
@@ -316,6 +319,7 @@ def test_bad_targets_name_the_field(replace, by, message):
         ("export: {csv_bom: often}", "export.csv_bom: Input should be a valid boolean"),
         ("export: {b2: {prefix: out/}}", "export.b2.bucket: Field required"),
         ("export: {zip: 3}", "export.zip: Input should be a valid boolean"),
+        ("export: {full: weekly}", "export.full: Input should be 'every_run' or 'schedule'"),
     ],
 )
 def test_bad_export_fields_name_the_field(fragment, message):
