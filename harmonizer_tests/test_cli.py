@@ -129,29 +129,33 @@ def test_audit_prints_what_the_demo_did(demo_home, demo_env):
     assert listed.returncode == 0, listed.stderr
     entries = [json.loads(line) for line in listed.stdout.splitlines()]
     day = next(e["file"] for e in entries if e["action"] == "export").split("/")[1]
-    files = {"clinic_a": ("patients_2026-11.csv", 25, 24), "clinic_b": ("export.csv", 15, 15), "clinic_c": ("patienten_2026-11.xlsx", 7, 7),
-             "partner_feed": ("patients_2026-11-20.json", 6, 5)}  # fmt: skip
+    # (file, rows, rows valid, rows staged: clinic_c's row without a birth date is left out)
+    files = {"clinic_a": ("patients_2026-11.csv", 25, 24, 24), "clinic_b": ("export.csv", 15, 15, 15),
+             "clinic_c": ("patienten_2026-11.xlsx", 7, 7, 6), "partner_feed": ("patients_2026-11-20.json", 6, 5, 5)}  # fmt: skip
     per_file = [
         (action, status, name, rows_in, rows_out)
-        for name, rows, valid in files.values()
+        for name, rows, valid, staged in files.values()
         for action, status, rows_in, rows_out in [
             ("load", "loaded", rows, rows), ("gate", "warn" if valid < rows else "ok", rows, valid), ("profile", "done", rows, None),
-            ("keys", "done", valid, None), ("compare", "done", None, None),
+            ("keys", "done", valid, None), ("compare", "done", None, None), ("stage", "done", valid, staged),
         ]
     ]  # fmt: skip
-    exported = [("export", "done", f"patients/{day}/{name}", 44, rows) for name, rows in [
-        ("patients.csv", 44), ("patients.parquet", 44), ("patients_unique_records.csv", 38), ("patients_duplicate_records.csv", 12),
-        ("patients.xlsx", 44), (f"patients_{day}.zip", None),
+    changes = next(e["file"] for e in entries if "_changes_" in (e["file"] or "")).rsplit(".", 1)[0]
+    exported = [("export", "done", f"patients/{day}/{name}", rows_in, rows) for name, rows_in, rows in [
+        (f"{changes.rsplit('/', 1)[1]}.csv", None, 44), (f"{changes.rsplit('/', 1)[1]}.parquet", None, 44),
+        ("patients.csv", 44, 44), ("patients.parquet", 44, 44), ("patients_unique_records.csv", 44, 38), ("patients_duplicate_records.csv", 44, 12),
+        ("patients.xlsx", 44, 44), (f"patients_{day}.zip", 44, None),
     ]]  # fmt: skip
     trends = [("trends", "done", None, None, None)] * len(files)
+    # The merge recomputed the 44 keys of the 50 staged rows: all new.
     assert sorted(((e["action"], e["status"], e["file"], e["rows_in"], e["rows_out"]) for e in entries), key=str) == sorted(
-        [*per_file, ("harmonize", "done", None, 50, 44), *exported, *trends], key=str
+        [*per_file, ("harmonize", "done", None, 44, 44), *exported, *trends], key=str
     )
     assert {e["launched_by"] for e in entries} == {"make demo"}
     one = run_cli("audit", "--file", "export.csv", env=demo_env).stdout.splitlines()
     assert sorted(line.split()[2:5] for line in one[1:]) == [
         ["compare", "done", "keys/comparison_clinic_b"], ["gate", "ok", "validated/clinic_b"], ["keys", "done", "keys/clinic_b"],
-        ["load", "loaded", "raw/clinic_b"], ["profile", "done", "quality/profile_clinic_b"],
+        ["load", "loaded", "raw/clinic_b"], ["profile", "done", "quality/profile_clinic_b"], ["stage", "done", "staged/clinic_b"],
     ]  # fmt: skip
 
 

@@ -23,12 +23,13 @@ from harmonizer_tests.test_settings import BAD_SETTINGS, bad_settings_lines
 
 
 SAMPLE_SOURCES = ("clinic_a", "clinic_b", "clinic_c", "partner_feed")
-# Per sample source: its raw, validated, profile, keys, comparison and trends assets; the target's two.
+# Per sample source: its raw, validated, profile, keys, comparison, trends and staged assets; the target's two.
 SAMPLE_ASSETS = {
     key
     for name in SAMPLE_SOURCES
     for key in (
-        f"raw/{name}", f"validated/{name}", f"quality/profile_{name}", f"keys/{name}", f"keys/comparison_{name}", f"ops/trends_{name}"
+        f"raw/{name}", f"validated/{name}", f"quality/profile_{name}", f"keys/{name}", f"keys/comparison_{name}", f"ops/trends_{name}",
+        f"staged/{name}",
     )
 } | {"harmonized/patients", "export/patients"}
 
