@@ -109,13 +109,15 @@ def run_demo(echo: Callable[[str], None] = print) -> bool:
     for target, metadata in harmonized.items():
         if metadata:
             echo(f"harmonized.{target}: {metadata['dagster/row_count'].value} rows on key {metadata['business_key'].value}"
-                 f" from {metadata['rows_mapped'].value} mapped rows; {metadata['merged_rows'].value} duplicate rows merged"
+                 f" from {metadata['rows_mapped'].value} mapped rows ({metadata['keys_affected'].value} keys merged:"
+                 f" {metadata['rows_inserted'].value} inserted, {metadata['rows_updated'].value} updated, {metadata['rows_deleted'].value} deleted);"
+                 f" {metadata['merged_rows'].value} duplicate rows merged"
                  f" ({metadata['duplicate_keys'].value} keys), {metadata['rejected_values'].value} values rejected,"
                  f" {metadata['match_candidates'].value if 'match_candidates' in metadata else 0} fuzzy match candidate(s)")
     for target, metadata in exported.items():
         if metadata:
             echo(f"export/{target}: {metadata['directory'].value}")
-            for record in metadata["files"].value.records:
+            for record in [*metadata["files"].value.records, *metadata["change_files"].value.records]:
                 echo(f"  {record.data['file']}")
     echo("audit log (ops.audit_log): `.venv/bin/harmonizer audit [--since DATE] [--file NAME]`")
     echo(f"database: {redact(resolve_database_url())}  (open it with `.venv/bin/harmonizer db psql`)")

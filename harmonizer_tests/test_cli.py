@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -110,8 +111,8 @@ def test_demo_runs_the_pipeline_and_prints_where_results_are(demo_home):
         "key id (smallest exact key without NULLs, identifier-like names); 9 minimal keys, 0 repeated rows",
     ]
     assert (
-        "harmonized.patients: 44 rows on key last_name, first_name, birth_date from 50 mapped rows; 6 duplicate rows merged"
-        " (6 keys), 6 values rejected, 1 fuzzy match candidate(s)"
+        "harmonized.patients: 44 rows on key last_name, first_name, birth_date from 50 mapped rows (44 keys merged: 44 inserted,"
+        " 0 updated, 0 deleted); 6 duplicate rows merged (6 keys), 6 values rejected, 1 fuzzy match candidate(s)"
     ) in lines
     exports = lines.index(next(line for line in lines if line.startswith("export/patients: ")))
     assert lines[exports].startswith(f"export/patients: {home / 'exports' / 'patients'}/")
@@ -119,6 +120,8 @@ def test_demo_runs_the_pipeline_and_prints_where_results_are(demo_home):
         "  patients.csv", "  patients.parquet", "  patients_unique_records.csv", "  patients_duplicate_records.csv", "  patients.xlsx",
         f"  patients_{lines[exports].rsplit('/', 1)[1]}.zip",
     ]
+    assert re.fullmatch(r"  patients_changes_\d{8}T\d{6}\.\d{6}Z\.csv", lines[exports + 7])
+    assert lines[exports + 8] == lines[exports + 7].replace(".csv", ".parquet")
     assert "make dev" in done.stdout
 
 
