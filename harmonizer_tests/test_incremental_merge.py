@@ -289,3 +289,23 @@ def test_a_merge_that_fails_leaves_every_table_as_it_was(database_url, psql):
         conn.rollback()
     assert {t: psql(f'SELECT * FROM harmonized."{t}" ORDER BY 1, 2') for t in before} == before
     assert (psql("SELECT * FROM ops.merged_files WHERE target = %s", (target,)), psql("SELECT count(*) FROM ops.merges WHERE target = %s", (target,))) == books
+
+
+def test_a_target_whose_columns_change_is_rebuilt_in_its_new_layout(database_url):
+    settings, a, _, target = make_settings()
+    with psycopg.connect(database_url) as conn:
+        files = Files(conn, settings, target)
+        files.land(a, "jan.csv", [("k1", "x", 1), ("k2", "y", 2)])
+        files.merge()
+        config = json.loads(settings.model_dump_json(by_alias=True, exclude={"base_dir"}, exclude_unset=True))
+        config["targets"][target]["columns"]["w"] = {"type": "date"}
+        files.settings = parse_settings(json.dumps(config), base_dir=Path.cwd())
+        result = files.merge()
+        columns = conn.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'harmonized' AND table_name = %s ORDER BY ordinal_position",
+            (target,),
+        ).fetchall()
+        rows = conn.execute(f'SELECT k, v, w FROM harmonized."{target}" ORDER BY k').fetchall()
+    assert [c for c, _ in columns][:4] == ["k", "v", "n", "w"] and dict(columns)["w"] == "date"
+    # Every key came back from the staged rows; files staged before the change hold no w yet.
+    assert (result.inserted, rows) == (2, [("k1", "x", None), ("k2", "y", None)])

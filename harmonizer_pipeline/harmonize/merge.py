@@ -28,6 +28,7 @@ from psycopg import sql
 from harmonizer_pipeline.harmonize import store
 from harmonizer_pipeline.harmonize.mapping import LINEAGE
 from harmonizer_pipeline.ingest import registry
+from harmonizer_pipeline.ingest.registry import PARTITION_COLUMN
 from harmonizer_pipeline.resources.frame_codec import qualified, storage_name
 from harmonizer_pipeline.settings import Settings, Target
 
@@ -137,6 +138,8 @@ def merge(conn, settings: Settings, target_name: str, run_id: str, *, rebuild: b
     """Bring harmonized.<target_name> up to date in the caller's transaction (a psycopg connection)."""
     target = settings.targets[target_name]
     store.ensure_target_tables(conn, target_name, target)
+    for source in settings.sources_of(target_name):
+        store.ensure_staged_table(conn, source, target, PARTITION_COLUMN)
     conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"merge:{store.SCHEMA}.{target_name}",))
     desired, merged = current_files(conn, settings, target_name), merged_files(conn, target_name)
     merged_states = {f.state for f in merged}

@@ -114,6 +114,9 @@ def history_table(target: str) -> str:
 
 
 def ensure_bookkeeping(conn) -> None:
+    if conn.execute("SELECT to_regclass('ops.merges') IS NOT NULL").fetchone()[0]:
+        return
+    _lock(conn, "tables:ops.harmonize")
     for statement in _BOOKKEEPING:
         conn.execute(statement)
 
@@ -149,13 +152,16 @@ def _extra(name: str, pg_type: str, pandas_dtype: str) -> ColumnSpec:
 
 
 def ensure_staged_table(conn, source: str, target: Target, partition_column: str) -> None:
-    """staged.<source>, LIST-partitioned by `partition_column`, typed as the target's columns."""
+    """staged.<source>, LIST-partitioned by `partition_column`, typed as the target's columns; a
+    column the target gained is added (NULL in files staged before: `harmonizer rebuild --restage`)."""
+    specs = [*value_specs(target), _extra(partition_column, "text", "str")]
+    if table_store.table_exists(conn, STAGED_SCHEMA, source):
+        _add_missing_columns(conn, source, specs, STAGED_SCHEMA)
+        return
     _lock(conn, f"schema:{STAGED_SCHEMA}")
     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(STAGED_SCHEMA)))
-    if table_store.table_exists(conn, STAGED_SCHEMA, source):
-        return
-    specs = [*value_specs(target), _extra(partition_column, "text", "str")]
-    table_store.create_list_partitioned(conn, STAGED_SCHEMA, source, partition_column, specs)
+    if not table_store.table_exists(conn, STAGED_SCHEMA, source):
+        table_store.create_list_partitioned(conn, STAGED_SCHEMA, source, partition_column, specs)
 
 
 def key_columns(target: Target) -> list[sql.Identifier]:
@@ -166,20 +172,35 @@ def value_columns(target: Target) -> list[sql.Identifier]:
     return [sql.Identifier(storage_name(c)) for c in [*target.columns, *LINEAGE]]
 
 
-def _is_current_layout(conn, target_name: str) -> bool:
-    return table_store.table_exists(conn, SCHEMA, duplicate_rows_table(target_name))
+def _is_current_layout(conn, target_name: str, target: Target) -> bool:
+    """The target's tables exist in this layout, with the columns, types and key the settings give."""
+    if not table_store.table_exists(conn, SCHEMA, duplicate_rows_table(target_name)):
+        return False
+    stored = {name: spec.pg_type for name, spec in table_store.stored_columns(conn, SCHEMA, target_name).items()}
+    wanted = {s.stored_name: s.pg_type for s in value_specs(target)} | {"_duplicates": "bigint"}
+    key = conn.execute(
+        "SELECT array_agg(a.attname::text ORDER BY k.ord) FROM pg_index i CROSS JOIN unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)"
+        " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum WHERE i.indrelid = to_regclass(%s) AND i.indisprimary",
+        (qualified(SCHEMA, target_name).as_string(None),),
+    ).fetchone()[0]
+    return stored == wanted and key == [storage_name(k) for k in target.key]
 
 
 def ensure_target_tables(conn, target_name: str, target: Target) -> bool:
     """The target's tables, in the caller's transaction; True when they were (re)created empty.
-    Tables of the earlier layout (rebuilt whole by each run) are replaced, and the merge that
-    follows fills them from every current file."""
-    _lock(conn, f"schema:{SCHEMA}")
-    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
+    Tables of an earlier layout (the release that rebuilt them whole on each run, or other
+    columns, types or key than the settings now give) are replaced, and the merge that follows
+    fills them from every current file's staged rows."""
+    # Locks of this target only: merges of other targets go on meanwhile.
+    _lock(conn, f"tables:{SCHEMA}.{target_name}")
+    if conn.execute("SELECT to_regnamespace(%s) IS NULL", (SCHEMA,)).fetchone()[0]:
+        _lock(conn, f"schema:{SCHEMA}")
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
     ensure_bookkeeping(conn)
     created = False
-    if not _is_current_layout(conn, target_name):
-        for table in (target_name, duplicates_table(target_name), candidates_table(target_name), changes_table(target_name)):
+    if not _is_current_layout(conn, target_name, target):
+        # The history is kept: it gains the new columns below.
+        for table in (target_name, duplicates_table(target_name), duplicate_rows_table(target_name), candidates_table(target_name), changes_table(target_name)):
             kind = sql.SQL("VIEW" if _is_view(conn, table) else "TABLE")
             conn.execute(sql.SQL("DROP {} IF EXISTS {}").format(kind, qualified(SCHEMA, table)))
         conn.execute("DELETE FROM ops.merged_files WHERE target = %s", (target_name,))
@@ -187,6 +208,8 @@ def ensure_target_tables(conn, target_name: str, target: Target) -> bool:
         created = True
     if target.history and not table_store.table_exists(conn, SCHEMA, history_table(target_name)):
         _create_history(conn, target_name, target)
+    elif target.history:
+        _add_missing_columns(conn, history_table(target_name), value_specs(target))
     if target.match:
         _ensure_candidates_table(conn, target_name, target)
     return created
@@ -231,6 +254,14 @@ def _create_target_tables(conn, target_name: str, target: Target) -> None:
     change = [_extra("_merge_id", "bigint", "Int64"), _extra("_operation", "text", "str")]
     _create(conn, SCHEMA, changes_table(target_name), [*_columns(change), *_columns(specs, key), *_columns([duplicates])], [*change, *specs, duplicates])
     conn.execute(sql.SQL("CREATE INDEX ON {} (_merge_id)").format(qualified(SCHEMA, changes_table(target_name))))
+
+
+def _add_missing_columns(conn, table: str, specs: Sequence[ColumnSpec], schema: str = SCHEMA) -> None:
+    """Columns the settings gained; rows already there hold NULL in them."""
+    stored = table_store.stored_columns(conn, schema, table)
+    for spec in (s for s in specs if s.stored_name not in stored):
+        conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(qualified(schema, table), sql.Identifier(spec.stored_name), sql.SQL(spec.pg_type)))
+        conn.execute(sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(qualified(schema, table), sql.Identifier(spec.stored_name), sql.Literal(spec.comment())))
 
 
 def _create_history(conn, target_name: str, target: Target) -> None:

@@ -8,6 +8,7 @@ import dagster as dg
 import pandas as pd
 
 from harmonizer_pipeline.ingest import registry
+from harmonizer_pipeline.ingest.registry import PARTITION_COLUMN
 from harmonizer_pipeline.ingest.discovery import ATTEMPT_TAG, FILE_ID_TAG, sha256_of
 from harmonizer_pipeline.ingest.heartbeat import Heartbeat
 from harmonizer_pipeline.ingest.readers import ReadError, ReadHints, open_table
@@ -19,7 +20,6 @@ from harmonizer_pipeline.resources.postgres import harmonizer_home
 from harmonizer_pipeline.resources.table_store import DataFrameChunks, TextCopy
 from harmonizer_pipeline.settings import Settings
 
-PARTITION_COLUMN = "_partition"
 
 
 def files_partitions(source: str) -> dg.DynamicPartitionsDefinition:
