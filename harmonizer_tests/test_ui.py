@@ -217,5 +217,5 @@ def test_the_harmonized_page_shows_the_target_rows_columns_and_automation(page, 
     }  # fmt: skip
     assert {"first_name", "last_name", "birth_date", "email", "_source", "_source_file"} <= columns
     # How it runs: the automation condition by its label, the sensor that evaluates it, the schedule.
-    for text in ("after a gated load", "automation_patients", "harmonize_patients"):
+    for text in ("after a file is staged", "automation_patients", "harmonize_patients"):
         assert page.get_by_text(text, exact=True).first.is_visible(), text

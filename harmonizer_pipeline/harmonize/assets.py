@@ -14,6 +14,7 @@ from harmonizer_pipeline.ops import audit, metrics
 from harmonizer_pipeline.quality import store as quality_store
 from harmonizer_pipeline.quality.assets import OWNERS, audit_file, file_columns, partition_rows, table_metadata
 from harmonizer_pipeline.resources import PostgresResource, table_store
+from harmonizer_pipeline.resources.io_manager import column_schema
 from harmonizer_pipeline.resources.postgres import adbc_connection
 from harmonizer_pipeline.resources.table_store import DataFrameChunks
 from harmonizer_pipeline.settings import Settings
@@ -137,6 +138,7 @@ def harmonized_target_asset(settings: Settings, target_name: str) -> dg.AssetsDe
         context.log.info(f"{target_name}: {_summary(result)}")
         metadata = {
             "dagster/row_count": result.rows,
+            "dagster/column_schema": column_schema(store.target_specs(target)),
             "business_key": ", ".join(key),
             "survivorship": target.survivorship,
             "rebuild": config.rebuild,

@@ -131,6 +131,11 @@ def value_specs(target: Target) -> list[ColumnSpec]:
     return frame_to_arrow(sample)[1]
 
 
+def target_specs(target: Target) -> list[ColumnSpec]:
+    """harmonized.<target>'s columns."""
+    return [*value_specs(target), _extra("_duplicates", "bigint", "Int64")]
+
+
 def _columns(specs: Sequence[ColumnSpec], key: Sequence[str] = ()) -> list[sql.Composable]:
     # Text key columns compare bytewise, so the primary key's order is the order Python sorts in.
     return [
@@ -177,7 +182,7 @@ def _is_current_layout(conn, target_name: str, target: Target) -> bool:
     if not table_store.table_exists(conn, SCHEMA, duplicate_rows_table(target_name)):
         return False
     stored = {name: spec.pg_type for name, spec in table_store.stored_columns(conn, SCHEMA, target_name).items()}
-    wanted = {s.stored_name: s.pg_type for s in value_specs(target)} | {"_duplicates": "bigint"}
+    wanted = {s.stored_name: s.pg_type for s in target_specs(target)}
     key = conn.execute(
         "SELECT array_agg(a.attname::text ORDER BY k.ord) FROM pg_index i CROSS JOIN unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)"
         " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum WHERE i.indrelid = to_regclass(%s) AND i.indisprimary",
@@ -233,8 +238,9 @@ def _is_view(conn, table: str) -> bool:
 def _create_target_tables(conn, target_name: str, target: Target) -> None:
     specs, key = value_specs(target), list(target.key)
     keys, lineage_index = sql.SQL(", ").join(key_columns(target)), sql.SQL("(_source, _load_id)")
-    duplicates = _extra("_duplicates", "bigint", "Int64")
-    _create(conn, SCHEMA, target_name, [*_columns(specs, key), *_columns([duplicates]), sql.SQL("PRIMARY KEY ({})").format(keys)], [*specs, duplicates])
+    table_specs = target_specs(target)
+    duplicates = table_specs[-1]
+    _create(conn, SCHEMA, target_name, [*_columns(table_specs, key), sql.SQL("PRIMARY KEY ({})").format(keys)], table_specs)
     conn.execute(sql.SQL("CREATE INDEX ON {} {}").format(qualified(SCHEMA, target_name), lineage_index))
     rows = duplicate_rows_table(target_name)
     position = [_extra("_kept", "boolean", "boolean"), _extra("_position", "bigint", "Int64")]

@@ -34,6 +34,7 @@ from dagster._core.storage.db_io_manager import DbClient, DbIOManager, DbTypeHan
 from pydantic import Field
 
 from harmonizer_pipeline.resources import table_store
+from harmonizer_pipeline.resources.frame_codec import ColumnSpec
 from harmonizer_pipeline.resources.postgres import adbc_connection, database_of, libpq_url, resolve_database_url
 from harmonizer_pipeline.resources.table_store import DataFrameChunks, WriteResult
 
@@ -116,10 +117,13 @@ class PostgresClient(DbClient):
             conn.commit()
 
 
+def column_schema(columns: Sequence[ColumnSpec]) -> TableSchema:
+    """The columns as the UI shows them: name, pandas dtype, PostgreSQL type."""
+    return TableSchema(columns=[TableColumn(name=c.name, type=c.pandas_dtype, description=c.pg_type) for c in columns])
+
+
 def _output_metadata(context: OutputContext, result: WriteResult) -> Mapping[str, object]:
-    schema = TableSchema(
-        columns=[TableColumn(name=c.name, type=c.pandas_dtype, description=c.pg_type) for c in result.columns]
-    )
+    schema = column_schema(result.columns)
     counts = (
         TableMetadataSet(partition_row_count=result.rows)
         if context.has_asset_partitions
