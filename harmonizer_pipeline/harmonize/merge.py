@@ -137,7 +137,7 @@ class _Statements:
 def merge(conn, settings: Settings, target_name: str, run_id: str, *, rebuild: bool = False) -> MergeResult:
     """Bring harmonized.<target_name> up to date in the caller's transaction (a psycopg connection)."""
     target = settings.targets[target_name]
-    store.ensure_target_tables(conn, target_name, target)
+    recreated = store.ensure_target_tables(conn, target_name, target)
     for source in settings.sources_of(target_name):
         store.ensure_staged_table(conn, source, target, PARTITION_COLUMN)
     conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"merge:{store.SCHEMA}.{target_name}",))
@@ -161,9 +161,12 @@ def merge(conn, settings: Settings, target_name: str, run_id: str, *, rebuild: b
         counts = dict(conn.execute(sql.SQL("SELECT _operation, count(*) FROM {} WHERE _merge_id = %s GROUP BY 1").format(q.changes), (result.merge_id,)).fetchall())
         result.inserted, result.updated, result.deleted = (counts.get(op, 0) for op in ("insert", "update", "delete"))
         result.keys_affected = q.scalar(sql.SQL("SELECT count(*) FROM _merge_keys"))
+        # The target's rows follow from the last merge's and this delta; a count only when there is none to follow.
+        before = None if recreated else _rows_after_last_merge(conn, target_name, result.merge_id)
+        result.rows = q.scalar(sql.SQL("SELECT count(*) FROM {}").format(q.table)) if before is None else before + result.inserted - result.deleted
         conn.execute(
-            "UPDATE ops.merges SET inserted = %s, updated = %s, deleted = %s, history_versions = %s WHERE merge_id = %s",
-            (result.inserted, result.updated, result.deleted, result.history_versions, result.merge_id),
+            "UPDATE ops.merges SET inserted = %s, updated = %s, deleted = %s, history_versions = %s, rows = %s WHERE merge_id = %s",
+            (result.inserted, result.updated, result.deleted, result.history_versions, result.rows, result.merge_id),
         )
         conn.execute("DELETE FROM ops.merged_files WHERE target = %s", (target_name,))
         with conn.cursor().copy("COPY ops.merged_files (target, source, partition_key, file_id, load_id, staged_run_id) FROM STDIN") as copy:
@@ -171,11 +174,22 @@ def merge(conn, settings: Settings, target_name: str, run_id: str, *, rebuild: b
                 copy.write_row((target_name, f.source, f.partition_key, f.file_id, f.load_id, f.staged_run_id))
     # A file superseded before any merge took it in changes no key, but its rejections go all the same.
     _drop_gone_rejections(conn, settings.sources_of(target_name), desired)
-    result.rows, result.duplicate_keys, result.merged_rows = conn.execute(
-        sql.SQL("SELECT (SELECT count(*) FROM {}), count(*) FILTER (WHERE _position = 0), count(*) FILTER (WHERE _position > 0) FROM {}").format(q.table, q.rows)
+    if result.merge_id is None:
+        last = None if recreated else _rows_after_last_merge(conn, target_name, None)
+        result.rows = q.scalar(sql.SQL("SELECT count(*) FROM {}").format(q.table)) if last is None else last
+    result.duplicate_keys, result.merged_rows = conn.execute(
+        sql.SQL("SELECT count(*) FILTER (WHERE _position = 0), count(*) FILTER (WHERE _position > 0) FROM {}").format(q.rows)
     ).fetchone()
     result.per_source = _per_source(conn, settings.sources_of(target_name), desired, merged, added, removed)
     return result
+
+
+def _rows_after_last_merge(conn, target_name: str, before_merge: int | None) -> int | None:
+    row = conn.execute(
+        "SELECT rows FROM ops.merges WHERE target = %s AND (%s::bigint IS NULL OR merge_id < %s) ORDER BY merge_id DESC LIMIT 1",
+        (target_name, before_merge, before_merge),
+    ).fetchone()
+    return None if row is None else row[0]
 
 
 def _files_table(q: _Statements, name: str, files: Sequence[MergeFile]) -> None:
@@ -211,12 +225,20 @@ def _recompute(q: _Statements, settings: Settings, target_name: str, added, remo
                 " UNION ALL SELECT {key} FROM {rows} WHERE {gone}) affected").format(key=key, table=q.table, rows=q.rows, gone=gone)
     )  # fmt: skip
     q.run(sql.SQL("ANALYZE _merge_keys"))
-    # The affected keys' other rows: in the duplicate rows when a key has several, else the target row.
-    for table, only_row in ((q.rows, sql.SQL("TRUE")), (q.table, sql.SQL("t._duplicates = 0"))):
+    # The affected keys' rows leave the target and the duplicate rows, kept aside as they were:
+    # one pass over each table, and the old state for the delta.
+    for old, table in (("_merge_old", q.table), ("_merge_old_rows", q.rows)):
+        q.run(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT * FROM {} WHERE false").format(sql.Identifier(old), table))
         q.run(
-            sql.SQL("INSERT INTO _merge_rows SELECT {values}, f.file_rank FROM {table} t JOIN _merge_keys k ON {match}"
+            sql.SQL("WITH gone AS (DELETE FROM {table} t USING _merge_keys k WHERE {match} RETURNING t.*) INSERT INTO {old} SELECT * FROM gone").format(
+                table=table, match=_key_match("t", "k", q.key), old=sql.Identifier(old))
+        )  # fmt: skip
+    # Their rows from files still merged: the duplicate rows when a key had several, else its target row.
+    for old, only_row in (("_merge_old_rows", sql.SQL("TRUE")), ("_merge_old", sql.SQL("t._duplicates = 0"))):
+        q.run(
+            sql.SQL("INSERT INTO _merge_rows SELECT {values}, f.file_rank FROM {old} t"
                     " JOIN _merge_kept f ON t._source = f.source AND t._load_id = f.load_id WHERE {only_row}").format(
-                values=_prefixed("t", q.values), table=table, match=_key_match("t", "k", q.key), only_row=only_row)
+                values=_prefixed("t", q.values), old=sql.Identifier(old), only_row=only_row)
         )  # fmt: skip
     order, order_params = preference(q.target)
     q.run(
@@ -225,9 +247,6 @@ def _recompute(q: _Statements, settings: Settings, target_name: str, added, remo
             values=values, key=key, order=order),
         order_params,
     )  # fmt: skip
-    q.run(sql.SQL("CREATE TEMP TABLE _merge_old ON COMMIT DROP AS SELECT t.* FROM {} t JOIN _merge_keys k ON {}").format(q.table, _key_match("t", "k", q.key)))
-    for table in (q.table, q.rows):
-        q.run(sql.SQL("DELETE FROM {} t USING _merge_keys k WHERE {}").format(table, _key_match("t", "k", q.key)))
     q.run(sql.SQL("INSERT INTO {} ({}, _duplicates) SELECT {}, _others FROM _merge_ranked WHERE _position = 0").format(q.table, values, values))
     q.run(sql.SQL("INSERT INTO {} ({}, _kept, _position) SELECT {}, _position = 0, _position FROM _merge_ranked WHERE _others > 0").format(q.rows, values, values))
 

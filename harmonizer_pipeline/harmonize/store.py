@@ -86,6 +86,7 @@ _BOOKKEEPING = [
         updated bigint NOT NULL,
         deleted bigint NOT NULL,
         history_versions bigint NOT NULL,
+        rows bigint,
         exported_at timestamptz
     )""",
     "CREATE INDEX IF NOT EXISTS merges_target ON ops.merges (target, merge_id)",
