@@ -124,6 +124,13 @@ def test_the_latest_file_wins_and_failed_or_superseded_files_stay_out(tmp_path, 
         assert [(r.data["source"], r.data["rows_in"], r.data["files_added"], r.data["files_removed"]) for r in metadata["sources"].value.records] == [
             (a, 1, 1, 1), (b, 2, 0, 0)]
         assert [metadata[m].value for m in ("keys_affected", "rows_inserted", "rows_updated", "rows_deleted")] == [2, 0, 2, 0]
+        # A rebuild recomputes every key, finds the target as it was, and has no change to export.
+        change_files = sorted((tmp_path / "exports" / target).rglob(f"{target}_changes_*"))
+        rebuild = defs.resolve_job_def(f"rebuild_{target}").execute_in_process(instance=instance)
+        metadata = [e for e in rebuild.get_asset_materialization_events() if e.asset_key.path[0] == "harmonized"][0].materialization.metadata
+        assert [metadata[m].value for m in ("rebuild", "keys_affected", "rows_inserted", "rows_updated", "rows_deleted")] == [True, 3, 0, 0, 0]
+        assert sorted((tmp_path / "exports" / target).rglob(f"{target}_changes_*")) == change_files
+        assert len(change_files) == 4  # the two merges that changed rows (the second found nothing to do), a CSV and a Parquet file each
 
 
 def test_source_priority_decides_across_sources(tmp_path, names, psql):

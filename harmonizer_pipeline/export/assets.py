@@ -196,9 +196,14 @@ def _write_changes(postgres, target_name: str, directory: Path, stream, upload, 
     .csv and .parquet, from the merge's delta; each merge's delta is dropped once its files are written."""
     with postgres.connect() as conn:
         harmonize_store.ensure_bookkeeping(conn)
-        pending = conn.execute("SELECT merge_id, merged_at FROM ops.merges WHERE target = %s AND exported_at IS NULL ORDER BY merge_id", (target_name,)).fetchall()
+        pending = conn.execute(
+            "SELECT merge_id, merged_at, inserted + updated + deleted FROM ops.merges WHERE target = %s AND exported_at IS NULL ORDER BY merge_id",
+            (target_name,),
+        ).fetchall()
+        # A merge that changed no row (a rebuild that found all as it was) has nothing to send.
+        conn.execute("UPDATE ops.merges SET exported_at = now() WHERE merge_id = ANY(%s)", ([m for m, _, changed in pending if not changed],))
     written: list[Path] = []
-    for merge_id, merged_at in pending:
+    for merge_id, merged_at, _ in (p for p in pending if p[2]):
         chunks = stream(harmonize_store.changes_table(target_name), sql.SQL("_merge_id = {}").format(sql.Literal(merge_id)))
         stem = f"{target_name}_changes_{merged_at.astimezone(dt.timezone.utc):%Y%m%dT%H%M%S.%fZ}"
         files = [directory / f"{stem}.csv", directory / f"{stem}.parquet"]
