@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from children import step_seconds
+
 DATA_DIR = Path(__file__).resolve().parent / ".data"
 PROJECT = Path(__file__).resolve().parents[1]
 BENCH_DATABASE = "harmonizer_bench_e2e"
@@ -128,22 +130,6 @@ def e2e_csv(rows: int) -> Path:
     frame.to_csv(path, sep=";", index=False)
     stamp.write_text(json.dumps({"version": DATA_VERSION, "rows": rows}))
     return path
-
-
-def step_seconds(instance, run_id: str) -> dict[str, float]:
-    """Each step's seconds, from the run's STEP_START and STEP_SUCCESS/FAILURE events."""
-    import dagster as dg
-
-    started, seconds = {}, {}
-    for record in instance.all_logs(run_id):
-        event = record.dagster_event
-        if event is None or event.step_key is None:
-            continue
-        if event.event_type == dg.DagsterEventType.STEP_START:
-            started[event.step_key] = record.timestamp
-        elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
-            seconds[event.step_key] = round(record.timestamp - started[event.step_key], 2)
-    return seconds
 
 
 def run_pipeline(csv: Path, work: Path) -> dict:

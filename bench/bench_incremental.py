@@ -54,6 +54,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from children import step_seconds
+
 DATA_DIR = Path(__file__).resolve().parent / ".data"
 PROJECT = Path(__file__).resolve().parents[1]
 BENCH_DATABASE = "harmonizer_bench_incremental"
@@ -176,22 +178,6 @@ def incremental_csv(rows: int, number: int) -> Path:
     frame.iloc[rng.permutation(rows)].to_csv(path, index=False)
     stamp.write_text(json.dumps(expected))
     return path
-
-
-def step_seconds(instance, run_id: str) -> dict[str, float]:
-    """Each step's seconds, from the run's STEP_START and STEP_SUCCESS/FAILURE events."""
-    import dagster as dg
-
-    started, seconds = {}, {}
-    for record in instance.all_logs(run_id):
-        event = record.dagster_event
-        if event is None or event.step_key is None:
-            continue
-        if event.event_type == dg.DagsterEventType.STEP_START:
-            started[event.step_key] = record.timestamp
-        elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
-            seconds[event.step_key] = round(record.timestamp - started[event.step_key], 2)
-    return seconds
 
 
 def _failures(run) -> list[str]:

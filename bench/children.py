@@ -1,5 +1,6 @@
 """Run one benchmark scenario in a fresh process and read its result and peak RSS (stdlib only,
-so an interpreter of another venv can import it too)."""
+so an interpreter of another venv can import it too); step_seconds reads a Dagster run's step
+times (it imports dagster when called)."""
 
 from __future__ import annotations
 
@@ -36,3 +37,19 @@ def run_child(script: str, scenario: str, data: Path, python: str, timeout: floa
         result = json.loads(Path(out.name).read_text())
         result.setdefault("peak_rss_mb", round(usage.ru_maxrss / 1024, 1))
         return result
+
+
+def step_seconds(instance, run_id: str) -> dict[str, float]:
+    """Each step's seconds, from the run's STEP_START and STEP_SUCCESS/FAILURE events."""
+    import dagster as dg
+
+    started, seconds = {}, {}
+    for record in instance.all_logs(run_id):
+        event = record.dagster_event
+        if event is None or event.step_key is None:
+            continue
+        if event.event_type == dg.DagsterEventType.STEP_START:
+            started[event.step_key] = record.timestamp
+        elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
+            seconds[event.step_key] = round(record.timestamp - started[event.step_key], 2)
+    return seconds
