@@ -17,6 +17,7 @@ from psycopg import sql
 
 from harmonizer_pipeline.harmonize import store
 from harmonizer_pipeline.harmonize.dedup import block_label, match_candidates
+from harmonizer_pipeline.harmonize.merge import key_match
 from harmonizer_pipeline.resources.frame_codec import qualified, storage_name
 from harmonizer_pipeline.settings import Target
 
@@ -28,10 +29,6 @@ class Refreshed:
     candidates: int  # pairs in the table after the refresh
     blocks: int  # blocks compared
     skipped_blocks: int  # blocks over max_block_rows among those touched
-
-
-def _ids(alias: str, names) -> sql.Composable:
-    return sql.SQL(", ").join(sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(storage_name(n))) for n in names)
 
 
 def _blocks_sql(target: Target, alias: str = "") -> sql.Composable:
@@ -47,12 +44,11 @@ def _not_null(target: Target, alias: str = "") -> sql.Composable:
 def _touched_blocks(conn, target_name: str, target: Target, merge_id: int) -> list[tuple]:
     """Block values the merge's changed keys had before it or have now."""
     changes = qualified(store.SCHEMA, store.changes_table(target_name))
-    key_match = sql.SQL(" AND ").join(sql.SQL("o.{k} = c.{k}").format(k=sql.Identifier(storage_name(k))) for k in target.key)
     return conn.execute(
         sql.SQL("SELECT {c_blocks} FROM {changes} c WHERE c._merge_id = %s AND c._operation <> 'delete' AND {c_not_null}"
                 " UNION SELECT {o_blocks} FROM _merge_old o JOIN {changes} c ON {key_match} AND c._merge_id = %s WHERE {o_not_null}").format(
             c_blocks=_blocks_sql(target, "c"), changes=changes, c_not_null=_not_null(target, "c"), o_blocks=_blocks_sql(target, "o"),
-            key_match=key_match, o_not_null=_not_null(target, "o")),
+            key_match=key_match("o", "c", target.key), o_not_null=_not_null(target, "o")),
         (merge_id, merge_id),
     ).fetchall()  # fmt: skip
 

@@ -100,7 +100,7 @@ def _prefixed(alias: str, names: Sequence[str]) -> sql.Composable:
     return sql.SQL(", ").join(sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(storage_name(n))) for n in names)
 
 
-def _key_match(left: str, right: str, key: Sequence[str]) -> sql.Composable:
+def key_match(left: str, right: str, key: Sequence[str]) -> sql.Composable:
     return sql.SQL(" AND ").join(
         sql.SQL("{}.{} = {}.{}").format(sql.Identifier(left), sql.Identifier(storage_name(k)), sql.Identifier(right), sql.Identifier(storage_name(k)))
         for k in key
@@ -231,7 +231,7 @@ def _recompute(q: _Statements, settings: Settings, target_name: str, added, remo
         q.run(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT * FROM {} WHERE false").format(sql.Identifier(old), table))
         q.run(
             sql.SQL("WITH gone AS (DELETE FROM {table} t USING _merge_keys k WHERE {match} RETURNING t.*) INSERT INTO {old} SELECT * FROM gone").format(
-                table=table, match=_key_match("t", "k", q.key), old=sql.Identifier(old))
+                table=table, match=key_match("t", "k", q.key), old=sql.Identifier(old))
         )  # fmt: skip
     # Their rows from files still merged: the duplicate rows when a key had several, else its target row.
     for old, only_row in (("_merge_old_rows", sql.SQL("TRUE")), ("_merge_old", sql.SQL("t._duplicates = 0"))):
@@ -264,7 +264,7 @@ def _record_changes(q: _Statements, merge_id: int) -> None:
                 " SELECT %s, CASE WHEN o.{first} IS NULL THEN 'insert' WHEN n.{first} IS NULL THEN 'delete' ELSE 'update' END, {new_values}, n._duplicates"
                 " FROM _merge_old o FULL JOIN (SELECT {values}, _others AS _duplicates FROM _merge_ranked WHERE _position = 0) n ON {match}"
                 " WHERE o.{first} IS NULL OR n.{first} IS NULL OR ROW({o}) IS DISTINCT FROM ROW({n})").format(
-            changes=q.changes, values=_ids(q.values), first=first, new_values=new_values, match=_key_match("o", "n", key),
+            changes=q.changes, values=_ids(q.values), first=first, new_values=new_values, match=key_match("o", "n", key),
             o=sql.SQL(", ").join(sql.SQL("o.{}").format(c) for c in compared),
             n=sql.SQL(", ").join(sql.SQL("n.{}").format(c) for c in compared)),
         (merge_id,),
@@ -280,7 +280,7 @@ def _update_history(q: _Statements, run_id: str, merge_id: int) -> int:
     q.run(
         sql.SQL("UPDATE {history} h SET valid_to = now(), is_current = false FROM {changes} c WHERE c._merge_id = %s AND h.is_current AND {match}"
                 " AND (c._operation = 'delete' OR ROW({h}) IS DISTINCT FROM ROW({c}))").format(
-            history=q.history, changes=q.changes, match=_key_match("h", "c", q.key), h=h_values, c=c_values),
+            history=q.history, changes=q.changes, match=key_match("h", "c", q.key), h=h_values, c=c_values),
         (merge_id,),
     )  # fmt: skip
     values = _ids(q.values)
@@ -288,7 +288,7 @@ def _update_history(q: _Statements, run_id: str, merge_id: int) -> int:
         sql.SQL("INSERT INTO {history} ({values}, valid_from, valid_to, is_current, _run_id) SELECT {c_values}, now(), NULL, true, %s"
                 " FROM {changes} c WHERE c._merge_id = %s AND c._operation <> 'delete'"
                 " AND NOT EXISTS (SELECT 1 FROM {history} h WHERE h.is_current AND {match})").format(
-            history=q.history, values=values, c_values=_prefixed("c", q.values), changes=q.changes, match=_key_match("h", "c", q.key)),
+            history=q.history, values=values, c_values=_prefixed("c", q.values), changes=q.changes, match=key_match("h", "c", q.key)),
         (run_id, merge_id),
     )  # fmt: skip
 
