@@ -9,7 +9,7 @@ visit row of the same person). A throwaway harmonizer.yaml maps it into a target
 (business key last_name, first_name, birth_date; most_complete wins; fuzzy match within birth
 date) with a pandera schema gating it.
 
-In one fresh process (its peak RSS from its own getrusage), on the project's PostgreSQL server
+In one fresh process (its peak RSS from its own VmHWM), on the project's PostgreSQL server
 (embedded, or HARMONIZER_DATABASE_URL) in a throwaway database `harmonizer_bench_e2e`:
 the landing sensor's tick, the load job (raw, validated + gate, profile, keys, comparison),
 then the harmonize job (harmonized, export: CSV, Parquet, Excel, unique/duplicate files, zip),
@@ -22,14 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from children import step_seconds
+from children import peak_rss_mb, step_seconds
 
 DATA_DIR = Path(__file__).resolve().parent / ".data"
 PROJECT = Path(__file__).resolve().parents[1]
@@ -180,7 +179,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.child:
         result = run_pipeline(args.csv, args.child.parent)
-        result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        result["peak_rss_mb"] = round(peak_rss_mb(), 1)
         args.child.write_text(json.dumps(result))
         return 0
 

@@ -27,7 +27,7 @@ comparison, staged: not measured), then in a FRESH child process the job harmoni
 tagged as an automation-triggered run (dagster/from_automation_condition), so export/ writes the
 merge's change files only. Measured there: the seconds of the harmonized and export steps from
 Dagster's event log, the run's wall time ("step wall"; the child's whole life, imports
-included, is process_wall_s in the JSON) and the child's peak RSS (its own getrusage), with what
+included, is process_wall_s in the JSON) and the child's peak RSS (its own VmHWM), with what
 the merge did (keys affected, rows inserted / updated / deleted, rows in the target) from the
 materialization's metadata. At the end rebuild_inc_patients (every key recomputed, then a full
 export, as a run by hand) in a fresh child, and the target's and its duplicate rows' row counts
@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -54,7 +53,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from children import step_seconds
+from children import peak_rss_mb, step_seconds
 
 DATA_DIR = Path(__file__).resolve().parent / ".data"
 PROJECT = Path(__file__).resolve().parents[1]
@@ -338,7 +337,7 @@ def main() -> int:
     sys.path.insert(0, str(PROJECT))
     if args.child:
         result = run_step(args.child, args.work)
-        result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        result["peak_rss_mb"] = round(peak_rss_mb(), 1)
         (args.work / f"{args.child}.json").write_text(json.dumps(result))
         return 0
     if args.files < 1 or args.rows < 100:

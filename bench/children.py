@@ -17,7 +17,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 def run_child(script: str, scenario: str, data: Path, python: str, timeout: float | None = None) -> dict:
     """`python script --scenario NAME --csv DATA --result FILE`; its JSON result with `peak_rss_mb`,
     or {"error": ...} when it fails or outlives `timeout`. The peak is the one the child reports
-    of itself (getrusage) when it does; os.wait4's figure is the fallback, as after a child was
+    of itself (peak_rss_mb) when it does; os.wait4's figure is the fallback, as after a child was
     killed it was seen to repeat that child's figure for later ones."""
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         command = [python, script, "--scenario", scenario, "--csv", str(data), "--result", out.name]
@@ -37,6 +37,19 @@ def run_child(script: str, scenario: str, data: Path, python: str, timeout: floa
         result = json.loads(Path(out.name).read_text())
         result.setdefault("peak_rss_mb", round(usage.ru_maxrss / 1024, 1))
         return result
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS in MB: VmHWM, which starts afresh at exec. getrusage's ru_maxrss
+    does not: a child keeps its parent's RSS at fork time as a floor (a parent that generated a
+    1M-row file with pandas made every child report 936 MB)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) / 1024
 
 
 def step_seconds(instance, run_id: str) -> dict[str, float]:

@@ -20,7 +20,8 @@ the incremental merge is tested against.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from psycopg import sql
@@ -157,7 +158,7 @@ def merge(conn, settings: Settings, target_name: str, run_id: str, *, rebuild: b
             (target_name, run_id, rebuild, len(added), len(removed)),
         )  # fmt: skip
         _record_changes(q, result.merge_id)
-        result.history_versions = _update_history(q, run_id, result.merge_id) if target.history else 0
+        result.history_versions = _update_history(q, run_id, result.merge_id, rebuild) if target.history else 0
         counts = dict(conn.execute(sql.SQL("SELECT _operation, count(*) FROM {} WHERE _merge_id = %s GROUP BY 1").format(q.changes), (result.merge_id,)).fetchall())
         result.inserted, result.updated, result.deleted = (counts.get(op, 0) for op in ("insert", "update", "delete"))
         result.keys_affected = q.scalar(sql.SQL("SELECT count(*) FROM _merge_keys"))
@@ -227,12 +228,13 @@ def _recompute(q: _Statements, settings: Settings, target_name: str, added, remo
     q.run(sql.SQL("ANALYZE _merge_keys"))
     # The affected keys' rows leave the target and the duplicate rows, kept aside as they were:
     # one pass over each table, and the old state for the delta.
-    for old, table in (("_merge_old", q.table), ("_merge_old_rows", q.rows)):
-        q.run(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT * FROM {} WHERE false").format(sql.Identifier(old), table))
-        q.run(
-            sql.SQL("WITH gone AS (DELETE FROM {table} t USING _merge_keys k WHERE {match} RETURNING t.*) INSERT INTO {old} SELECT * FROM gone").format(
-                table=table, match=key_match("t", "k", q.key), old=sql.Identifier(old))
-        )  # fmt: skip
+    with _key_lookups(q.conn, not rebuild):
+        for old, table in (("_merge_old", q.table), ("_merge_old_rows", q.rows)):
+            q.run(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT * FROM {} WHERE false").format(sql.Identifier(old), table))
+            q.run(
+                sql.SQL("WITH gone AS (DELETE FROM {table} t USING _merge_keys k WHERE {match} RETURNING t.*) INSERT INTO {old} SELECT * FROM gone").format(
+                    table=table, match=key_match("t", "k", q.key), old=sql.Identifier(old))
+            )  # fmt: skip
     # Their rows from files still merged: the duplicate rows when a key had several, else its target row.
     for old, only_row in (("_merge_old_rows", sql.SQL("TRUE")), ("_merge_old", sql.SQL("t._duplicates = 0"))):
         q.run(
@@ -249,6 +251,20 @@ def _recompute(q: _Statements, settings: Settings, target_name: str, added, remo
     )  # fmt: skip
     q.run(sql.SQL("INSERT INTO {} ({}, _duplicates) SELECT {}, _others FROM _merge_ranked WHERE _position = 0").format(q.table, values, values))
     q.run(sql.SQL("INSERT INTO {} ({}, _kept, _position) SELECT {}, _position = 0, _position FROM _merge_ranked WHERE _others > 0").format(q.rows, values, values))
+
+
+@contextmanager
+def _key_lookups(conn, wanted: bool) -> Iterator[None]:
+    """Joins with the affected keys look each key up in the table's key index, so their cost
+    follows the keys: left to itself the planner hashes the keys and reads the whole target,
+    which grows with every file. Not for a rebuild, which touches every row anyway."""
+    if not wanted:
+        yield
+        return
+    saved = conn.execute("SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin')").fetchone()
+    conn.execute("SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)")
+    yield
+    conn.execute("SELECT set_config('enable_hashjoin', %s, true), set_config('enable_mergejoin', %s, true)", saved)
 
 
 def _record_changes(q: _Statements, merge_id: int) -> None:
@@ -271,26 +287,27 @@ def _record_changes(q: _Statements, merge_id: int) -> None:
     )  # fmt: skip
 
 
-def _update_history(q: _Statements, run_id: str, merge_id: int) -> int:
+def _update_history(q: _Statements, run_id: str, merge_id: int, rebuild: bool) -> int:
     """Close the current version of keys deleted or whose values changed; open a version for keys
     inserted or changed. Lineage alone changing (the same values from a later file) is no new version."""
     columns = list(q.target.columns)
     h_values = sql.SQL(", ").join(sql.SQL("h.{}").format(sql.Identifier(storage_name(c))) for c in columns)
     c_values = sql.SQL(", ").join(sql.SQL("c.{}").format(sql.Identifier(storage_name(c))) for c in columns)
-    q.run(
-        sql.SQL("UPDATE {history} h SET valid_to = now(), is_current = false FROM {changes} c WHERE c._merge_id = %s AND h.is_current AND {match}"
-                " AND (c._operation = 'delete' OR ROW({h}) IS DISTINCT FROM ROW({c}))").format(
-            history=q.history, changes=q.changes, match=key_match("h", "c", q.key), h=h_values, c=c_values),
-        (merge_id,),
-    )  # fmt: skip
-    values = _ids(q.values)
-    return q.run(
-        sql.SQL("INSERT INTO {history} ({values}, valid_from, valid_to, is_current, _run_id) SELECT {c_values}, now(), NULL, true, %s"
-                " FROM {changes} c WHERE c._merge_id = %s AND c._operation <> 'delete'"
-                " AND NOT EXISTS (SELECT 1 FROM {history} h WHERE h.is_current AND {match})").format(
-            history=q.history, values=values, c_values=_prefixed("c", q.values), changes=q.changes, match=key_match("h", "c", q.key)),
-        (run_id, merge_id),
-    )  # fmt: skip
+    with _key_lookups(q.conn, not rebuild):
+        q.run(
+            sql.SQL("UPDATE {history} h SET valid_to = now(), is_current = false FROM {changes} c WHERE c._merge_id = %s AND h.is_current AND {match}"
+                    " AND (c._operation = 'delete' OR ROW({h}) IS DISTINCT FROM ROW({c}))").format(
+                history=q.history, changes=q.changes, match=key_match("h", "c", q.key), h=h_values, c=c_values),
+            (merge_id,),
+        )  # fmt: skip
+        values = _ids(q.values)
+        return q.run(
+            sql.SQL("INSERT INTO {history} ({values}, valid_from, valid_to, is_current, _run_id) SELECT {c_values}, now(), NULL, true, %s"
+                    " FROM {changes} c WHERE c._merge_id = %s AND c._operation <> 'delete'"
+                    " AND NOT EXISTS (SELECT 1 FROM {history} h WHERE h.is_current AND {match})").format(
+                history=q.history, values=values, c_values=_prefixed("c", q.values), changes=q.changes, match=key_match("h", "c", q.key)),
+            (run_id, merge_id),
+        )  # fmt: skip
 
 
 def _drop_gone_rejections(conn, sources: list[str], desired: list[MergeFile]) -> None:
