@@ -151,23 +151,33 @@ def merge(conn, settings: Settings, target_name: str, run_id: str, *, rebuild: b
     result = MergeResult(files_added=len(added), files_removed=len(removed))
     q = _Statements(conn, target_name, target)
     if added or removed or rebuild:
-        _recompute(q, settings, target_name, added, removed, kept, rebuild)
+        result.keys_affected = _recompute(q, settings, target_name, added, removed, kept, rebuild)
         result.merge_id = q.scalar(
             sql.SQL("INSERT INTO ops.merges (target, run_id, rebuild, files_added, files_removed, keys_affected, inserted, updated, deleted,"
-                    " history_versions) VALUES (%s, %s, %s, %s, %s, (SELECT count(*) FROM _merge_keys), 0, 0, 0, 0) RETURNING merge_id"),
-            (target_name, run_id, rebuild, len(added), len(removed)),
+                    " history_versions) VALUES (%s, %s, %s, %s, %s, %s, 0, 0, 0, 0) RETURNING merge_id"),
+            (target_name, run_id, rebuild, len(added), len(removed), result.keys_affected),
         )  # fmt: skip
         _record_changes(q, result.merge_id)
-        result.history_versions = _update_history(q, run_id, result.merge_id, rebuild) if target.history else 0
         counts = dict(conn.execute(sql.SQL("SELECT _operation, count(*) FROM {} WHERE _merge_id = %s GROUP BY 1").format(q.changes), (result.merge_id,)).fetchall())
         result.inserted, result.updated, result.deleted = (counts.get(op, 0) for op in ("insert", "update", "delete"))
-        result.keys_affected = q.scalar(sql.SQL("SELECT count(*) FROM _merge_keys"))
-        # The target's rows follow from the last merge's and this delta; a count only when there is none to follow.
-        before = None if recreated else _rows_after_last_merge(conn, target_name, result.merge_id)
-        result.rows = q.scalar(sql.SQL("SELECT count(*) FROM {}").format(q.table)) if before is None else before + result.inserted - result.deleted
+        changed = result.inserted + result.updated + result.deleted
+        result.history_versions = _update_history(q, run_id, result.merge_id, changed) if target.history else 0
+        # The totals follow from the last merge's and this delta; counted only when there are none to follow.
+        before = None if recreated else _totals_after_last_merge(conn, target_name, result.merge_id)
+        if before is None:
+            result.rows, result.duplicate_keys, result.merged_rows = _counted_totals(q)
+        else:
+            duplicate_keys, merged_rows = conn.execute(
+                "SELECT n.keys - o.keys, n.rows - o.rows FROM"
+                " (SELECT count(*) FILTER (WHERE _position = 0) AS keys, count(*) FILTER (WHERE _position > 0) AS rows FROM _merge_ranked WHERE _others > 0) n,"
+                " (SELECT count(*) FILTER (WHERE _position = 0) AS keys, count(*) FILTER (WHERE _position > 0) AS rows FROM _merge_old_rows) o"
+            ).fetchone()
+            result.rows = before[0] + result.inserted - result.deleted
+            result.duplicate_keys, result.merged_rows = before[1] + duplicate_keys, before[2] + merged_rows
         conn.execute(
-            "UPDATE ops.merges SET inserted = %s, updated = %s, deleted = %s, history_versions = %s, rows = %s WHERE merge_id = %s",
-            (result.inserted, result.updated, result.deleted, result.history_versions, result.rows, result.merge_id),
+            "UPDATE ops.merges SET inserted = %s, updated = %s, deleted = %s, history_versions = %s, rows = %s, duplicate_keys = %s, merged_rows = %s"
+            " WHERE merge_id = %s",
+            (result.inserted, result.updated, result.deleted, result.history_versions, result.rows, result.duplicate_keys, result.merged_rows, result.merge_id),
         )
         conn.execute("DELETE FROM ops.merged_files WHERE target = %s", (target_name,))
         with conn.cursor().copy("COPY ops.merged_files (target, source, partition_key, file_id, load_id, staged_run_id) FROM STDIN") as copy:
@@ -176,21 +186,26 @@ def merge(conn, settings: Settings, target_name: str, run_id: str, *, rebuild: b
     # A file superseded before any merge took it in changes no key, but its rejections go all the same.
     _drop_gone_rejections(conn, settings.sources_of(target_name), desired)
     if result.merge_id is None:
-        last = None if recreated else _rows_after_last_merge(conn, target_name, None)
-        result.rows = q.scalar(sql.SQL("SELECT count(*) FROM {}").format(q.table)) if last is None else last
-    result.duplicate_keys, result.merged_rows = conn.execute(
-        sql.SQL("SELECT count(*) FILTER (WHERE _position = 0), count(*) FILTER (WHERE _position > 0) FROM {}").format(q.rows)
-    ).fetchone()
+        last = None if recreated else _totals_after_last_merge(conn, target_name, None)
+        result.rows, result.duplicate_keys, result.merged_rows = _counted_totals(q) if last is None else last
     result.per_source = _per_source(conn, settings.sources_of(target_name), desired, merged, added, removed)
     return result
 
 
-def _rows_after_last_merge(conn, target_name: str, before_merge: int | None) -> int | None:
+def _totals_after_last_merge(conn, target_name: str, before_merge: int | None) -> tuple[int, int, int] | None:
+    """(rows, duplicate keys, merged rows) of the target after its last merge (before `before_merge`)."""
     row = conn.execute(
-        "SELECT rows FROM ops.merges WHERE target = %s AND (%s::bigint IS NULL OR merge_id < %s) ORDER BY merge_id DESC LIMIT 1",
+        "SELECT rows, duplicate_keys, merged_rows FROM ops.merges WHERE target = %s AND (%s::bigint IS NULL OR merge_id < %s) ORDER BY merge_id DESC LIMIT 1",
         (target_name, before_merge, before_merge),
     ).fetchone()
-    return None if row is None else row[0]
+    return None if row is None or None in row else row
+
+
+def _counted_totals(q: _Statements) -> tuple[int, int, int]:
+    rows = q.scalar(sql.SQL("SELECT count(*) FROM {}").format(q.table))
+    return rows, *q.conn.execute(
+        sql.SQL("SELECT count(*) FILTER (WHERE _position = 0), count(*) FILTER (WHERE _position > 0) FROM {}").format(q.rows)
+    ).fetchone()
 
 
 def _files_table(q: _Statements, name: str, files: Sequence[MergeFile]) -> None:
@@ -201,7 +216,8 @@ def _files_table(q: _Statements, name: str, files: Sequence[MergeFile]) -> None:
     q.run(sql.SQL("ANALYZE {}").format(sql.Identifier(name)))
 
 
-def _recompute(q: _Statements, settings: Settings, target_name: str, added, removed, kept, rebuild: bool) -> None:
+def _recompute(q: _Statements, settings: Settings, target_name: str, added, removed, kept, rebuild: bool) -> int:
+    """Replace the affected keys' rows; returns how many keys were affected."""
     key, values = _ids(q.key), _ids(q.values)
     _files_table(q, "_merge_kept", kept)
     _files_table(q, "_merge_removed", removed)
@@ -226,11 +242,12 @@ def _recompute(q: _Statements, settings: Settings, target_name: str, added, remo
                 " UNION ALL SELECT {key} FROM {rows} WHERE {gone}) affected").format(key=key, table=q.table, rows=q.rows, gone=gone)
     )  # fmt: skip
     q.run(sql.SQL("ANALYZE _merge_keys"))
+    keys_affected = q.scalar(sql.SQL("SELECT count(*) FROM _merge_keys"))
     # The affected keys' rows leave the target and the duplicate rows, kept aside as they were:
     # one pass over each table, and the old state for the delta.
-    with _key_lookups(q.conn, not rebuild):
-        for old, table in (("_merge_old", q.table), ("_merge_old_rows", q.rows)):
-            q.run(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT * FROM {} WHERE false").format(sql.Identifier(old), table))
+    for old, table in (("_merge_old", q.table), ("_merge_old_rows", q.rows)):
+        q.run(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT * FROM {} WHERE false").format(sql.Identifier(old), table))
+        with _key_lookups(q, table, keys_affected):
             q.run(
                 sql.SQL("WITH gone AS (DELETE FROM {table} t USING _merge_keys k WHERE {match} RETURNING t.*) INSERT INTO {old} SELECT * FROM gone").format(
                     table=table, match=key_match("t", "k", q.key), old=sql.Identifier(old))
@@ -251,20 +268,27 @@ def _recompute(q: _Statements, settings: Settings, target_name: str, added, remo
     )  # fmt: skip
     q.run(sql.SQL("INSERT INTO {} ({}, _duplicates) SELECT {}, _others FROM _merge_ranked WHERE _position = 0").format(q.table, values, values))
     q.run(sql.SQL("INSERT INTO {} ({}, _kept, _position) SELECT {}, _position = 0, _position FROM _merge_ranked WHERE _others > 0").format(q.rows, values, values))
+    return keys_affected
+
+
+LOOKUP_RATIO = 2  # a table this many times the keys or larger: look the keys up
 
 
 @contextmanager
-def _key_lookups(conn, wanted: bool) -> Iterator[None]:
-    """Joins with the affected keys look each key up in the table's key index, so their cost
-    follows the keys: left to itself the planner hashes the keys and reads the whole target,
-    which grows with every file. Not for a rebuild, which touches every row anyway."""
-    if not wanted:
+def _key_lookups(q: _Statements, table: sql.Composable, keys: int) -> Iterator[None]:
+    """Joins of `keys` keys with `table` look each key up in its key index when the table is much
+    larger, so their cost follows the keys: left to itself the planner hashes the keys and reads
+    the whole table, which grows with every file (at 9M rows: 2.0 s a merge, and growing). When
+    the table is not much larger (a first merge, a rebuild), hashing is the cheaper way. The
+    table's size is the planner's own estimate (pg_class.reltuples; -1 before any ANALYZE)."""
+    rows = q.scalar(sql.SQL("SELECT reltuples FROM pg_class WHERE oid = %s::regclass"), (table.as_string(q.conn),))
+    if rows < LOOKUP_RATIO * keys:
         yield
         return
-    saved = conn.execute("SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin')").fetchone()
-    conn.execute("SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)")
+    saved = q.conn.execute("SELECT current_setting('enable_hashjoin'), current_setting('enable_mergejoin')").fetchone()
+    q.conn.execute("SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)")
     yield
-    conn.execute("SELECT set_config('enable_hashjoin', %s, true), set_config('enable_mergejoin', %s, true)", saved)
+    q.conn.execute("SELECT set_config('enable_hashjoin', %s, true), set_config('enable_mergejoin', %s, true)", saved)
 
 
 def _record_changes(q: _Statements, merge_id: int) -> None:
@@ -287,13 +311,13 @@ def _record_changes(q: _Statements, merge_id: int) -> None:
     )  # fmt: skip
 
 
-def _update_history(q: _Statements, run_id: str, merge_id: int, rebuild: bool) -> int:
+def _update_history(q: _Statements, run_id: str, merge_id: int, changed: int) -> int:
     """Close the current version of keys deleted or whose values changed; open a version for keys
     inserted or changed. Lineage alone changing (the same values from a later file) is no new version."""
     columns = list(q.target.columns)
     h_values = sql.SQL(", ").join(sql.SQL("h.{}").format(sql.Identifier(storage_name(c))) for c in columns)
     c_values = sql.SQL(", ").join(sql.SQL("c.{}").format(sql.Identifier(storage_name(c))) for c in columns)
-    with _key_lookups(q.conn, not rebuild):
+    with _key_lookups(q, q.history, changed):
         q.run(
             sql.SQL("UPDATE {history} h SET valid_to = now(), is_current = false FROM {changes} c WHERE c._merge_id = %s AND h.is_current AND {match}"
                     " AND (c._operation = 'delete' OR ROW({h}) IS DISTINCT FROM ROW({c}))").format(

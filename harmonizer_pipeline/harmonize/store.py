@@ -87,8 +87,12 @@ _BOOKKEEPING = [
         deleted bigint NOT NULL,
         history_versions bigint NOT NULL,
         rows bigint,
-        exported_at timestamptz
+        exported_at timestamptz,
+        duplicate_keys bigint,
+        merged_rows bigint
     )""",
+    # Tables of a merge bookkeeping made before the target's duplicate totals were carried from merge to merge.
+    "ALTER TABLE ops.merges ADD COLUMN IF NOT EXISTS duplicate_keys bigint, ADD COLUMN IF NOT EXISTS merged_rows bigint",
     "CREATE INDEX IF NOT EXISTS merges_target ON ops.merges (target, merge_id)",
 ]
 
