@@ -356,3 +356,25 @@ def test_a_merge_of_few_keys_looks_them_up_and_reads_no_whole_table(database_url
     assert all(idx >= 1 for _, idx in scans.values())
     assert rows == [("p00001", "changed", 1), ("p00010", "z", 2), ("p99999", "new", 0)]
     assert history == (3003, 3001)
+
+
+def test_an_exported_delta_is_dropped_and_the_last_one_truncated(database_url):
+    settings, a, _, target = make_settings()
+    changes = f'harmonized."{store.changes_table(target)}"'
+    with psycopg.connect(database_url) as conn:
+        files = Files(conn, settings, target)
+        files.land(a, "jan.csv", [("k1", "x", 1), ("k2", "y", 2)])
+        first = files.merge().merge_id
+        files.land(a, "feb.csv", [("k3", "z", 3)])
+        second = files.merge().merge_id
+        filenode = conn.execute(f"SELECT pg_relation_filenode('{changes}')").fetchone()[0]
+        # Another merge's delta waits for its export: only this one's rows go.
+        store.drop_exported_changes(conn, target, first)
+        conn.commit()
+        assert conn.execute(f"SELECT _merge_id, k FROM {changes}").fetchall() == [(second, "k3")]
+        assert conn.execute(f"SELECT pg_relation_filenode('{changes}')").fetchone()[0] == filenode
+        # The last one: the table is truncated (a new file for its storage, no dead rows left behind).
+        store.drop_exported_changes(conn, target, second)
+        conn.commit()
+        assert conn.execute(f"SELECT count(*) FROM {changes}").fetchone()[0] == 0
+        assert conn.execute(f"SELECT pg_relation_filenode('{changes}')").fetchone()[0] != filenode

@@ -29,7 +29,6 @@ from harmonizer_pipeline.quality import store as quality_store
 from harmonizer_pipeline.quality.assets import OWNERS, table_metadata
 from harmonizer_pipeline.resources import LandingResource, PostgresResource, table_store
 from harmonizer_pipeline.resources.postgres import adbc_connection
-from harmonizer_pipeline.resources.frame_codec import qualified
 from harmonizer_pipeline.settings import Settings
 
 AUTOMATION_CONDITION_TAG = "dagster/from_automation_condition"
@@ -216,7 +215,7 @@ def _write_changes(postgres, target_name: str, directory: Path, stream, upload, 
         ]  # fmt: skip
         with postgres.connect() as conn:
             audit.record(conn, *done)
-            conn.execute(sql.SQL("DELETE FROM {} WHERE _merge_id = %s").format(qualified("harmonized", harmonize_store.changes_table(target_name))), (merge_id,))
+            harmonize_store.drop_exported_changes(conn, target_name, merge_id)
             conn.execute("UPDATE ops.merges SET exported_at = now() WHERE merge_id = %s", (merge_id,))
         written += files
     return written

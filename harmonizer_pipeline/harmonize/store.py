@@ -114,6 +114,20 @@ def changes_table(target: str) -> str:
     return f"{target}_changes"
 
 
+def drop_exported_changes(conn, target: str, merge_id: int) -> None:
+    """Drop the delta of merge `merge_id` once its change files are written: TRUNCATE when it is
+    the table's only one (0.05 s where a DELETE of a 1M-row delta took 0.3-0.6 s and left its dead
+    rows for autovacuum, in front of the next merge's delta), else DELETE. The lock waits for a
+    merge still writing its delta, so the check then sees it."""
+    table = qualified(SCHEMA, changes_table(target))
+    conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(table))
+    others = conn.execute(sql.SQL("SELECT EXISTS (SELECT FROM {} WHERE _merge_id < %s OR _merge_id > %s)").format(table), (merge_id, merge_id)).fetchone()[0]
+    if others:
+        conn.execute(sql.SQL("DELETE FROM {} WHERE _merge_id = %s").format(table), (merge_id,))
+    else:
+        conn.execute(sql.SQL("TRUNCATE {}").format(table))
+
+
 def history_table(target: str) -> str:
     return f"{target}_history"
 
