@@ -245,12 +245,14 @@ def _recompute(q: _Statements, settings: Settings, target_name: str, added, remo
     keys_affected = q.scalar(sql.SQL("SELECT count(*) FROM _merge_keys"))
     # The affected keys' rows leave the target and the duplicate rows, kept aside as they were:
     # one pass over each table, and the old state for the delta.
+    # A rebuild's keys are every row's: no join (hashing 8.8M keys against 8.8M rows took 201 s).
+    affected = sql.SQL("") if rebuild else sql.SQL(" USING _merge_keys k WHERE {}").format(key_match("t", "k", q.key))
     for old, table in (("_merge_old", q.table), ("_merge_old_rows", q.rows)):
         q.run(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT * FROM {} WHERE false").format(sql.Identifier(old), table))
         with _key_lookups(q, table, keys_affected):
             q.run(
-                sql.SQL("WITH gone AS (DELETE FROM {table} t USING _merge_keys k WHERE {match} RETURNING t.*) INSERT INTO {old} SELECT * FROM gone").format(
-                    table=table, match=key_match("t", "k", q.key), old=sql.Identifier(old))
+                sql.SQL("WITH gone AS (DELETE FROM {table} t{affected} RETURNING t.*) INSERT INTO {old} SELECT * FROM gone").format(
+                    table=table, affected=affected, old=sql.Identifier(old))
             )  # fmt: skip
     # Their rows from files still merged: the duplicate rows when a key had several, else its target row.
     for old, only_row in (("_merge_old_rows", sql.SQL("TRUE")), ("_merge_old", sql.SQL("t._duplicates = 0"))):
