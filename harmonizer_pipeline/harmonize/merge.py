@@ -235,67 +235,42 @@ def _recompute(q: _Statements, settings: Settings, target_name: str, added, remo
             params += [keys, [f.file_id for f in partitions], keys]
     typed_empty = sql.SQL("SELECT {}, 0::bigint AS _file_rank FROM {} WHERE false").format(values, q.table)
     q.run(sql.SQL("CREATE TEMP TABLE _merge_rows ON COMMIT DROP AS {}").format(sql.SQL(" UNION ALL ").join(selects or [typed_empty])), params)
-    order, order_params = preference(q.target)
-
-    def ranked(rows: str, new: bool) -> sql.Composable:
-        return sql.SQL(
-            "SELECT {values}, row_number() OVER w - 1 AS _position, count(*) OVER (PARTITION BY {key}) - 1 AS _others, {new} AS _new"
-            " FROM {rows} WINDOW w AS (PARTITION BY {key} ORDER BY {order})"
-        ).format(values=values, key=key, new=sql.Literal(new), rows=sql.Identifier(rows), order=order)
-
-    q.run(sql.SQL("CREATE TEMP TABLE _merge_ranked ON COMMIT DROP AS {} LIMIT 0").format(ranked("_merge_rows", True)), order_params)
-    new_keys = 0
-    if rebuild:
-        fresh = sql.SQL("SELECT {} FROM _merge_rows").format(key)
-    else:
-        # The added rows ranked among themselves. The survivors of keys the target does not hold
-        # yet go straight in: the insert's own probe of the primary key tells them from the keys
-        # it holds, which alone are recomputed below (a file of new people probes each key once).
-        q.run(sql.SQL("INSERT INTO _merge_ranked {}").format(ranked("_merge_rows", True)), order_params)
-        q.run(sql.SQL("CREATE TEMP TABLE _merge_new_keys ON COMMIT DROP AS SELECT {} FROM {} WHERE false").format(key, q.table))
-        new_keys = q.run(
-            sql.SQL("WITH inserted AS (INSERT INTO {table} ({values}, _duplicates) SELECT {values}, _others FROM _merge_ranked WHERE _position = 0"
-                    " ON CONFLICT DO NOTHING RETURNING {key}) INSERT INTO _merge_new_keys SELECT * FROM inserted").format(table=q.table, values=values, key=key)
-        )  # fmt: skip
-        fresh = sql.SQL("SELECT {} FROM _merge_ranked r WHERE _position = 0 AND NOT EXISTS (SELECT FROM _merge_new_keys n WHERE {})").format(
-            _prefixed("r", q.key), key_match("n", "r", q.key))
     gone = sql.SQL("TRUE") if rebuild else sql.SQL("(_source, _load_id) IN (SELECT source, load_id FROM _merge_removed)")
     q.run(
         sql.SQL("CREATE TEMP TABLE _merge_keys ON COMMIT DROP AS SELECT DISTINCT {key} FROM ("
-                " {fresh} UNION ALL SELECT {key} FROM {table} WHERE {gone}"
-                " UNION ALL SELECT {key} FROM {rows} WHERE {gone}) affected").format(key=key, fresh=fresh, table=q.table, rows=q.rows, gone=gone)
+                " SELECT {key} FROM _merge_rows UNION ALL SELECT {key} FROM {table} WHERE {gone}"
+                " UNION ALL SELECT {key} FROM {rows} WHERE {gone}) affected").format(key=key, table=q.table, rows=q.rows, gone=gone)
     )  # fmt: skip
     q.run(sql.SQL("ANALYZE _merge_keys"))
-    recomputed = q.scalar(sql.SQL("SELECT count(*) FROM _merge_keys"))
+    keys_affected = q.scalar(sql.SQL("SELECT count(*) FROM _merge_keys"))
     # The affected keys' rows leave the target and the duplicate rows, kept aside as they were:
     # one pass over each table, and the old state for the delta.
     # A rebuild's keys are every row's: no join (hashing 8.8M keys against 8.8M rows took 201 s).
     affected = sql.SQL("") if rebuild else sql.SQL(" USING _merge_keys k WHERE {}").format(key_match("t", "k", q.key))
     for old, table in (("_merge_old", q.table), ("_merge_old_rows", q.rows)):
         q.run(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT * FROM {} WHERE false").format(sql.Identifier(old), table))
-        with _key_lookups(q, table, recomputed):
+        with _key_lookups(q, table, keys_affected):
             q.run(
                 sql.SQL("WITH gone AS (DELETE FROM {table} t{affected} RETURNING t.*) INSERT INTO {old} SELECT * FROM gone").format(
                     table=table, affected=affected, old=sql.Identifier(old))
             )  # fmt: skip
-    # The affected keys' rows: their added rows (a rebuild's: all), and their rows from files still
-    # merged: the duplicate rows when a key had several, else its target row.
-    affected_rows = "_merge_rows"
-    if not rebuild:
-        affected_rows = "_merge_affected_rows"
-        q.run(sql.SQL("CREATE TEMP TABLE _merge_affected_rows ON COMMIT DROP AS SELECT r.* FROM _merge_rows r JOIN _merge_keys k ON {}").format(
-            key_match("r", "k", q.key)))
-        q.run(sql.SQL("DELETE FROM _merge_ranked r USING _merge_keys k WHERE {}").format(key_match("r", "k", q.key)))
+    # Their rows from files still merged: the duplicate rows when a key had several, else its target row.
     for old, only_row in (("_merge_old_rows", sql.SQL("TRUE")), ("_merge_old", sql.SQL("t._duplicates = 0"))):
         q.run(
-            sql.SQL("INSERT INTO {rows} SELECT {values}, f.file_rank FROM {old} t"
+            sql.SQL("INSERT INTO _merge_rows SELECT {values}, f.file_rank FROM {old} t"
                     " JOIN _merge_kept f ON t._source = f.source AND t._load_id = f.load_id WHERE {only_row}").format(
-                rows=sql.Identifier(affected_rows), values=_prefixed("t", q.values), old=sql.Identifier(old), only_row=only_row)
+                values=_prefixed("t", q.values), old=sql.Identifier(old), only_row=only_row)
         )  # fmt: skip
-    q.run(sql.SQL("INSERT INTO _merge_ranked {}").format(ranked(affected_rows, False)), order_params)
-    q.run(sql.SQL("INSERT INTO {} ({}, _duplicates) SELECT {}, _others FROM _merge_ranked WHERE _position = 0 AND NOT _new").format(q.table, values, values))
+    order, order_params = preference(q.target)
+    q.run(
+        sql.SQL("CREATE TEMP TABLE _merge_ranked ON COMMIT DROP AS SELECT {values}, row_number() OVER w - 1 AS _position,"
+                " count(*) OVER (PARTITION BY {key}) - 1 AS _others FROM _merge_rows WINDOW w AS (PARTITION BY {key} ORDER BY {order})").format(
+            values=values, key=key, order=order),
+        order_params,
+    )  # fmt: skip
+    q.run(sql.SQL("INSERT INTO {} ({}, _duplicates) SELECT {}, _others FROM _merge_ranked WHERE _position = 0").format(q.table, values, values))
     q.run(sql.SQL("INSERT INTO {} ({}, _kept, _position) SELECT {}, _position = 0, _position FROM _merge_ranked WHERE _others > 0").format(q.rows, values, values))
-    return new_keys + recomputed
+    return keys_affected
 
 
 LOOKUP_RATIO = 2  # a table this many times the keys or larger: look the keys up
