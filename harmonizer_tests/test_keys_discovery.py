@@ -1,6 +1,7 @@
 """The key engine against brute force, and its edge cases."""
 
 import itertools
+import os
 
 import numpy as np
 import pandas as pd
@@ -64,6 +65,43 @@ def test_minimal_keys_equal_brute_force(frame, null_equals_null):
     assert [k.columns for k in found] == brute_force(frame, null_equals_null)
     for key in found:
         assert key.has_nulls == bool(frame[list(key.columns)].isna().any().any())
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(frames(), st.integers(2, 8), st.integers(1, 3))
+def test_the_search_finds_the_keys_whatever_its_samples(frame, sample_rows, violations):
+    """Seeds and samples this small leave most of the work to the checks on every row."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(discovery, "SEARCH_SEED_ROWS", 2)
+        patch.setattr(discovery, "SEARCH_SAMPLE_ROWS", sample_rows)
+        patch.setattr(discovery, "VIOLATIONS_PER_CHECK", violations)
+        found = discovery.minimal_key_sets(discovery.CodeTable(encode(frame)))
+    assert found == brute_force(frame)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(frames(), st.data())
+def test_combination_figures_equal_pandas(frame, data):
+    columns = data.draw(st.lists(st.sampled_from(list(frame.columns)), min_size=1, unique=True))
+    codes = encode(frame)
+    table = discovery.CodeTable(codes)
+    sizes = codes.groupby(columns).size()
+    expected = (len(sizes), int((sizes > 1).sum()), int(codes.duplicated(columns).sum()))
+    assert table.stats(table.columns_of(columns)) == expected
+
+
+def test_the_search_finds_what_hpivalid_finds_on_a_larger_table():
+    rng = np.random.default_rng(11)
+    rows = 120_000  # more than twice SEARCH_SAMPLE_ROWS: candidates are looked for in the sample first
+    frame = pd.DataFrame({f"c{i}": rng.integers(0, cardinality, rows) for i, cardinality in enumerate([3, 7, 40, 300, 1000, 5000, 60_000, 2])})
+    frame["c8"] = np.where(rng.random(rows) < 0.01, -1, np.arange(rows))  # unique but for 1% of the rows
+    codes = encode(frame)
+    assert discovery.searchable(discovery.CodeTable(codes))
+    path = discovery._write_codes(codes)
+    try:
+        assert discovery.minimal_key_sets(discovery.CodeTable(codes)) == discovery._minimal_key_sets_of_file(path, list(codes.columns))
+    finally:
+        os.unlink(path)
 
 
 def test_null_semantics_are_explicit():

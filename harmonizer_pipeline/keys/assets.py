@@ -51,7 +51,7 @@ def keys_source_asset(settings: Settings, source: str, partitions: dg.DynamicPar
         kinds={"desbordante", "postgres"},
         owners=OWNERS,
         description=(
-            f"Minimal unique keys (exact, Desbordante HPIValid), near-keys, the suggested key and duplicate groups of each "
+            f"Minimal unique keys (exact, HPIValid's method; Desbordante's for wide tables), near-keys, the suggested key and duplicate groups of each "
             f"{source} file's validated rows; in keys.key_summary, keys.unique_keys, keys.near_keys, keys.duplicate_groups."
         ),
     )

@@ -1,16 +1,19 @@
 """Which column combinations identify a row (no dagster).
 
 - minimal_keys(): every *minimal* unique column combination (UCC) of a frame, exact over every
-  row, found by Desbordante's HPIValid (C++). A key is a non-empty set of columns whose value
-  combinations are all distinct; it is minimal when no proper subset is a key. `max_size`
-  only filters the result (the search is exact either way). Keys come as column names, each
-  key's columns sorted, the list sorted by size then names.
+  row. A key is a non-empty set of columns whose value combinations are all distinct; it is
+  minimal when no proper subset is a key. `max_size` only filters the result (the search is
+  exact either way). Keys come as column names, each key's columns sorted, the list sorted by
+  size then names. Up to SEARCH_MAX_COLUMNS columns (besides single-column keys) _search()
+  finds them, HPIValid's method in numpy on the codes: on the bench's 1M rows × 14 columns it
+  took 0.3 s where Desbordante's HPIValid took 4.7 s (its CSV load 4.4 s of it; its DataFrame
+  load is slower still), with the same 75 keys. Wider tables go to Desbordante's HPIValid.
 - NULL semantics: by default NULL equals NULL (two rows that both lack a value are alike, as a
   deduplication key must treat them); `null_equals_null=False` makes every NULL distinct (SQL's
   UNIQUE). Either way each key says whether any of its columns holds a NULL, which a primary
   key must not.
-- near_keys(): combinations that are almost unique. HPIValid on seeded random samples (20k,
-  5k, 1k rows) proposes them — a key of a sample that is not a key of the table — and
+- near_keys(): combinations that are almost unique. The minimal keys of seeded random samples
+  (20k, 5k, 1k rows) propose them — a key of a sample that is not a key of the table — and
   Desbordante's PyroUCC (approximate UCCs with an error threshold) where the table is too small
   to sample or the samples propose nothing. Each is measured exactly on every row: uniqueness
   ratio (distinct combinations / rows), duplicate groups and excess rows (rows beyond the first
@@ -19,9 +22,10 @@
   preferring columns whose names look like identifiers; otherwise the best near-key.
 
 Values are compared as the frame holds them: the frame is encoded column by column as integer
-codes (pandas' factorize), so Desbordante compares exactly what pandas compares, never a string
-rendering of it. The codes reach Desbordante as a CSV of small integers, which its C++ reader
-parses about 3× faster than its DataFrame reader, which goes row by row through Python.
+codes (pandas' factorize), so the search and Desbordante compare exactly what pandas compares,
+never a string rendering of it. The codes reach Desbordante as a CSV of small integers, which
+its C++ reader parses about 3× faster than its DataFrame reader, which goes row by row through
+Python.
 """
 
 from __future__ import annotations
@@ -40,6 +44,10 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 SPILL_BYTES = 256 << 20  # codes larger than this wait on disk while HPIValid runs
+SEARCH_MAX_COLUMNS = 16  # columns (besides single-column keys) up to which _search() finds the keys; HPIValid beyond
+SEARCH_SEED_ROWS = 1_000  # rows whose every pair's agree set seeds _search()
+SEARCH_SAMPLE_ROWS = 50_000  # rows _search() looks for repeats of a candidate in before it looks in all
+VIOLATIONS_PER_CHECK = 256  # pairs repeating a failed candidate whose agree sets _search() takes
 NEAR_KEY_SAMPLES = (20_000, 5_000, 1_000)  # sample sizes whose keys are proposed as near-keys
 NEAR_KEY_ERROR = 0.01  # PyroUCC's error threshold for proposing near-keys
 ESCALATED_ERRORS = (0.05, 0.2, 0.5)  # tried in turn when nothing is within NEAR_KEY_ERROR
@@ -165,37 +173,14 @@ def _minimal_key_sets_of_file(path: str, names: Sequence[str]) -> list[tuple[str
     return _sorted_keys([tuple(names[i] for i in ucc.indices) for ucc in algorithm.get_uccs()])
 
 
-def minimal_key_sets(codes: pd.DataFrame) -> list[tuple[str, ...]]:
-    """Every minimal non-empty unique combination of the encoded frame's columns."""
-    names = list(codes.columns)
-    if not names:
-        return []
-    if len(codes) <= 1:  # every single column already tells the (at most one) row apart
-        return _sorted_keys([(n,) for n in names])
-    path = _write_codes(codes)
-    try:
-        return _minimal_key_sets_of_file(path, names)
-    finally:
-        os.unlink(path)
-
-
-def _keys(nullable: set[str], found: Sequence[tuple[str, ...]], max_size: int | None) -> list[Key]:
-    return [Key(k, bool(nullable.intersection(k))) for k in found if max_size is None or len(k) <= max_size]
-
-
-def minimal_keys(frame: pd.DataFrame, max_size: int | None = None, null_equals_null: bool = True) -> list[Key]:
-    found = minimal_key_sets(encode(frame, null_equals_null=null_equals_null))
-    return _keys(_null_columns(frame, frame.columns), found, max_size)
-
-
-def combined_codes(codes: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
-    """One int64 code per row for its combination of `columns` (equal combinations, equal codes):
-    the columns' codes folded together as mixed-radix numbers, re-factorized whenever the next
-    column could overflow int64."""
-    combined = np.zeros(len(codes), np.int64)
+def combined_codes(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """One int64 code per row for its combination of the code `arrays` (equal combinations,
+    equal codes): the arrays folded together as mixed-radix numbers, re-factorized whenever the
+    next one could overflow int64."""
+    combined = np.zeros(len(arrays[0]) if arrays else 0, np.int64)
     width = 1
-    for column in columns:
-        values = codes[column].to_numpy().astype(np.int64, copy=False)
+    for array in arrays:
+        values = array.astype(np.int64, copy=False)
         radix = int(values.max()) + 1 if len(values) else 1
         if width * radix >= 2**62:
             combined, uniques = pd.factorize(combined)
@@ -205,15 +190,143 @@ def combined_codes(codes: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
     return combined
 
 
-def combination_stats(codes: pd.DataFrame, columns: Sequence[str]) -> tuple[int, int, int]:
-    """(distinct combinations, duplicate groups, excess rows) of these columns."""
-    if not len(codes):
-        return 0, 0, 0
-    # numpy's SIMD sort of int64 is ~20× faster than hashing (value_counts) on near-unique codes.
-    ordered = np.sort(combined_codes(codes, columns))
-    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
-    sizes = np.diff(np.append(starts, len(ordered)))
-    return len(starts), int((sizes > 1).sum()), int(len(ordered) - len(starts))
+class CodeTable:
+    """The encoded frame as column arrays, with each column's recurring rows (rows whose value
+    another row shares). Only rows recurring in every column of a combination can repeat it, so
+    each check sorts those alone: on the bench's 1M rows a few thousand for most combinations."""
+
+    def __init__(self, codes: pd.DataFrame):
+        self.codes = codes
+        self.names = [str(c) for c in codes.columns]
+        self.rows = len(codes)
+        self.values = [codes[c].to_numpy() for c in codes.columns]
+        self.recurring = [np.bincount(v)[v] > 1 for v in self.values]
+        self.recurring_rows = [int(r.sum()) for r in self.recurring]
+
+    def columns_of(self, names: Sequence[str]) -> list[int]:
+        return [self.names.index(n) for n in names]
+
+    def repeats(self, columns: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The rows recurring in every one of `columns` and a code of their combination of them."""
+        ordered = sorted(columns, key=lambda c: self.recurring_rows[c])
+        rows = np.flatnonzero(self.recurring[ordered[0]])
+        for column in ordered[1:]:
+            rows = rows[self.recurring[column][rows]]
+        return rows, combined_codes([self.values[c][rows] for c in columns])
+
+    def stats(self, columns: Sequence[int]) -> tuple[int, int, int]:
+        """(distinct combinations, duplicate groups, excess rows) of these columns."""
+        rows, combined = self.repeats(columns)
+        # numpy's SIMD sort of int64 is ~20x faster than hashing (value_counts) on near-unique codes.
+        combined.sort()
+        starts = np.flatnonzero(np.concatenate(([True], combined[1:] != combined[:-1])))[: len(rows)]
+        sizes = np.diff(np.append(starts, len(rows)))
+        excess = len(rows) - len(starts)
+        return self.rows - excess, int((sizes > 1).sum()), excess
+
+    def repeating_pairs(self, columns: Sequence[int], limit: int) -> tuple[np.ndarray, np.ndarray]:
+        """Up to `limit` pairs of rows with equal combinations of `columns`, spread over all such pairs."""
+        rows, combined = self.repeats(columns)
+        order = np.argsort(combined)
+        combined = combined[order]
+        seconds = np.flatnonzero(combined[1:] == combined[:-1]) + 1  # each row equal to the one before it
+        if len(seconds) > limit:
+            seconds = seconds[np.linspace(0, len(seconds) - 1, limit).astype(np.int64)]
+        return rows[order[seconds - 1]], rows[order[seconds]]
+
+
+def _agree_sets(values: Sequence[np.ndarray], first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """For each pair of rows, the bit mask of the columns (bit i for values[i]) they agree on."""
+    masks = np.zeros(len(first), np.int64)
+    for bit, column in enumerate(values):
+        masks |= (column[first] == column[second]).astype(np.int64) << bit
+    return masks
+
+
+def _fold_down(flags: np.ndarray, width: int) -> None:
+    """Marks every subset of a marked set of columns (flags indexed by bit mask)."""
+    for bit in range(width):
+        halves = flags.reshape(-1, 2, 1 << bit)
+        halves[:, 0, :] |= halves[:, 1, :]
+
+
+def _minimal(keys: np.ndarray, width: int) -> np.ndarray:
+    """The keys none of whose subsets one column smaller is a key (keys indexed by bit mask, closed upward)."""
+    below = np.zeros_like(keys)
+    for bit in range(width):
+        below.reshape(-1, 2, 1 << bit)[:, 1, :] |= keys.reshape(-1, 2, 1 << bit)[:, 0, :]
+    return np.flatnonzero(keys & ~below)
+
+
+def _search(table: CodeTable) -> list[tuple[str, ...]]:
+    """Every minimal key of a table of at least two rows, as HPIValid finds them: a set of columns
+    is a key unless some pair of rows agrees on all of it, so the candidates are the minimal sets
+    not inside any agree set seen yet. Agree sets come first from every pair of a random sample,
+    then from pairs that repeat a candidate, looked for in a larger sample and then in every row;
+    a candidate no pair repeats is a key. Seen agree sets are real, so the candidates always
+    cover the true keys, and once every minimal candidate checks out they are exactly the true
+    keys, whatever the samples. The candidates are found on all 2^width column sets at once
+    (width: the columns that are not keys by themselves), hence SEARCH_MAX_COLUMNS."""
+    singles = [(name,) for name, rows in zip(table.names, table.recurring_rows) if not rows]
+    columns = [c for c, rows in enumerate(table.recurring_rows) if rows]
+    width = len(columns)
+    non_keys = np.zeros(1 << width, bool)
+    non_keys[0] = True  # any two rows agree on no columns
+    rng = np.random.default_rng(0)
+    seed = rng.choice(table.rows, min(table.rows, SEARCH_SEED_ROWS), replace=False)
+    non_keys[_agree_sets([table.values[c][seed] for c in columns], *np.triu_indices(len(seed), 1))] = True
+    levels = [table]  # where repeating pairs are looked for, smallest first
+    if table.rows > 2 * SEARCH_SAMPLE_ROWS:
+        levels.insert(0, CodeTable(table.codes.take(rng.choice(table.rows, SEARCH_SAMPLE_ROWS, replace=False))))
+    checked: set[int] = set()
+    while True:
+        _fold_down(non_keys, width)
+        minimal = _minimal(~non_keys, width)
+        seen: list[np.ndarray] = []  # agree sets found this round, which may rule out later candidates
+        for mask in (int(m) for m in minimal):
+            if mask in checked or any(((found & mask) == mask).any() for found in seen):
+                continue
+            for level in levels:
+                first, second = level.repeating_pairs([c for bit, c in enumerate(columns) if mask >> bit & 1], VIOLATIONS_PER_CHECK)
+                if len(first):
+                    seen.append(_agree_sets([level.values[c] for c in columns], first, second))
+                    break
+            else:
+                checked.add(mask)
+        if not seen:
+            break
+        non_keys[np.concatenate(seen)] = True
+    found = [tuple(table.names[c] for bit, c in enumerate(columns) if mask >> bit & 1) for mask in minimal]
+    return _sorted_keys(singles + found)
+
+
+def minimal_key_sets(table: CodeTable) -> list[tuple[str, ...]]:
+    """Every minimal non-empty unique combination of the encoded table's columns."""
+    if not table.names:
+        return []
+    if table.rows <= 1:  # every single column already tells the (at most one) row apart
+        return _sorted_keys([(n,) for n in table.names])
+    if searchable(table):
+        return _search(table)
+    path = _write_codes(table.codes)
+    try:
+        return _minimal_key_sets_of_file(path, table.names)
+    finally:
+        os.unlink(path)
+
+
+def searchable(table: CodeTable) -> bool:
+    """Whether _search() takes the table (else HPIValid does)."""
+    return sum(1 for rows in table.recurring_rows if rows) <= SEARCH_MAX_COLUMNS
+
+
+def _keys(nullable: set[str], found: Sequence[tuple[str, ...]], max_size: int | None) -> list[Key]:
+    return [Key(k, bool(nullable.intersection(k))) for k in found if max_size is None or len(k) <= max_size]
+
+
+def minimal_keys(frame: pd.DataFrame, max_size: int | None = None, null_equals_null: bool = True) -> list[Key]:
+    found = minimal_key_sets(CodeTable(encode(frame, null_equals_null=null_equals_null)))
+    return _keys(_null_columns(frame, frame.columns), found, max_size)
 
 
 def _sample_candidates(codes: pd.DataFrame, exact_sets: set[frozenset[str]], size_cap: int, limit: int) -> set[tuple[str, ...]]:
@@ -224,7 +337,7 @@ def _sample_candidates(codes: pd.DataFrame, exact_sets: set[frozenset[str]], siz
     for rows in NEAR_KEY_SAMPLES:
         if rows >= len(codes):
             continue
-        found = minimal_key_sets(codes.sample(rows, random_state=0))
+        found = minimal_key_sets(CodeTable(codes.sample(rows, random_state=0)))
         candidates |= {k for k in found if len(k) <= size_cap and frozenset(k) not in exact_sets}
         if len(candidates) >= limit:
             break
@@ -248,7 +361,7 @@ def _pyro_candidates(codes: pd.DataFrame, exact_sets: set[frozenset[str]], size_
 
 
 def near_keys(
-    codes: pd.DataFrame,
+    table: CodeTable,
     exact: Sequence[tuple[str, ...]],
     nullable: set[str],
     max_size: int | None = None,
@@ -257,11 +370,12 @@ def near_keys(
 ) -> list[NearKey]:
     """The best almost-unique combinations that are not exact keys, measured exactly.
 
-    Candidates come from HPIValid on random samples (see _sample_candidates) and, when the table
-    is too small to sample or the samples propose nothing, from PyroUCC on at most
+    Candidates come from the minimal keys of random samples (see _sample_candidates) and, when
+    the table is too small to sample or the samples propose nothing, from PyroUCC on at most
     NEAR_KEY_PYRO_ROWS rows. Either only proposes: every figure reported is computed on all rows.
     PyroUCC is not the first choice because its pair-share error ranks a 100-value column as
     near-unique at 1% and took 3-6 s per 20k-30k rows at the thresholds that mean "almost unique"."""
+    codes = table.codes
     if len(codes) <= 1 or not len(codes.columns):
         return []
     size_cap = max_size or NEAR_KEY_MAX_SIZE
@@ -272,11 +386,12 @@ def near_keys(
         candidates = _pyro_candidates(pyro_rows, exact_sets, size_cap, error)
     if len(candidates) > 2 * limit:
         # Many candidates: a sample ranks them, the best are measured on every row.
-        ranked = sorted(candidates, key=lambda c: (-combination_stats(pyro_rows, c)[0], len(c), c))
+        sample = CodeTable(pyro_rows)
+        ranked = sorted(candidates, key=lambda c: (-sample.stats(sample.columns_of(c))[0], len(c), c))
         candidates = set(ranked[: 2 * limit])
     measured = []
     for columns in candidates:
-        distinct, groups, excess = combination_stats(codes, columns)
+        distinct, groups, excess = table.stats(table.columns_of(columns))
         measured.append(NearKey(columns, round(distinct / len(codes), 6), groups, excess, bool(nullable.intersection(columns))))
     measured.sort(key=lambda k: (-k.uniqueness, len(k.columns), k.columns))
     return measured[:limit]
@@ -301,9 +416,9 @@ def suggest_key(keys: Sequence[Key], near: Sequence[NearKey], declared: Sequence
     return Suggestion(None, "no key: rows repeat entirely", False)
 
 
-def duplicate_row_count(codes: pd.DataFrame) -> int:
+def duplicate_row_count(table: CodeTable) -> int:
     """Rows that repeat an earlier row in every column."""
-    return combination_stats(codes, list(codes.columns))[2] if len(codes.columns) else max(len(codes) - 1, 0)
+    return table.stats(range(len(table.names)))[2] if table.names else max(table.rows - 1, 0)
 
 
 def analyze(
@@ -336,23 +451,24 @@ def analyze_chunks(
     timings = {}
     codes, nullable = encode_chunks(chunks, columns, null_equals_null)
     pa.default_memory_pool().release_unused()  # the file's text, freed, goes back to the system before HPIValid grows
-    rows, duplicate_rows = len(codes), duplicate_row_count(codes)
+    table = CodeTable(codes)
+    rows, duplicate_rows = len(codes), duplicate_row_count(table)
     timings["encode"] = time.perf_counter() - started
     # HPIValid holds its own copy of the table while it runs (the peak of the whole analysis), so
     # large codes wait on disk meanwhile: 10M rows × 20 columns is 800 MB less at the peak.
-    if rows > 1 and columns and codes.memory_usage(index=False).sum() > SPILL_BYTES:
+    if rows > 1 and columns and not searchable(table) and codes.memory_usage(index=False).sum() > SPILL_BYTES:
         path = _write_codes(codes)
-        del codes
+        del codes, table
         try:
             exact = _minimal_key_sets_of_file(path, columns)
-            codes = _read_codes(path, columns, rows)
+            table = CodeTable(_read_codes(path, columns, rows))
         finally:
             os.unlink(path)
     else:
-        exact = minimal_key_sets(codes)
+        exact = minimal_key_sets(table)
     keys = _keys(nullable, exact, max_size)
     timings["minimal_keys"] = time.perf_counter() - started - timings["encode"]
-    near = near_keys(codes, exact, nullable, max_size, near_key_error)
+    near = near_keys(table, exact, nullable, max_size, near_key_error)
     timings["near_keys"] = time.perf_counter() - started - sum(timings.values())
     return KeyAnalysis(
         rows=rows,
@@ -374,7 +490,8 @@ def duplicate_groups(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFram
     if not len(frame) or not columns:
         return frame.iloc[:0].assign(_group=pd.Series([], dtype="int64"))
     # factorize numbers combinations in order of first appearance, so groups are numbered so too.
-    labels, _ = pd.factorize(combined_codes(encode(frame, columns), columns))
+    codes = encode(frame, columns)
+    labels, _ = pd.factorize(combined_codes([codes[c].to_numpy() for c in columns]))
     counts = np.bincount(labels)
     numbers = np.zeros(len(counts), np.int64)
     numbers[counts > 1] = np.arange(1, int((counts > 1).sum()) + 1)
