@@ -157,8 +157,7 @@ def merge(conn, settings: Settings, target_name: str, run_id: str, *, rebuild: b
                     " history_versions) VALUES (%s, %s, %s, %s, %s, %s, 0, 0, 0, 0) RETURNING merge_id"),
             (target_name, run_id, rebuild, len(added), len(removed), result.keys_affected),
         )  # fmt: skip
-        _record_changes(q, result.merge_id)
-        counts = dict(conn.execute(sql.SQL("SELECT _operation, count(*) FROM {} WHERE _merge_id = %s GROUP BY 1").format(q.changes), (result.merge_id,)).fetchall())
+        counts = _record_changes(q, result.merge_id)
         result.inserted, result.updated, result.deleted = (counts.get(op, 0) for op in ("insert", "update", "delete"))
         changed = result.inserted + result.updated + result.deleted
         result.history_versions = _update_history(q, run_id, result.merge_id, changed) if target.history else 0
@@ -221,7 +220,36 @@ def _recompute(q: _Statements, settings: Settings, target_name: str, added, remo
     key, values = _ids(q.key), _ids(q.values)
     _files_table(q, "_merge_kept", kept)
     _files_table(q, "_merge_removed", removed)
-    # The rows of the files added, read from their own partitions only.
+    added_rows, params = _added_rows(q, settings, target_name, added)
+    for old, table in (("_merge_old", q.table), ("_merge_old_rows", q.rows)):
+        q.run(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT * FROM {} WHERE false").format(sql.Identifier(old), table))
+    # Asked of the key indexes (ORDER BY the key), so that even this probe reads no table whole.
+    holds_rows = q.scalar(
+        sql.SQL("SELECT (SELECT 1 FROM {table} ORDER BY {key} LIMIT 1) IS NOT NULL OR (SELECT 1 FROM {rows} ORDER BY {key} LIMIT 1) IS NOT NULL").format(
+            table=q.table, rows=q.rows, key=key)
+    )  # fmt: skip
+    if holds_rows:
+        q.run(sql.SQL("CREATE TEMP TABLE _merge_rows ON COMMIT DROP AS {}").format(added_rows), params)
+        keys_affected = _take_out_affected(q, rebuild)
+        ranked, params = sql.SQL("_merge_rows"), ()
+    else:
+        # An empty target (a first merge): every key is new and nothing is taken out, so the added
+        # rows are ranked straight from their partitions (1M rows: 1.7 s less than gathering them first).
+        keys_affected, ranked = None, sql.SQL("({}) added").format(added_rows)
+    order, order_params = preference(q.target)
+    q.run(
+        sql.SQL("CREATE TEMP TABLE _merge_ranked ON COMMIT DROP AS SELECT {values}, row_number() OVER w - 1 AS _position,"
+                " count(*) OVER (PARTITION BY {key}) - 1 AS _others FROM {ranked} WINDOW w AS (PARTITION BY {key} ORDER BY {order})").format(
+            values=values, key=key, ranked=ranked, order=order),
+        [*params, *order_params],
+    )  # fmt: skip
+    survivors = q.run(sql.SQL("INSERT INTO {} ({}, _duplicates) SELECT {}, _others FROM _merge_ranked WHERE _position = 0").format(q.table, values, values))
+    q.run(sql.SQL("INSERT INTO {} ({}, _kept, _position) SELECT {}, _position = 0, _position FROM _merge_ranked WHERE _others > 0").format(q.rows, values, values))
+    return survivors if keys_affected is None else keys_affected
+
+
+def _added_rows(q: _Statements, settings: Settings, target_name: str, added) -> tuple[sql.Composable, list]:
+    """SELECT of the rows of the files added, read from their own partitions only, with each file's rank."""
     selects, params = [], []
     for source in settings.sources_of(target_name):
         partitions = [f for f in added if f.source == source]
@@ -233,8 +261,15 @@ def _recompute(q: _Statements, settings: Settings, target_name: str, added, remo
             )  # fmt: skip
             keys = [f.partition_key for f in partitions]
             params += [keys, [f.file_id for f in partitions], keys]
-    typed_empty = sql.SQL("SELECT {}, 0::bigint AS _file_rank FROM {} WHERE false").format(values, q.table)
-    q.run(sql.SQL("CREATE TEMP TABLE _merge_rows ON COMMIT DROP AS {}").format(sql.SQL(" UNION ALL ").join(selects or [typed_empty])), params)
+    typed_empty = sql.SQL("SELECT {}, 0::bigint AS _file_rank FROM {} WHERE false").format(_ids(q.values), q.table)
+    return sql.SQL(" UNION ALL ").join(selects or [typed_empty]), params
+
+
+def _take_out_affected(q: _Statements, rebuild: bool) -> int:
+    """The keys the added rows (in _merge_rows) and the removed files touch leave the target and
+    its duplicate rows, kept aside in _merge_old and _merge_old_rows; their rows from files still
+    merged join _merge_rows. Returns how many keys were affected."""
+    key = _ids(q.key)
     gone = sql.SQL("TRUE") if rebuild else sql.SQL("(_source, _load_id) IN (SELECT source, load_id FROM _merge_removed)")
     q.run(
         sql.SQL("CREATE TEMP TABLE _merge_keys ON COMMIT DROP AS SELECT DISTINCT {key} FROM ("
@@ -243,12 +278,10 @@ def _recompute(q: _Statements, settings: Settings, target_name: str, added, remo
     )  # fmt: skip
     q.run(sql.SQL("ANALYZE _merge_keys"))
     keys_affected = q.scalar(sql.SQL("SELECT count(*) FROM _merge_keys"))
-    # The affected keys' rows leave the target and the duplicate rows, kept aside as they were:
-    # one pass over each table, and the old state for the delta.
+    # One pass over each table, and the old state for the delta.
     # A rebuild's keys are every row's: no join (hashing 8.8M keys against 8.8M rows took 201 s).
     affected = sql.SQL("") if rebuild else sql.SQL(" USING _merge_keys k WHERE {}").format(key_match("t", "k", q.key))
     for old, table in (("_merge_old", q.table), ("_merge_old_rows", q.rows)):
-        q.run(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT * FROM {} WHERE false").format(sql.Identifier(old), table))
         with _key_lookups(q, table, keys_affected):
             q.run(
                 sql.SQL("WITH gone AS (DELETE FROM {table} t{affected} RETURNING t.*) INSERT INTO {old} SELECT * FROM gone").format(
@@ -261,15 +294,6 @@ def _recompute(q: _Statements, settings: Settings, target_name: str, added, remo
                     " JOIN _merge_kept f ON t._source = f.source AND t._load_id = f.load_id WHERE {only_row}").format(
                 values=_prefixed("t", q.values), old=sql.Identifier(old), only_row=only_row)
         )  # fmt: skip
-    order, order_params = preference(q.target)
-    q.run(
-        sql.SQL("CREATE TEMP TABLE _merge_ranked ON COMMIT DROP AS SELECT {values}, row_number() OVER w - 1 AS _position,"
-                " count(*) OVER (PARTITION BY {key}) - 1 AS _others FROM _merge_rows WINDOW w AS (PARTITION BY {key} ORDER BY {order})").format(
-            values=values, key=key, order=order),
-        order_params,
-    )  # fmt: skip
-    q.run(sql.SQL("INSERT INTO {} ({}, _duplicates) SELECT {}, _others FROM _merge_ranked WHERE _position = 0").format(q.table, values, values))
-    q.run(sql.SQL("INSERT INTO {} ({}, _kept, _position) SELECT {}, _position = 0, _position FROM _merge_ranked WHERE _others > 0").format(q.rows, values, values))
     return keys_affected
 
 
@@ -293,24 +317,26 @@ def _key_lookups(q: _Statements, table: sql.Composable, keys: int) -> Iterator[N
     q.conn.execute("SELECT set_config('enable_hashjoin', %s, true), set_config('enable_mergejoin', %s, true)", saved)
 
 
-def _record_changes(q: _Statements, merge_id: int) -> None:
-    """The delta: keys new to the target, keys whose row changed in any column, keys gone."""
+def _record_changes(q: _Statements, merge_id: int) -> dict[str, int]:
+    """The delta: keys new to the target, keys whose row changed in any column, keys gone; how many of each."""
     key = q.key
     first = sql.Identifier(storage_name(key[0]))
     others = [c for c in q.values if c not in key]
     new_values = sql.SQL(", ").join([*(sql.SQL("COALESCE(n.{c}, o.{c})").format(c=sql.Identifier(storage_name(k))) for k in key),
                                      *(sql.SQL("n.{}").format(sql.Identifier(storage_name(c))) for c in others)])  # fmt: skip
     compared = [sql.Identifier(storage_name(c)) for c in [*q.values, "_duplicates"]]
-    q.run(
-        sql.SQL("INSERT INTO {changes} (_merge_id, _operation, {values}, _duplicates)"
+    recorded = q.conn.execute(
+        sql.SQL("WITH recorded AS (INSERT INTO {changes} (_merge_id, _operation, {values}, _duplicates)"
                 " SELECT %s, CASE WHEN o.{first} IS NULL THEN 'insert' WHEN n.{first} IS NULL THEN 'delete' ELSE 'update' END, {new_values}, n._duplicates"
                 " FROM _merge_old o FULL JOIN (SELECT {values}, _others AS _duplicates FROM _merge_ranked WHERE _position = 0) n ON {match}"
-                " WHERE o.{first} IS NULL OR n.{first} IS NULL OR ROW({o}) IS DISTINCT FROM ROW({n})").format(
+                " WHERE o.{first} IS NULL OR n.{first} IS NULL OR ROW({o}) IS DISTINCT FROM ROW({n}) RETURNING _operation)"
+                " SELECT _operation, count(*) FROM recorded GROUP BY 1").format(
             changes=q.changes, values=_ids(q.values), first=first, new_values=new_values, match=key_match("o", "n", key),
             o=sql.SQL(", ").join(sql.SQL("o.{}").format(c) for c in compared),
             n=sql.SQL(", ").join(sql.SQL("n.{}").format(c) for c in compared)),
         (merge_id,),
-    )  # fmt: skip
+    ).fetchall()  # fmt: skip
+    return dict(recorded)
 
 
 def _update_history(q: _Statements, run_id: str, merge_id: int, changed: int) -> int:
