@@ -13,10 +13,15 @@ For each target column, in order:
 A value a step cannot handle becomes NULL and a rejection (row, column, check `harmonize:<rule>`,
 the value as the source held it, message); a row whose business key or required column ends up
 NULL is left out and rejected with check `harmonize:required`. Nothing is dropped silently.
+
+Every step is a function of the value alone, so a text column's steps run once per distinct value
+and the results are spread back to the rows (a 100k-row chunk of the bench file holds 4 distinct
+sexes and 15 first names).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,30 +56,45 @@ def _origin(frame: pd.DataFrame, mapping: ColumnMapping, source: str, target_col
         return pd.Series([mapping.constant] * len(frame), index=frame.index, dtype=object if not isinstance(mapping.constant, str) else "str")
     if mapping.combine is not None:
         combined = None
-        for part in (rules.text(frame[c]).values for c in mapping.combine):
+        for part in (_on_rows(frame[c], lambda values: rules.text(values).values) for c in mapping.combine):
             part = part.where(part != "", None)
             # NULL parts are left out rather than turning the whole value NULL.
             combined = part if combined is None else (combined + mapping.separator + part).fillna(combined).fillna(part)
         return combined.astype("str")
     split = mapping.split
-    pieces = rules.text(frame[split.column]).values.str.split(split.separator, n=split.parts - 1, expand=True, regex=False)
+    pieces = _on_rows(frame[split.column], lambda values: rules.text(values).values).str.split(split.separator, n=split.parts - 1, expand=True, regex=False)
     return pieces[split.part].astype("str") if split.part in pieces.columns else pd.Series(None, index=frame.index, dtype="str")
 
 
+def _distinct(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
+    """(each row's position in the distinct values, the distinct values with NULL among them)."""
+    if not isinstance(values.dtype, pd.StringDtype):
+        # Hashing would take 1, 1.0 and True (or 0.0 and -0.0) for one value though they read differently.
+        return np.arange(len(values)), values.reset_index(drop=True)
+    rows, uniques = pd.factorize(values, use_na_sentinel=False)
+    return rows, pd.Series(uniques)
+
+
+def _on_rows(values: pd.Series, standardize: Callable[[pd.Series], pd.Series]) -> pd.Series:
+    """`standardize` run once per distinct value, its results spread back to the rows."""
+    rows, uniques = _distinct(values)
+    return pd.Series(standardize(uniques).array.take(rows), index=values.index)
+
+
 class _Column:
-    """One target column's values as they pass the steps, and the rejections on the way."""
+    """One target column's distinct values as they pass the steps, and the rejections on the way."""
 
     def __init__(self, name: str, values: pd.Series, lineage: pd.DataFrame):
         self.name = name
-        self.values = values
-        self.original = rules.as_text(values)
+        self.rows, self.values = _distinct(values)
+        self.original = rules.as_text(self.values)
         self.lineage = lineage
         self.rejected: list[pd.DataFrame] = []
 
     def apply(self, check: str, result: rules.Standardized) -> None:
         if result.failed.any():
-            failed = result.failed.to_numpy(dtype=bool)
-            cases = self.original[failed]
+            failed = np.flatnonzero(result.failed.to_numpy(dtype=bool)[self.rows])
+            cases = self.original.to_numpy()[self.rows[failed]]
             self.rejected.append(
                 pd.DataFrame(
                     {
@@ -82,12 +102,15 @@ class _Column:
                         "_row_number": self.lineage["_row_number"].to_numpy()[failed],
                         "column": self.name,
                         "check": f"harmonize:{check}",
-                        "failure_case": cases.to_numpy(),
+                        "failure_case": cases,
                         "message": [f"{self.name}: {check} could not standardize {c!r}" for c in cases],
                     }
                 )
             )
         self.values = result.values
+
+    def on_rows(self) -> pd.Series:
+        return pd.Series(self.values.array.take(self.rows))
 
 
 def _value_map(values: pd.Series, mapping: dict[str, list]) -> pd.Series:
@@ -147,7 +170,7 @@ def map_source(frame: pd.DataFrame, source: str, mapping: dict[str, ColumnMappin
         for rule in spec.rules:
             column.apply(rule.name, rules.RULES[rule.name](column.values, **rule.options))
         _as_type(column, spec)
-        mapped[name] = column.values
+        mapped[name] = column.on_rows()
         rejected += column.rejected
     result = pd.DataFrame(mapped)
     result.insert(len(result.columns), "_source", pd.Series([source] * len(result), dtype="str"))
