@@ -3,10 +3,18 @@
 - match_candidates(): pairs of surviving rows whose configured columns look alike (rapidfuzz's
   token-sort ratio, 0-100) within blocks of rows equal on `block_on` (e.g. birth date), so a
   typo does not hide a person twice. Reported for review; never merged automatically.
+
+The token-sort ratio of two texts is the plain ratio of their tokens sorted, so each row's tokens
+are sorted once and blocks are scored with fuzz.ratio: 979,989 rows in 29,200 blocks took 2.9 s
+with cdist(scorer=token_sort_ratio), which sorts again for every pair, and 1.1 s so (plus 0.6 s
+of sorting). rapidfuzz splits tokens on the whitespace str.split knows, except U+0085 and U+00A0 in
+texts of Latin-1 characters only; a block holding either character is scored with
+token_sort_ratio itself.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +39,15 @@ def _texts(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
     return joined.str.strip().str.lower()
 
 
+_SPLIT_UNLIKE_RAPIDFUZZ = re.compile("[\x85\xa0]")
+
+
+def token_sorted(texts) -> np.ndarray:
+    """Each text's tokens sorted and joined by a space, as token_sort_ratio compares them; None
+    where str.split may not split as rapidfuzz does."""
+    return np.array([None if _SPLIT_UNLIKE_RAPIDFUZZ.search(text) else " ".join(sorted(text.split())) for text in texts], dtype=object)
+
+
 def block_label(values, block_on) -> str:
     """How a block is named in the candidates table: its values, comma-separated."""
     return ", ".join(str(values[c]) for c in block_on)
@@ -39,6 +56,7 @@ def block_label(values, block_on) -> str:
 def match_candidates(frame: pd.DataFrame, key: list[str], match: MatchSettings) -> Matches:
     """Pairs of rows (distinct keys) scoring at least `match.threshold` within each block."""
     texts = _texts(frame, list(match.columns)).to_numpy()
+    sorted_texts = token_sorted(texts)
     blocks = [np.arange(len(frame))] if not match.block_on else list(frame.groupby(list(match.block_on), sort=True, dropna=True).indices.values())
     rows, skipped, compared = [], 0, 0
     for members in blocks:
@@ -47,8 +65,12 @@ def match_candidates(frame: pd.DataFrame, key: list[str], match: MatchSettings) 
         if len(members) > match.max_block_rows:
             skipped += 1
             continue
-        block_texts = texts[members]
-        scores = process.cdist(block_texts, block_texts, scorer=fuzz.token_sort_ratio, score_cutoff=match.threshold, dtype=np.uint8)
+        block_texts = sorted_texts[members]
+        if any(text is None for text in block_texts):
+            block_texts, scorer = texts[members], fuzz.token_sort_ratio
+        else:
+            scorer = fuzz.ratio
+        scores = process.cdist(block_texts, block_texts, scorer=scorer, score_cutoff=match.threshold, dtype=np.uint8)
         compared += len(members) * (len(members) - 1) // 2
         left, right = np.nonzero(np.triu(scores, k=1))
         rows += [(members[i], members[j], int(scores[i, j])) for i, j in zip(left, right)]
