@@ -76,6 +76,12 @@ def as_text(values: pd.Series) -> pd.Series:
     return _on_distinct(values, _per_value(_cell_text)).astype("str")
 
 
+def _arrow_text(values: pd.Series) -> pa.Array:
+    """A "str" Series' own Arrow strings, in one chunk."""
+    array = pa.array(values.array, pa.string())
+    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+
+
 def _on_distinct(values: pd.Series, standardize: Callable[[pd.Series], pd.Series]) -> pd.Series:
     """`standardize` run on the distinct non-NULL values only, its results spread back to every row."""
     codes, uniques = pd.factorize(values)
@@ -465,12 +471,54 @@ def _name_case(name: str, family: bool) -> str:
     return " ".join(_name_word(word, index == 0 and capital_first) for index, word in enumerate(words))
 
 
+# Latin letters whose case title() and lower() keep as they are: a word made of them, digits,
+# apostrophes, dots and hyphens has a title case regular expressions can see.
+_LATIN = [chr(c) for c in range(0x250) if chr(c).lower() != chr(c).upper() and len(chr(c).lower()) == 1]
+_UPPER = "[" + "".join(c for c in _LATIN if c.isupper() and c.title() == c) + "]"
+_LOWER = "[" + "".join(c for c in _LATIN if c.islower() and c.lower() == c) + "]"
+_UNCASED = "[0-9'’.-]"
+_TITLE_CASED = rf"^{_UNCASED}*(?:{_UPPER}{_LOWER}*{_UNCASED}+)*(?:{_UPPER}{_LOWER}*)?$"
+
+
+def _names_as_written(names: pd.Series, family: bool) -> np.ndarray:
+    """Where `_name_case` provably gives the name back unchanged, decided over the whole column:
+    each word is a particle or roman numeral already in its case, or (with no Mc/Mac part to
+    re-case) title-cased or keeping deliberate inner capitals. Per value these took 4 us a name."""
+    words = pc.split_pattern(_arrow_text(names).fill_null(""), " ")
+    word = pc.list_flatten(words)
+    count = pc.list_value_length(words).to_numpy()
+    shaped = pc.and_(
+        pc.match_substring_regex(word, rf"^(?:{_UPPER}|{_LOWER}|{_UNCASED})+$"),
+        pc.or_(
+            pc.and_(pc.match_substring_regex(word, rf"^{_UPPER}.*{_UPPER}"), pc.match_substring_regex(word, _LOWER)),
+            pc.and_(pc.match_substring_regex(word, _TITLE_CASED), pc.invert(pc.match_substring_regex(word, "(?:^|-)Ma?c"))),
+        ),
+    ).to_numpy(zero_copy_only=False)
+    roman = f"^{_ROMAN.pattern}$"
+    particles = pa.array(sorted(_PARTICLES))
+    kept_lower = pc.or_(pc.is_in(word, particles), pc.match_substring_regex(word, roman.upper())).to_numpy(zero_copy_only=False)
+    recased = pc.or_(pc.is_in(pc.utf8_lower(word), particles), pc.match_substring_regex(word, roman, ignore_case=True))
+    inner = kept_lower | (shaped & ~recased.to_numpy(zero_copy_only=False))
+    # The first word is never a particle or numeral, unless a family name has more words.
+    first = words.offsets.to_numpy()[:-1][(count == 1) if family else (count > 0)]
+    inner[first] = shaped[first]
+    failing = np.bincount(pc.list_parent_indices(words).to_numpy(), weights=~inner, minlength=len(names))
+    return (failing == 0) & (count > 0)
+
+
 def person_name(values: pd.Series, *, family: bool = False) -> Standardized:
     """Title case keeping particles, Mc/Mac, O'Neil, roman numerals; `family`: the values are
     family names, so a leading particle stays lower-case too."""
     _require_bool("person_name", "family", family)
+
+    def case(names: pd.Series) -> pd.Series:
+        cased = names.astype("str")
+        rest = ~_names_as_written(cased, family)
+        cased[rest] = cased[rest].map(lambda name: _name_case(name, family))
+        return cased
+
     written = _text(values)
-    return _result(_on_distinct(written, _per_value(lambda name: _name_case(name, family))).astype("str"), written)
+    return _result(_on_distinct(written, case), written)
 
 
 def _value_lookup(mapping: Any, case_sensitive: bool) -> dict[str, str]:

@@ -1,0 +1,42 @@
+"""The staged step's vectorized fast paths against the per-value rules they stand in for."""
+
+import pandas as pd
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from harmonizer_pipeline.harmonize import rules
+
+PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# Letters whose case rules differ (ß, dotless and dotted i, the DŽ digraphs, a Greek one), particles,
+# roman numerals, Mc/Mac, and the separators a name is cut at.
+NAME_PIECES = st.one_of(
+    st.text("aAbBcCdDiIvVxXmMéÉßİıǅǄǆΣσ'’.-0 ", min_size=1, max_size=8),
+    st.sampled_from(["van", "Van", "de", "la", "XIV", "xiv", "Iv", "Mc", "Mac", "Mack", "Macdonald", "Mcdonald", "donald", "O'", "Müller", "DeVito", "Dijk-12", "ANNA"]),
+)
+NAMES = st.lists(st.lists(NAME_PIECES, min_size=1, max_size=4).map(lambda pieces: "".join(pieces)), min_size=1, max_size=40)
+
+
+@PROPERTY
+@given(NAMES, st.booleans())
+def test_names_as_written_are_the_ones_name_case_leaves_unchanged(names, family):
+    written = rules._text(pd.Series(names, dtype="str")).dropna()
+    as_written = rules._names_as_written(written, family)
+    for name, unchanged in zip(written, as_written, strict=True):
+        if unchanged:
+            assert rules._name_case(name, family) == name, (name, family)
+
+
+@PROPERTY
+@given(NAMES, st.booleans())
+def test_person_name_is_name_case_of_each_value(names, family):
+    result = rules.person_name(pd.Series(names, dtype="str"), family=family)
+    written = rules._text(pd.Series(names, dtype="str"))
+    expected = [None if pd.isna(name) else rules._name_case(name, family) for name in written]
+    assert [None if pd.isna(v) else v for v in result.values] == expected
+    assert result.values.dtype == "str"
+
+
+def test_names_as_written_decides_the_common_names():
+    names = pd.Series(["Wagner-8990", "van Dijk", "O'Neil", "McDonald", "Müller", "Louis XIV", "Jean-Luc", "ANNA", "mcdonald"], dtype="str")
+    assert rules._names_as_written(names, family=True).tolist() == [True] * 7 + [False] * 2
