@@ -40,3 +40,26 @@ def test_person_name_is_name_case_of_each_value(names, family):
 def test_names_as_written_decides_the_common_names():
     names = pd.Series(["Wagner-8990", "van Dijk", "O'Neil", "McDonald", "Müller", "Louis XIV", "Jean-Luc", "ANNA", "mcdonald"], dtype="str")
     assert rules._names_as_written(names, family=True).tolist() == [True] * 7 + [False] * 2
+
+
+# Plainly written numbers, national or international (+, 00 or a wrong 0 after +), cut by the
+# separators people type, with a prefix of a real number of some country so that many are valid.
+PHONE_PREFIXES = ["", "+", "00", "0", "+0", "+49", "+49 30", "0049", "030", "0171", "+33", "+1", "+44", "+7", "+86", "+39 06", "+41"]
+PHONES = st.lists(
+    st.tuples(st.sampled_from(PHONE_PREFIXES), st.lists(st.tuples(st.sampled_from(["", " ", "-", "/", ".", "(", ")"]), st.text("0123456789", min_size=1, max_size=5)), max_size=5)).map(
+        lambda parts: parts[0] + "".join(separator + digits for separator, digits in parts[1])
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@PROPERTY
+@given(PHONES, st.sampled_from(["DE", "FR", "US", "IT", "GB"]))
+def test_e164_fast_answers_what_phonenumbers_answers(numbers, region):
+    written = rules._text(pd.Series(numbers, dtype="str"))
+    fast = rules._e164_fast(written, region)
+    assert fast.dtype == "str" and fast.index.equals(written.index)
+    for number, answer in zip(written, fast, strict=True):
+        if not pd.isna(answer):
+            assert answer == rules._e164(number, region), (number, region)
