@@ -66,11 +66,13 @@ def keys_source_asset(settings: Settings, source: str, partitions: dg.DynamicPar
             raise dg.Failure(f"{source}: {err}") from None
         if engine.text.strip():
             context.log.debug(f"Desbordante printed:\n{engine.text.strip()}")
-        # Without repeated rows (the analysis counted them) there are no row groups to look for.
+        # Without repeated rows (the analysis counted them) there are no row groups to look for, nor
+        # key groups under a key that tells every row apart with NULL equal to NULL, as groups take it.
         groups = [_groups(frame if analysis.duplicate_rows else frame.iloc[:0], "row", columns)]
         suggested = list(analysis.suggestion.columns or [])
         if suggested:
-            groups.append(_groups(frame, "key", suggested))
+            key_holds = analysis.suggestion.unique and analysis.null_equals_null
+            groups.append(_groups(frame.iloc[:0] if key_holds else frame, "key", suggested))
         all_groups = pd.concat(groups, ignore_index=True)
         key_groups = all_groups[all_groups["_kind"] == "key"]
         # The share of rows the suggested key tells apart (1.0 for a key; NaN without one).
