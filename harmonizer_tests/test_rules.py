@@ -149,6 +149,7 @@ D = dt.date
         ("1/2/2024", {"formats": ["%d.%m.%Y"]}, None),  # with formats, only those (and ISO)
         ("31.02.2024", {"formats": ["%d.%m.%Y"]}, None),
         ("2024-13-01", {}, None),
+        ("0000-01-01", {}, None),  # ISO's year 0 is no date
         ("Jan 5", {}, None),  # no year: not filled in from defaults
         ("2024", {}, None),
         ("10:00", {}, None),

@@ -63,3 +63,29 @@ def test_e164_fast_answers_what_phonenumbers_answers(numbers, region):
     for number, answer in zip(written, fast, strict=True):
         if not pd.isna(answer):
             assert answer == rules._e164(number, region), (number, region)
+
+
+DATE_FORMATS = [None, ["%d.%m.%Y"], ["%m/%d/%Y"], ["%Y/%m/%d"], ["%d-%m-%Y", "%m-%d-%Y"], ["%Y%m%d"], ["%d.%m.%y"], ["%d %m %Y"]]
+
+
+@st.composite
+def written_dates(draw):
+    year, month, day = draw(st.integers(0, 9999)), draw(st.integers(0, 13)), draw(st.integers(0, 32))
+    fields = {"Y": str(year).zfill(draw(st.sampled_from([1, 4]))), "m": str(month).zfill(draw(st.sampled_from([1, 2]))),
+              "d": str(day).zfill(draw(st.sampled_from([1, 2])))}  # fmt: skip
+    order = draw(st.sampled_from(["dmY", "mdY", "Ymd", "Ydm"]))
+    separator = draw(st.sampled_from([".", "-", "/", " ", ""]))
+    return separator.join(fields[f] for f in order) + draw(st.sampled_from(["", "", " 10:00", "T10:00+02:00"]))
+
+
+@settings(PROPERTY, max_examples=100)  # pandas' mixed parser reads each date alone
+@given(st.lists(written_dates(), min_size=1, max_size=40), st.sampled_from(DATE_FORMATS), st.booleans())
+def test_plain_dates_are_the_dates_the_parsers_read(dates, formats, dayfirst):
+    written = rules._text(pd.Series(dates, dtype="str"))
+    plain = rules._plain_dates(written, formats or [])
+    parsed = rules._parsed_dates(written, formats or [], dayfirst)
+    for text, day, expected in zip(written, plain, parsed, strict=True):
+        if day is not None:
+            assert day == expected, (text, formats)
+    result = rules.date(pd.Series(dates, dtype="str"), formats=formats, dayfirst=dayfirst)
+    assert result.values.tolist() == parsed.tolist()

@@ -296,6 +296,45 @@ def _stamp_input(values: pd.Series) -> bool:
     return isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(values.dtype)
 
 
+def _parsed_dates(text: pd.Series, formats: list[str], dayfirst: bool) -> pd.Series:
+    """datetime.date objects of date texts as `_instants` reads them, None where it cannot."""
+    stamps, offsets = _instants(text, formats, dayfirst)
+    wall = (stamps + offsets.fillna(pd.Timedelta(0))).dt.tz_localize(None)  # the date as written
+    wall = wall.where(wall.dt.year >= 1)  # ISO reads year 0, which no datetime.date holds
+    return wall.dt.date.astype(object).where(wall.notna(), None)
+
+
+# A format of day, month and year with one separator each; the orders ISO (read first) cannot misread.
+_PLAIN_DATE_FORMAT = re.compile(r"%(?P<a>[dmY])(?P<s>[^\w%])%(?P<b>[dmY])(?P<t>[^\w%])%(?P<c>[dmY])")
+_PLAIN_DATE_ORDERS = ("dmY", "mdY", "Ymd")
+
+
+def _plain_dates(text: pd.Series, formats: list[str]) -> pd.Series:
+    """datetime.date objects of the texts written exactly as YYYY-MM-DD or in the first format
+    with 2-digit days and months and 4-digit years, read with numpy over the whole column; None
+    for the rest, which `_parsed_dates` reads (pandas' parsers took 0.1 s per 100k dates here)."""
+    arrow = _arrow_text(text)
+    year, month, day = (np.zeros(len(arrow), dtype=np.int64) for _ in range(3))
+    taken = np.zeros(len(arrow), dtype=bool)
+    for form in ["%Y-%m-%d", *formats[:1]]:
+        shape = _PLAIN_DATE_FORMAT.fullmatch(form)
+        if shape is None or shape["a"] + shape["b"] + shape["c"] not in _PLAIN_DATE_ORDERS:
+            continue
+        digits = {"d": r"(?P<d>\d\d)", "m": r"(?P<m>\d\d)", "Y": r"(?P<Y>\d{4})"}
+        pattern = "^" + digits[shape["a"]] + re.escape(shape["s"]) + digits[shape["b"]] + re.escape(shape["t"]) + digits[shape["c"]] + "$"
+        parts = pc.extract_regex(arrow, pattern)
+        found = parts.is_valid().to_numpy(zero_copy_only=False) & ~taken
+        taken |= found
+        for field, values in (("Y", year), ("m", month), ("d", day)):
+            number = pc.cast(pc.struct_field(parts, field).fill_null("0"), pa.int64()).to_numpy()
+            values[found] = number[found]
+    valid = (year > 0) & (month >= 1) & (month <= 12) & (day >= 1)
+    months = np.where(valid, (year - 1970) * 12 + month - 1, 0).astype("datetime64[M]")
+    days = months.astype("datetime64[D]") + (day - 1)
+    valid &= days.astype("datetime64[M]") == months  # the day exists in its month
+    return pd.Series(np.where(valid, days.astype(object), None), index=text.index, dtype=object)
+
+
 def date(values: pd.Series, *, formats: list[str] | None = None, dayfirst: bool = False) -> Standardized:
     formats = _check_date_options("date", formats, dayfirst)
     if _stamp_input(values):
@@ -303,9 +342,11 @@ def date(values: pd.Series, *, formats: list[str] | None = None, dayfirst: bool 
         return Standardized(days.astype(object).where(values.notna(), None), pd.Series(False, index=values.index))
 
     def parse(uniques: pd.Series) -> pd.Series:
-        stamps, offsets = _instants(uniques, formats, dayfirst)
-        wall = (stamps + offsets.fillna(pd.Timedelta(0))).dt.tz_localize(None)  # the date as written
-        return wall.dt.date.astype(object).where(wall.notna(), None)
+        days = _plain_dates(uniques, formats)
+        rest = days.isna()
+        if rest.any():
+            days[rest] = _parsed_dates(uniques[rest], formats, dayfirst)
+        return days
 
     written = _text(values)
     days = _on_distinct(written, parse).astype(object)
