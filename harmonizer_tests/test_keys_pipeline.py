@@ -71,6 +71,13 @@ def test_keys_of_each_file_and_the_comparison_with_the_previous_one(landing, sou
         ("row", ["id", "name", "city"], 1, {"id": "6", "name": "Ed", "city": "Bonn"}, 6),
         ("row", ["id", "name", "city"], 1, {"id": "6", "name": "Ed", "city": "Bonn"}, 7),
     ]
+    # The groups' lineage (read apart from the rows) is that of the same rows of the validated file.
+    assert psql(
+        f'SELECT g.kind, g._row_number FROM keys.duplicate_groups g JOIN validated."{source}" v ON v._partition = g.partition_key'
+        " AND v._row_number = g._row_number AND v._source_file = g._source_file AND v._load_id = g._load_id"
+        " WHERE g.source = %s ORDER BY g.kind, g._row_number",
+        (source,),
+    ) == [("key", 6), ("key", 7), ("row", 6), ("row", 7)]
 
 
 def test_a_declared_key_is_compared_file_to_file(landing, source, psql):
