@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import xml.etree.ElementTree as ET
+import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import openpyxl
@@ -83,3 +85,16 @@ def test_workbook_typed_columns_read_back_as_their_values_cell_by_cell(
         patch.setattr(writers, "_column_pieces", lambda parts, refs: (pieces(parts, refs)[0], True))
         write_workbook(objects, [Sheet("data", [frame.astype(object).where(frame.notna(), None)])], max_rows=7)
     assert read_back(typed) == read_back(objects)
+
+
+@settings(max_examples=80, deadline=None)
+@given(pieces=st.lists(st.binary(max_size=300) | st.sampled_from([b"a" * 200, b"abc,def\n" * 40]), max_size=25), block=st.integers(1, 150))
+def test_parallel_deflate_is_one_stream_of_the_data(pieces: list[bytes], block: int) -> None:
+    """Blocks deflated apart (each primed with the window before it) inflate to the data, in order."""
+    with pytest.MonkeyPatch.context() as patch, ThreadPoolExecutor(max_workers=3) as pool:
+        patch.setattr(writers, "_DEFLATE_BLOCK", block)
+        patch.setattr(writers, "_DEFLATE_WINDOW", 64)
+        compressor = writers._ParallelDeflate(pool, 3)
+        stream = b"".join(compressor.compress(piece) for piece in pieces) + compressor.flush()
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    assert inflater.decompress(stream) == b"".join(pieces) and inflater.eof and not inflater.unused_data

@@ -15,17 +15,22 @@ failed export never leaves a file that looks finished. Failures raise `ExportErr
 (and sheet).
 """
 
+import collections
 import datetime as dt
 import decimal
 import json
+import os
 import queue
 import re
+import shutil
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pandas as pd
@@ -500,9 +505,9 @@ class _Worksheet:
     """One worksheet streamed into the workbook's zip: frozen bold header, column widths from
     the first rows, rows, then the autofilter over what was written."""
 
-    def __init__(self, archive: zipfile.ZipFile, number: int, name: str, header: list[str], widths: list[int]):
+    def __init__(self, open_member: Callable[[str], IO[bytes]], number: int, name: str, header: list[str], widths: list[int]):
         self.number, self.name, self.header, self.rows = number, name, header, 0
-        self.stream = archive.open(f"xl/worksheets/sheet{number}.xml", "w", force_zip64=True)
+        self.stream = open_member(f"xl/worksheets/sheet{number}.xml")
         columns = "".join(
             f'<col min="{i}" max="{i}" width="{min(max(w + 1, _WIDTH_MIN), _WIDTH_MAX) + 0.7109375}" customWidth="1"/>'
             for i, w in enumerate(widths, start=1)
@@ -547,8 +552,8 @@ def _xml_text(text: str) -> str:
 class _SheetStream:
     """One Sheet's rows, continuing on "<name> (2)", ... whenever a worksheet is full."""
 
-    def __init__(self, archive: zipfile.ZipFile, worksheets: list[_Worksheet], name: str, taken: set[str], max_rows: int):
-        self.archive, self.worksheets, self.name, self.taken, self.max_rows = archive, worksheets, name, taken, max_rows
+    def __init__(self, open_member: Callable[[str], IO[bytes]], worksheets: list[_Worksheet], name: str, taken: set[str], max_rows: int):
+        self.open_member, self.worksheets, self.name, self.taken, self.max_rows = open_member, worksheets, name, taken, max_rows
         self.header: list[str] | None = None
         self.widths: list[int] = []
         self.own: list[_Worksheet] = []
@@ -557,7 +562,7 @@ class _SheetStream:
         if self.own:
             self.own[-1].close()  # the zip takes one part at a time
         name = self.name if not self.own else _sheet_name(self.name, self.taken, first_number=2)
-        worksheet = _Worksheet(self.archive, len(self.worksheets) + 1, name, self.header or [], self.widths)
+        worksheet = _Worksheet(self.open_member, len(self.worksheets) + 1, name, self.header or [], self.widths)
         self.worksheets.append(worksheet)
         self.own.append(worksheet)
         return worksheet
@@ -654,9 +659,13 @@ def write_workbook(path: Path, sheets: Sequence[Sheet], *, max_rows: int = EXCEL
     names = [_sheet_name(sheet.name, taken) for sheet in sheets]
     written: dict[str, int] = {}
     worksheets: list[_Worksheet] = []
-    with _writing(path) as partial_path, zipfile.ZipFile(partial_path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+    with (
+        _writing(path) as partial_path,
+        zipfile.ZipFile(partial_path, "w", zipfile.ZIP_DEFLATED, compresslevel=_DEFLATE_LEVEL) as archive,
+        _deflating(archive) as open_member,
+    ):
         for sheet, name in zip(sheets, names):
-            stream = _SheetStream(archive, worksheets, name, taken, max_rows)
+            stream = _SheetStream(open_member, worksheets, name, taken, max_rows)
             try:
                 for chunk in sheet.chunks:
                     stream.write_chunk(chunk)
@@ -713,6 +722,78 @@ def write_all(chunks: Iterable[pd.DataFrame], writers: Sequence[Callable[[Iterat
 # ZIP and B2
 
 
+_DEFLATE_LEVEL = 1
+_DEFLATE_BLOCK = 4 << 20  # bytes of a member deflated as one job
+_DEFLATE_WINDOW = 32 << 10  # deflate's window: what a block may refer back to
+
+
+def _deflated_block(block: memoryview | bytes, before: bytes) -> bytes:
+    options = {"zdict": before} if before else {}
+    compressor = zlib.compressobj(_DEFLATE_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS, **options)
+    return compressor.compress(block) + compressor.flush(zlib.Z_SYNC_FLUSH)
+
+
+class _ParallelDeflate:
+    """A zip member's compressor that deflates blocks of it on a pool's threads, as pigz does: each
+    block primed with the 32 KiB before it and ended by a sync flush (byte-aligned, not final), so
+    the blocks in order are one deflate stream, which an empty final block ends. zlib releases the
+    GIL while it deflates; a few blocks are in flight at most."""
+
+    def __init__(self, pool: ThreadPoolExecutor, workers: int):
+        self.pool, self.in_flight = pool, 2 * workers
+        self.jobs: collections.deque = collections.deque()
+        self.pending = bytearray()  # the start of the next block
+        self.before = b""
+
+    def _submit(self, block: memoryview | bytes) -> None:
+        self.jobs.append(self.pool.submit(_deflated_block, block, self.before))
+        self.before = bytes(block[-_DEFLATE_WINDOW:])
+
+    def _finished(self) -> bytes:
+        done = []
+        while self.jobs and (self.jobs[0].done() or len(self.jobs) > self.in_flight):
+            done.append(self.jobs.popleft().result())
+        return b"".join(done)
+
+    def compress(self, data) -> bytes:
+        data = memoryview(data).cast("B")
+        start = 0
+        if self.pending:
+            start = _DEFLATE_BLOCK - len(self.pending)
+            self.pending += data[:start]
+            if len(self.pending) < _DEFLATE_BLOCK:
+                return self._finished()
+            self._submit(bytes(self.pending))
+            self.pending = bytearray()
+        while len(data) - start >= _DEFLATE_BLOCK:
+            self._submit(data[start : start + _DEFLATE_BLOCK])
+            start += _DEFLATE_BLOCK
+        self.pending += data[start:]
+        return self._finished()
+
+    def flush(self) -> bytes:
+        if self.pending:
+            self._submit(bytes(self.pending))
+        rest = b"".join(job.result() for job in self.jobs)
+        self.jobs.clear()
+        return rest + zlib.compressobj(_DEFLATE_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS).flush()
+
+
+@contextmanager
+def _deflating(archive: zipfile.ZipFile) -> Iterator[Callable[[zipfile.ZipInfo | str], IO[bytes]]]:
+    """`open_member(member)`: a member of `archive` open for writing, deflated on all CPUs."""
+    workers = os.cpu_count() or 1
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+
+        def open_member(member: zipfile.ZipInfo | str) -> IO[bytes]:
+            stream = archive.open(member, "w", force_zip64=True)
+            if stream._zinfo.compress_type == zipfile.ZIP_DEFLATED:
+                stream._compressor = _ParallelDeflate(pool, workers)  # zipfile has no public hook for it
+            return stream
+
+        yield open_member
+
+
 def write_zip(paths: Sequence[Path], zip_path: Path) -> Path:
     """A deflated ZIP of the files, each stored under its base name; returns `zip_path`."""
     names = [path.name for path in paths]
@@ -720,10 +801,16 @@ def write_zip(paths: Sequence[Path], zip_path: Path) -> Path:
         raise ExportError(f"{zip_path}: more than one file named {', '.join(duplicates)}")
     # Level 1: 2.7x faster than the default 6 on a CSV+Parquet+xlsx export, 6 % larger; files that are
     # compressed already (Parquet, xlsx, zip) are stored as they are.
-    with _writing(zip_path) as partial_path, zipfile.ZipFile(partial_path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+    with (
+        _writing(zip_path) as partial_path,
+        zipfile.ZipFile(partial_path, "w", zipfile.ZIP_DEFLATED, compresslevel=_DEFLATE_LEVEL) as archive,
+        _deflating(archive) as open_member,
+    ):
         for path in paths:
-            stored = path.suffix.lower() in _COMPRESSED_ALREADY
-            archive.write(path, arcname=path.name, compress_type=zipfile.ZIP_STORED if stored else None)
+            member = zipfile.ZipInfo.from_file(path, arcname=path.name)
+            member.compress_type = zipfile.ZIP_STORED if path.suffix.lower() in _COMPRESSED_ALREADY else zipfile.ZIP_DEFLATED
+            with path.open("rb") as source, open_member(member) as target:
+                shutil.copyfileobj(source, target, _DEFLATE_BLOCK)
     return zip_path
 
 
