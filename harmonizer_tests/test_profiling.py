@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from harmonizer_pipeline.quality import profiling
-from harmonizer_pipeline.quality.profiling import profile_column, profile_frame
+from harmonizer_pipeline.quality.profiling import count_text, profile_column, profile_frame
 
 TEXT = pd.StringDtype("pyarrow", na_value=np.nan)
 
@@ -116,3 +120,15 @@ def test_high_cardinality_columns_are_typed_from_a_sample_but_counted_exactly(mo
     assert profile.semantic_type == "integer"
     assert profile.distinct == 5001 and profile.validity == round(5000 / 5010, 4)
     assert (profile.minimum, profile.maximum) == ("0", "4999")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.sampled_from(["a", "b", " a", "", "  ", "ä", "\xa0"]), st.text(max_size=4)), max_size=60))
+def test_counted_text_is_value_counts_in_its_order_with_each_rows_value(values):
+    series = pd.Series(values, dtype=TEXT)
+    text = count_text(series)
+    counted = pc.value_counts(pa.array(values, pa.string()).drop_null())
+    assert text.values.to_pylist() == counted.field("values").to_pylist()
+    assert text.counts.tolist() == counted.field("counts").to_pylist()
+    assert text.values.take(pa.array(text.codes)).to_pylist() == series.dropna().tolist()
+    assert (text.rows, text.nulls) == (len(values), values.count(None))

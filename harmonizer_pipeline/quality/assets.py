@@ -13,7 +13,7 @@ from harmonizer_pipeline.ops import audit, metrics
 from harmonizer_pipeline.quality import store
 from harmonizer_pipeline.quality.drift import compare_profiles
 from harmonizer_pipeline.quality.gate import PartitionValidation, unique_column_sets, uniqueness_rejections, verdict
-from harmonizer_pipeline.quality.profiling import FileProfile, profile_column
+from harmonizer_pipeline.quality.profiling import FileProfile, count_text, profile_column
 from harmonizer_pipeline.quality.recommendations import recommend_column
 from harmonizer_pipeline.resources import PostgresResource
 from harmonizer_pipeline.resources import table_store
@@ -230,9 +230,10 @@ def profile_source_asset(settings: Settings, source: str, partitions: dg.Dynamic
                 group = columns[start:start + per_read]
                 frame = table_store.read_frame(conn, "raw", source, group, where)
                 for name in group:
-                    column_profile = profile_column(name, frame[name])
+                    text = count_text(frame[name])
+                    column_profile = profile_column(name, text)
                     profiles.append(column_profile)
-                    recommendations.extend(recommend_column(column_profile, frame[name], f"raw.{source}"))
+                    recommendations.extend(recommend_column(column_profile, text, f"raw.{source}"))
                 del frame
         file_profile = FileProfile(entry.rows or 0, profiles)
         keys = context.instance.get_dynamic_partitions(partitions.name)

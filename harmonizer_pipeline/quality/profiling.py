@@ -1,8 +1,9 @@
 """Column profiles of raw text: semantic type, counts, shapes, PII and a quality score (no dagster).
 
-Every measure is computed on a column's distinct values weighted by their counts (Arrow's
-value_counts), so a column of a million rows with a thousand distinct values costs a thousand
-regex tests, not a million.
+Every measure is computed on a column's distinct values weighted by their counts (count_text,
+Arrow's dictionary encoding, which the recommendations share), so a column of a million rows with
+a thousand distinct values costs a thousand regex tests, not a million; each pattern runs once
+per column however many measures ask for it.
 
 Semantic types, tested in this order on the non-empty values (a type wins when at least
 TYPE_SHARE of them match it; a column name such as `zip` or `phone` breaks ties between the
@@ -33,6 +34,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -137,26 +139,20 @@ def profile_frame(frame: pd.DataFrame, columns: Sequence[str] | None = None) -> 
     return FileProfile(len(frame), [profile_column(str(name), frame[name]) for name in names])
 
 
-def profile_column(name: str, values: pd.Series | pa.Array | pa.ChunkedArray) -> ColumnProfile:
-    array = _as_text(values)
-    rows, nulls = len(array), array.null_count
-    counted = pc.value_counts(array.drop_null()) if rows - nulls else _NO_COUNTS
-    distinct_values: pa.Array = counted.field("values")
-    counts = counted.field("counts").to_numpy(zero_copy_only=False).astype(np.int64)
-    stripped = pc.utf8_trim_whitespace(distinct_values)
-    blank = pc.equal(stripped, "").to_numpy(zero_copy_only=False)
-    empties = int(counts[blank].sum())
-    filled = _Values(distinct_values.filter(~blank), stripped.filter(~blank), counts[~blank])
+def profile_column(name: str, values: pd.Series | pa.Array | pa.ChunkedArray | CountedText) -> ColumnProfile:
+    text = values if isinstance(values, CountedText) else count_text(values)
+    rows, nulls, distinct_values, counts, filled = text.rows, text.nulls, text.values, text.counts, text.filled
+    empties = int(counts[text.blank].sum())
     sample = filled.sample(SAMPLE_DISTINCT)
     semantic_type = _semantic_type(name, sample, len(filled), filled.total)
     open_type = semantic_type in ("categorical", "free text")
-    matches = np.ones(len(filled), bool) if open_type else _full_match(filled.stripped, TYPE_PATTERNS[semantic_type])
+    matches = np.ones(len(filled), bool) if open_type else filled.full_match(TYPE_PATTERNS[semantic_type])
     pii_counts = {}
     for kind, pattern in _PII_PATTERNS.items():
         # Kinds absent from the sample are not looked for in the rest.
-        in_sample = _pii_matches(kind, pattern, sample.stripped)
+        in_sample = _pii_matches(kind, pattern, sample)
         if in_sample.any():
-            everywhere = in_sample if sample is filled else _pii_matches(kind, pattern, filled.stripped)
+            everywhere = in_sample if sample is filled else _pii_matches(kind, pattern, filled)
             pii_counts[kind] = int(filled.counts[everywhere].sum())
     patterns = _patterns(sample, filled.total)
     minimum, maximum = _range(semantic_type, filled.stripped, matches)
@@ -194,9 +190,6 @@ def profile_column(name: str, values: pd.Series | pa.Array | pa.ChunkedArray) ->
     )
 
 
-_NO_COUNTS = pa.StructArray.from_arrays([pa.array([], pa.string()), pa.array([], pa.int64())], ["values", "counts"])
-
-
 @dataclass
 class _Values:
     """A column's distinct non-blank values (as read and trimmed) with their row counts."""
@@ -204,6 +197,7 @@ class _Values:
     values: pa.Array
     stripped: pa.Array
     counts: np.ndarray
+    _matches: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.values)
@@ -222,13 +216,59 @@ class _Values:
         indices = pa.array(chosen)
         return _Values(self.values.take(indices), self.stripped.take(indices), weights)
 
+    @cached_property
+    def untrimmed(self) -> np.ndarray:
+        """Which values carry surrounding whitespace."""
+        return pc.not_equal(self.values, self.stripped).to_numpy(zero_copy_only=False)
+
+    def full_match(self, pattern: str) -> np.ndarray:
+        """Which trimmed values fully match the RE2 pattern; read only (type, PII and consistency
+        ask for the same patterns, so each is run once)."""
+        if pattern not in self._matches:
+            self._matches[pattern] = _full_match(self.stripped, pattern)
+            self._matches[pattern].flags.writeable = False
+        return self._matches[pattern]
+
+
+@dataclass
+class CountedText:
+    """A column's raw text counted once: what profile_column and recommend_column both read."""
+
+    rows: int
+    nulls: int
+    values: pa.Array  # the distinct non-null values, in the order they first appear
+    counts: np.ndarray  # rows holding each
+    codes: np.ndarray  # each non-null row's index into `values`, in row order
+    blank: np.ndarray  # whether each value is '' or whitespace only
+    filled: _Values  # the values that are not blank
+
+
+def count_text(values: pd.Series | pa.Array | pa.ChunkedArray) -> CountedText:
+    """Distinct values by dictionary encoding, whose dictionary is value_counts' values in the same
+    order (first appearance) and whose codes also give each row's value (measured: 0.17 s against
+    value_counts' 0.25 s for a million distinct strings)."""
+    array = _as_text(values)
+    present = array.drop_null()
+    encoded = pc.dictionary_encode(present)
+    distinct_values: pa.Array = encoded.dictionary
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    counts = np.bincount(codes, minlength=len(distinct_values)).astype(np.int64)
+    stripped = pc.utf8_trim_whitespace(distinct_values)
+    blank = pc.equal(stripped, "").to_numpy(zero_copy_only=False)
+    if blank.any():
+        filled = _Values(distinct_values.filter(~blank), stripped.filter(~blank), counts[~blank])
+    else:
+        filled = _Values(distinct_values, stripped, counts)
+    return CountedText(len(array), array.null_count, distinct_values, counts, codes, blank, filled)
+
 
 def _as_text(values) -> pa.Array:
     if isinstance(values, pd.Series):
         values = pa.array(values.array, from_pandas=True) if len(values) else pa.array([], pa.string())
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
-    return values.cast(pa.string()) if values.type != pa.string() else values
+    # pandas' Arrow strings are large_string: kept as they are rather than copied.
+    return values if values.type in (pa.string(), pa.large_string()) else values.cast(pa.string())
 
 
 def _full_match(values: pa.Array, pattern: str) -> np.ndarray:
@@ -243,7 +283,7 @@ def _semantic_type(name: str, sample: _Values, distinct: int, total: int) -> str
         return "free text"
     shares = {}
     for semantic_type, pattern in TYPE_PATTERNS.items():
-        shares[semantic_type] = sample.counts[_full_match(sample.stripped, pattern)].sum() / sample.total
+        shares[semantic_type] = sample.counts[sample.full_match(pattern)].sum() / sample.total
         whole_numbers = semantic_type == "decimal" and shares["integer"] >= TYPE_SHARE
         if shares[semantic_type] >= TYPE_SHARE and semantic_type not in _DIGITS_ONLY and not whole_numbers:
             return semantic_type
@@ -256,16 +296,16 @@ def _semantic_type(name: str, sample: _Values, distinct: int, total: int) -> str
     return "free text"
 
 
-def _pii_matches(kind: str, pattern: str, values: pa.Array) -> np.ndarray:
+def _pii_matches(kind: str, pattern: str, values: _Values) -> np.ndarray:
     """Values of a PII kind: its pattern, and its check digits (Luhn for cards, mod-97 for IBANs);
     a phone that is really a date does not count."""
-    matches = _full_match(values, pattern)
+    matches = values.full_match(pattern).copy()
     if kind in ("card", "iban") and matches.any():
         check = _luhn if kind == "card" else _iban_ok
         at = np.flatnonzero(matches)
-        matches[at] = [check(value) for value in values.take(pa.array(at)).to_pylist()]
+        matches[at] = [check(value) for value in values.stripped.take(pa.array(at)).to_pylist()]
     elif kind == "phone" and matches.any():
-        matches &= ~_full_match(values, "(?:" + TYPE_PATTERNS["datetime"] + "|" + TYPE_PATTERNS["date"] + ")")
+        matches &= ~values.full_match("(?:" + TYPE_PATTERNS["datetime"] + "|" + TYPE_PATTERNS["date"] + ")")
     return matches
 
 
@@ -310,10 +350,11 @@ def _range(semantic_type: str, values: pa.Array, matches: np.ndarray) -> tuple[s
     return extremes["min"].as_py(), extremes["max"].as_py()
 
 
-def to_numbers(texts: pa.Array) -> pa.Array:
-    """Numbers written with the values' majority decimal mark (',' when most values put it after
-    any '.'); other marks, spaces and apostrophes group thousands. Literal replaces, then a cast."""
-    sample = texts.to_pylist()[:SAMPLE_DISTINCT]
+def to_numbers(texts: pa.Array, marks: pa.Array | None = None) -> pa.Array:
+    """Numbers written with the majority decimal mark of the first SAMPLE_DISTINCT of `marks` (by
+    default the texts themselves): ',' when most put it after any '.'; other marks, spaces and
+    apostrophes group thousands. Literal replaces, then a cast."""
+    sample = (texts if marks is None else marks).slice(0, SAMPLE_DISTINCT).to_pylist()
     comma_decimal = sum(t.rfind(",") > t.rfind(".") for t in sample) > len(sample) / 2
     thousands, decimal = (".", ",") if comma_decimal else (",", ".")
     for mark in (thousands, " ", "'"):
@@ -325,11 +366,10 @@ def _consistency(semantic_type: str, filled: _Values, patterns: list[tuple[str, 
     """Share of values without surrounding whitespace and in the dominant shape (date format for dates)."""
     if not filled.total:
         return 1.0
-    untrimmed = pc.not_equal(filled.values, filled.stripped).to_numpy(zero_copy_only=False)
-    clean = 1 - filled.counts[untrimmed].sum() / filled.total
+    clean = 1 - filled.counts[filled.untrimmed].sum() / filled.total
     if semantic_type in ("date", "datetime"):
         tail = r"[T ].*" if semantic_type == "datetime" else ""
-        dominant = max(filled.counts[_full_match(filled.stripped, f"(?:{fmt}){tail}")].sum() for fmt in DATE_FORMATS.values()) / filled.total
+        dominant = max(filled.counts[filled.full_match(f"(?:{fmt}){tail}")].sum() for fmt in DATE_FORMATS.values()) / filled.total
     elif semantic_type in ("free text", "categorical"):
         dominant = 1.0
     else:
