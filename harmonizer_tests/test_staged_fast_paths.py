@@ -1,6 +1,8 @@
 """The staged step's vectorized fast paths against the per-value rules they stand in for."""
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -89,3 +91,16 @@ def test_plain_dates_are_the_dates_the_parsers_read(dates, formats, dayfirst):
             assert day == expected, (text, formats)
     result = rules.date(pd.Series(dates, dtype="str"), formats=formats, dayfirst=dayfirst)
     assert result.values.tolist() == parsed.tolist()
+
+
+@PROPERTY
+@given(st.lists(st.one_of(st.none(), st.text(), st.text(" \t\n\x0b\x1c\x85\xa0\u2003\u3000\u200bAbc１ﬁé.-"), st.text("ab  ", min_size=1)), max_size=40))
+def test_text_is_every_value_normalized_and_trimmed(values):
+    series = pd.Series(values, dtype="str")
+    expected = pc.utf8_trim_whitespace(rules._normalized(pa.array(series.array, pa.string()))).to_pylist()
+    assert [None if pd.isna(v) else v for v in rules._text(series)] == [None if v in (None, "") else v for v in expected]
+
+
+def test_needs_normalizing_reads_a_sliced_array_from_its_offset():
+    array = pa.array(["a  b", "a b", None, "é", "x\ty", " z "]).slice(1)
+    assert rules._needs_normalizing(array).tolist() == [False, False, True, True, False]
