@@ -7,6 +7,7 @@ import string
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -307,6 +308,30 @@ def test_reading_an_empty_table_in_chunks_yields_one_empty_frame_with_columns(co
     frames = list(ts.read_chunks(conn, schema, "t"))
     assert len(frames) == 1 and frames[0].columns.tolist() == ["a"] and len(frames[0]) == 0
     assert frames[0]["a"].dtype == "Int64"
+
+
+def test_a_reader_stopped_after_its_first_chunk_leaves_the_connection_usable(conn, schema):
+    replace_table(conn, schema, "t", [pd.DataFrame({"n": np.arange(300_000, dtype="int64")})])
+    chunks = ts.read_chunks(conn, schema, "t", chunk_rows=1_000)
+    first = next(chunks)
+    chunks.close()  # the read-ahead thread is stopped and joined here, with batches still unread
+    assert first["n"].tolist() == list(range(1_000))
+    assert ts.read_frame(conn, schema, "t")["n"].sum() == sum(range(300_000))
+
+
+def test_a_failure_while_reading_ahead_reaches_the_caller_after_the_batches_before_it():
+    schema = pa.schema([("n", pa.int64())])
+
+    def batches():
+        for i in range(3):
+            yield pa.record_batch([pa.array([i])], schema=schema)
+        raise OSError("connection lost")
+
+    seen = []
+    with pytest.raises(OSError, match="connection lost"):
+        for batch in ts._read_ahead(pa.RecordBatchReader.from_batches(schema, batches()), depth=1):
+            seen.append(batch.column(0)[0].as_py())
+    assert seen == [0, 1, 2]
 
 
 def test_partition_filter_quotes_columns_and_values():
