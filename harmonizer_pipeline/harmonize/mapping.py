@@ -173,7 +173,7 @@ def map_source(frame: pd.DataFrame, source: str, mapping: dict[str, ColumnMappin
         mapped[name] = column.on_rows()
         rejected += column.rejected
     result = pd.DataFrame(mapped)
-    result.insert(len(result.columns), "_source", pd.Series([source] * len(result), dtype="str"))
+    result.insert(len(result.columns), "_source", pd.Series(source, index=result.index, dtype="str"))
     for name in ("_source_file", "_row_number", "_load_id"):
         result[name] = lineage[name]
     required = [n for n, spec in target.columns.items() if spec.required or n in target.key]
@@ -181,7 +181,8 @@ def map_source(frame: pd.DataFrame, source: str, mapping: dict[str, ColumnMappin
     if incomplete.any():
         rejected.append(_required_rejections(result[incomplete], required))
     rejections = pd.concat(rejected, ignore_index=True) if rejected else pd.DataFrame({c: pd.Series([], dtype="object") for c in REJECTION_COLUMNS})
-    return MappedRows(result[~incomplete].reset_index(drop=True), rejections[REJECTION_COLUMNS], len(frame), int(incomplete.sum()))
+    complete = result[~incomplete].reset_index(drop=True) if incomplete.any() else result
+    return MappedRows(complete, rejections[REJECTION_COLUMNS], len(frame), int(incomplete.sum()))
 
 
 def _required_rejections(rows: pd.DataFrame, required: list[str]) -> pd.DataFrame:

@@ -155,7 +155,7 @@ _EMAIL = rf"{_EMAIL_ATOM}(?:\.{_EMAIL_ATOM})*@(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?
 
 def email(values: pd.Series) -> Standardized:
     address = _text(values).str.lower()
-    return _result(address.where(address.str.fullmatch(_EMAIL)), address)
+    return _result(address.where(_fullmatch(_arrow_text(address), _EMAIL)), address)
 
 
 def _e164(number: str, region: str) -> str | None:
