@@ -30,9 +30,9 @@ def parsed_text(inner: str) -> tuple[str, bool]:
     return element.text or "", element.get(XML_SPACE) == "preserve"
 
 
-@given(st.lists(st.none() | TEXT, max_size=20))
-def test_inline_text_reads_back_as_the_always_escaped_and_preserved_text(values: list[str | None]) -> None:
-    text = pa.array(values, pa.string())
+@given(st.lists(st.none() | TEXT, max_size=20), st.lists(TEXT, max_size=3))
+def test_inline_text_reads_back_as_the_always_escaped_and_preserved_text(values: list[str | None], before: list[str]) -> None:
+    text = pa.array([*before, *values], pa.string())[len(before) :]  # a slice, as a chunk's part is
     pieces = _inline_text(text)
     inner = pieces[0] if len(pieces) == 1 else pa.array([None if v is None else pieces[0] + v for v in pieces[1].to_pylist()], pa.string())
     simple = _escaped(_cut(text))

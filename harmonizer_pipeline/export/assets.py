@@ -4,6 +4,7 @@
 import datetime as dt
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
@@ -163,10 +164,10 @@ def export_target_asset(settings: Settings, target_name: str) -> dg.AssetsDefini
         # rows (a workbook's: its data sheets'; a zip's: none), out of the table's rows read.
         # Hashed before connecting: reading every file back holds no connection open.
         done = []
-        for i, path in enumerate(files):
+        for i, (path, digest) in enumerate(zip(files, _sha256s(files))):
             data = [v for k, v in written.items() if k == path.name or k.startswith(f"{path.name}[data")]
             done.append(step.outcome(
-                "done", file=path.relative_to(root).as_posix(), sha256=sha256_of(path), rows_in=read.rows,
+                "done", file=path.relative_to(root).as_posix(), sha256=digest, rows_in=read.rows,
                 rows_out=sum(data) if data else None,
                 detail=f"uploaded to b2://{options.b2.bucket}/{uploaded[i]}" if uploaded else None,
             ))  # fmt: skip
@@ -209,9 +210,9 @@ def _write_changes(postgres, target_name: str, directory: Path, stream, upload, 
         rows = write_all(_Counted(_without_merge_id(chunks())), [partial(write_csv, path=files[0], bom=bom), partial(write_parquet, path=files[1])])
         uploaded = upload(files)
         done = [
-            step.outcome("done", file=path.relative_to(root).as_posix(), sha256=sha256_of(path), rows_out=count,
+            step.outcome("done", file=path.relative_to(root).as_posix(), sha256=digest, rows_out=count,
                          detail=f"changes of merge {merge_id}" + (f"; uploaded to {uploaded[i]}" if uploaded else ""))
-            for i, (path, count) in enumerate(zip(files, rows))
+            for i, (path, count, digest) in enumerate(zip(files, rows, _sha256s(files)))
         ]  # fmt: skip
         with postgres.connect() as conn:
             audit.record(conn, *done)
@@ -219,6 +220,12 @@ def _write_changes(postgres, target_name: str, directory: Path, stream, upload, 
             conn.execute("UPDATE ops.merges SET exported_at = now() WHERE merge_id = %s", (merge_id,))
         written += files
     return written
+
+
+def _sha256s(paths: list[Path]) -> list[str]:
+    """Each file's SHA-256, on all CPUs (hashlib lets go of the GIL while it hashes)."""
+    with ThreadPoolExecutor() as pool:
+        return list(pool.map(sha256_of, paths))
 
 
 def _without_merge_id(chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:

@@ -330,7 +330,9 @@ _EXCEL_SERIAL_1970 = 25_569  # 1970-01-01 as an Excel serial day
 _FIRST_TRUE_SERIAL = 61  # Excel counts 1900-02-29, which never was: earlier serials are one day less
 _ILLEGAL_XML_RE2 = "[\\x{0}-\\x{8}\\x{b}\\x{c}\\x{e}-\\x{1f}\\x{fffe}\\x{ffff}]"
 # Text _inline_text escapes or preserves: characters to drop or escape, a literal _xHHHH_, white space at an end.
-_SPECIAL_TEXT_RE2 = "[&<>\\r\\x{0}-\\x{8}\\x{b}\\x{c}\\x{e}-\\x{1f}\\x{fffe}\\x{ffff}]|_x[0-9A-Fa-f]{4}_|^\\s|\\s$"
+_SPECIAL_CHARACTERS_RE2 = "[&<>\\r\\x{0}-\\x{8}\\x{b}\\x{c}\\x{e}-\\x{1f}\\x{fffe}\\x{ffff}]|_x[0-9A-Fa-f]{4}_"
+_SPECIAL_TEXT_RE2 = _SPECIAL_CHARACTERS_RE2 + "|^\\s|\\s$"
+_WHITE_SPACE = np.isin(np.arange(256), list(b"\t\n\f\r "))  # RE2's \s, by byte
 _EXCEL_STRING_MAX = 32_767  # UTF-16 units
 
 
@@ -365,11 +367,29 @@ def _cut(text: pa.Array) -> pa.Array:
     return pa.array(values, pa.string())
 
 
+def _may_be_special(text: pa.Array) -> bool:
+    """False when no value needs escaping nor has white space at an end: one RE2 scan of the
+    column's bytes as a whole (a match across two values only sends it the slow way) and a look at
+    each value's first and last byte; a third of the time of matching value by value."""
+    if text.buffers()[2] is None:
+        return False
+    offsets = np.frombuffer(text.buffers()[1], np.int32)[text.offset : text.offset + len(text) + 1]
+    whole = pa.Array.from_buffers(pa.string(), 1, [None, pa.py_buffer(offsets[[0, -1]].copy()), text.buffers()[2]])
+    if pc.match_substring_regex(whole, _SPECIAL_CHARACTERS_RE2)[0].as_py():
+        return True
+    data = np.frombuffer(text.buffers()[2], np.uint8)
+    starts, ends = offsets[:-1], offsets[1:]
+    filled = ends > starts
+    return bool(_WHITE_SPACE[data[starts[filled]]].any() or _WHITE_SPACE[data[ends[filled] - 1]].any())
+
+
 def _inline_text(text: pa.Array) -> list[str | pa.Array]:
     """The rest of a <t> element's start tag and its content, for text cells: a value that needs
     escaping or has white space at an end (which readers trim without xml:space) gets escaped and
     preserved, one by one among the column's others; when none does, the text goes as it is."""
-    text = _cut(text)
+    text = _cut(text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text)
+    if not _may_be_special(text):
+        return [">", text]
     special = pc.match_substring_regex(text, _SPECIAL_TEXT_RE2)
     if not pc.any(special).as_py():
         return [">", text]
