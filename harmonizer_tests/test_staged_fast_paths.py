@@ -1,5 +1,6 @@
 """The staged step's vectorized fast paths against the per-value rules they stand in for."""
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -104,3 +105,27 @@ def test_text_is_every_value_normalized_and_trimmed(values):
 def test_needs_normalizing_reads_a_sliced_array_from_its_offset():
     array = pa.array(["a  b", "a b", None, "é", "x\ty", " z "]).slice(1)
     assert rules._needs_normalizing(array).tolist() == [False, False, True, True, False]
+
+
+def number_bits(values: pd.Series) -> list:
+    """Each number's exact bits (the sign of zero too), None for NULL."""
+    return [None if pd.isna(v) else np.float64(v).tobytes() for v in values]
+
+
+PLAIN_NUMBERS = st.builds(
+    lambda sign, whole, fraction: sign + whole + fraction,
+    st.sampled_from(["", "", "-"]),
+    st.text("0123456789", min_size=1, max_size=9),
+    st.one_of(st.just(""), st.text("0123456789", min_size=1, max_size=9).map(lambda digits: "<point>" + digits)),
+)
+
+
+@PROPERTY
+@given(st.lists(st.one_of(st.none(), PLAIN_NUMBERS, st.sampled_from(["1.234,5", "1,234.5", "-0", "−3", "1e3", "12345678901234567"])), max_size=30), st.booleans())
+def test_plain_numbers_are_the_numbers_pandas_reads(values, decimal_comma):
+    point = "," if decimal_comma else "."
+    written = rules._text(pd.Series([None if v is None else v.replace("<point>", point) for v in values], dtype="str"))
+    plain = rules._plain_numbers(written, decimal_comma)
+    if plain is not None:
+        assert plain.dtype == "Float64" and plain.index.equals(written.index)
+        assert number_bits(plain) == number_bits(rules._parsed_numbers(written, decimal_comma))

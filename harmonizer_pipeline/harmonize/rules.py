@@ -634,7 +634,26 @@ def _held_number(value: Any) -> float | None:
     return float(value) if isinstance(value, numbers.Real | decimal.Decimal) and not isinstance(value, bool) else None
 
 
+def _plain_numbers(written: pd.Series, decimal_comma: bool) -> pd.Series | None:
+    """The column's numbers by Arrow's cast when every value is plainly written: digits with an
+    optional minus and decimal mark, at most 15 characters (so both parsers round exactly), no
+    negative zero integer (pandas drops its sign when the column holds no fraction); None
+    otherwise. Per column, as pandas reads integers differently when no value has a fraction."""
+    arrow = _arrow_text(written)
+    point = "," if decimal_comma else r"\."
+    plain = pc.and_(pc.match_substring_regex(arrow, rf"^-?[0-9]+(?:{point}[0-9]+)?$"), pc.less_equal(pc.utf8_length(arrow), 15))
+    if not pc.all(plain).as_py() or pc.any(pc.match_substring_regex(arrow, "^-0+$")).as_py():
+        return None
+    numbers = pc.cast(pc.replace_substring(arrow, ",", ".") if decimal_comma else arrow, pa.float64())
+    return pd.Series(numbers.to_pandas(types_mapper={pa.float64(): pd.Float64Dtype()}.get).array, index=written.index)
+
+
 def _parse_numbers(written: pd.Series, decimal_comma: bool) -> pd.Series:
+    plain = _plain_numbers(written, decimal_comma)
+    return plain if plain is not None else _parsed_numbers(written, decimal_comma)
+
+
+def _parsed_numbers(written: pd.Series, decimal_comma: bool) -> pd.Series:
     point, group = (",", ".") if decimal_comma else (".", ",")
     # Thousands groups of three, separated by the group mark, a space or an apostrophe (Swiss).
     whole = rf"\d{{1,3}}(?:\{group}\d{{3}})+|\d{{1,3}}(?: \d{{3}})+|\d{{1,3}}(?:['’]\d{{3}})+|\d+"
