@@ -68,10 +68,12 @@ def test_minimal_keys_equal_brute_force(frame, null_equals_null):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(frames(), st.integers(2, 8), st.integers(1, 3))
-def test_the_search_finds_the_keys_whatever_its_samples(frame, sample_rows, violations):
-    """Seeds and samples this small leave most of the work to the checks on every row."""
+@given(frames(), st.integers(2, 8), st.integers(1, 3), st.sampled_from([0, 1, 10]))
+def test_the_search_finds_the_keys_whatever_its_samples(frame, sample_rows, violations, work):
+    """Seeds and samples this small leave most of the work to the checks on every row; with
+    little work allowed, HPIValid takes over."""
     with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(discovery, "SEARCH_WORK", work)
         patch.setattr(discovery, "SEARCH_SEED_ROWS", 2)
         patch.setattr(discovery, "SEARCH_SAMPLE_ROWS", sample_rows)
         patch.setattr(discovery, "VIOLATIONS_PER_CHECK", violations)
