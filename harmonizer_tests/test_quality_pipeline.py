@@ -296,3 +296,15 @@ def test_a_file_with_only_a_header_is_validated_and_profiled_as_empty(landing, s
     assert psql(
         "SELECT column_name, semantic_type, rows FROM quality.column_profiles WHERE source = %s ORDER BY position", (source,)
     ) == [("id", "free text", 0), ("name", "free text", 0), ("age", "free text", 0), ("sex", "free text", 0)]
+
+
+def test_validated_rows_keep_their_raw_lineage_and_their_files_own_columns(landing, source, psql):
+    # The lineage the raw step gives a whole file is read once per file, not per row.
+    (landing / "a.csv").write_text(people(4))
+    (landing / "b.csv").write_text(people(3, phone=True))
+    with dg.instance_for_test() as instance:
+        runs = land_and_load(make_defs(landing, source, schema=None), instance)
+    assert [run.success for run in runs] == [True, True]
+    columns = "_source_file, _load_id, _ingested_at, _partition, _row_number, id, phone"
+    validated = psql(f'SELECT {columns} FROM validated."{source}" ORDER BY _source_file, _row_number')
+    assert len(validated) == 7 and validated == psql(f'SELECT {columns} FROM raw."{source}" ORDER BY _source_file, _row_number')

@@ -4,8 +4,10 @@ import time
 import warnings
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+from psycopg import sql
 
 from harmonizer_pipeline.ingest import registry
 from harmonizer_pipeline.ingest.assets import PARTITION_COLUMN
@@ -17,6 +19,7 @@ from harmonizer_pipeline.quality.profiling import FileProfile, count_text, profi
 from harmonizer_pipeline.quality.recommendations import recommend_column
 from harmonizer_pipeline.resources import PostgresResource
 from harmonizer_pipeline.resources import table_store
+from harmonizer_pipeline.resources.frame_codec import qualified
 from harmonizer_pipeline.resources.postgres import adbc_connection
 from harmonizer_pipeline.resources.table_store import DataFrameChunks
 from harmonizer_pipeline.settings import Settings
@@ -25,6 +28,8 @@ GATE_CHECK = "schema_gate"
 QUARANTINE_CHECK = "quarantine"
 DRIFT_CHECK = "drift"
 PROFILE_READ_CELLS = 20_000_000  # raw values profiled at once: columns are read in groups this size
+# Lineage columns the raw step gives every row of a file alike.
+FILE_CONSTANTS = {"_source_file", "_load_id", "_ingested_at", PARTITION_COLUMN}
 OWNERS = ["team:data-engineering"]
 
 # For assets downstream of validated/<source>: run when upstream updates, unless its gate failed.
@@ -62,6 +67,13 @@ def audit_file(conn, run, action: str, asset: str, entry: registry.RegistryEntry
 def partition_rows(partition_key: str):
     """SQL condition for one file's rows."""
     return table_store.partition_filter([(PARTITION_COLUMN, [partition_key])])
+
+
+def first_row(source: str, where: sql.Composable) -> sql.Composable:
+    """SQL condition for one of the rows `where` selects in raw/<source> (each file's
+    _row_number is its own)."""
+    row_number = sql.Identifier("_row_number")
+    return sql.SQL("{} AND {} = (SELECT {} FROM {} WHERE {} LIMIT 1)").format(where, row_number, row_number, qualified("raw", source), where)
 
 
 def table_metadata(records: list[dict], columns: list[tuple[str, str]]) -> dg.TableMetadataValue:
@@ -120,12 +132,17 @@ def validated_source_asset(settings: Settings, source: str, partitions: dg.Dynam
                 duplicates = uniqueness_rejections(schema, table_store.read_frame(conn, "raw", source, ["_row_number", *unique], where))
         writer = store.RejectedRowsWriter(url, source, partition_key, run_id)
         validation = PartitionValidation(schema, duplicates, writer.write)
-        keep = set(columns)
 
         def raw_chunks():
             with adbc_connection(url) as conn:
-                for chunk in table_store.read_chunks(conn, "raw", source, None, where, settings.ingest.chunk_rows):
-                    yield chunk[[c for c in chunk.columns if c in keep or c.startswith("_")]]
+                # The file's own columns and the lineage ones, in the raw table's order.
+                wanted = [s.name for s in table_store.stored_columns(conn, "raw", source).values() if s.name in columns or s.name.startswith("_")]
+                constant = [c for c in wanted if c in FILE_CONSTANTS]
+                # Read once, not a million times: the raw step stamps them on every row of the file.
+                stamp = table_store.read_frame(conn, "raw", source, constant, first_row(source, where)) if constant else pd.DataFrame()
+                per_row = [c for c in wanted if c not in FILE_CONSTANTS]
+                for chunk in table_store.read_chunks(conn, "raw", source, per_row, where, settings.ingest.chunk_rows):
+                    yield chunk.join(stamp.iloc[np.zeros(len(chunk), np.intp)].set_axis(chunk.index))[wanted]
 
         # Rejected rows commit just before the valid ones, inside the write's transaction.
         yield dg.Output(DataFrameChunks(validation.run(raw_chunks()), on_written=writer.commit, on_closed=writer.close))

@@ -102,7 +102,7 @@ def validate_chunk(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> ChunkVali
     # apart, without those columns, and the rest as usual.
     uncoercible = {name: bad for name in data.columns if len(bad := coerce_column(schema, name, data[name])[1])}
     odd_rows = pd.Index(sorted(set().union(*uncoercible.values()))) if uncoercible else pd.Index([])
-    typed, cases = _validate(schema, data.drop(index=odd_rows))
+    typed, cases = _validate(schema, data.drop(index=odd_rows) if len(odd_rows) else data)
     structure = cases[cases["index"].isna()] if cases is not None else ()
     if len(structure):
         problems = [f"{c['check']}: {c['failure_case']}" for _, c in structure.iterrows()]
