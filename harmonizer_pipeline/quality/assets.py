@@ -139,10 +139,12 @@ def validated_source_asset(settings: Settings, source: str, partitions: dg.Dynam
                 wanted = [s.name for s in table_store.stored_columns(conn, "raw", source).values() if s.name in columns or s.name.startswith("_")]
                 constant = [c for c in wanted if c in FILE_CONSTANTS]
                 # Read once, not a million times: the raw step stamps them on every row of the file.
-                stamp = table_store.read_frame(conn, "raw", source, constant, first_row(source, where)) if constant else pd.DataFrame()
+                stamp = table_store.read_frame(conn, "raw", source, constant, first_row(source, where)) if constant else None
                 per_row = [c for c in wanted if c not in FILE_CONSTANTS]
                 for chunk in table_store.read_chunks(conn, "raw", source, per_row, where, settings.ingest.chunk_rows):
-                    yield chunk.join(stamp.iloc[np.zeros(len(chunk), np.intp)].set_axis(chunk.index))[wanted]
+                    if stamp is not None:
+                        chunk = chunk.join(stamp.iloc[np.zeros(len(chunk), np.intp)].set_axis(chunk.index))
+                    yield chunk[wanted]
 
         # Rejected rows commit just before the valid ones, inside the write's transaction.
         yield dg.Output(DataFrameChunks(validation.run(raw_chunks()), on_written=writer.commit, on_closed=writer.close))
