@@ -570,22 +570,21 @@ def _names_as_written(names: pd.Series, family: bool) -> np.ndarray:
     words = pc.split_pattern(_arrow_text(names).fill_null(""), " ")
     word = pc.list_flatten(words)
     count = pc.list_value_length(words).to_numpy()
-    shaped = pc.and_(
-        pc.match_substring_regex(word, rf"^(?:{_UPPER}|{_LOWER}|{_UNCASED})+$"),
-        pc.or_(
-            pc.and_(pc.match_substring_regex(word, rf"^{_UPPER}.*{_UPPER}"), pc.match_substring_regex(word, _LOWER)),
-            pc.and_(pc.match_substring_regex(word, _TITLE_CASED), pc.invert(pc.match_substring_regex(word, "(?:^|-)Ma?c"))),
-        ),
-    ).to_numpy(zero_copy_only=False)
-    roman = f"^{_ROMAN.pattern}$"
-    particles = pa.array(sorted(_PARTICLES))
-    kept_lower = pc.or_(pc.is_in(word, particles), pc.match_substring_regex(word, roman.upper())).to_numpy(zero_copy_only=False)
-    recased = pc.or_(pc.is_in(pc.utf8_lower(word), particles), pc.match_substring_regex(word, roman, ignore_case=True))
-    inner = kept_lower | (shaped & ~recased.to_numpy(zero_copy_only=False))
-    # The first word is never a particle or numeral, unless a family name has more words.
-    first = words.offsets.to_numpy()[:-1][(count == 1) if family else (count > 0)]
-    inner[first] = shaped[first]
-    failing = np.bincount(pc.list_parent_indices(words).to_numpy(), weights=~inner, minlength=len(names))
+    letter = f"(?:{_UPPER}|{_LOWER}|{_UNCASED})"
+    inner_capitals = rf"^{_UPPER}{letter}*(?:{_UPPER}{letter}*{_LOWER}|{_LOWER}{letter}*{_UPPER}){letter}*$"
+    title_cased = pc.and_(pc.match_substring_regex(word, _TITLE_CASED), pc.invert(pc.match_substring_regex(word, "(?:^|-)Ma?c")))
+    as_written = pc.or_(pc.match_substring_regex(word, inner_capitals), title_cased).to_numpy(zero_copy_only=False)
+    # Words after the first (and a family name's first of several) may be particles or numerals.
+    first = np.zeros(len(word), dtype=bool)
+    first[words.offsets.to_numpy()[:-1][(count == 1) if family else (count > 0)]] = True
+    later = np.flatnonzero(~first)
+    if len(later):
+        inner = word.take(later)
+        roman, particles = f"^{_ROMAN.pattern}$", pa.array(sorted(_PARTICLES))
+        kept = pc.or_(pc.is_in(inner, particles), pc.match_substring_regex(inner, roman.upper())).to_numpy(zero_copy_only=False)
+        recased = pc.or_(pc.is_in(pc.utf8_lower(inner), particles), pc.match_substring_regex(inner, roman, ignore_case=True))
+        as_written[later] = kept | (as_written[later] & ~recased.to_numpy(zero_copy_only=False))
+    failing = np.bincount(pc.list_parent_indices(words).to_numpy(), weights=~as_written, minlength=len(names))
     return (failing == 0) & (count > 0)
 
 
