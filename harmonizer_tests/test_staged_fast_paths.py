@@ -129,3 +129,10 @@ def test_plain_numbers_are_the_numbers_pandas_reads(values, decimal_comma):
     if plain is not None:
         assert plain.dtype == "Float64" and plain.index.equals(written.index)
         assert number_bits(plain) == number_bits(rules._parsed_numbers(written, decimal_comma))
+
+
+@PROPERTY
+@given(st.lists(st.one_of(st.none(), st.text(), st.text("0123456789 +-()٣１"), st.just("")), max_size=30), st.integers(0, 3))
+def test_ascii_digits_is_removing_every_non_digit(values, start):
+    array = pa.array(values, pa.string()).slice(min(start, len(values)))
+    assert rules._ascii_digits(array).to_pylist() == pc.replace_substring_regex(array, r"\D", "").to_pylist()

@@ -100,17 +100,35 @@ def _normalized(arrow: pa.Array) -> pa.Array:
     return pc.replace_substring_regex(pc.replace_substring_regex(arrow, _INVISIBLE, ""), _WHITESPACE_RUN, " ")
 
 
+def _utf8_bytes(arrow: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(each value's start in the bytes and the end of the last, the values' UTF-8 bytes) of a
+    string array, without copies; numpy over bytes is exact for ASCII characters, as every byte
+    of a non-ASCII character is 0x80 or more."""
+    offsets = np.frombuffer(arrow.buffers()[1], dtype=np.int32)[arrow.offset : arrow.offset + len(arrow) + 1]
+    return offsets - offsets[0], np.frombuffer(arrow.buffers()[2] or b"", dtype=np.uint8)[offsets[0] : offsets[-1]]
+
+
 def _needs_normalizing(arrow: pa.Array) -> np.ndarray:
     """The values `_normalized` could change: those with a non-ASCII byte, ASCII whitespace other
     than a space, or two spaces in a row. One numpy pass over the UTF-8 bytes takes 1 ms per 100k
     values where `_normalized` takes 20 ms and a single RE2 match 5 ms."""
-    offsets = np.frombuffer(arrow.buffers()[1], dtype=np.int32)[arrow.offset : arrow.offset + len(arrow) + 1]
-    data = np.frombuffer(arrow.buffers()[2] or b"", dtype=np.uint8)[offsets[0] : offsets[-1]]
+    offsets, data = _utf8_bytes(arrow)
     flagged = (data >= 0x80) | ((data >= 0x09) & (data <= 0x0D)) | ((data >= 0x1C) & (data <= 0x1F))
     flagged[:-1] |= (data[:-1] == 0x20) & (data[1:] == 0x20)  # a pair across two values only costs time
     needs = np.zeros(len(arrow), dtype=bool)
-    needs[np.searchsorted(offsets, np.flatnonzero(flagged) + offsets[0], side="right") - 1] = True
+    needs[np.searchsorted(offsets, np.flatnonzero(flagged), side="right") - 1] = True
     return needs
+
+
+def _ascii_digits(arrow: pa.Array) -> pa.Array:
+    """Each value's ASCII digits alone, as RE2's replace of \\D with "" gives them, by one numpy
+    pass over the UTF-8 bytes (2 ms per 100k phone numbers; the replace took 15 ms)."""
+    offsets, data = _utf8_bytes(arrow)
+    digit = (data >= 0x30) & (data <= 0x39)
+    kept = np.zeros(arrow.offset + len(arrow) + 1, dtype=np.int32)  # the validity bitmap counts from arrow.offset
+    kept[arrow.offset :] = np.concatenate([[0], np.cumsum(digit, dtype=np.int32)])[offsets]
+    buffers = [arrow.buffers()[0], pa.py_buffer(kept), pa.py_buffer(data[digit])]
+    return pa.Array.from_buffers(pa.string(), len(arrow), buffers, offset=arrow.offset)
 
 
 def _text(values: pd.Series) -> pd.Series:
@@ -215,7 +233,7 @@ def _e164_fast(number: pd.Series, region: str) -> pd.Series:
     metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
     text = _arrow_text(number)
     plain = _fullmatch(text, _PLAIN_NUMBER)
-    digits = pc.replace_substring_regex(text, r"\D", "")
+    digits = _ascii_digits(text)
     idd = metadata.international_prefix if re.fullmatch(r"\d+", metadata.international_prefix or "") else None
     trunk = metadata.national_prefix_for_parsing or metadata.national_prefix
     international = pc.starts_with(text, "+").fill_null(False).to_numpy(zero_copy_only=False)
@@ -261,10 +279,10 @@ def phone(values: pd.Series, *, region: str = "DE") -> Standardized:
     if code not in phonenumbers.SUPPORTED_REGIONS:
         raise _option_error("phone", "region", region, "expected an ISO 3166 alpha-2 region phonenumbers knows, e.g. DE")
     number = _text(values)
-    fast = _e164_fast(number, code)
-    rest = number.where(fast.isna() & number.notna())
-    slow = _on_distinct(rest, _per_value(partial(_e164, region=code))).astype("str")
-    return _result(fast.fillna(slow).astype("str"), number)
+    e164 = _e164_fast(number, code)
+    rest = e164.isna() & number.notna()
+    e164[rest] = _on_distinct(number[rest], _per_value(partial(_e164, region=code)))
+    return _result(e164.astype("str"), number)
 
 
 # A time directly followed by its offset; the offset's sign, hours and minutes are captured.
