@@ -123,12 +123,17 @@ def test_high_cardinality_columns_are_typed_from_a_sample_but_counted_exactly(mo
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.one_of(st.none(), st.sampled_from(["a", "b", " a", "", "  ", "ä", "\xa0"]), st.text(max_size=4)), max_size=60))
-def test_counted_text_is_value_counts_in_its_order_with_each_rows_value(values):
-    series = pd.Series(values, dtype=TEXT)
-    text = count_text(series)
+@given(
+    st.lists(st.one_of(st.none(), st.sampled_from(["a", "b", " a", "", "  ", "ä", "\xa0"]), st.text(max_size=4)), max_size=60),
+    st.lists(st.integers(0, 60), max_size=4),
+)
+def test_counted_text_is_value_counts_in_its_order_with_each_rows_value(values, cuts):
+    # In chunks, as Arrow-backed pandas columns read from PostgreSQL come.
+    bounds = [0, *sorted(min(cut, len(values)) for cut in cuts), len(values)]
+    chunked = pa.chunked_array([pa.array(values[a:b], pa.large_string()) for a, b in zip(bounds, bounds[1:])], pa.large_string())
+    text = count_text(pd.Series(pd.arrays.ArrowStringArray(chunked), dtype=TEXT))
     counted = pc.value_counts(pa.array(values, pa.string()).drop_null())
     assert text.values.to_pylist() == counted.field("values").to_pylist()
     assert text.counts.tolist() == counted.field("counts").to_pylist()
-    assert text.values.take(pa.array(text.codes)).to_pylist() == series.dropna().tolist()
+    assert text.values.take(pa.array(text.codes)).to_pylist() == [v for v in values if v is not None]
     assert (text.rows, text.nulls) == (len(values), values.count(None))
