@@ -35,8 +35,8 @@ import re
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
-from multiprocessing.pool import ThreadPool
 from dataclasses import dataclass, field
+from multiprocessing.pool import ThreadPool
 
 import desbordante
 import numpy as np
