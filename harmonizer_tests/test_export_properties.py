@@ -98,3 +98,27 @@ def test_parallel_deflate_is_one_stream_of_the_data(pieces: list[bytes], block: 
         stream = b"".join(compressor.compress(piece) for piece in pieces) + compressor.flush()
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     assert inflater.decompress(stream) == b"".join(pieces) and inflater.eof and not inflater.unused_data
+
+
+def widths(path: Path) -> list[dict[str, float]]:
+    return [{key: dimension.width for key, dimension in sheet.column_dimensions.items()} for sheet in openpyxl.load_workbook(path)]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(frame=frames(), chunk=st.integers(1, 5), xml_rows=st.integers(1, 4))
+def test_workbook_built_in_slices_is_the_workbook_built_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, frame: pd.DataFrame, chunk: int, xml_rows: int
+) -> None:
+    """Rows built into XML a few at a time give the same cells and column widths (sampled from
+    each chunk's first rows, as continuation sheets show) as each chunk built at once."""
+    sliced, whole = tmp_path / "sliced.xlsx", tmp_path / "whole.xlsx"
+    chunks = [frame.iloc[i : i + chunk] for i in range(0, len(frame), chunk)] or [frame]
+    with monkeypatch.context() as patch:
+        patch.setattr(writers, "_XML_ROWS", xml_rows)
+        patch.setattr(writers, "_WIDTH_SAMPLE_ROWS", 2)
+        write_workbook(sliced, [Sheet("data", chunks)], max_rows=7)
+    with monkeypatch.context() as patch:
+        patch.setattr(writers, "_WIDTH_SAMPLE_ROWS", 2)
+        write_workbook(whole, [Sheet("data", chunks)], max_rows=7)
+    assert read_back(sliced) == read_back(whole)
+    assert widths(sliced) == widths(whole)
