@@ -12,8 +12,9 @@ Snippets name the frame `df` and the table given; identifiers and literals are q
 Counted as pandas' str methods count the column's rows, but on its distinct values weighted by
 their rows (profiling.count_text, shared with the profile): a million rows cost the regex tests of
 their distinct values, which the profile has mostly run already. Where a pattern decides, Python's
-re (which pandas follows) decides, taking RE2's answers where the two agree (_python_full_match). Measured
-on the benchmark's 1M-row, 14-column file: 6.3 s of pandas string methods on the rows before.
+re (which pandas follows) decides, taking RE2's answers where the two agree (_python_full_match).
+Measured on the benchmark's 1M-row, 14-column file: 0.07 s, where pandas' str methods on every
+row took 6.3 s.
 """
 
 from __future__ import annotations
