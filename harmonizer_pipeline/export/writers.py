@@ -169,8 +169,9 @@ def _csv_array(series: pd.Series) -> pa.Array:
     if pa.types.is_dictionary(array.type):
         array = array.dictionary_decode()
     if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
-        # '' and NULL both as an empty field (Arrow would write "" for '').
-        return pc.if_else(pc.equal(array, ""), pa.scalar(None, array.type), array)
+        # '' and NULL both as an empty field (Arrow would write "" for ''); most chunks have no ''.
+        empty = pc.equal(array, "")
+        return pc.if_else(empty, pa.scalar(None, array.type), array) if pc.any(empty).as_py() else array
     if pa.types.is_timestamp(array.type):
         return _iso_timestamps(array)
     return array
