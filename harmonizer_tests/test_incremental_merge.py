@@ -92,7 +92,7 @@ class Files:
         result = merging.merge(self.conn, self.settings, self.target, f"run-{uuid.uuid4().hex[:8]}", rebuild=rebuild)
         target = self.settings.targets[self.target]
         if target.match and result.merge_id:
-            candidates.refresh(self.conn, self.target, target, result.merge_id, rebuild)
+            candidates.refresh(self.conn, self.target, target, result.merge_id, rebuild or result.only_new_rows)  # as harmonized/<target> does
         self.conn.commit()
         # Sizes known to the planner, so later merges of few keys take the key-lookup path too.
         for table in (self.target, store.duplicate_rows_table(self.target), *([store.history_table(self.target)] if target.history else [])):

@@ -125,7 +125,8 @@ def harmonized_target_asset(settings: Settings, target_name: str) -> dg.AssetsDe
         step = audit.AuditedStep(postgres.connect, audit.entry(context.run, "rebuild" if config.rebuild else "harmonize", "pending", f"harmonized/{target_name}"))
         with step, postgres.connect() as conn:
             result = merge(conn, settings, target_name, run_id, rebuild=config.rebuild)
-            matches = candidates.refresh(conn, target_name, target, result.merge_id, config.rebuild) if target.match and result.merge_id else None
+            every_block = config.rebuild or result.only_new_rows
+            matches = candidates.refresh(conn, target_name, target, result.merge_id, every_block) if target.match and result.merge_id else None
             duration = time.perf_counter() - started
             step.done(conn, "done", rows_in=result.keys_affected, rows_out=result.rows, detail=_summary(result))
             metrics.record(conn, run_id, target_name, None, f"harmonized/{target_name}", {

@@ -62,6 +62,11 @@ class MergeResult:
     merged_rows: int = 0
     per_source: list[dict] = field(default_factory=list)
 
+    @property
+    def only_new_rows(self) -> bool:
+        """Every row of the target came with this merge and no row left it: the target was empty before."""
+        return self.merge_id is not None and self.inserted == self.rows and not self.updated and not self.deleted
+
 
 def current_files(conn, settings: Settings, target_name: str) -> list[MergeFile]:
     """The staged files harmonized.<target> should reflect now, by registry id."""
