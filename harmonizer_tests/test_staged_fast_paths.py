@@ -1,5 +1,7 @@
 """The staged step's vectorized fast paths against the per-value rules they stand in for."""
 
+import re
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -136,3 +138,17 @@ def test_plain_numbers_are_the_numbers_pandas_reads(values, decimal_comma):
 def test_ascii_digits_is_removing_every_non_digit(values, start):
     array = pa.array(values, pa.string()).slice(min(start, len(values)))
     assert rules._ascii_digits(array).to_pylist() == pc.replace_substring_regex(array, r"\D", "").to_pylist()
+
+
+@settings(PROPERTY, max_examples=100)  # drawing from the patterns is slow
+@given(st.sampled_from(sorted(rules._POSTAL)), st.data())
+def test_a_postal_code_in_its_normalized_form_comes_out_as_it_is(country, data):
+    form = rules._POSTAL[country]
+    normalized_form = st.from_regex(form.pattern, fullmatch=True).filter(lambda code: code.isascii())
+    values = data.draw(st.lists(st.one_of(normalized_form, st.text("0123456789ABCXYZab -.", min_size=1, max_size=10)), min_size=1, max_size=30))
+    written = rules._text(pd.Series(values, dtype="str"))
+    normalized = rules._postal_normalized(form, written)
+    for value, code in zip(written, normalized, strict=True):
+        if not pd.isna(value) and re.fullmatch(form.pattern, value):
+            assert code == value, (country, value)
+    assert rules._postal_in(country, written).tolist() == normalized.tolist()

@@ -488,9 +488,17 @@ def _postal_countries(country: Any, index: pd.Index) -> str | pd.Series:
 
 def _postal_in(code: str, written: pd.Series) -> pd.Series:
     form = _POSTAL.get(code)
-    upper = written.str.upper()
     if form is None:
-        return upper
+        return written.str.upper()
+    # A code already in its normalized form comes out as it is: only the others need the steps.
+    codes = written.where(_fullmatch(_arrow_text(written), form.pattern))
+    rest = codes.isna() & written.notna()
+    codes[rest] = _postal_normalized(form, written[rest])
+    return codes
+
+
+def _postal_normalized(form: _PostalFormat, written: pd.Series) -> pd.Series:
+    upper = written.str.upper()
     compact = upper.str.replace(r"[ -]", "", regex=True).str.replace(r"^(\d+)\.0+$", r"\1", regex=True)
     if form.digits is not None:
         fewest, length = form.digits
