@@ -98,8 +98,8 @@ class _Column:
             self.rejected.append(
                 pd.DataFrame(
                     {
-                        "_source_file": self.lineage["_source_file"].to_numpy()[failed],
-                        "_row_number": self.lineage["_row_number"].to_numpy()[failed],
+                        "_source_file": self.lineage["_source_file"].iloc[failed].to_numpy(),
+                        "_row_number": self.lineage["_row_number"].iloc[failed].to_numpy(),
                         "column": self.name,
                         "check": f"harmonize:{check}",
                         "failure_case": cases,
