@@ -94,7 +94,7 @@ class _Column:
     def apply(self, check: str, result: rules.Standardized) -> None:
         if result.failed.any():
             failed = np.flatnonzero(result.failed.to_numpy(dtype=bool)[self.rows])
-            cases = self.original.to_numpy()[self.rows[failed]]
+            cases = self.original.iloc[self.rows[failed]].to_numpy()
             self.rejected.append(
                 pd.DataFrame(
                     {

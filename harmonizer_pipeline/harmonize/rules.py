@@ -17,7 +17,12 @@ Every rule is `rule(values, **options) -> Standardized`. NULL and blank input gi
 not failures; a value the rule cannot standardize gives NULL and `failed` True. Bad options raise
 RuleError before any value is read, so `validate_options` can check a configuration without data.
 Work that needs Python per value runs once per distinct value (`_on_distinct`); the rest uses
-pandas' vectorized string and datetime methods, so 1M-row columns stay fast.
+pandas' vectorized string and datetime methods, so 1M-row columns stay fast. The common case of
+the slow rules is decided over the whole column first, each against its per-value path in
+test_staged_fast_paths: names already in their case, plainly written phone numbers, dates of
+one plain format, plainly written numbers, postal codes in their normalized form. Two byte scans
+are our own numpy (`_needs_normalizing`, `_ascii_digits`): on 100k values they took 1-2 ms where
+Arrow's RE2 match or replace took 5-15 ms.
 """
 
 from __future__ import annotations
