@@ -87,11 +87,19 @@ def test_workbook_typed_columns_read_back_as_their_values_cell_by_cell(
     assert read_back(typed) == read_back(objects)
 
 
+try:
+    from isal import isal_zlib
+except ImportError:  # the writers deflate with zlib then
+    isal_zlib = None
+
+
+@pytest.mark.parametrize("library", [zlib, pytest.param(isal_zlib, marks=pytest.mark.skipif(isal_zlib is None, reason="isal is not installed"))])
 @settings(max_examples=80, deadline=None)
 @given(pieces=st.lists(st.binary(max_size=300) | st.sampled_from([b"a" * 200, b"abc,def\n" * 40]), max_size=25), block=st.integers(1, 150))
-def test_parallel_deflate_is_one_stream_of_the_data(pieces: list[bytes], block: int) -> None:
+def test_parallel_deflate_is_one_stream_of_the_data(library, pieces: list[bytes], block: int) -> None:
     """Blocks deflated apart (each primed with the window before it) inflate to the data, in order."""
     with pytest.MonkeyPatch.context() as patch, ThreadPoolExecutor(max_workers=3) as pool:
+        patch.setattr(writers, "deflate", library)
         patch.setattr(writers, "_DEFLATE_BLOCK", block)
         patch.setattr(writers, "_DEFLATE_WINDOW", 64)
         compressor = writers._ParallelDeflate(pool, 3)
