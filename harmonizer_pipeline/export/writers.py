@@ -4,9 +4,12 @@
   fields, ISO dates, ISO 8601 datetimes with their UTC offset, true/false, integers without ".0".
 - `write_parquet`: one Parquet file; the first chunk fixes the schema and later chunks are cast to it.
 - `write_workbook`: one .xlsx of typed cells with a bold, frozen, filtered header, its worksheets
-  streamed into the zip as SpreadsheetML built column by column with Arrow kernels. A sheet whose
-  rows exceed Excel's row limit continues on "<name> (2)", "<name> (3)", ... each with the header again.
-- `write_zip`: the files, deflated, by base name.
+  streamed into the zip as SpreadsheetML built with Arrow kernels, a slice of rows at a time. A sheet
+  whose rows exceed Excel's row limit continues on "<name> (2)", "<name> (3)", ... each with the header again.
+- `write_zip`: the files, deflated (those compressed already stored), by base name.
+
+Zip members (the workbook's sheets too) are deflated in blocks on all CPUs, with ISA-L where the
+`isal` package is installed, else zlib.
 - `upload_to_b2`: the files to a prefix of a B2 bucket.
 
 Every writer consumes its chunk iterable once and holds one chunk at a time, so memory is bounded by
