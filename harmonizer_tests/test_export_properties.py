@@ -15,6 +15,7 @@ import pytest
 import python_calamine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from isal import isal_zlib
 
 from harmonizer_pipeline.export import writers
 from harmonizer_pipeline.export.writers import Sheet, _cut, _escaped, _inline_text, write_workbook
@@ -87,13 +88,7 @@ def test_workbook_typed_columns_read_back_as_their_values_cell_by_cell(
     assert read_back(typed) == read_back(objects)
 
 
-try:
-    from isal import isal_zlib
-except ImportError:  # the writers deflate with zlib then
-    isal_zlib = None
-
-
-@pytest.mark.parametrize("library", [zlib, pytest.param(isal_zlib, marks=pytest.mark.skipif(isal_zlib is None, reason="isal is not installed"))])
+@pytest.mark.parametrize("library", [isal_zlib, zlib])
 @settings(max_examples=80, deadline=None)
 @given(pieces=st.lists(st.binary(max_size=300) | st.sampled_from([b"a" * 200, b"abc,def\n" * 40]), max_size=25), block=st.integers(1, 150))
 def test_parallel_deflate_is_one_stream_of_the_data(library, pieces: list[bytes], block: int) -> None:
