@@ -439,9 +439,15 @@ def _column_pieces(parts: list[tuple[str, pa.Array]], refs: pa.Array | None) -> 
     return [pc.fill_null(cells, "")], cells.null_count > 0
 
 
-def _serials(micros: np.ndarray) -> np.ndarray:
-    serial = micros / 86_400_000_000 + _EXCEL_SERIAL_1970
+def _serials(days: np.ndarray) -> np.ndarray:
+    """Excel serial numbers of days since 1970-01-01 (whole or fractional)."""
+    serial = days + _EXCEL_SERIAL_1970
     return np.where(serial < _FIRST_TRUE_SERIAL, serial - 1, serial)
+
+
+def _iso_text(where: np.ndarray, values: pd.Series) -> pa.Array:
+    """The values' ISO text where `where` (those before 1900, which have no serial number), NULL elsewhere."""
+    return pa.array(np.where(where, values.map(lambda v: v.isoformat(), na_action="ignore").to_numpy(dtype=object), None), pa.string())
 
 
 def _where(mask: np.ndarray, values: pa.Array) -> pa.Array:
@@ -475,21 +481,20 @@ def _typed_cells(series: pd.Series, sample: int) -> tuple[list[tuple[str, pa.Arr
         return parts, [("number", len(format(v, ".10g"))) for v in numbers[:sample] if np.isfinite(v)]
     if dtype == object and _holds_only_dates(series):
         days = pc.cast(pa.array(series, pa.date32(), from_pandas=True), pa.int32()).to_numpy(zero_copy_only=False)
-        serial = np.where(present, days, 0).astype(np.int64) + _EXCEL_SERIAL_1970
-        serial = np.where(serial < _FIRST_TRUE_SERIAL, serial - 1, serial)
+        serial = _serials(np.where(present, days, 0).astype(np.int64))
         dated = present & (serial >= 1)
         parts = [("date", _where(dated, pc.cast(pa.array(serial), pa.string())))]
         if (present & ~dated).any():  # before 1900: no serial number, ISO text
-            parts.append(("string", pa.array(np.where(present & ~dated, series.map(lambda v: v.isoformat(), na_action="ignore").to_numpy(dtype=object), None), pa.string())))
+            parts.append(("string", _iso_text(present & ~dated, series)))
         return parts, [("date", 10)] * int(present[:sample].sum())
     if isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype):
         naive = series.dt.tz_convert("UTC").dt.tz_localize(None) if isinstance(series.dtype, pd.DatetimeTZDtype) else series
         micros = naive.astype("datetime64[us]").to_numpy().astype("int64")
-        serial = _serials(micros.astype(np.float64))
+        serial = _serials(micros / 86_400_000_000)
         dated = present & (serial >= 1)
         parts = [("datetime", pa.array(np.where(dated, np.char.mod("%.17g", serial), None), pa.string()))]
         if (present & ~dated).any():  # before 1900: no serial number, ISO text
-            parts.append(("string", pa.array(np.where(present & ~dated, naive.map(lambda v: v.isoformat(), na_action="ignore").to_numpy(dtype=object), None), pa.string())))
+            parts.append(("string", _iso_text(present & ~dated, naive)))
         return parts, [("datetime", 19)] * int(present[:sample].sum())
     if pd.api.types.is_string_dtype(dtype) and dtype != object:
         text = pc.cast(pa.array(series, from_pandas=True), pa.string())
@@ -514,7 +519,7 @@ def _object_cells(series: pd.Series, sample: int) -> tuple[list[tuple[str, pa.Ar
         kind, value = cell
         if kind in ("date", "datetime"):
             moment = value if isinstance(value, dt.datetime) else dt.datetime(value.year, value.month, value.day)
-            value = repr(float(_serials(np.array([(moment - dt.datetime(1970, 1, 1)) / dt.timedelta(microseconds=1)]))[0]))
+            value = repr(float(_serials(np.array([(moment - dt.datetime(1970, 1, 1)) / dt.timedelta(days=1)]))[0]))
         elif kind == "boolean":
             value = "1" if value else "0"
         elif kind == "number":
@@ -762,9 +767,13 @@ _DEFLATE_BLOCK = 4 << 20  # bytes of a member deflated as one job
 _DEFLATE_WINDOW = 32 << 10  # deflate's window: what a block may refer back to
 
 
+def _raw_deflater(**options):
+    """A compressor of raw deflate (no zlib header), as zip members hold."""
+    return deflate.compressobj(_DEFLATE_LEVEL, deflate.DEFLATED, -zlib.MAX_WBITS, **options)
+
+
 def _deflated_block(block: memoryview | bytes, before: bytes) -> bytes:
-    options = {"zdict": before} if before else {}
-    compressor = deflate.compressobj(_DEFLATE_LEVEL, deflate.DEFLATED, -zlib.MAX_WBITS, **options)
+    compressor = _raw_deflater(**({"zdict": before} if before else {}))
     return compressor.compress(block) + compressor.flush(deflate.Z_SYNC_FLUSH)
 
 
@@ -811,7 +820,7 @@ class _ParallelDeflate:
             self._submit(bytes(self.pending))
         rest = b"".join(job.result() for job in self.jobs)
         self.jobs.clear()
-        return rest + deflate.compressobj(_DEFLATE_LEVEL, deflate.DEFLATED, -zlib.MAX_WBITS).flush()
+        return rest + _raw_deflater().flush()
 
 
 @contextmanager
