@@ -21,7 +21,6 @@ sexes and 15 first names).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,13 +55,13 @@ def _origin(frame: pd.DataFrame, mapping: ColumnMapping, source: str, target_col
         return pd.Series([mapping.constant] * len(frame), index=frame.index, dtype=object if not isinstance(mapping.constant, str) else "str")
     if mapping.combine is not None:
         combined = None
-        for part in (_on_rows(frame[c], lambda values: rules.text(values).values) for c in mapping.combine):
+        for part in (_text_on_rows(frame[c]) for c in mapping.combine):
             part = part.where(part != "", None)
             # NULL parts are left out rather than turning the whole value NULL.
             combined = part if combined is None else (combined + mapping.separator + part).fillna(combined).fillna(part)
         return combined.astype("str")
     split = mapping.split
-    pieces = _on_rows(frame[split.column], lambda values: rules.text(values).values).str.split(split.separator, n=split.parts - 1, expand=True, regex=False)
+    pieces = _text_on_rows(frame[split.column]).str.split(split.separator, n=split.parts - 1, expand=True, regex=False)
     return pieces[split.part].astype("str") if split.part in pieces.columns else pd.Series(None, index=frame.index, dtype="str")
 
 
@@ -75,10 +74,10 @@ def _distinct(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
     return rows, pd.Series(uniques)
 
 
-def _on_rows(values: pd.Series, standardize: Callable[[pd.Series], pd.Series]) -> pd.Series:
-    """`standardize` run once per distinct value, its results spread back to the rows."""
+def _text_on_rows(values: pd.Series) -> pd.Series:
+    """rules.text run once per distinct value, its results spread back to the rows."""
     rows, uniques = _distinct(values)
-    return pd.Series(standardize(uniques).array.take(rows), index=values.index)
+    return pd.Series(rules.text(uniques).values.array.take(rows), index=values.index)
 
 
 class _Column:
