@@ -46,6 +46,8 @@ from b2sdk.v2.exception import B2Error
 
 from isal import isal_zlib as deflate
 
+from harmonizer_pipeline.arrow_scan import utf8_bytes
+
 EXCEL_MAX_ROWS = 1_048_576  # Excel's row limit, header included
 
 _BOM = b"\xef\xbb\xbf"
@@ -378,13 +380,12 @@ def _may_be_special(text: pa.Array) -> bool:
     """False when no value needs escaping nor has white space at an end: one RE2 scan of the
     column's bytes as a whole (a match across two values only sends it the slow way) and a look at
     each value's first and last byte; a third of the time of matching value by value."""
-    if text.buffers()[2] is None:
+    offsets, data = utf8_bytes(text)
+    if not len(data):
         return False
-    offsets = np.frombuffer(text.buffers()[1], np.int32)[text.offset : text.offset + len(text) + 1]
-    whole = pa.Array.from_buffers(pa.string(), 1, [None, pa.py_buffer(offsets[[0, -1]].copy()), text.buffers()[2]])
+    whole = pa.Array.from_buffers(pa.string(), 1, [None, pa.py_buffer(np.array([0, len(data)], np.int32)), pa.py_buffer(data)])
     if pc.match_substring_regex(whole, _SPECIAL_CHARACTERS_RE2)[0].as_py():
         return True
-    data = np.frombuffer(text.buffers()[2], np.uint8)
     starts, ends = offsets[:-1], offsets[1:]
     filled = ends > starts
     return bool(_WHITE_SPACE[data[starts[filled]]].any() or _WHITE_SPACE[data[ends[filled] - 1]].any())

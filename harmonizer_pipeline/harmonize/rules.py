@@ -46,6 +46,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pycountry
 
+from harmonizer_pipeline.arrow_scan import utf8_bytes
+
 
 @dataclass(frozen=True)
 class Standardized:
@@ -105,19 +107,11 @@ def _normalized(arrow: pa.Array) -> pa.Array:
     return pc.replace_substring_regex(pc.replace_substring_regex(arrow, _INVISIBLE, ""), _WHITESPACE_RUN, " ")
 
 
-def _utf8_bytes(arrow: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(each value's start in the bytes and the end of the last, the values' UTF-8 bytes) of a
-    string array, without copies; numpy over bytes is exact for ASCII characters, as every byte
-    of a non-ASCII character is 0x80 or more."""
-    offsets = np.frombuffer(arrow.buffers()[1], dtype=np.int32)[arrow.offset : arrow.offset + len(arrow) + 1]
-    return offsets - offsets[0], np.frombuffer(arrow.buffers()[2] or b"", dtype=np.uint8)[offsets[0] : offsets[-1]]
-
-
 def _needs_normalizing(arrow: pa.Array) -> np.ndarray:
     """The values `_normalized` could change: those with a non-ASCII byte, ASCII whitespace other
     than a space, or two spaces in a row. One numpy pass over the UTF-8 bytes takes 1 ms per 100k
     values where `_normalized` takes 20 ms and a single RE2 match 5 ms."""
-    offsets, data = _utf8_bytes(arrow)
+    offsets, data = utf8_bytes(arrow)
     flagged = (data >= 0x80) | ((data >= 0x09) & (data <= 0x0D)) | ((data >= 0x1C) & (data <= 0x1F))
     flagged[:-1] |= (data[:-1] == 0x20) & (data[1:] == 0x20)  # a pair across two values only costs time
     needs = np.zeros(len(arrow), dtype=bool)
@@ -128,7 +122,7 @@ def _needs_normalizing(arrow: pa.Array) -> np.ndarray:
 def _ascii_digits(arrow: pa.Array) -> pa.Array:
     """Each value's ASCII digits alone, as RE2's replace of \\D with "" gives them, by one numpy
     pass over the UTF-8 bytes (2 ms per 100k phone numbers; the replace took 15 ms)."""
-    offsets, data = _utf8_bytes(arrow)
+    offsets, data = utf8_bytes(arrow)
     digit = (data >= 0x30) & (data <= 0x39)
     kept = np.zeros(arrow.offset + len(arrow) + 1, dtype=np.int32)  # the validity bitmap counts from arrow.offset
     kept[arrow.offset :] = np.concatenate([[0], np.cumsum(digit, dtype=np.int32)])[offsets]
