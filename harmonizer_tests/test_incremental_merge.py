@@ -300,6 +300,43 @@ def test_a_merge_that_fails_leaves_every_table_as_it_was(database_url, psql):
     assert (psql("SELECT * FROM ops.merged_files WHERE target = %s", (target,)), psql("SELECT count(*) FROM ops.merges WHERE target = %s", (target,))) == books
 
 
+def _indexes(psql, target: str) -> list:
+    return psql(
+        "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'harmonized' AND tablename = ANY(%s) ORDER BY 1, 2",
+        ([target, f"{target}_duplicate_rows"],),
+    ) + psql("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = to_regclass(%s) ORDER BY 1", (f'harmonized."{target}"',))
+
+
+def test_a_first_merge_builds_the_indexes_after_its_rows_and_a_failed_one_keeps_them(database_url, psql):
+    settings, a, _, target = make_settings(history=True)
+    with psycopg.connect(database_url) as conn:
+        files = Files(conn, settings, target)
+        store.ensure_target_tables(conn, target, settings.targets[target])
+        conn.commit()
+        made = _indexes(psql, target)
+        assert [row for row in made if len(row) == 2] == [(f"{target}_k_not_null", "NOT NULL k"), (f"{target}_pkey", "PRIMARY KEY (k)")]
+        assert len(made) == 6  # and the key and lineage indexes of the target and of its duplicate rows
+        conn.execute(
+            f"CREATE FUNCTION refuse_{target}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$;"
+            f' CREATE TRIGGER refuse BEFORE INSERT ON harmonized."{target}_history" FOR EACH ROW EXECUTE FUNCTION refuse_{target}()'
+        )
+        conn.commit()
+        files.land(a, "jan.csv", [("k1", "x", 1), ("k2", "y", 2), ("k1", "z", 3)])
+        with pytest.raises(psycopg.errors.RaiseException, match="refused"):
+            files.merge()
+        conn.rollback()
+        assert _indexes(psql, target) == made
+        conn.execute(f'DROP TRIGGER refuse ON harmonized."{target}_history"')
+        conn.commit()
+        result = files.merge()
+    assert (result.inserted, result.rows, result.duplicate_keys, result.merged_rows) == (2, 2, 1, 1)
+    assert _indexes(psql, target) == made
+    assert psql(f'SELECT k, v, _duplicates FROM harmonized."{target}" ORDER BY k') == [("k1", "z", 1), ("k2", "y", 0)]
+    assert psql(f'SELECT k, v, _kept FROM harmonized."{target}_duplicate_rows" ORDER BY _position') == [("k1", "z", True), ("k1", "x", False)]
+    with pytest.raises(psycopg.errors.UniqueViolation):  # the primary key holds again
+        psql(f"INSERT INTO harmonized.\"{target}\" (k) VALUES ('k1')")
+
+
 def test_a_target_whose_columns_change_is_rebuilt_in_its_new_layout(database_url):
     settings, a, _, target = make_settings()
     with psycopg.connect(database_url) as conn:

@@ -456,6 +456,12 @@ def test_one_key_of_a_list_partitioned_table_is_swapped_in_whole(conn, database_
     )
     assert children == [(3,)]  # a.csv, b'.csv and DEFAULT
     assert _staging_tables(psql, schema) == []
+    # A file's child is written once: autovacuum leaves its inserts alone (its other triggers stay).
+    options = psql(
+        "SELECT c.relname, c.reloptions FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = to_regclass(%s) ORDER BY 1",
+        (f'"{schema}".files',),
+    )
+    assert [o for _, o in options] == [None, ["autovacuum_vacuum_insert_threshold=-1"], ["autovacuum_vacuum_insert_threshold=-1"]]
 
 
 def test_a_failing_swap_keeps_the_keys_old_rows(conn, database_url, schema, psql):
