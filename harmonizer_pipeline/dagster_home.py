@@ -1,7 +1,8 @@
 """Dagster's own instance (runs, events, schedules, sensor cursors) on the harmonizer PostgreSQL.
 
 `DAGSTER_HOME` is `<HARMONIZER_HOME>/dagster_home`; its dagster.yaml is copied from the
-project's top-level template, which reads the storage URL from HARMONIZER_DAGSTER_PG_URL, so
+package's template (dagster_instance.yaml, not a dagster.yaml in the repository root, which
+`dagster dev` and `dagster definitions validate` would read there with nothing set), which reads the storage URL from HARMONIZER_DAGSTER_PG_URL, so
 no password is ever written to disk. `make demo` and `make dev` both go through here, which is
 why demo runs show up in the UI.
 """
@@ -16,7 +17,7 @@ from harmonizer_pipeline.resources.postgres import harmonizer_home, resolve_data
 
 STORAGE_URL_ENV = "HARMONIZER_DAGSTER_PG_URL"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-TEMPLATE = PROJECT_ROOT / "dagster.yaml"
+TEMPLATE = Path(__file__).resolve().with_name("dagster_instance.yaml")
 WORKSPACE = PROJECT_ROOT / "workspace.yaml"
 
 

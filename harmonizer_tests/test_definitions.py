@@ -2,11 +2,15 @@
 harmonized and exported end to end, with the numbers the demo prints."""
 
 import datetime as dt
+import json
 import os
 import re
 import subprocess
 import sys
+import time
+import urllib.request
 import zipfile
+from pathlib import Path
 
 import dagster as dg
 import openpyxl
@@ -19,6 +23,7 @@ from harmonizer_pipeline.demo import evaluate_sensor, launch_requests
 from harmonizer_pipeline.ingest import registry
 from harmonizer_pipeline.resources import PostgresResource
 from harmonizer_pipeline.settings import CONFIG_ENV
+from harmonizer_tests.loopback import free_port
 from harmonizer_tests.test_settings import BAD_SETTINGS, bad_settings_lines
 
 
@@ -46,6 +51,56 @@ def test_definitions_are_loadable():
     assert automation["automation_clinic_a"].run_tags == {"harmonizer/source": "clinic_a"}
     assert {s.default_status for s in automation.values()} == {dg.DefaultSensorStatus.RUNNING}
     assert defs.resolve_job_def("load_clinic_a").partitions_def.name == "clinic_a_files"
+
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+
+def bare_shell() -> dict[str, str]:
+    """A new user's shell in the repository root: the project's venv active, no harmonizer or Dagster variable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HARMONIZER_", "DAGSTER_"))}
+    return {**env, "VIRTUAL_ENV": sys.prefix, "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", [["dagster", "definitions", "validate", "-w", "workspace.yaml"], ["dg", "check", "defs"]])
+def test_dagsters_standard_commands_validate_the_code_location_in_the_repository_root(command):
+    done = subprocess.run(command, cwd=ROOT, env=bare_shell(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert ("All code locations passed validation." if command[0] == "dagster" else "All definitions loaded successfully.") in done.stdout + done.stderr
+
+
+@pytest.mark.slow
+def test_dg_lists_the_code_locations_definitions_in_the_repository_root():
+    done = subprocess.run(["dg", "list", "defs", "--json"], cwd=ROOT, env=bare_shell(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    listed = json.loads(done.stdout)
+    assert {asset["asset_key"] for asset in listed["assets"]} == SAMPLE_ASSETS
+    assert {sensor["name"] for sensor in listed["sensors"]} == {s.name for s in defs.sensors}
+
+
+@pytest.mark.slow
+def test_dagster_dev_serves_the_code_location_from_the_repository_root():
+    port = free_port()
+    server = subprocess.Popen(["dagster", "dev", "-p", str(port)], cwd=ROOT, env=bare_shell(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    query = json.dumps({"query": "{ assetNodes { assetKey { path } } }"}).encode()
+    try:
+        deadline, served = time.monotonic() + 180, None
+        while served is None and time.monotonic() < deadline and server.poll() is None:
+            try:
+                request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=query, headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    nodes = json.load(response)["data"]["assetNodes"]
+                served = {"/".join(node["assetKey"]["path"]) for node in nodes} if nodes else None
+            except OSError:
+                pass
+            if served is None:
+                time.sleep(1)
+        assert served == SAMPLE_ASSETS
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
 
 
 def test_dagster_shows_a_line_per_bad_setting_first_and_no_frame_of_the_settings_code(tmp_path):

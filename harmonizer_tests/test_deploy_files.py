@@ -506,7 +506,7 @@ def test_helm_run_queue_has_the_limits_of_dagster_yaml(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     "path",
-    ["dagster.yaml", "workspace.yaml", "deploy/dagster.yaml", "deploy/workspace.yaml", "deploy/docker-compose.yaml", "deploy/helm/values.yaml"],
+    ["harmonizer_pipeline/dagster_instance.yaml", "workspace.yaml", "deploy/dagster.yaml", "deploy/workspace.yaml", "deploy/docker-compose.yaml", "deploy/helm/values.yaml"],
 )
 def test_deploy_yaml_keys_are_strings_even_under_yaml_1_1(path):
     # Dagster and Helm read YAML 1.1, where a key such as `on:` or `no:` is a boolean.
