@@ -80,10 +80,12 @@ def in_the_shipped_settings(text: str) -> Settings:
 
 
 def test_the_examples_are_found():
-    # Guards the extraction: the README's quality-gate and alerts examples, the shipped file's
-    # B2 source, ingest, alerts and trends examples, deploy/README's compose file.
+    # Guards the extraction: the README's add-a-source and add-a-target examples, the
+    # quality-gate example of docs/quality.md and the alerts example of docs/operations.md, the
+    # shipped file's B2 source, ingest, alerts and trends examples, deploy/README's compose file.
     places = [where.split(":")[0] for where, _ in settings_examples()]
-    assert (places.count("README.md"), places.count("harmonizer.yaml")) >= (2, 4)
+    assert (places.count("README.md"), places.count("docs/quality.md"), places.count("docs/operations.md")) == (2, 1, 1)
+    assert places.count("harmonizer.yaml") >= 4
     assert "deploy/README.md" in {where.split(":")[0] for where, _ in doc_examples()}
 
 
@@ -107,7 +109,7 @@ def test_other_examples_keep_string_keys_under_yaml_1_1(where, text):
     assert all(isinstance(key, str) for key in keys(yaml.safe_load(text)))
 
 
-@pytest.mark.parametrize("where", ["README.md", "harmonizer.yaml"])
+@pytest.mark.parametrize("where", ["docs/operations.md", "harmonizer.yaml"])
 def test_the_documented_alerts_on_list_loads_as_written(where):
     [text] = [text for w, text in settings_examples() if w.startswith(where) and "alerts" in load_yaml(text)]
     assert "\n  on: [run_failure, check_failure, check_warning]\n" in text
