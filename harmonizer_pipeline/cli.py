@@ -16,7 +16,17 @@ from harmonizer_pipeline.resources import postgres
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 
-@click.group()
+class _Commands(click.Group):
+    """A deployment missing its database is told so in one line (`Error: ...`, exit 1), not a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except postgres.DeploymentError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(cls=_Commands)
 def main() -> None:
     """harmonizer: files in, clean keyed PostgreSQL tables out."""
 

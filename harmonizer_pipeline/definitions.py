@@ -12,6 +12,7 @@ from harmonizer_pipeline.ops.schedules import full_profile_schedule, harmonize_s
 from harmonizer_pipeline.ops.sensors import alerts_sensor, automation_sensors
 from harmonizer_pipeline.quality.assets import profile_source_asset, validated_source_asset
 from harmonizer_pipeline.resources import build_resources
+from harmonizer_pipeline.resources.postgres import DeploymentError, require_deployment_database
 from harmonizer_pipeline.settings import Settings, SettingsError, load_settings
 
 
@@ -35,11 +36,11 @@ def build_definitions(settings: Settings, resources: dict[str, object] | None = 
         ]
         if settings.sources[source].target is not None:
             stage.append(staged_source_asset(settings, source, partitions))
-        job = dg.define_asset_job(f"load_{source}", selection=[a.key for a in stage], partitions_def=partitions)
+        job = dg.define_asset_job(f"load_{source}", selection=[a.key for a in stage])
         assets.extend([*stage, trends_source_asset(settings, source)])
         jobs.append(job)
         sensors.append(landing_sensor(settings, source, job, partitions))
-        profile_job = dg.define_asset_job(f"profile_{source}", selection=[stage[2].key], partitions_def=partitions)
+        profile_job = dg.define_asset_job(f"profile_{source}", selection=[stage[2].key])
         jobs.append(profile_job)
         schedules.append(full_profile_schedule(settings, source, profile_job, partitions))
     for target in settings.targets:
@@ -64,9 +65,10 @@ def build_definitions(settings: Settings, resources: dict[str, object] | None = 
 
 
 try:
+    require_deployment_database()
     settings = load_settings()
-except SettingsError as exc:
+except (DeploymentError, SettingsError) as exc:
     # Dagster shows the message, then the frames the error came through: the settings loader's
     # say nothing about a bad field, so only this line is left under the one line per field.
-    raise exc.with_traceback(None) from None  # invalid settings: the SettingsError names each bad field
+    raise exc.with_traceback(None) from None  # a deployment without its database, or invalid settings (one line per bad field)
 defs = build_definitions(settings)

@@ -76,3 +76,7 @@ def deployed(tmp_path_factory, server_url: str, database_url: str):
 
     with sample_deployment(tmp_path_factory.mktemp("deployment"), server_url, postgres.database_of(database_url) + "_deploy") as running:
         yield running
+
+
+def pytest_addoption(parser):
+    parser.addoption("--update-snapshots", action="store_true", help="rewrite harmonizer_tests/snapshots/ from the code, then compare")

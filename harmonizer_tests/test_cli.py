@@ -256,6 +256,17 @@ def test_embedded_server_starts_once_when_several_processes_ask_at_once(tmp_path
     assert run_cli("db", "stop", env=env).stdout.strip() == "embedded PostgreSQL was not running"
 
 
+def test_a_production_process_without_a_database_url_never_starts_the_embedded_server(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != postgres.DATABASE_URL_ENV}
+    env.update({postgres.HOME_ENV: str(tmp_path), postgres.ENVIRONMENT_ENV: "production"})
+    done = run_cli("db", "url", env=env)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "Error: HARMONIZER_ENVIRONMENT=production needs HARMONIZER_DATABASE_URL: the embedded PostgreSQL server is for development only"
+    )
+    assert not (tmp_path / "pgdata").exists()
+
+
 def test_inspect_reports_what_the_readers_detect_as_json(tmp_path):
     path = tmp_path / "export.csv"
     path.write_bytes("id;name;amount\n007;Jürgen;1.234,50\n008;Zoë;\n".encode("cp1252"))

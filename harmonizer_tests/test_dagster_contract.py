@@ -3,9 +3,14 @@
 Every official database integration imports it; it is not public API, so a Dagster upgrade
 that changes it must fail here first, with a readable message."""
 
+import ast
 import inspect
+import re
+from pathlib import Path
 
 from dagster._core.storage import db_io_manager
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_db_io_manager_seam_is_as_the_io_manager_expects():
@@ -40,3 +45,30 @@ def test_run_launcher_seam_is_as_the_health_check_expects():
     assert {"get_current_runs", "can_cancel_execution", "get_server_id"} <= set(vars(DagsterGrpcClient))
     assert CheckRunHealthResult._fields[:2] == ("status", "msg") and {"RUNNING", "FAILED"} <= set(WorkerStatus.__members__)
     assert "current_runs" in GetCurrentRunsResult.__annotations__ and "can_cancel" in CanCancelExecutionResult.__annotations__
+
+
+def _private_imports_in_code() -> set[tuple[str, str]]:
+    found = set()
+    for path in (PROJECT_ROOT / "harmonizer_pipeline").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("dagster._"):
+                found |= {(node.module, alias.name) for alias in node.names}
+            elif isinstance(node, ast.Import):
+                found |= {(alias.name, "") for alias in node.names if alias.name.startswith("dagster._")}
+    return found
+
+
+def _private_imports_documented() -> set[tuple[str, str]]:
+    text = (PROJECT_ROOT / "docs" / "dagster-apis.md").read_text()
+    section = text.split("## Private modules", 1)[1].split("\n## ", 1)[0]
+    documented = set()
+    for row in section.splitlines():
+        cells = [cell.strip() for cell in row.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0].startswith("`dagster._"):
+            [module] = re.findall(r"`([^`]+)`", cells[0])
+            documented |= {(module, name) for name in re.findall(r"`([^`]+)`", cells[1])}
+    return documented
+
+
+def test_the_code_imports_exactly_the_private_dagster_names_docs_explain():
+    assert _private_imports_in_code() == _private_imports_documented()

@@ -124,6 +124,25 @@ def test_dagster_shows_a_line_per_bad_setting_first_and_no_frame_of_the_settings
     assert "Traceback" not in done.stdout + done.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("environment", "error"),
+    [
+        ("production", "DeploymentError: HARMONIZER_ENVIRONMENT=production needs HARMONIZER_DATABASE_URL: the embedded PostgreSQL server is for development only"),
+        ("staging", "DeploymentError: HARMONIZER_ENVIRONMENT='staging' is not one of development, production"),
+    ],
+)
+def test_a_deployed_code_location_without_its_database_stops_at_start_up_with_one_line(tmp_path, environment, error):
+    env = {**bare_shell(), "HARMONIZER_ENVIRONMENT": environment, "HARMONIZER_HOME": str(tmp_path)}
+    done = subprocess.run(
+        ["dagster", "definitions", "validate", "-m", "harmonizer_pipeline.definitions"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", done.stdout + done.stderr).splitlines()
+    assert done.returncode == 1
+    assert f"harmonizer_pipeline.resources.postgres.{error}" in shown
+    assert not (tmp_path / "pgdata").exists()  # no embedded server was started
+
+
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:

@@ -265,6 +265,7 @@ def test_dockerfile_runtime_image():
     assert copies["deploy/dagster.yaml"] == f"{env['DAGSTER_HOME']}/dagster.yaml"
     assert copies["harmonizer.yaml"] == env["HARMONIZER_CONFIG"]
     assert "HARMONIZER_DATABASE_URL" not in env  # comes from the deployment, never baked in
+    assert env["HARMONIZER_ENVIRONMENT"] == "production"  # so a container without it stops, never starts an embedded server
 
 
 def test_the_image_installs_the_projects_dependencies_and_dagster_k8s(tmp_path):

@@ -76,7 +76,7 @@ def test_the_readme_links_the_index_each_page_and_deploy_readme():
     assert sorted(set(_relative_links(README))) == [
         "deploy/README.md",
         *(f"docs/{page}.md" for page in (
-            "README", "benchmarks", "configuration", "deploying", "harmonization-and-export", "incremental-harmonization",
+            "README", "benchmarks", "configuration", "dagster-apis", "deploying", "harmonization-and-export", "incremental-harmonization",
             "ingestion", "io-manager", "keys", "operations", "quality",
         )),
     ]  # fmt: skip

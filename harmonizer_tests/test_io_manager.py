@@ -43,14 +43,31 @@ def test_unpartitioned_asset_lands_in_schema_from_key_prefix_with_metadata(io_ma
     metadata = materialization(result, [schema, "patients"])
     assert metadata["dagster/row_count"].value == 2
     assert metadata["dagster/table_name"].value.endswith(f"{schema}.patients")
-    assert [(c.name, c.type) for c in metadata["dagster/column_schema"].schema.columns] == [
-        ("id", "int64"),
-        ("name", "str"),
-        (long_name, "bool"),
+    assert [(c.name, c.type, c.description) for c in metadata["dagster/column_schema"].schema.columns] == [
+        ("id", "bigint", "read as pandas int64"),
+        ("name", "text", "read as pandas str"),
+        (long_name, "boolean", "read as pandas bool"),
     ]
     stored = metadata["renamed_columns"].value[long_name]
     assert len(stored) == 63 and stored.startswith(long_name[:54])
     assert rows(psql, schema, "patients", "id") == [(1, "Ann", True), (2, "", False)]
+
+
+def test_the_uis_column_schema_shows_the_types_the_table_holds(io_manager, schema):
+    # pandas keeps dates as `object`; the UI shows what PostgreSQL holds.
+    @dg.asset(key=[schema, "visits"])
+    def visits() -> pd.DataFrame:
+        return pd.DataFrame({
+            "visit_date": [dt.date(2024, 1, 2), None], "seen_at": pd.to_datetime(["2024-01-02 10:00", None], utc=True),
+            "weight": [70.5, None], "visits": pd.array([1, None], dtype="Int64"),
+        })  # fmt: skip
+
+    result = dg.materialize([visits], resources={"io_manager": io_manager})
+    columns = materialization(result, [schema, "visits"])["dagster/column_schema"].schema.columns
+    assert [(c.name, c.type) for c in columns] == [
+        ("visit_date", "date"), ("seen_at", "timestamp with time zone"), ("weight", "double precision"), ("visits", "bigint"),
+    ]  # fmt: skip
+    assert columns[0].description == "read as pandas object"
 
 
 def test_unpartitioned_asset_whose_columns_change_is_replaced(io_manager, schema, psql):

@@ -92,7 +92,7 @@ def test_the_file_materialized_raw_and_validated_with_row_counts_and_the_gate(de
 
     validated, validated_meta = only_materialization(deployed, ["validated", "clinic_a"])
     assert (validated["runId"], validated["partition"], validated_meta["dagster/partition_row_count"]) == (run_id, PARTITION, ROWS - REJECTED)
-    assert dict(validated_meta["dagster/column_schema"])["birth_date"] == "datetime64[ns]"
+    assert dict(validated_meta["dagster/column_schema"])["birth_date"] == "timestamp without time zone"
 
     gate = checks(deployed, ["validated", "clinic_a"])["schema_gate"]
     execution = gate["executionForLatestMaterialization"]

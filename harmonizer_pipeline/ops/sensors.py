@@ -7,7 +7,6 @@ import time
 from collections.abc import Iterator
 
 import dagster as dg
-from dagster._core.events import DagsterEventType
 
 from harmonizer_pipeline.ops.notifications import Alert, Delivery
 from harmonizer_pipeline.settings import Settings
@@ -33,7 +32,7 @@ def run_failure_alert(instance: dg.DagsterInstance, record, ui_url: str) -> Aler
     """The run, the step that failed first (the asset) and its error."""
     run = instance.get_run_by_id(record.run_id)
     tags = run.tags if run else {}
-    failures = instance.all_logs(record.run_id, of_type=DagsterEventType.STEP_FAILURE)
+    failures = instance.all_logs(record.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
     step = failures[0].dagster_event if failures else None
     failure = step.step_failure_data if step else None
     # A dg.Failure's own description (a file's one-line read error), else the exception's message.
@@ -75,13 +74,15 @@ def check_alert(instance: dg.DagsterInstance, record, ui_url: str) -> Alert:
 # stored): the asset check executions table is not, its rows are created when a run is planned.
 # Storage ids are global on PostgreSQL, the instance storage harmonizer deploys with.
 def _run_failures(instance: dg.DagsterInstance, after: int | None, limit: int) -> list:
-    records_filter = dg.RunStatusChangeRecordsFilter(DagsterEventType.RUN_FAILURE, after_storage_id=after)
+    records_filter = dg.RunStatusChangeRecordsFilter(dg.DagsterEventType.RUN_FAILURE, after_storage_id=after)
     return list(instance.fetch_run_status_changes(records_filter, limit=limit, ascending=after is not None).records)
 
 
 def _check_evaluations(instance: dg.DagsterInstance, after: int) -> list:
-    records_filter = dg.EventRecordsFilter(DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=after)
-    return list(instance.get_event_records(records_filter, limit=BATCH, ascending=True))
+    records_filter = dg.EventRecordsFilter(dg.DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=after)
+    # The instance's get_event_records is deprecated and no fetch_* method reads check evaluations
+    # across runs; the event log storage's own method is the one Dagster's daemons use.
+    return list(instance.event_log_storage.get_event_records(records_filter, limit=BATCH, ascending=True))
 
 
 def _records_after(instance: dg.DagsterInstance, cursor: dict, ui_url: str) -> Iterator[tuple[str, int, Alert | None]]:

@@ -27,9 +27,8 @@ from dagster import (
     OutputContext,
     TableColumn,
     TableSchema,
+    TimeWindow,
 )
-from dagster._core.definitions.metadata import TableMetadataSet
-from dagster._core.definitions.partitions.utils import TimeWindow
 from dagster._core.storage.db_io_manager import DbClient, DbIOManager, DbTypeHandler, TableSlice
 from pydantic import Field
 
@@ -118,18 +117,16 @@ class PostgresClient(DbClient):
 
 
 def column_schema(columns: Sequence[ColumnSpec]) -> TableSchema:
-    """The columns as the UI shows them: name, pandas dtype, PostgreSQL type."""
-    return TableSchema(columns=[TableColumn(name=c.name, type=c.pandas_dtype, description=c.pg_type) for c in columns])
+    """The columns as the UI shows them: name, the PostgreSQL type the table holds (a date column is
+    `date`, not the `object` pandas keeps dates in) and the pandas dtype it is read back as."""
+    return TableSchema(columns=[TableColumn(name=c.name, type=c.pg_type, description=f"read as pandas {c.pandas_dtype}") for c in columns])
 
 
 def _output_metadata(context: OutputContext, result: WriteResult) -> Mapping[str, object]:
     schema = column_schema(result.columns)
-    counts = (
-        TableMetadataSet(partition_row_count=result.rows)
-        if context.has_asset_partitions
-        else TableMetadataSet(row_count=result.rows)
-    )
-    metadata: dict[str, object] = {**counts, **TableMetadataSet(column_schema=schema)}
+    # Dagster's documented table metadata keys (the UI's row count and column schema).
+    count_key = "dagster/partition_row_count" if context.has_asset_partitions else "dagster/row_count"
+    metadata: dict[str, object] = {count_key: result.rows, "dagster/column_schema": schema}
     if context.has_asset_partitions:
         metadata["partition"] = ", ".join(str(k) for k in context.asset_partition_keys)
     if result.renamed:

@@ -24,6 +24,25 @@ from psycopg import sql
 DATABASE_URL_ENV = "HARMONIZER_DATABASE_URL"
 HOME_ENV = "HARMONIZER_HOME"
 DEFAULT_DATABASE = "harmonizer"
+# `production` (set by deploy/Dockerfile) or `development` (unset): only development may fall
+# back to the embedded server, whose data would live and die with a container.
+ENVIRONMENT_ENV = "HARMONIZER_ENVIRONMENT"
+ENVIRONMENTS = ("development", "production")
+
+
+class DeploymentError(RuntimeError):
+    """A deployed process without the database it needs; the message is one line for a person."""
+
+
+def require_deployment_database() -> None:
+    """Stop a production process that has no HARMONIZER_DATABASE_URL, before it does anything."""
+    environment = os.environ.get(ENVIRONMENT_ENV) or "development"
+    if environment not in ENVIRONMENTS:
+        raise DeploymentError(f"{ENVIRONMENT_ENV}={environment!r} is not one of {', '.join(ENVIRONMENTS)}")
+    if environment == "production" and not os.environ.get(DATABASE_URL_ENV):
+        raise DeploymentError(
+            f"{ENVIRONMENT_ENV}=production needs {DATABASE_URL_ENV}: the embedded PostgreSQL server is for development only"
+        )
 
 
 def harmonizer_home() -> Path:
@@ -112,6 +131,7 @@ def resolve_database_url(url: str | None = None) -> str:
     url = url or os.environ.get(DATABASE_URL_ENV)
     if url:
         return libpq_url(url)
+    require_deployment_database()
     server_url = start_embedded_server()
     ensure_database(server_url, DEFAULT_DATABASE)
     return with_database(server_url, DEFAULT_DATABASE)
