@@ -188,7 +188,7 @@ def main() -> int:
         return 0
 
     sys.path.insert(0, str(PROJECT))
-    from harmonizer_pipeline.resources.postgres import DATABASE_URL_ENV, HOME_ENV, drop_database, ensure_database, resolve_database_url, with_database
+    from harmonizer_pipeline.storage.postgres import DATABASE_URL_ENV, HOME_ENV, drop_database, ensure_database, resolve_database_url, with_database
 
     csv = e2e_csv(args.rows)
     server = resolve_database_url()

@@ -343,7 +343,7 @@ def main() -> int:
     if args.files < 1 or args.rows < 100:
         parser.error("--files must be at least 1 and --rows at least 100")
 
-    from harmonizer_pipeline.resources.postgres import DATABASE_URL_ENV, HOME_ENV, drop_database, ensure_database, resolve_database_url, with_database
+    from harmonizer_pipeline.storage.postgres import DATABASE_URL_ENV, HOME_ENV, drop_database, ensure_database, resolve_database_url, with_database
     from harmonizer_pipeline.settings import CONFIG_ENV
 
     csvs = [incremental_csv(args.rows, number) for number in range(1, args.files + 1)]

@@ -43,7 +43,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from harmonizer_pipeline.resources.postgres import (
+from harmonizer_pipeline.storage.postgres import (
     DATABASE_URL_ENV,
     HOME_ENV,
     drop_database,

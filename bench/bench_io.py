@@ -41,8 +41,8 @@ from dagster import (
     materialize_to_memory,
 )
 
-from harmonizer_pipeline.resources.io_manager import PostgresPandasIOManager
-from harmonizer_pipeline.resources.postgres import (
+from harmonizer_pipeline.resources import PostgresPandasIOManager
+from harmonizer_pipeline.storage.postgres import (
     drop_database,
     ensure_database,
     psql_command,
@@ -50,7 +50,7 @@ from harmonizer_pipeline.resources.postgres import (
     sqlalchemy_url,
     with_database,
 )
-from harmonizer_pipeline.resources.table_store import DataFrameChunks
+from harmonizer_pipeline.storage.writes import DataFrameChunks
 
 BENCH_DATABASE = "harmonizer_bench"
 SCHEMA = "bench"

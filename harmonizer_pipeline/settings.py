@@ -58,7 +58,7 @@ class _Model(BaseModel):
 
 
 def _zone_glob(value: str) -> str:
-    from harmonizer_pipeline.resources.landing import split_glob
+    from harmonizer_pipeline.ingest.landing import split_glob
 
     split_glob(value)  # the landing zones' own rule, so a glob that passes here also works there
     return value
@@ -524,7 +524,7 @@ class Settings(_Model):
         return [name for name, source in self.sources.items() if source.target == target]
 
     def export_directory(self) -> Path:
-        from harmonizer_pipeline.resources.postgres import harmonizer_home
+        from harmonizer_pipeline.storage.postgres import harmonizer_home
 
         directory = self.export.directory
         if directory is None:

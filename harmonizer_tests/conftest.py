@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from harmonizer_pipeline.resources import postgres
+from harmonizer_pipeline.storage import postgres
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 

@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import psutil
 import yaml
 
-from harmonizer_pipeline.resources import postgres
+from harmonizer_pipeline.storage import postgres
 from harmonizer_pipeline.yaml_loader import load_yaml
 from harmonizer_tests.loopback import Inbox, free_port
 

@@ -333,7 +333,7 @@ def landed(tmp_path_factory, server_url, database_url):
     ragged.csv (the run fails), and another blocked.csv (two rows of three rejected: the gate
     fails, and the run); each source's first profile, so drift has nothing to compare with.
     The sensor tests share it: they only read it, each from the cursor taken before the loads."""
-    from harmonizer_pipeline.resources import postgres
+    from harmonizer_pipeline.storage import postgres
 
     suffix = uuid.uuid4().hex[:12]
     name, warned, blocked = f"alerts_{suffix}", f"aw_{suffix}", f"ab_{suffix}"

@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from harmonizer_pipeline.cli import main
-from harmonizer_pipeline.resources import postgres
+from harmonizer_pipeline.storage import postgres
 from harmonizer_pipeline.settings import CONFIG_ENV, load_settings
 from harmonizer_tests.test_definitions import SAMPLE_ASSETS
 from harmonizer_tests.test_settings import BAD_SETTINGS, bad_settings_lines
@@ -234,7 +234,7 @@ def test_embedded_server_starts_once_when_several_processes_ask_at_once(tmp_path
     env[postgres.HOME_ENV] = str(tmp_path / "home")
     probe = (
         "import psycopg, warnings; warnings.simplefilter('ignore');"
-        "from harmonizer_pipeline.resources.postgres import resolve_database_url as r;"
+        "from harmonizer_pipeline.storage.postgres import resolve_database_url as r;"
         "c = psycopg.connect(r());"
         "print(c.execute('select pg_postmaster_start_time(), current_database()').fetchone())"
     )

@@ -139,7 +139,7 @@ def test_a_deployed_code_location_without_its_database_stops_at_start_up_with_on
     )
     shown = re.sub(r"\x1b\[[0-9;]*m", "", done.stdout + done.stderr).splitlines()
     assert done.returncode == 1
-    assert f"harmonizer_pipeline.resources.postgres.{error}" in shown
+    assert f"harmonizer_pipeline.storage.postgres.{error}" in shown
     assert not (tmp_path / "pgdata").exists()  # no embedded server was started
 
 

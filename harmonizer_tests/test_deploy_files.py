@@ -25,7 +25,7 @@ import psycopg
 import pytest
 import yaml
 
-from harmonizer_pipeline.resources import postgres
+from harmonizer_pipeline.storage import postgres
 from harmonizer_pipeline.settings import load_settings_file
 from harmonizer_tests.test_yaml_examples import keys
 

@@ -17,7 +17,8 @@ from harmonizer_pipeline.ingest.discovery import ATTEMPT_TAG, FILE_ID_TAG
 from harmonizer_pipeline.ingest.heartbeat import Heartbeat
 from harmonizer_pipeline.ingest.retries import RetryPolicy, is_transient
 from harmonizer_pipeline.ops import audit
-from harmonizer_pipeline.resources import PostgresResource, table_store
+from harmonizer_pipeline.resources import PostgresResource
+from harmonizer_pipeline.storage.writes import _staging_prefix
 from harmonizer_tests.test_ingest_pipeline import landing, load, make_defs, source, tick  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.usefixtures("database_url")
@@ -189,7 +190,7 @@ def test_a_dead_load_leaves_no_staging_table_behind(landing, source, psql, datab
         (landing / "b.csv").write_text("id\n2\n")
         result = tick(defs, instance)
         # What a parallel COPY killed mid-write leaves: a committed staging table of the table.
-        leftover = table_store._staging_prefix(source) + "dead0001"
+        leftover = _staging_prefix(source) + "dead0001"
         psql(sql.SQL("CREATE TABLE raw.{} (id text)").format(sql.Identifier(leftover)))
         instance.report_run_failed(run_of(defs, instance, result.run_requests[0]))
         tick(defs, instance, result.cursor)
@@ -226,7 +227,7 @@ def test_the_landing_sensor_ticks_as_often_as_the_settings_say(landing, source):
 
 
 def test_a_registry_of_an_earlier_release_is_brought_up_to_date(server_url):
-    from harmonizer_pipeline.resources import postgres
+    from harmonizer_pipeline.storage import postgres
 
     name = f"harmonizer_upgrade_{int(time.time() * 1000) % 10**9}"
     postgres.ensure_database(server_url, name)

@@ -14,7 +14,7 @@ from harmonizer_pipeline.definitions import build_definitions
 from harmonizer_pipeline.demo import evaluate_sensor, launch_requests
 from harmonizer_pipeline.ingest import registry
 from harmonizer_pipeline.resources import LandingResource, PostgresResource, build_resources
-from harmonizer_pipeline.resources.landing import LocalLanding
+from harmonizer_pipeline.ingest.landing import LocalLanding
 from harmonizer_pipeline.settings import parse_settings
 
 @pytest.fixture
@@ -233,7 +233,7 @@ class SimulatedB2Landing(LandingResource):
     """The real LandingResource and B2Landing, with b2sdk's RawSimulator in place of B2's HTTP API."""
 
     def b2_api(self):
-        from harmonizer_pipeline.resources.b2 import b2_api
+        from harmonizer_pipeline.ingest.b2 import b2_api
 
         return b2_api(self.b2_application_key_id, self.b2_application_key, raw_api_class=lambda _http: SIMULATOR[0])
 

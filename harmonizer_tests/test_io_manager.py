@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from psycopg import sql
 
-from harmonizer_pipeline.resources.io_manager import PostgresPandasIOManager
-from harmonizer_pipeline.resources.table_store import DataFrameChunks
+from harmonizer_pipeline.resources import PostgresPandasIOManager
+from harmonizer_pipeline.storage.writes import DataFrameChunks
 
 
 @pytest.fixture

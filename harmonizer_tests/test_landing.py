@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from b2sdk.v2 import B2Api, Bucket, RawSimulator
 
-from harmonizer_pipeline.resources.b2 import B2Landing, b2_api
-from harmonizer_pipeline.resources.landing import (
+from harmonizer_pipeline.ingest.b2 import B2Landing, b2_api
+from harmonizer_pipeline.ingest.landing import (
     LandedObject,
     LandingError,
     LandingZone,

@@ -437,8 +437,8 @@ def test_a_load_failing_on_a_database_error_is_audited_and_its_file_failed(tmp_p
 
 
 def test_a_load_failing_before_its_rows_are_written_is_audited_and_its_file_failed(tmp_path, schema, psql, database_url, monkeypatch):
-    from harmonizer_pipeline.resources import table_store
-    from harmonizer_pipeline.resources.postgres import harmonizer_home
+    from harmonizer_pipeline.storage.catalog import lock_table
+    from harmonizer_pipeline.storage.postgres import harmonizer_home
 
     suffix = schema.removeprefix("t_")
     source = f"ab_{suffix}"
@@ -449,7 +449,7 @@ def test_a_load_failing_before_its_rows_are_written_is_audited_and_its_file_fail
     # Another writer of raw.<source> holds the table's lock: the IO manager fails taking it, after
     # it opened its transaction and before it wrote a row.
     with psycopg.connect(database_url) as other, dg.instance_for_test() as instance:
-        table_store.lock_table(other, "raw", source)
+        lock_table(other, "raw", source)
         [run] = land(defs, instance, source)
     assert not run.success
     [failure] = run.get_step_failure_events()
@@ -535,7 +535,7 @@ def test_a_duplicate_the_landing_sensor_sets_aside_is_audited(tmp_path, schema, 
 
 
 def test_the_export_description_names_the_folder_the_files_go_to(tmp_path, monkeypatch):
-    from harmonizer_pipeline.resources.postgres import HOME_ENV
+    from harmonizer_pipeline.storage.postgres import HOME_ENV
 
     monkeypatch.setenv(HOME_ENV, str(tmp_path / "home"))
     key = dg.AssetKey(["export", "people"])

@@ -15,8 +15,11 @@ from pandas.testing import assert_frame_equal
 
 from harmonizer_pipeline.ingest.readers import ReadError, ReadHints, open_table
 from harmonizer_pipeline.ingest.readers.server_csv import ServerCsv
-from harmonizer_pipeline.resources import table_store as ts
-from harmonizer_pipeline.resources.postgres import adbc_connection, libpq_url
+from harmonizer_pipeline.storage.catalog import drop_table, ensure_schema, lock_table
+from harmonizer_pipeline.storage.partitions import replace_partition
+from harmonizer_pipeline.storage.reads import partition_filter, read_frame
+from harmonizer_pipeline.storage.writes import DataFrameChunks, TextCopy
+from harmonizer_pipeline.storage.postgres import adbc_connection, libpq_url
 
 LINEAGE = {"_source_file": "landing/f.csv", "_load_id": "run-1", "_ingested_at": pd.Timestamp("2026-11-23 10:00", tz="UTC")}
 
@@ -115,10 +118,10 @@ def load(conn, database_url: str, schema: str, key: str, path: Path, hints: Read
         if text is not None:
             if segments > 1:
                 text.min_segment_bytes = 1  # small files split too
-            text_copy = ts.TextCopy(text, table.empty_frame().assign(**LINEAGE), LINEAGE, "_row_number")
-    chunks = ts.DataFrameChunks((chunk.assign(**LINEAGE) for chunk in table.chunks()), text_copy=text_copy)
-    ts.lock_table(conn, schema, "raw")
-    result = ts.replace_partition(
+            text_copy = TextCopy(text, table.empty_frame().assign(**LINEAGE), LINEAGE, "_row_number")
+    chunks = DataFrameChunks((chunk.assign(**LINEAGE) for chunk in table.chunks()), text_copy=text_copy)
+    lock_table(conn, schema, "raw")
+    result = replace_partition(
         conn, schema, "raw", "_partition", key, chunks,
         connect=lambda: adbc_connection(database_url), workers=max(1, (segments or 1) // 2),
         connect_text=lambda: psycopg.connect(libpq_url(database_url)),
@@ -128,7 +131,7 @@ def load(conn, database_url: str, schema: str, key: str, path: Path, hints: Read
 
 
 def stored(conn, schema: str, key: str) -> pd.DataFrame:
-    frame = ts.read_frame(conn, schema, "raw", where=ts.partition_filter([("_partition", [key])]))
+    frame = read_frame(conn, schema, "raw", where=partition_filter([("_partition", [key])]))
     return frame.drop(columns="_partition").sort_values("_row_number", ignore_index=True)
 
 
@@ -145,7 +148,7 @@ def test_postgresql_parses_a_clean_file_into_the_exact_readers_rows(conn, databa
         "code;name;amount;note\r\n007;Zoë;1.234,50;\r\n"
         '008;"Smith; ""Jr""";N/A;""\r\n009; padded ;;x\r\n\r\n'.encode("utf-8-sig")
     )
-    ts.ensure_schema(conn, schema)
+    ensure_schema(conn, schema)
     conn.commit()
     server = load(conn, database_url, schema, "server", path, ReadHints(), segments=4)
     exact = load(conn, database_url, schema, "exact", path, ReadHints(), segments=None)
@@ -175,7 +178,7 @@ def test_postgresql_parses_a_clean_file_into_the_exact_readers_rows(conn, databa
 def test_when_postgresql_may_differ_the_exact_reader_loads_the_file(conn, database_url, schema, tmp_path, content, reason):
     path = tmp_path / "f.csv"
     path.write_bytes(content)
-    ts.ensure_schema(conn, schema)
+    ensure_schema(conn, schema)
     conn.commit()
     result = load(conn, database_url, schema, "k", path, ReadHints(), segments=1)
     assert result.loaded_by.startswith("binary COPY from Arrow (PostgreSQL's CSV parse not used: ")
@@ -188,7 +191,7 @@ def test_when_postgresql_may_differ_the_exact_reader_loads_the_file(conn, databa
 def test_a_ragged_file_fails_with_the_exact_readers_line_and_leaves_nothing(conn, database_url, schema, tmp_path, psql):
     path = tmp_path / "f.csv"
     path.write_bytes(b"id,name\n1,Ann\n2,Bob,extra\n")
-    ts.ensure_schema(conn, schema)
+    ensure_schema(conn, schema)
     conn.commit()
     with pytest.raises(ReadError, match=r"^f\.csv: line 3 has 3 fields, the header has 2$"):
         load(conn, database_url, schema, "k", path, ReadHints(), segments=2)
@@ -224,7 +227,7 @@ def test_any_file_loads_the_same_through_postgresql_or_the_exact_reader(conn, da
     schema = f"t_prop_{abs(hash(content)) % 10**9}_{segments}"
     path = tmp_path / f"{schema}.csv"
     path.write_bytes(content)
-    ts.ensure_schema(conn, schema)
+    ensure_schema(conn, schema)
     conn.commit()
     hints = ReadHints(delimiter=",", quotechar='"', header=True, encoding="utf-8")
     server, server_error = outcome(conn, database_url, schema, "server", path, hints, segments)
@@ -233,7 +236,7 @@ def test_any_file_loads_the_same_through_postgresql_or_the_exact_reader(conn, da
     if exact is not None:
         assert server.rows == exact.rows
         assert_frame_equal(stored(conn, schema, "server"), stored(conn, schema, "exact"))
-    ts.drop_table(conn, schema, "raw")
+    drop_table(conn, schema, "raw")
     conn.commit()
 
 
@@ -241,7 +244,7 @@ def test_a_header_past_postgresqls_name_limit_is_copied_into_its_shortened_colum
     long_name = "patient_" + "very_" * 14 + "long_identifier"  # 93 bytes: stored under a shortened name
     path = tmp_path / "f.csv"
     path.write_text(f"id,{long_name}\n1,a\n2,b\n")
-    ts.ensure_schema(conn, schema)
+    ensure_schema(conn, schema)
     conn.commit()
     result = load(conn, database_url, schema, "k", path, ReadHints(), segments=1)
     assert result.loaded_by == "PostgreSQL's CSV parser (one COPY stream)"

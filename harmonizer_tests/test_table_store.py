@@ -1,4 +1,4 @@
-"""table_store against a real PostgreSQL: exact round trips, identifiers, schema changes, streaming."""
+"""The storage package (writes, partitions, reads) against a real PostgreSQL: exact round trips, identifiers, schema changes, streaming."""
 
 from __future__ import annotations
 
@@ -14,24 +14,28 @@ from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal
 from psycopg import sql
 
-from harmonizer_pipeline.resources import table_store as ts
-from harmonizer_pipeline.resources.frame_codec import storage_name, storage_names
-from harmonizer_pipeline.resources.table_store import TableStoreError
+from harmonizer_pipeline.storage import reads, writes
+from harmonizer_pipeline.storage.catalog import drop_table, ensure_schema, lock_table
+from harmonizer_pipeline.storage.partitions import replace_partition
+from harmonizer_pipeline.storage.reads import partition_filter, read_chunks, read_frame
+from harmonizer_pipeline.storage.streams import read_ahead
+from harmonizer_pipeline.storage.writes import WriteResult, write_frames
+from harmonizer_pipeline.storage.frame_codec import TableStoreError, storage_name, storage_names
 
 
-def replace_table(conn, schema: str, table: str, frames) -> ts.WriteResult:
+def replace_table(conn, schema: str, table: str, frames) -> WriteResult:
     """What the IO manager does for an unpartitioned asset, committed."""
-    ts.lock_table(conn, schema, table)
-    ts.ensure_schema(conn, schema)
-    ts.drop_table(conn, schema, table)
-    result = ts.write_frames(conn, schema, table, frames)
+    lock_table(conn, schema, table)
+    ensure_schema(conn, schema)
+    drop_table(conn, schema, table)
+    result = write_frames(conn, schema, table, frames)
     conn.commit()
     return result
 
 
 def round_trip(conn, schema: str, frame: pd.DataFrame, table: str = "t") -> pd.DataFrame:
     replace_table(conn, schema, table, [frame])
-    return ts.read_frame(conn, schema, table)
+    return read_frame(conn, schema, table)
 
 
 # --- exact round trips ----------------------------------------------------------------------
@@ -161,7 +165,7 @@ def test_meaningful_index_is_kept_as_columns(conn, schema):
 def test_table_made_outside_harmonizer_reads_with_nullable_dtypes(conn, schema, psql):
     psql(sql.SQL("CREATE SCHEMA {s}; CREATE TABLE {s}.ext (n bigint, b boolean, s text); "
                  "INSERT INTO {s}.ext VALUES (1, true, ''), (NULL, NULL, NULL) RETURNING 1").format(s=sql.Identifier(schema)))
-    back = ts.read_frame(conn, schema, "ext")
+    back = read_frame(conn, schema, "ext")
     assert back["n"].dtype == "Int64" and back["b"].dtype == "boolean"
     assert back["n"].tolist() == [1, pd.NA]
     assert back["s"].tolist()[0] == "" and pd.isna(back["s"][1])
@@ -182,7 +186,7 @@ def test_long_names_are_shortened_deterministically_and_restored(conn, schema, p
     assert all(len(name.encode()) <= 63 for name in stored.values())
     assert stored[umlauts] == storage_name(umlauts) and stored[umlauts].startswith("ü" * 27)
     assert storage_name(first) == stored[first]  # deterministic
-    back = ts.read_frame(conn, schema, "t")
+    back = read_frame(conn, schema, "t")
     assert back.columns.tolist() == [first, second, umlauts]
     names = psql("SELECT column_name FROM information_schema.columns WHERE table_schema = %s ORDER BY ordinal_position", (schema,))
     assert [n for (n,) in names] == [stored[first], stored[second], stored[umlauts]]
@@ -230,13 +234,13 @@ def test_nul_character_names_column_and_row(conn, schema):
 
 def test_reading_a_missing_table_says_so(conn, schema):
     with pytest.raises(TableStoreError, match=rf"table {schema}.nothing does not exist yet"):
-        ts.read_frame(conn, schema, "nothing")
+        read_frame(conn, schema, "nothing")
 
 
 def test_selecting_an_unknown_column_lists_the_known_ones(conn, schema):
     replace_table(conn, schema, "t", [pd.DataFrame({"a": [1]})])
     with pytest.raises(TableStoreError, match=r"has no column\(s\) \['b'\]; it has \['a'\]"):
-        ts.read_frame(conn, schema, "t", columns=["b"])
+        read_frame(conn, schema, "t", columns=["b"])
 
 
 # --- appending: schema evolution and transactions -------------------------------------------
@@ -244,9 +248,9 @@ def test_selecting_an_unknown_column_lists_the_known_ones(conn, schema):
 
 def test_append_adds_new_columns_and_fills_missing_with_null(conn, schema):
     replace_table(conn, schema, "t", [pd.DataFrame({"a": [1], "b": ["x"]})])
-    ts.write_frames(conn, schema, "t", [pd.DataFrame({"a": [2], "c": pd.array([True], dtype="boolean")})])
+    write_frames(conn, schema, "t", [pd.DataFrame({"a": [2], "c": pd.array([True], dtype="boolean")})])
     conn.commit()
-    back = ts.read_frame(conn, schema, "t")
+    back = read_frame(conn, schema, "t")
     assert back.columns.tolist() == ["a", "b", "c"]
     assert back["a"].tolist() == [1, 2]
     assert back["b"].tolist()[0] == "x" and pd.isna(back["b"][1])
@@ -256,11 +260,11 @@ def test_append_adds_new_columns_and_fills_missing_with_null(conn, schema):
 def test_append_with_a_conflicting_type_is_refused(conn, schema):
     replace_table(conn, schema, "t", [pd.DataFrame({"a": [1]})])
     with pytest.raises(TableStoreError, match=r"column 'a' is bigint in the table but the new rows hold text"):
-        ts.write_frames(conn, schema, "t", [pd.DataFrame({"a": ["one"]})])
+        write_frames(conn, schema, "t", [pd.DataFrame({"a": ["one"]})])
 
 
 def test_a_failing_stream_leaves_the_previous_table_intact(database_url, schema):
-    from harmonizer_pipeline.resources.postgres import adbc_connection
+    from harmonizer_pipeline.storage.postgres import adbc_connection
 
     with adbc_connection(database_url) as conn:
         replace_table(conn, schema, "t", [pd.DataFrame({"a": [1, 2, 3]})])
@@ -273,7 +277,7 @@ def test_a_failing_stream_leaves_the_previous_table_intact(database_url, schema)
         with pytest.raises(TableStoreError, match=r"a later chunk has columns \['b'\], the first had \['a'\]"):
             replace_table(conn, schema, "t", chunks())
         conn.rollback()
-        assert ts.read_frame(conn, schema, "t")["a"].tolist() == [1, 2, 3]
+        assert read_frame(conn, schema, "t")["a"].tolist() == [1, 2, 3]
 
 
 @pytest.mark.slow
@@ -293,7 +297,7 @@ def test_one_million_rows_stream_in_and_out_in_chunks(conn, schema):
     result = replace_table(conn, schema, "big", chunks())
     assert result.rows == 1_000_000
     sizes, total, labels = [], 0, 0
-    for frame in ts.read_chunks(conn, schema, "big", chunk_rows=300_000):
+    for frame in read_chunks(conn, schema, "big", chunk_rows=300_000):
         sizes.append(len(frame))
         total += int(frame["n"].sum())
         labels += int((frame["label"] == "a").sum())
@@ -305,18 +309,18 @@ def test_one_million_rows_stream_in_and_out_in_chunks(conn, schema):
 
 def test_reading_an_empty_table_in_chunks_yields_one_empty_frame_with_columns(conn, schema):
     replace_table(conn, schema, "t", [pd.DataFrame({"a": pd.Series([], dtype="Int64")})])
-    frames = list(ts.read_chunks(conn, schema, "t"))
+    frames = list(read_chunks(conn, schema, "t"))
     assert len(frames) == 1 and frames[0].columns.tolist() == ["a"] and len(frames[0]) == 0
     assert frames[0]["a"].dtype == "Int64"
 
 
 def test_a_reader_stopped_after_its_first_chunk_leaves_the_connection_usable(conn, schema):
     replace_table(conn, schema, "t", [pd.DataFrame({"n": np.arange(300_000, dtype="int64")})])
-    chunks = ts.read_chunks(conn, schema, "t", chunk_rows=1_000)
+    chunks = read_chunks(conn, schema, "t", chunk_rows=1_000)
     first = next(chunks)
     chunks.close()  # the read-ahead thread is stopped and joined here, with batches still unread
     assert first["n"].tolist() == list(range(1_000))
-    assert ts.read_frame(conn, schema, "t")["n"].sum() == sum(range(300_000))
+    assert read_frame(conn, schema, "t")["n"].sum() == sum(range(300_000))
 
 
 def test_a_failure_while_reading_ahead_reaches_the_caller_after_the_batches_before_it():
@@ -329,13 +333,13 @@ def test_a_failure_while_reading_ahead_reaches_the_caller_after_the_batches_befo
 
     seen = []
     with pytest.raises(OSError, match="connection lost"):
-        for batch in ts._read_ahead(pa.RecordBatchReader.from_batches(schema, batches()), depth=1):
+        for batch in read_ahead(pa.RecordBatchReader.from_batches(schema, batches()), depth=1):
             seen.append(batch.column(0)[0].as_py())
     assert seen == [0, 1, 2]
 
 
 def test_partition_filter_quotes_columns_and_values():
-    where = ts.partition_filter([("part'x", ["a'b", "c"]), ("day", (dt.datetime(2024, 1, 1), dt.datetime(2024, 1, 2)))])
+    where = partition_filter([("part'x", ["a'b", "c"]), ("day", (dt.datetime(2024, 1, 1), dt.datetime(2024, 1, 2)))])
     assert where.as_string(None) == (
         "\"part'x\" IN ('a''b', 'c') AND (\"day\" >= '2024-01-01 00:00:00'::timestamp AND \"day\" < '2024-01-02 00:00:00'::timestamp)"
     )
@@ -343,9 +347,9 @@ def test_partition_filter_quotes_columns_and_values():
 
 def test_a_partition_whose_column_is_all_null_fits_any_column_type(conn, schema):
     replace_table(conn, schema, "t", [pd.DataFrame({"part": ["a"], "n": [1]})])
-    ts.write_frames(conn, schema, "t", [pd.DataFrame({"part": ["b"], "n": pd.Series([None], dtype=object)})])
+    write_frames(conn, schema, "t", [pd.DataFrame({"part": ["b"], "n": pd.Series([None], dtype=object)})])
     conn.commit()
-    assert ts.read_frame(conn, schema, "t")["n"].tolist() == [1, pd.NA]
+    assert read_frame(conn, schema, "t")["n"].tolist() == [1, pd.NA]
 
 
 def test_a_later_chunk_cannot_change_a_column_type_silently(conn, schema):
@@ -359,28 +363,28 @@ def test_a_later_chunk_cannot_change_a_column_type_silently(conn, schema):
 
 def test_rows_without_their_partition_column_are_refused_when_it_cannot_be_filled(conn, schema):
     with pytest.raises(TableStoreError, match=r"lack partition column\(s\) \['day'\]"):
-        ts.write_frames(conn, schema, "t", [pd.DataFrame({"n": [1]})], required_columns=["day"])
+        write_frames(conn, schema, "t", [pd.DataFrame({"n": [1]})], required_columns=["day"])
 
 
 @pytest.mark.slow
 def test_a_large_table_read_by_several_connections_equals_the_single_read(database_url, conn, schema, monkeypatch):
-    from harmonizer_pipeline.resources.postgres import adbc_connection
+    from harmonizer_pipeline.storage.postgres import adbc_connection
 
     frame = pd.DataFrame(
         {"n": np.arange(300_000, dtype="int64"), "text": pd.array([f"row {i} " * 4 for i in range(300_000)], dtype="str")}
     )
     replace_table(conn, schema, "t", [frame])
-    monkeypatch.setattr(ts, "PARALLEL_MIN_BYTES", 1 << 20)
+    monkeypatch.setattr(reads, "PARALLEL_MIN_BYTES", 1 << 20)
     opened = []
 
     def connect():
         opened.append(1)
         return adbc_connection(database_url)
 
-    parallel = ts.read_frame(conn, schema, "t", connect=connect, workers=3)
+    parallel = read_frame(conn, schema, "t", connect=connect, workers=3)
     assert len(opened) == 3
     assert_frame_equal(parallel, frame)
-    some = ts.read_frame(conn, schema, "t", where=sql.SQL("n % 1000 = 0"), connect=connect, workers=3)
+    some = read_frame(conn, schema, "t", where=sql.SQL("n % 1000 = 0"), connect=connect, workers=3)
     assert some["n"].tolist() == list(range(0, 300_000, 1000))
 
 
@@ -389,13 +393,13 @@ def _staging_tables(psql, schema):
 
 
 def _parallel_replace(conn, database_url, schema, chunks, workers=3):
-    from harmonizer_pipeline.resources.postgres import adbc_connection
+    from harmonizer_pipeline.storage.postgres import adbc_connection
 
-    ts.ensure_schema(conn, schema)
+    ensure_schema(conn, schema)
     conn.commit()
-    ts.lock_table(conn, schema, "t")
-    ts.drop_table(conn, schema, "t")
-    result = ts.replace_table(
+    lock_table(conn, schema, "t")
+    drop_table(conn, schema, "t")
+    result = writes.replace_table(
         conn, schema, "t", chunks, connect=lambda: adbc_connection(database_url), workers=workers, parallel_min_rows=1
     )
     conn.commit()
@@ -407,7 +411,7 @@ def test_parallel_replace_writes_every_row_once_and_leaves_no_staging_table(conn
     frame = pd.DataFrame({"n": np.arange(250_000, dtype="int64"), "s": pd.array([str(i) for i in range(250_000)], dtype="str")})
     result = _parallel_replace(conn, database_url, schema, [frame])
     assert result.rows == 250_000
-    back = ts.read_frame(conn, schema, "t").sort_values("n", ignore_index=True)
+    back = read_frame(conn, schema, "t").sort_values("n", ignore_index=True)
     assert_frame_equal(back, frame)
     assert _staging_tables(psql, schema) == []
 
@@ -424,17 +428,17 @@ def test_a_failing_parallel_write_keeps_the_old_table_and_drops_its_staging(conn
     with pytest.raises(RuntimeError, match="upstream file vanished"):
         _parallel_replace(conn, database_url, schema, chunks())
     conn.rollback()
-    assert ts.read_frame(conn, schema, "t")["n"].tolist() == [1, 2]
+    assert read_frame(conn, schema, "t")["n"].tolist() == [1, 2]
     assert _staging_tables(psql, schema) == []  # the crashed write's leftover went too
 
 
 def _swap(conn, database_url, schema, key, chunks):
-    from harmonizer_pipeline.resources.postgres import adbc_connection
+    from harmonizer_pipeline.storage.postgres import adbc_connection
 
-    ts.ensure_schema(conn, schema)
+    ensure_schema(conn, schema)
     conn.commit()
-    ts.lock_table(conn, schema, "files")
-    result = ts.replace_partition(
+    lock_table(conn, schema, "files")
+    result = replace_partition(
         conn, schema, "files", "_partition", key, chunks, connect=lambda: adbc_connection(database_url), workers=2
     )
     conn.commit()
@@ -445,11 +449,11 @@ def test_one_key_of_a_list_partitioned_table_is_swapped_in_whole(conn, database_
     _swap(conn, database_url, schema, "a.csv", [pd.DataFrame({"n": [1, 2]})])
     _swap(conn, database_url, schema, "b'.csv", [pd.DataFrame({"n": [10]})])
     # Rows of a key written by a several-key run land in the DEFAULT child ...
-    ts.write_frames(conn, schema, "files", [pd.DataFrame({"n": [7], "_partition": ["a.csv"]})])
+    write_frames(conn, schema, "files", [pd.DataFrame({"n": [7], "_partition": ["a.csv"]})])
     conn.commit()
     # ... and the key's next swap replaces them together with its old child.
     _swap(conn, database_url, schema, "a.csv", [pd.DataFrame({"n": [3, 4, 5]})])
-    back = ts.read_frame(conn, schema, "files").sort_values("n", ignore_index=True)
+    back = read_frame(conn, schema, "files").sort_values("n", ignore_index=True)
     assert back.to_dict("list") == {"n": [3, 4, 5, 10], "_partition": ["a.csv"] * 3 + ["b'.csv"]}
     children = psql(
         "SELECT count(*) FROM pg_inherits WHERE inhparent = to_regclass(%s)", (f'"{schema}".files',)
@@ -474,5 +478,5 @@ def test_a_failing_swap_keeps_the_keys_old_rows(conn, database_url, schema, psql
     with pytest.raises(RuntimeError, match="file truncated"):
         _swap(conn, database_url, schema, "a.csv", chunks())
     conn.rollback()
-    assert ts.read_frame(conn, schema, "files")["n"].tolist() == [1, 2]
+    assert read_frame(conn, schema, "files")["n"].tolist() == [1, 2]
     assert _staging_tables(psql, schema) == []

@@ -28,8 +28,9 @@ from harmonizer_pipeline.keys import store as keys_store
 from harmonizer_pipeline.ops import audit, metrics
 from harmonizer_pipeline.quality import store as quality_store
 from harmonizer_pipeline.quality.assets import OWNERS, table_metadata
-from harmonizer_pipeline.resources import LandingResource, PostgresResource, table_store
-from harmonizer_pipeline.resources.postgres import adbc_connection
+from harmonizer_pipeline.resources import LandingResource, PostgresResource
+from harmonizer_pipeline.storage.reads import read_chunks
+from harmonizer_pipeline.storage.postgres import adbc_connection
 from harmonizer_pipeline.settings import Settings
 
 AUTOMATION_CONDITION_TAG = "dagster/from_automation_condition"
@@ -111,7 +112,7 @@ def export_target_asset(settings: Settings, target_name: str) -> dg.AssetsDefini
         def stream(table: str, where: sql.Composable | None = None, order_by: Sequence[str] = ()) -> Callable[[], Iterator[pd.DataFrame]]:
             def chunks() -> Iterator[pd.DataFrame]:
                 with adbc_connection(url) as conn:
-                    yield from table_store.read_chunks(conn, "harmonized", table, None, where, CHUNK_ROWS, order_by)
+                    yield from read_chunks(conn, "harmonized", table, None, where, CHUNK_ROWS, order_by)
 
             return chunks
 

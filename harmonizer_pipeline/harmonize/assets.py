@@ -13,10 +13,11 @@ from harmonizer_pipeline.ingest.assets import PARTITION_COLUMN
 from harmonizer_pipeline.ops import audit, metrics
 from harmonizer_pipeline.quality import store as quality_store
 from harmonizer_pipeline.quality.assets import OWNERS, audit_file, file_columns, partition_rows, table_metadata
-from harmonizer_pipeline.resources import PostgresResource, table_store
-from harmonizer_pipeline.resources.io_manager import column_schema
-from harmonizer_pipeline.resources.postgres import adbc_connection
-from harmonizer_pipeline.resources.table_store import DataFrameChunks
+from harmonizer_pipeline.resources import PostgresResource
+from harmonizer_pipeline.storage.reads import read_chunks
+from harmonizer_pipeline.resources import column_schema
+from harmonizer_pipeline.storage.postgres import adbc_connection
+from harmonizer_pipeline.storage.writes import DataFrameChunks
 from harmonizer_pipeline.settings import Settings
 
 
@@ -51,7 +52,7 @@ def staged_source_asset(settings: Settings, source: str, partitions: dg.DynamicP
 
         def mapped_chunks():
             with adbc_connection(url) as conn:
-                for chunk in table_store.read_chunks(conn, "validated", source, None, partition_rows(partition_key), settings.ingest.chunk_rows):
+                for chunk in read_chunks(conn, "validated", source, None, partition_rows(partition_key), settings.ingest.chunk_rows):
                     # The file's own columns: validated.<source> holds every file's, NULL where a file lacks them.
                     chunk = chunk[[c for c in chunk.columns if c in own or c.startswith("_")]]
                     try:

@@ -30,7 +30,7 @@ from harmonizer_pipeline.harmonize import store
 from harmonizer_pipeline.harmonize.mapping import LINEAGE
 from harmonizer_pipeline.ingest import registry
 from harmonizer_pipeline.ingest.registry import PARTITION_COLUMN
-from harmonizer_pipeline.resources.frame_codec import qualified, storage_name
+from harmonizer_pipeline.storage.frame_codec import qualified, storage_name
 from harmonizer_pipeline.settings import Settings, Target
 
 

@@ -30,8 +30,9 @@ import pandas as pd
 from psycopg import sql
 
 from harmonizer_pipeline.harmonize.mapping import LINEAGE
-from harmonizer_pipeline.resources import table_store
-from harmonizer_pipeline.resources.frame_codec import ColumnSpec, frame_to_arrow, qualified, storage_name
+from harmonizer_pipeline.storage.catalog import stored_columns, table_exists
+from harmonizer_pipeline.storage.partitions import create_list_partitioned
+from harmonizer_pipeline.storage.frame_codec import ColumnSpec, frame_to_arrow, qualified, storage_name
 from harmonizer_pipeline.settings import Target
 
 SCHEMA = "harmonized"
@@ -179,13 +180,13 @@ def ensure_staged_table(conn, source: str, target: Target, partition_column: str
     """staged.<source>, LIST-partitioned by `partition_column`, typed as the target's columns; a
     column the target gained is added (NULL in files staged before: `harmonizer rebuild --restage`)."""
     specs = [*value_specs(target), _extra(partition_column, "text", "str")]
-    if table_store.table_exists(conn, STAGED_SCHEMA, source):
+    if table_exists(conn, STAGED_SCHEMA, source):
         _add_missing_columns(conn, source, specs, STAGED_SCHEMA)
         return
     _lock(conn, f"schema:{STAGED_SCHEMA}")
     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(STAGED_SCHEMA)))
-    if not table_store.table_exists(conn, STAGED_SCHEMA, source):
-        table_store.create_list_partitioned(conn, STAGED_SCHEMA, source, partition_column, specs)
+    if not table_exists(conn, STAGED_SCHEMA, source):
+        create_list_partitioned(conn, STAGED_SCHEMA, source, partition_column, specs)
 
 
 def key_columns(target: Target) -> list[sql.Identifier]:
@@ -198,9 +199,9 @@ def value_columns(target: Target) -> list[sql.Identifier]:
 
 def _is_current_layout(conn, target_name: str, target: Target) -> bool:
     """The target's tables exist in this layout, with the columns, types and key the settings give."""
-    if not table_store.table_exists(conn, SCHEMA, duplicate_rows_table(target_name)):
+    if not table_exists(conn, SCHEMA, duplicate_rows_table(target_name)):
         return False
-    stored = {name: spec.pg_type for name, spec in table_store.stored_columns(conn, SCHEMA, target_name).items()}
+    stored = {name: spec.pg_type for name, spec in stored_columns(conn, SCHEMA, target_name).items()}
     wanted = {s.stored_name: s.pg_type for s in target_specs(target)}
     key = conn.execute(
         "SELECT array_agg(a.attname::text ORDER BY k.ord) FROM pg_index i CROSS JOIN unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)"
@@ -230,7 +231,7 @@ def ensure_target_tables(conn, target_name: str, target: Target) -> bool:
         conn.execute("DELETE FROM ops.merged_files WHERE target = %s", (target_name,))
         _create_target_tables(conn, target_name, target)
         created = True
-    if target.history and not table_store.table_exists(conn, SCHEMA, history_table(target_name)):
+    if target.history and not table_exists(conn, SCHEMA, history_table(target_name)):
         _create_history(conn, target_name, target)
     elif target.history:
         _add_missing_columns(conn, history_table(target_name), value_specs(target))
@@ -283,7 +284,7 @@ def _create_target_tables(conn, target_name: str, target: Target) -> None:
 
 def _add_missing_columns(conn, table: str, specs: Sequence[ColumnSpec], schema: str = SCHEMA) -> None:
     """Columns the settings gained; rows already there hold NULL in them."""
-    stored = table_store.stored_columns(conn, schema, table)
+    stored = stored_columns(conn, schema, table)
     for spec in (s for s in specs if s.stored_name not in stored):
         conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(qualified(schema, table), sql.Identifier(spec.stored_name), sql.SQL(spec.pg_type)))
         conn.execute(sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(qualified(schema, table), sql.Identifier(spec.stored_name), sql.Literal(spec.comment())))

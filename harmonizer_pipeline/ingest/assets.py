@@ -15,9 +15,9 @@ from harmonizer_pipeline.ingest.readers import ReadError, ReadHints, open_table
 from harmonizer_pipeline.ingest.retries import RetryPolicy, is_transient
 from harmonizer_pipeline.ops import audit, metrics
 from harmonizer_pipeline.resources import LandingResource, PostgresResource
-from harmonizer_pipeline.resources.landing import LandedObject, LandingError
-from harmonizer_pipeline.resources.postgres import harmonizer_home
-from harmonizer_pipeline.resources.table_store import DataFrameChunks, TextCopy
+from harmonizer_pipeline.ingest.landing import LandedObject, LandingError
+from harmonizer_pipeline.storage.postgres import harmonizer_home
+from harmonizer_pipeline.storage.writes import DataFrameChunks, TextCopy
 from harmonizer_pipeline.settings import Settings
 
 

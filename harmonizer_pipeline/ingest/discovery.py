@@ -25,8 +25,8 @@ from pathlib import Path
 from harmonizer_pipeline.ingest import registry
 from harmonizer_pipeline.ingest.retries import RetryPolicy
 from harmonizer_pipeline.ops import audit
-from harmonizer_pipeline.resources import table_store
-from harmonizer_pipeline.resources.landing import LandedObject, LandingError, LandingZone, LocalLanding
+from harmonizer_pipeline.storage.writes import drop_dead_staging
+from harmonizer_pipeline.ingest.landing import LandedObject, LandingError, LandingZone, LocalLanding
 
 # Tags of a load run: the registry row it loads and which attempt it is.
 FILE_ID_TAG = "harmonizer/file_id"
@@ -178,7 +178,7 @@ def _record_dead(conn, entry, verdict: RunVerdict, retry: RetryPolicy, launched_
     the staging tables its write left behind, and return its entry as it now is."""
     message = f"{verdict.reason} ({retry.describe(entry.attempts)})"
     registry.record_failure(conn, entry.id, message, retry.delay(entry.attempts), run_id=verdict.run_id)
-    table_store.drop_dead_staging(conn, "raw", entry.source)
+    drop_dead_staging(conn, "raw", entry.source)
     audited.append(audit.AuditEntry(
         "load", "failed", verdict.run_id or "", launched_by, f"raw/{entry.source}", entry.partition_key,
         file=entry.object_key, sha256=_sha256(entry), detail=message,

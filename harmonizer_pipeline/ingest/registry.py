@@ -25,7 +25,7 @@ from datetime import datetime
 
 from psycopg import sql
 
-from harmonizer_pipeline.resources.landing import LandedObject
+from harmonizer_pipeline.ingest.landing import LandedObject
 
 TABLE = sql.SQL("ops.file_registry")
 COLUMNS = (

@@ -15,8 +15,9 @@ from harmonizer_pipeline.keys.discovery import ENGINE_LOGGERS, KeyDiscoveryError
 from harmonizer_pipeline.ops import metrics
 from harmonizer_pipeline.quality.assets import GATED_EAGER, OWNERS, audit_file, file_columns, partition_rows, table_metadata
 from harmonizer_pipeline.resources import PostgresResource
-from harmonizer_pipeline.resources import table_store
-from harmonizer_pipeline.resources.postgres import adbc_connection
+from harmonizer_pipeline.storage.catalog import stored_columns
+from harmonizer_pipeline.storage.reads import read_frame
+from harmonizer_pipeline.storage.postgres import adbc_connection
 from harmonizer_pipeline.settings import Settings
 
 LINEAGE = ["_row_number", "_source_file", "_load_id"]
@@ -30,10 +31,10 @@ def _validated_file(
     columns and its registry entry."""
     with postgres.connect() as conn:
         entry, columns = file_columns(conn, source, partition_key)
-        stored = {spec.name for spec in table_store.stored_columns(conn, "validated", source).values()}
+        stored = {spec.name for spec in stored_columns(conn, "validated", source).values()}
     columns = [c for c in columns if c in stored]
     with adbc_connection(postgres.url()) as conn:
-        frame = table_store.read_frame(conn, "validated", source, [*columns, *lineage], partition_rows(partition_key))
+        frame = read_frame(conn, "validated", source, [*columns, *lineage], partition_rows(partition_key))
     return frame, columns, entry
 
 
@@ -42,7 +43,7 @@ def _with_lineage(postgres: PostgresResource, source: str, partition_key: str, g
     file). Read only once there are groups: on the bench's 1M rows the two text columns were a
     third of the read's 1.5 s."""
     with adbc_connection(postgres.url()) as conn:
-        lineage = table_store.read_frame(conn, "validated", source, LINEAGE, partition_rows(partition_key))
+        lineage = read_frame(conn, "validated", source, LINEAGE, partition_rows(partition_key))
     found = lineage.set_index("_row_number").reindex(groups["_row_number"])
     return groups.assign(**{name: found[name].array for name in LINEAGE[1:]})
 

@@ -18,10 +18,11 @@ from harmonizer_pipeline.quality.gate import PartitionValidation, unique_column_
 from harmonizer_pipeline.quality.profiling import FileProfile, count_text, profile_column
 from harmonizer_pipeline.quality.recommendations import recommend_column
 from harmonizer_pipeline.resources import PostgresResource
-from harmonizer_pipeline.resources import table_store
-from harmonizer_pipeline.resources.frame_codec import qualified
-from harmonizer_pipeline.resources.postgres import adbc_connection
-from harmonizer_pipeline.resources.table_store import DataFrameChunks
+from harmonizer_pipeline.storage.catalog import stored_columns
+from harmonizer_pipeline.storage.reads import partition_filter, read_chunks, read_frame
+from harmonizer_pipeline.storage.frame_codec import qualified
+from harmonizer_pipeline.storage.postgres import adbc_connection
+from harmonizer_pipeline.storage.writes import DataFrameChunks
 from harmonizer_pipeline.settings import Settings
 
 GATE_CHECK = "schema_gate"
@@ -54,7 +55,7 @@ def file_columns(conn, source: str, partition_key: str) -> tuple[registry.Regist
     if entry.columns is not None:
         return entry, list(entry.columns)
     # Loaded before the registry kept each file's columns: every data column of the raw table.
-    stored = table_store.stored_columns(conn, "raw", source).values()
+    stored = stored_columns(conn, "raw", source).values()
     return entry, [spec.name for spec in stored if not spec.name.startswith("_")]
 
 
@@ -66,7 +67,7 @@ def audit_file(conn, run, action: str, asset: str, entry: registry.RegistryEntry
 
 def partition_rows(partition_key: str):
     """SQL condition for one file's rows."""
-    return table_store.partition_filter([(PARTITION_COLUMN, [partition_key])])
+    return partition_filter([(PARTITION_COLUMN, [partition_key])])
 
 
 def first_row(source: str, where: sql.Composable) -> sql.Composable:
@@ -129,19 +130,19 @@ def validated_source_asset(settings: Settings, source: str, partitions: dg.Dynam
         duplicates = pd.DataFrame()
         if unique:  # uniqueness holds over the whole file: one pass over its unique columns first
             with adbc_connection(url) as conn:
-                duplicates = uniqueness_rejections(schema, table_store.read_frame(conn, "raw", source, ["_row_number", *unique], where))
+                duplicates = uniqueness_rejections(schema, read_frame(conn, "raw", source, ["_row_number", *unique], where))
         writer = store.RejectedRowsWriter(url, source, partition_key, run_id)
         validation = PartitionValidation(schema, duplicates, writer.write)
 
         def raw_chunks():
             with adbc_connection(url) as conn:
                 # The file's own columns and the lineage ones, in the raw table's order.
-                wanted = [s.name for s in table_store.stored_columns(conn, "raw", source).values() if s.name in columns or s.name.startswith("_")]
+                wanted = [s.name for s in stored_columns(conn, "raw", source).values() if s.name in columns or s.name.startswith("_")]
                 constant = [c for c in wanted if c in FILE_CONSTANTS]
                 # Read once, not a million times: the raw step stamps them on every row of the file.
-                stamp = table_store.read_frame(conn, "raw", source, constant, first_row(source, where)) if constant else None
+                stamp = read_frame(conn, "raw", source, constant, first_row(source, where)) if constant else None
                 per_row = [c for c in wanted if c not in FILE_CONSTANTS]
-                for chunk in table_store.read_chunks(conn, "raw", source, per_row, where, settings.ingest.chunk_rows):
+                for chunk in read_chunks(conn, "raw", source, per_row, where, settings.ingest.chunk_rows):
                     if stamp is not None:
                         chunk = chunk.join(stamp.iloc[np.zeros(len(chunk), np.intp)].set_axis(chunk.index))
                     yield chunk[wanted]
@@ -247,7 +248,7 @@ def profile_source_asset(settings: Settings, source: str, partitions: dg.Dynamic
         with adbc_connection(postgres.url()) as conn:
             for start in range(0, len(columns), per_read):
                 group = columns[start:start + per_read]
-                frame = table_store.read_frame(conn, "raw", source, group, where)
+                frame = read_frame(conn, "raw", source, group, where)
                 for name in group:
                     text = count_text(frame[name])
                     column_profile = profile_column(name, text)

@@ -1,8 +1,10 @@
-"""PostgreSQL IO manager for pandas DataFrames, on Dagster's database IO manager framework.
+"""The Dagster resources of the code location, and nothing else: the database (`PostgresResource`),
+the landing zones (`LandingResource`) and the PostgreSQL IO manager for pandas DataFrames.
 
-Built the way dagster-duckdb-pandas is: a `DbClient` (connections, schemas, partition slices)
-and `DbTypeHandler`s (DataFrame, DataFrameChunks) under Dagster's `DbIOManager`. The storage
-itself lives in `table_store` (no dagster imports).
+The IO manager is built on Dagster's database IO manager framework, the way dagster-duckdb-pandas
+is: a `DbClient` (connections, schemas, partition slices) and `DbTypeHandler`s (DataFrame,
+DataFrameChunks) under Dagster's `DbIOManager`. The storage itself is `harmonizer_pipeline.storage`
+(no dagster imports).
 
 - Asset `raw/clinic_a` → table `raw.clinic_a`; `columns` input metadata selects columns.
 - Partitioned assets name their partition column with `partition_expr` metadata (a column
@@ -18,6 +20,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
+import dagster as dg
 import pandas as pd
 import psycopg
 from dagster import (
@@ -32,10 +35,14 @@ from dagster import (
 from dagster._core.storage.db_io_manager import DbClient, DbIOManager, DbTypeHandler, TableSlice
 from pydantic import Field
 
-from harmonizer_pipeline.resources import table_store
-from harmonizer_pipeline.resources.frame_codec import ColumnSpec
-from harmonizer_pipeline.resources.postgres import adbc_connection, database_of, libpq_url, resolve_database_url
-from harmonizer_pipeline.resources.table_store import DataFrameChunks, WriteResult
+from harmonizer_pipeline.ingest.landing import LandingZone, LocalLanding
+from harmonizer_pipeline.settings import Settings
+from harmonizer_pipeline.storage.catalog import delete_rows, drop_table, ensure_schema, lock_table
+from harmonizer_pipeline.storage.frame_codec import ColumnSpec
+from harmonizer_pipeline.storage.partitions import replace_partition, swaps_partitions
+from harmonizer_pipeline.storage.postgres import DATABASE_URL_ENV, adbc_connection, database_of, libpq_url, resolve_database_url
+from harmonizer_pipeline.storage.reads import DEFAULT_CHUNK_ROWS, partition_filter, read_chunks, read_frame, select_statement
+from harmonizer_pipeline.storage.writes import DataFrameChunks, WriteResult, replace_table, write_frames
 
 
 def _dimensions(table_slice: TableSlice) -> list[tuple[str, Sequence[str] | tuple[object, object]]]:
@@ -50,7 +57,7 @@ def _dimensions(table_slice: TableSlice) -> list[tuple[str, Sequence[str] | tupl
 
 def _where(table_slice: TableSlice):
     dims = _dimensions(table_slice)
-    return table_store.partition_filter(dims) if dims else None
+    return partition_filter(dims) if dims else None
 
 
 def _single_key(table_slice: TableSlice) -> tuple[str, str] | None:
@@ -62,9 +69,9 @@ def _single_key(table_slice: TableSlice) -> tuple[str, str] | None:
 
 
 def _swaps(table_slice: TableSlice, connection) -> tuple[str, str] | None:
-    # One key of a file-like partitioning: written by swapping its child table (see table_store).
+    # One key of a file-like partitioning: written by swapping its child table (see storage.partitions).
     single = _single_key(table_slice)
-    if single and table_store.swaps_partitions(connection, table_slice.schema, table_slice.table):
+    if single and swaps_partitions(connection, table_slice.schema, table_slice.table):
         return single
     return None
 
@@ -89,12 +96,12 @@ class PostgresClient(DbClient):
     def delete_table_slice(self, context: OutputContext, table_slice: TableSlice, connection) -> None:
         where = _where(table_slice)
         if where is None:
-            table_store.drop_table(connection, table_slice.schema, table_slice.table)
+            drop_table(connection, table_slice.schema, table_slice.table)
         elif not _swaps(table_slice, connection):  # a swapped key replaces its rows itself
-            table_store.delete_rows(connection, table_slice.schema, table_slice.table, where)
+            delete_rows(connection, table_slice.schema, table_slice.table, where)
 
     def get_select_statement(self, table_slice: TableSlice) -> str:
-        return table_store.select_statement(
+        return select_statement(
             table_slice.schema, table_slice.table, table_slice.columns, _where(table_slice)
         )
 
@@ -102,8 +109,8 @@ class PostgresClient(DbClient):
         # The schema is committed at once on its own connection, so that parallel COPY workers
         # see it; then the write's own transaction takes the table's lock before anything else.
         with psycopg.connect(libpq_url(self.url)) as own:  # commits on exit
-            table_store.ensure_schema(own, table_slice.schema)
-        table_store.lock_table(connection, table_slice.schema, table_slice.table)
+            ensure_schema(own, table_slice.schema)
+        lock_table(connection, table_slice.schema, table_slice.table)
 
     @contextmanager
     def connect(self, context, table_slice: TableSlice) -> Iterator:
@@ -148,13 +155,13 @@ def _write(context: OutputContext, table_slice: TableSlice, chunks, connection, 
 def _store(table_slice: TableSlice, chunks, connection, url: str, workers: int) -> WriteResult:
     swap = _swaps(table_slice, connection) if table_slice.partition_dimensions else None
     if swap:
-        return table_store.replace_partition(
+        return replace_partition(
             connection, table_slice.schema, table_slice.table, *swap, chunks,
             connect=lambda: adbc_connection(url), workers=workers, connect_text=lambda: psycopg.connect(libpq_url(url)),
         )
     if table_slice.partition_dimensions:
         # Deleting the partition's rows and appending the new ones must commit together: one connection.
-        return table_store.write_frames(
+        return write_frames(
             connection,
             table_slice.schema,
             table_slice.table,
@@ -162,7 +169,7 @@ def _store(table_slice: TableSlice, chunks, connection, url: str, workers: int) 
             constant_columns=_partition_constants(table_slice),
             required_columns=[column for column, _ in _dimensions(table_slice)],
         )
-    return table_store.replace_table(
+    return replace_table(
         connection,
         table_slice.schema,
         table_slice.table,
@@ -183,7 +190,7 @@ class DataFrameTypeHandler(DbTypeHandler[pd.DataFrame]):
         return _write(context, table_slice, [obj], connection, self.url, self.workers)
 
     def load_input(self, context: InputContext, table_slice: TableSlice, connection) -> pd.DataFrame:
-        return table_store.read_frame(
+        return read_frame(
             connection,
             table_slice.schema,
             table_slice.table,
@@ -215,7 +222,7 @@ class DataFrameChunksTypeHandler(DbTypeHandler[DataFrameChunks]):
 
         def chunks() -> Iterator[pd.DataFrame]:
             with adbc_connection(self.url) as conn:
-                yield from table_store.read_chunks(
+                yield from read_chunks(
                     conn, table_slice.schema, table_slice.table, table_slice.columns, _where(table_slice), chunk_rows
                 )
 
@@ -252,7 +259,7 @@ class PostgresPandasIOManager(ConfigurableIOManagerFactory):
         description="libpq URL of the database; unset means HARMONIZER_DATABASE_URL or the embedded server.",
     )
     chunk_rows: int = Field(
-        default=table_store.DEFAULT_CHUNK_ROWS,
+        default=DEFAULT_CHUNK_ROWS,
         gt=0,
         description="Rows per DataFrame when an input is read as DataFrameChunks (input metadata `chunk_rows` overrides).",
     )
@@ -277,3 +284,60 @@ class PostgresPandasIOManager(ConfigurableIOManagerFactory):
             io_manager_name="PostgresPandasIOManager",
             default_load_type=pd.DataFrame,
         )
+
+
+B2_KEY_ID_ENV = "B2_APPLICATION_KEY_ID"
+B2_KEY_ENV = "B2_APPLICATION_KEY"
+
+
+class PostgresResource(dg.ConfigurableResource):
+    """The harmonizer database for bookkeeping (file registry, quality tables)."""
+
+    database_url: str | None = Field(
+        default=None, description="libpq URL; unset means HARMONIZER_DATABASE_URL or the embedded server."
+    )
+
+    def url(self) -> str:
+        return resolve_database_url(self.database_url)
+
+    @contextmanager
+    def connect(self) -> Iterator[psycopg.Connection]:
+        """A psycopg connection in a transaction that commits on success."""
+        with psycopg.connect(self.url()) as conn:
+            yield conn
+
+
+class LandingResource(dg.ConfigurableResource):
+    """Builds each source's landing zone; B2 credentials come from the environment only."""
+
+    b2_application_key_id: str | None = None
+    b2_application_key: str | None = None
+
+    def b2_api(self):
+        from harmonizer_pipeline.ingest.b2 import b2_api
+
+        if not (self.b2_application_key_id and self.b2_application_key):
+            raise dg.Failure(f"a source lands in B2 but {B2_KEY_ID_ENV} / {B2_KEY_ENV} are not set")
+        return b2_api(self.b2_application_key_id, self.b2_application_key)
+
+    def zone(self, settings: Settings, source: str) -> LandingZone:
+        landing = settings.sources[source].landing
+        if landing.local is not None:
+            return LocalLanding(settings.landing_path(source), landing.local.glob)
+        from harmonizer_pipeline.ingest.b2 import B2Landing
+
+        return B2Landing(self.b2_api(), landing.b2.bucket, landing.b2.prefix, landing.b2.glob)
+
+
+def _env(name: str) -> dg.EnvVar | None:
+    # Secrets go to Dagster as EnvVars, so they are never stored in run config or shown in the UI.
+    return dg.EnvVar(name) if os.environ.get(name) else None
+
+
+def build_resources() -> dict[str, object]:
+    url = _env(DATABASE_URL_ENV)
+    return {
+        "io_manager": PostgresPandasIOManager(database_url=url),
+        "postgres": PostgresResource(database_url=url),
+        "landing": LandingResource(b2_application_key_id=_env(B2_KEY_ID_ENV), b2_application_key=_env(B2_KEY_ENV)),
+    }

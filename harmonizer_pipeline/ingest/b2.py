@@ -10,7 +10,7 @@ from typing import Any
 from b2sdk.v2 import B2Api, B2HttpApiConfig, Bucket, InMemoryAccountInfo
 from b2sdk.v2.exception import B2Error
 
-from harmonizer_pipeline.resources.landing import (
+from harmonizer_pipeline.ingest.landing import (
     FetchedFile,
     LandedObject,
     LandingError,
