@@ -16,7 +16,8 @@ from pydantic import BaseModel
 
 from harmonizer_pipeline.definitions import build_definitions, defs
 from harmonizer_pipeline.harmonize.rules import RULES
-from harmonizer_pipeline.settings import PROJECT_ROOT, Rule, Settings, parse_settings
+from harmonizer_pipeline.settings import PROJECT_ROOT, Settings, parse_settings
+from harmonizer_pipeline.harmonize.settings import Rule
 from harmonizer_pipeline.yaml_loader import load_yaml
 from harmonizer_tests.test_yaml_examples import SHIPPED, merged
 

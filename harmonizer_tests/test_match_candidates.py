@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from rapidfuzz import fuzz
 
 from harmonizer_pipeline.harmonize.dedup import match_candidates, token_sorted
-from harmonizer_pipeline.settings import MatchSettings
+from harmonizer_pipeline.harmonize.settings import MatchSettings
 
 # Words from a few letters (so pairs come close) and every kind of whitespace str.split and rapidfuzz know.
 WORDS = st.text(alphabet="aäbeénsł-'", min_size=0, max_size=5)

@@ -1,11 +1,16 @@
 """Domain logic and storage stay plain Python: only the Dagster wiring (definitions, resources,
-the demo, and each stage's assets, sensors, schedules, run launcher) loads dagster on import."""
+the demo, and each stage's assets, sensors, schedules, run launcher) loads dagster on import; and
+no module imports another that imports it back."""
 
+import ast
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+import harmonizer_pipeline
 
 WIRING_TOP = {"definitions", "resources", "demo"}
 WIRING_LEAVES = {"assets", "sensors", "schedules", "run_launcher"}
@@ -42,3 +47,39 @@ def test_only_dagster_wiring_modules_load_dagster():
     assert len(loads) > 60 and "harmonizer_pipeline.storage.writes" in loads and "harmonizer_pipeline.cli" in loads
     assert {module for module, answer in loads.items() if answer not in ("0", "1")} == set()
     assert {module for module, answer in loads.items() if answer == "1"} == {module for module in loads if is_wiring(module)}
+
+
+def module_level_imports() -> dict[str, set[str]]:
+    """Each module of the package -> the package's modules it imports at module level."""
+    package = Path(harmonizer_pipeline.__file__).parent
+    paths = {".".join(p.relative_to(package.parent).with_suffix("").parts).removesuffix(".__init__"): p for p in package.rglob("*.py")}
+    graph = {}
+    for module, path in paths.items():
+        imported = set()
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("harmonizer_pipeline"):
+                imported |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in paths else node.module for a in node.names}
+            elif isinstance(node, ast.Import):
+                imported |= {a.name for a in node.names if a.name in paths}
+        graph[module] = imported & set(paths) - {module}
+    return graph
+
+
+def test_the_package_has_no_import_cycle():
+    graph = module_level_imports()
+    assert graph["harmonizer_pipeline.settings"] >= {"harmonizer_pipeline.harmonize.settings", "harmonizer_pipeline.ingest.settings"}
+    done: set[str] = set()
+
+    def cycle_from(module: str, path: list[str]) -> list[str] | None:
+        if module in path:
+            return path[path.index(module) :] + [module]
+        if module in done:
+            return None
+        for imported in sorted(graph[module]):
+            found = cycle_from(imported, [*path, module])
+            if found:
+                return found
+        done.add(module)
+        return None
+
+    assert [cycle for module in sorted(graph) if (cycle := cycle_from(module, []))] == []

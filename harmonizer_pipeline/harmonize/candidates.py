@@ -19,7 +19,7 @@ from harmonizer_pipeline.harmonize import store
 from harmonizer_pipeline.harmonize.dedup import block_label, match_candidates
 from harmonizer_pipeline.harmonize.merge import key_match
 from harmonizer_pipeline.storage.frame_codec import qualified, storage_name
-from harmonizer_pipeline.settings import Target
+from harmonizer_pipeline.harmonize.settings import Target
 
 BATCH_ROWS = 50_000
 

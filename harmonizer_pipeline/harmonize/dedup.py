@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from rapidfuzz import fuzz, process
 
-from harmonizer_pipeline.settings import MatchSettings
+from harmonizer_pipeline.harmonize.settings import MatchSettings
 
 
 @dataclass

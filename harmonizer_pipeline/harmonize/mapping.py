@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from harmonizer_pipeline.harmonize import rules
-from harmonizer_pipeline.settings import ColumnMapping, Target, TargetColumn
+from harmonizer_pipeline.harmonize.settings import ColumnMapping, Target, TargetColumn
 
 LINEAGE = ["_source", "_source_file", "_row_number", "_load_id"]
 REJECTION_COLUMNS = ["_source_file", "_row_number", "column", "check", "failure_case", "message"]

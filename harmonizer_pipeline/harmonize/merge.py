@@ -31,7 +31,8 @@ from harmonizer_pipeline.harmonize.mapping import LINEAGE
 from harmonizer_pipeline.ingest import registry
 from harmonizer_pipeline.ingest.registry import PARTITION_COLUMN
 from harmonizer_pipeline.storage.frame_codec import qualified, storage_name
-from harmonizer_pipeline.settings import Settings, Target
+from harmonizer_pipeline.settings import Settings
+from harmonizer_pipeline.harmonize.settings import Target
 
 
 @dataclass(frozen=True)

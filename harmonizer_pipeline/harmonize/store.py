@@ -33,7 +33,7 @@ from harmonizer_pipeline.harmonize.mapping import LINEAGE
 from harmonizer_pipeline.storage.catalog import stored_columns, table_exists
 from harmonizer_pipeline.storage.partitions import create_list_partitioned
 from harmonizer_pipeline.storage.frame_codec import ColumnSpec, frame_to_arrow, qualified, storage_name
-from harmonizer_pipeline.settings import Target
+from harmonizer_pipeline.harmonize.settings import Target
 
 SCHEMA = "harmonized"
 STAGED_SCHEMA = "staged"
