@@ -7,9 +7,10 @@ from harmonizer_pipeline.harmonize.assets import harmonized_target_asset, staged
 from harmonizer_pipeline.ingest.assets import files_partitions, raw_source_asset
 from harmonizer_pipeline.ingest.sensors import landing_sensor
 from harmonizer_pipeline.keys.assets import comparison_source_asset, keys_source_asset
-from harmonizer_pipeline.ops.assets import trends_source_asset
-from harmonizer_pipeline.ops.schedules import full_profile_schedule, harmonize_schedule
-from harmonizer_pipeline.ops.sensors import alerts_sensor, automation_sensors
+from harmonizer_pipeline.monitoring.assets import trends_source_asset
+from harmonizer_pipeline.automation.schedules import full_profile_schedule, harmonize_schedule
+from harmonizer_pipeline.automation.sensors import automation_sensors
+from harmonizer_pipeline.monitoring.sensors import alerts_sensor
 from harmonizer_pipeline.quality.assets import profile_source_asset, validated_source_asset
 from harmonizer_pipeline.resources import build_resources
 from harmonizer_pipeline.storage.postgres import DeploymentError, require_deployment_database

@@ -27,7 +27,8 @@ from harmonizer_pipeline.export.settings import ExportSettings
 from harmonizer_pipeline.harmonize.settings import ColumnMapping, Target, mapping_option_problems
 from harmonizer_pipeline.ingest.settings import FormatHints, Ingest, Landing
 from harmonizer_pipeline.keys.settings import KeySettings
-from harmonizer_pipeline.ops.settings import Alerts, Schedules, Trends
+from harmonizer_pipeline.automation.settings import Schedules
+from harmonizer_pipeline.monitoring.settings import Alerts, Trends
 from harmonizer_pipeline.settings_model import FieldProblems, SettingsModel, SourceName
 from harmonizer_pipeline.harmonize.rules import RuleError, validate_options
 from harmonizer_pipeline.quality.validation import SchemaLoadError, load_schema

@@ -21,11 +21,11 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from harmonizer_pipeline.definitions import build_definitions
-from harmonizer_pipeline.ops.notifications import Alert, Delivery, slack_payload
-from harmonizer_pipeline.ops.sensors import TICK_BUDGET_SECONDS, alerts_sensor
+from harmonizer_pipeline.monitoring.notifications import Alert, Delivery, slack_payload
+from harmonizer_pipeline.monitoring.sensors import TICK_BUDGET_SECONDS, alerts_sensor
 from harmonizer_pipeline.resources import build_resources
 from harmonizer_pipeline.settings import SettingsError, parse_settings
-from harmonizer_pipeline.ops.settings import Alerts
+from harmonizer_pipeline.monitoring.settings import Alerts
 from harmonizer_tests.loopback import Inbox, Listener, SlowHTTP, SlowSMTP, free_port
 from harmonizer_tests.test_harmonize_pipeline import SCHEMA, land
 

@@ -199,7 +199,7 @@ def health(deployed: Deployment, run: dict, run_id: str | None = None) -> tuple[
     GraphQL leaves Dagster's own out)."""
     from dagster import DagsterRun
 
-    from harmonizer_pipeline.ops.run_launcher import CheckedDefaultRunLauncher
+    from harmonizer_pipeline.monitoring.run_launcher import CheckedDefaultRunLauncher
 
     tags = dict(query(deployed, "SELECT key, value FROM run_tags WHERE run_id = %s", (run["runId"],)))
     result = CheckedDefaultRunLauncher().check_run_worker_health(DagsterRun(job_name=run["jobName"], run_id=run_id or run["runId"], tags=tags))

@@ -34,7 +34,7 @@ def test_handle_output_deletes_the_slice_inside_the_same_connection_as_the_write
 
 
 def test_run_launcher_seam_is_as_the_health_check_expects():
-    # ops/run_launcher.py reads where the DefaultRunLauncher started a run and asks that server.
+    # monitoring/run_launcher.py reads where the DefaultRunLauncher started a run and asks that server.
     from dagster._core.launcher.base import CheckRunHealthResult, WorkerStatus
     from dagster._core.launcher.default_run_launcher import DefaultRunLauncher
     from dagster._core.storage.tags import GRPC_INFO_TAG

@@ -196,7 +196,7 @@ def test_dagster_yaml_builds_a_queued_instance_on_postgres(tmp_path, monkeypatch
     from dagster._core.run_coordinator import QueuedRunCoordinator
     from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
-    from harmonizer_pipeline.ops.run_launcher import CheckedDefaultRunLauncher
+    from harmonizer_pipeline.monitoring.run_launcher import CheckedDefaultRunLauncher
 
     shutil.copy(DEPLOY / "dagster.yaml", tmp_path / "dagster.yaml")
     monkeypatch.setenv("HARMONIZER_DAGSTER_PG_URL", dagster_pg_url)

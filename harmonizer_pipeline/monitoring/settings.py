@@ -1,4 +1,4 @@
-"""Settings of operations: schedules, alert channels and the run-to-run trends."""
+"""Settings of monitoring (`alerts:`, `trends:`): the alert channels and the run-to-run trends."""
 
 from __future__ import annotations
 
@@ -10,14 +10,7 @@ from pydantic import (
     model_validator,
 )
 
-from harmonizer_pipeline.settings_model import Cron, EnvVarName, SettingsModel, TimeZone
-
-
-class Schedules(SettingsModel):
-    timezone: TimeZone = Field(default="UTC", description="The schedules' time zone (IANA name).")
-    harmonize: Cron | None = Field(default="0 6 * * *", description="Every target harmonized and exported again; null: no schedule.")
-    full_profile: Cron | None = Field(default="0 3 * * 0", description="Each source's latest file profiled again (weekly); null: none.")
-    running: bool = Field(default=False, description="Whether the schedules start running, or wait to be switched on in the UI.")
+from harmonizer_pipeline.settings_model import EnvVarName, SettingsModel
 
 
 AlertEvent = Literal["run_failure", "check_failure", "check_warning"]

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from email.message import EmailMessage
 
-from harmonizer_pipeline.ops.settings import Alerts, EmailChannel, SlackChannel, WebhookChannel
+from harmonizer_pipeline.monitoring.settings import Alerts, EmailChannel, SlackChannel, WebhookChannel
 
 EVENT_TITLES = {"run_failure": "run failed", "check_failure": "check failed", "check_warning": "check warned"}
 

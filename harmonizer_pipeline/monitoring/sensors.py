@@ -1,6 +1,5 @@
-"""Sensors of operations: `harmonizer_alerts` (run failures and failed or warned asset checks,
-as they land in Dagster's event log, sent to the channels of `alerts:` in harmonizer.yaml), and
-the declarative automation sensors, one per source and one per target."""
+"""`harmonizer_alerts`: run failures and failed or warned asset checks, as they land in Dagster's
+event log, sent to the channels of `alerts:` in harmonizer.yaml."""
 
 import json
 import time
@@ -8,7 +7,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from harmonizer_pipeline.ops.notifications import Alert, Delivery
+from harmonizer_pipeline.monitoring.notifications import Alert, Delivery
 from harmonizer_pipeline.settings import Settings
 
 BATCH = 200  # records read per query; the cursors resume after the last one handled
@@ -140,30 +139,3 @@ def alerts_sensor(settings: Settings, budget_seconds: float = TICK_BUDGET_SECOND
         return dg.SkipReason(f"{found['runs']} failed run(s), {found['checks']} failed check(s): {sent} alert(s) sent, {failed} failed to send{stopped}")
 
     return harmonizer_alerts
-
-
-def automation_sensors(settings: Settings) -> list[dg.AutomationConditionSensorDefinition]:
-    """Automation runs carry the tag of their source or target, as the jobs' runs do, so the
-    instance's per-source and per-target run limits hold for them too; declared running, where
-    Dagster's default automation sensor would wait to be switched on in the UI."""
-    sensors = []
-    for kind, names in (("source", settings.sources), ("target", settings.targets)):
-        for name in names:
-            if kind == "source":
-                selection = dg.AssetSelection.assets(
-                    ["raw", name], ["validated", name], ["quality", f"profile_{name}"], ["keys", name], ["keys", f"comparison_{name}"],
-                    ["ops", f"trends_{name}"],
-                )  # fmt: skip
-            else:
-                selection = dg.AssetSelection.assets(["harmonized", name], ["export", name])
-            sensors.append(
-                dg.AutomationConditionSensorDefinition(
-                    f"automation_{name}",
-                    target=selection,
-                    run_tags={f"harmonizer/{kind}": name},
-                    default_status=dg.DefaultSensorStatus.RUNNING,
-                    minimum_interval_seconds=30,
-                    description=f"Declarative automation of the {kind} {name}'s assets.",
-                )
-            )
-    return sensors
