@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
-from harmonizer_pipeline.ingest import registry
+from harmonizer_pipeline.bookkeeping import audit, registry
 from harmonizer_pipeline.ingest.retries import RetryPolicy
-from harmonizer_pipeline.ops import audit
 from harmonizer_pipeline.resources import table_store
 from harmonizer_pipeline.resources.landing import LandedObject, LandingError, LandingZone, LocalLanding
 
