@@ -285,10 +285,15 @@ def audit(since, file_name: str | None, as_json: bool) -> None:
     import psycopg
 
     from harmonizer_pipeline.bookkeeping import audit as audit_log
+    from harmonizer_pipeline.bookkeeping.statements import NotMigrated
 
     when = since.replace(tzinfo=dt.timezone.utc) if since else None
-    with psycopg.connect(postgres.resolve_database_url()) as conn:
-        log = audit_log.read(conn, when, file_name)
+    try:
+        with psycopg.connect(postgres.resolve_database_url()) as conn:
+            log = audit_log.read(conn, when, file_name)
+    except NotMigrated as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
     if as_json:
         for record in log.astype(object).where(log.notna(), None).to_dict("records"):
             click.echo(json.dumps({k: (v.isoformat() if k == "at" else v) for k, v in record.items()}))

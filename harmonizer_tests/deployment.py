@@ -165,7 +165,8 @@ class Deployment:
         """`harmonizer db migrate` run to its end, as the compose file's one-shot service runs it
         before the code server starts."""
         self.start("migrate", [str(BIN / "harmonizer"), "db", "migrate"])
-        if self.processes["migrate"].wait(timeout=120) != 0:
+        # Done, not dead: it leaves the processes the deployment watches (its log stays).
+        if self.processes.pop("migrate").wait(timeout=120) != 0:
             raise self.fail("harmonizer db migrate failed")
 
     def start_code_server(self) -> None:

@@ -120,6 +120,8 @@ def test_a_database_nobody_migrated_says_to_migrate_it_in_one_line(new_database,
         run = defs.resolve_job_def(f"load_{source}").execute_in_process(instance=instance, partition_key="a.csv@0", raise_on_error=False)
     message = str(raised.value)
     assert "\n" not in message and "run `harmonizer db migrate`" in message
+    audit = CliRunner().invoke(main, ["audit"])
+    assert (audit.exit_code, audit.output) == (2, f"error: {message}\n")
     [failure] = [event for event in run.all_events if event.is_step_failure]
     assert failure.step_key == f"raw__{source}"
     assert any(f"NotMigrated: {message}" in cause for cause in _causes(failure.step_failure_data.error))
