@@ -17,7 +17,6 @@ from pathlib import Path
 import dagster as dg
 import psycopg
 import pytest
-from alembic.script import ScriptDirectory
 from click.testing import CliRunner
 
 from harmonizer_pipeline import bookkeeping
@@ -130,7 +129,7 @@ def test_a_database_nobody_migrated_says_to_migrate_it_in_one_line(new_database,
 def test_the_revisions_form_one_line_to_the_head_that_start_up_applies(new_database, monkeypatch, tmp_path):
     from harmonizer_pipeline.dagster_home import STORAGE_URL_ENV, prepare_dagster_environment
 
-    script = ScriptDirectory.from_config(schema.config(""))
+    script = schema.scripts()
     revisions = list(script.walk_revisions())  # the head first
     assert script.get_heads() == [revisions[0].revision] == [schema.head()]
     assert [r.down_revision for r in revisions] == [r.revision for r in revisions[1:]] + [None]

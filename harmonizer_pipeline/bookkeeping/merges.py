@@ -6,6 +6,7 @@ merge's, under its advisory lock) through statements.execute, like the registry'
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Sequence
 
 from psycopg import sql
@@ -90,7 +91,7 @@ def totals_after_last_merge(conn, target: str, before_merge: int | None) -> tupl
     return None if not found or None in found[0] else found[0]
 
 
-def unexported_merges(conn, target: str) -> list[tuple[int, object, int]]:
+def unexported_merges(conn, target: str) -> list[tuple[int, dt.datetime, int]]:
     """(merge_id, merged_at, rows changed) of the target's merges whose changes were not exported yet, oldest first."""
     return execute(conn, sql.SQL(
         "SELECT merge_id, merged_at, inserted + updated + deleted FROM ops.merges WHERE target = {} AND exported_at IS NULL ORDER BY merge_id"

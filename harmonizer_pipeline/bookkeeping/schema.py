@@ -30,9 +30,14 @@ def config(url: str) -> Config:
     return alembic_config
 
 
+def scripts() -> ScriptDirectory:
+    """The revisions, as alembic reads them."""
+    return ScriptDirectory(str(MIGRATIONS))
+
+
 def head() -> str:
     """The revision the code expects."""
-    return ScriptDirectory.from_config(config("")).get_current_head()
+    return scripts().get_current_head()
 
 
 def engine(url: str) -> Engine:
