@@ -188,12 +188,14 @@ def main() -> int:
         return 0
 
     sys.path.insert(0, str(PROJECT))
+    from harmonizer_pipeline.bookkeeping import schema
     from harmonizer_pipeline.storage.postgres import DATABASE_URL_ENV, HOME_ENV, drop_database, ensure_database, resolve_database_url, with_database
 
     csv = e2e_csv(args.rows)
     server = resolve_database_url()
     drop_database(server, BENCH_DATABASE)
     ensure_database(server, BENCH_DATABASE)
+    schema.upgrade(with_database(server, BENCH_DATABASE))
     try:
         with tempfile.TemporaryDirectory(prefix="bench_e2e_") as folder:
             work = Path(folder)

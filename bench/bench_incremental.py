@@ -343,6 +343,7 @@ def main() -> int:
     if args.files < 1 or args.rows < 100:
         parser.error("--files must be at least 1 and --rows at least 100")
 
+    from harmonizer_pipeline.bookkeeping import schema
     from harmonizer_pipeline.storage.postgres import DATABASE_URL_ENV, HOME_ENV, drop_database, ensure_database, resolve_database_url, with_database
     from harmonizer_pipeline.settings import CONFIG_ENV
 
@@ -351,6 +352,7 @@ def main() -> int:
     url = with_database(server, BENCH_DATABASE)
     drop_database(server, BENCH_DATABASE)
     ensure_database(server, BENCH_DATABASE)
+    schema.upgrade(url)
     results, rebuild, before, after = [], None, None, None
     try:
         with tempfile.TemporaryDirectory(prefix="bench_incremental_") as folder:

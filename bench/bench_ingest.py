@@ -43,6 +43,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
+from harmonizer_pipeline.bookkeeping import schema as bookkeeping_schema
 from harmonizer_pipeline.storage.postgres import (
     DATABASE_URL_ENV,
     HOME_ENV,
@@ -305,9 +306,9 @@ def scenario_asset(url: str, rows: int, work: Path) -> dict:
     # Dagster, so every child's baseline holds it: compare the RSS growth column).
     import dagster as dg
 
+    from harmonizer_pipeline.bookkeeping import registry
     from harmonizer_pipeline.definitions import build_definitions
     from harmonizer_pipeline.demo import evaluate_sensor, launch_requests
-    from harmonizer_pipeline.ingest import registry
     from harmonizer_pipeline.resources import PostgresResource, build_resources
     from harmonizer_pipeline.settings import parse_settings
 
@@ -603,6 +604,7 @@ def main() -> int:
     drop_database(server_url, BENCH_DATABASE)  # left over by an interrupted run: its registry would call files duplicates
     ensure_database(server_url, BENCH_DATABASE)
     url = with_database(server_url, BENCH_DATABASE)
+    bookkeeping_schema.upgrade(url)
     results: dict[int, dict] = {}
     try:
         with tempfile.TemporaryDirectory(prefix="bench_ingest_") as folder:

@@ -59,6 +59,25 @@ def db_stop() -> None:
     click.echo("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
 
 
+@db.command("migrate")
+def db_migrate() -> None:
+    """Bring the bookkeeping tables (ops, quality, keys) to the code's revision; adopts a database
+    made before migrations. Safe to run again, and from several processes at once."""
+    from harmonizer_pipeline.bookkeeping import schema
+
+    before, after = schema.upgrade(postgres.resolve_database_url())
+    click.echo(f"bookkeeping schema: {before or 'none'} -> {after}")
+
+
+@db.command("current")
+def db_current() -> None:
+    """Print the bookkeeping tables' revision and the code's."""
+    from harmonizer_pipeline.bookkeeping import schema
+
+    revision, head = schema.current(postgres.resolve_database_url()), schema.head()
+    click.echo(f"bookkeeping schema: {revision or 'none'}" + (" (head)" if revision == head else f" (head is {head}: run `harmonizer db migrate`)"))
+
+
 @db.command("psql", context_settings={"ignore_unknown_options": True})
 @click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
 def db_psql(psql_args: tuple[str, ...]) -> None:
@@ -275,11 +294,16 @@ def audit(since, file_name: str | None, as_json: bool) -> None:
 
     import psycopg
 
-    from harmonizer_pipeline.ops import audit as audit_log
+    from harmonizer_pipeline.bookkeeping import audit as audit_log
+    from harmonizer_pipeline.bookkeeping.statements import NotMigrated
 
     when = since.replace(tzinfo=dt.timezone.utc) if since else None
-    with psycopg.connect(postgres.resolve_database_url()) as conn:
-        log = audit_log.read(conn, when, file_name)
+    try:
+        with psycopg.connect(postgres.resolve_database_url()) as conn:
+            log = audit_log.read(conn, when, file_name)
+    except NotMigrated as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
     if as_json:
         for record in log.astype(object).where(log.notna(), None).to_dict("records"):
             click.echo(json.dumps({k: (v.isoformat() if k == "at" else v) for k, v in record.items()}))

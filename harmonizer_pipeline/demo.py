@@ -57,10 +57,8 @@ def _materialization_metadata(run: dg.ExecuteInProcessResult, key: list[str]) ->
 def run_demo(echo: Callable[[str], None] = print) -> bool:
     """One sensor tick per source, one run per new file; True when every run succeeded."""
     prepare_dagster_environment()
+    from harmonizer_pipeline.bookkeeping import gates, keys, profiles, registry
     from harmonizer_pipeline.definitions import defs, settings
-    from harmonizer_pipeline.ingest import registry
-    from harmonizer_pipeline.keys import store as keys_store
-    from harmonizer_pipeline.quality import store
     from harmonizer_pipeline.resources import PostgresResource
 
     all_ok = True
@@ -88,20 +86,18 @@ def run_demo(echo: Callable[[str], None] = print) -> bool:
         echo(f"run {run.run_id} trends: {'done' if run.success else 'FAILED'} (ops.run_metrics; ops/trends_<source> in the UI)")
     with PostgresResource().connect() as conn:
         entries = registry.entries(conn)
-        store.ensure_quality_tables(conn)
-        gates = store.latest_gate_results(conn)
-        profiles = store.latest_profile_scores(conn)
-        keys_store.ensure_keys_tables(conn)
-        summaries = keys_store.key_summaries(conn)
+        decisions = gates.latest_gate_results(conn)
+        scores = profiles.latest_profile_scores(conn)
+        summaries = keys.key_summaries(conn)
     echo("file registry (ops.file_registry):")
     for e in entries:
         detail = f"{e.rows} rows -> raw.{e.source}" if e.status == "loaded" else (e.error or "")
         echo(f"  {e.source} {e.object_key} {e.status} {detail}")
     echo("schema gate (quality.gate_results; failing rows in quality.rejected_rows):")
-    for source, partition, severity, description in gates:
+    for source, partition, severity, description in decisions:
         echo(f"  {source} {partition} {severity}: {description} -> validated.{source}")
     echo("profiles (quality.column_profiles, quality.recommendations):")
-    for source, partition, score, columns, recommendations in profiles:
+    for source, partition, score, columns, recommendations in scores:
         echo(f"  {source} {partition}: quality score {score}, {columns} columns, {recommendations} recommendation(s)")
     echo("keys (keys.key_summary, keys.unique_keys, keys.near_keys, keys.duplicate_groups):")
     for source, partition, key, reason, count, repeated in summaries:

@@ -1,5 +1,6 @@
 """Shared fixtures: a real PostgreSQL (embedded, or HARMONIZER_DATABASE_URL) with a fresh
-database for this test session, which every test and every subprocess of a test uses."""
+database for this test session, its bookkeeping tables migrated, which every test and every
+subprocess of a test uses."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from harmonizer_pipeline.bookkeeping import schema as bookkeeping_schema
 from harmonizer_pipeline.storage import postgres
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
@@ -27,10 +29,11 @@ def server_url() -> str:
 
 @pytest.fixture(scope="session", autouse=True)
 def database_url(server_url: str) -> Iterator[str]:
-    """A database made for this session and dropped after it; HARMONIZER_DATABASE_URL points at it."""
+    """A database made and migrated for this session and dropped after it; HARMONIZER_DATABASE_URL points at it."""
     name = f"harmonizer_test_{os.getpid()}_{secrets.token_hex(3)}"
     postgres.ensure_database(server_url, name)
     url = postgres.with_database(server_url, name)
+    bookkeeping_schema.upgrade(url)
     previous = os.environ.get(postgres.DATABASE_URL_ENV)
     os.environ[postgres.DATABASE_URL_ENV] = url
     yield url

@@ -1,6 +1,7 @@
 """The production process topology on this machine, for the topology and UI tests.
 
-The three processes the compose file runs, started the same way: `dagster code-server start`
+The three processes the compose file runs, started the same way after its one-shot `harmonizer
+db migrate`: `dagster code-server start`
 (the code location over gRPC), `dagster-webserver` and `dagster-daemon run`, both reading a
 workspace.yaml that points at the gRPC server, all with DAGSTER_HOME holding a copy of
 `deploy/dagster.yaml` as it is (PostgreSQL storage from HARMONIZER_DAGSTER_PG_URL, queued runs,
@@ -159,6 +160,14 @@ class Deployment:
             self.processes[name] = psutil.Popen(
                 command, cwd=self.workdir, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
+
+    def migrate(self) -> None:
+        """`harmonizer db migrate` run to its end, as the compose file's one-shot service runs it
+        before the code server starts."""
+        self.start("migrate", [str(BIN / "harmonizer"), "db", "migrate"])
+        # Done, not dead: it leaves the processes the deployment watches (its log stays).
+        if self.processes.pop("migrate").wait(timeout=120) != 0:
+            raise self.fail("harmonizer db migrate failed")
 
     def start_code_server(self) -> None:
         """`dagster code-server start` on the deployment's port, once it answers."""
@@ -435,6 +444,8 @@ def deployment(
         yaml.safe_dump({"load_from": [{"grpc_server": {"host": "127.0.0.1", "port": deployed.grpc_port, "location_name": LOCATION}}]})
     )
     try:
+        deployed.migrate()
+        deployed.mark("bookkeeping migrated")
         deployed.start_code_server()
         deployed.mark("code server serving")
         deployed.start(

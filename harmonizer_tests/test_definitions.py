@@ -18,9 +18,9 @@ import pandas as pd
 import pytest
 from psycopg import sql
 
+from harmonizer_pipeline.bookkeeping import registry
 from harmonizer_pipeline.definitions import defs
 from harmonizer_pipeline.demo import evaluate_sensor, launch_requests
-from harmonizer_pipeline.ingest import registry
 from harmonizer_pipeline.resources import PostgresResource
 from harmonizer_pipeline.settings import CONFIG_ENV
 from harmonizer_tests.loopback import free_port

@@ -35,6 +35,7 @@ PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 MODULE = PYPROJECT["tool"]["dagster"]["module_name"]
 LOCATION = PYPROJECT["tool"]["dagster"]["code_location_name"]
 APP_SERVICES = ("user_code", "webserver", "daemon")
+MIGRATE = ["harmonizer", "db", "migrate"]
 
 # What deploy/dagster.yaml promises: runs tagged by the code, limited per tag value.
 EXPECTED_TAG_LIMITS = {"harmonizer/target": 1, "harmonizer/source": 2}
@@ -332,7 +333,7 @@ def test_image_config_reads_landing_from_the_compose_landing_volume(tmp_path):
 
 def test_compose_has_the_four_services_built_from_the_dockerfile():
     services = _compose_resolved()["services"]
-    assert set(services) == {"postgres", *APP_SERVICES}
+    assert set(services) == {"postgres", "migrate", *APP_SERVICES}
 
     pg = services["postgres"]
     assert pg["image"].startswith("postgres:16")
@@ -353,6 +354,20 @@ def test_compose_has_the_four_services_built_from_the_dockerfile():
         assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
         assert services[name]["depends_on"]["user_code"]["condition"] == "service_healthy"
     assert any(port.endswith(":3000") for port in services["webserver"]["ports"])
+
+
+def test_compose_migrates_the_bookkeeping_tables_before_the_code_server_starts():
+    from harmonizer_pipeline.cli import main
+
+    services = _compose_resolved()["services"]
+    migrate = services["migrate"]
+    assert migrate["command"] == MIGRATE
+    _parse_cli(main, migrate["command"][1:])
+    assert migrate["image"] == services["user_code"]["image"] and migrate["build"] == services["user_code"]["build"]
+    assert migrate["restart"] == "no"  # one-shot: done once it exited 0
+    assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert services["user_code"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert migrate["environment"]["HARMONIZER_DATABASE_URL"] == services["user_code"]["environment"]["HARMONIZER_DATABASE_URL"]
 
 
 def test_compose_user_code_runs_the_dockerfile_cmd():
@@ -464,6 +479,12 @@ def test_helm_values_run_our_code_server_with_the_k8s_run_launcher():
     params = _parse_cli(_dagster_cli(), argv[1:])
     assert params["module_name"] == MODULE
     assert {"name": "harmonizer-env"} in deployment["envSecrets"]
+
+    # The code server starts once an init container of the same image migrated the bookkeeping tables.
+    (migrate,) = deployment["initContainers"]
+    assert migrate["command"] == MIGRATE
+    assert migrate["image"] == f"{deployment['image']['repository']}:{deployment['image']['tag']}"
+    assert {"secretRef": {"name": "harmonizer-env"}} in migrate["envFrom"]
 
     pg = values["postgresql"]
     assert pg["enabled"] is False and pg["postgresqlHost"]

@@ -12,11 +12,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from harmonizer_pipeline.ingest import registry
+from harmonizer_pipeline.bookkeeping import audit, registry, schema
 from harmonizer_pipeline.ingest.discovery import ATTEMPT_TAG, FILE_ID_TAG
 from harmonizer_pipeline.ingest.heartbeat import Heartbeat
 from harmonizer_pipeline.ingest.retries import RetryPolicy, is_transient
-from harmonizer_pipeline.ops import audit
 from harmonizer_pipeline.resources import PostgresResource
 from harmonizer_pipeline.storage.writes import _staging_prefix
 from harmonizer_tests.test_ingest_pipeline import landing, load, make_defs, source, tick  # noqa: F401 - fixtures
@@ -232,7 +231,8 @@ def test_a_registry_of_an_earlier_release_is_brought_up_to_date(server_url):
     name = f"harmonizer_upgrade_{int(time.time() * 1000) % 10**9}"
     postgres.ensure_database(server_url, name)
     try:
-        with psycopg.connect(postgres.with_database(server_url, name)) as conn:
+        url = postgres.with_database(server_url, name)
+        with psycopg.connect(url) as conn:
             # The table as the previous release made it, with a loaded file and a duplicate of it.
             conn.execute("CREATE SCHEMA ops")
             conn.execute(
@@ -248,8 +248,9 @@ def test_a_registry_of_an_earlier_release_is_brought_up_to_date(server_url):
                 "INSERT INTO ops.file_registry (source, object_key, object_version, content_id, status, error, partition_key) VALUES "
                 "('s', 'a.csv', 'v1', 'sha256:aa', 'loaded', NULL, 'a.csv@aa'), ('s', 'b.csv', 'v1', 'sha256:aa', 'duplicate', 'same content as a.csv (loaded)', 'b.csv@aa')"
             )
-            registry.ensure_registry(conn)
-            registry.ensure_registry(conn)  # once is enough: the second finds it current
+            conn.commit()
+            schema.upgrade(url)
+            schema.upgrade(url)  # once is enough: the second finds it current
             loaded, duplicate = registry.entries(conn, "s")
             assert [(e.id, e.object_key, e.status, e.attempts) for e in (loaded, duplicate)] == [(1, "a.csv", "loaded", 1), (2, "b.csv", "duplicate", 0)]
             registry.record_gate(conn, loaded.id, False, "blocked by its schema gate: 1 of 1 rows rejected")

@@ -246,7 +246,7 @@ def test_automation_merges_once_after_files_are_staged(tmp_path, names):
 
 
 def test_a_name_reverted_to_earlier_content_loads_again_and_serves_the_target(tmp_path, names, psql):
-    from harmonizer_pipeline.ingest import registry
+    from harmonizer_pipeline.bookkeeping import registry
     from harmonizer_pipeline.resources import PostgresResource, build_resources
 
     defs = make_defs(tmp_path, names, build_resources())

@@ -18,9 +18,8 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
+from harmonizer_pipeline.bookkeeping import merges, rejected as rejected_rows
 from harmonizer_pipeline.harmonize import candidates, merge as merging, store
-from harmonizer_pipeline.ingest import registry
-from harmonizer_pipeline.quality import store as quality_store
 from harmonizer_pipeline.settings import parse_settings
 
 KEYS = ["k1", "k2", "k3", "k4", "k5", "k6"]
@@ -53,9 +52,6 @@ class Files:
 
     def __init__(self, conn, settings, target: str):
         self.conn, self.settings, self.target = conn, settings, target
-        registry.ensure_registry(conn)
-        quality_store.ensure_quality_tables(conn)
-        store.ensure_bookkeeping(conn)
         for source in settings.sources_of(target):
             store.ensure_staged_table(conn, source, settings.targets[target], "_partition")
         conn.commit()
@@ -78,9 +74,9 @@ class Files:
                 [(number, "v", "harmonize:email", f"bad {k}", "v: email could not standardize") for number, (k, v, _) in enumerate(rows, start=2) if v is None],
                 columns=["_row_number", "column", "check", "failure_case", "message"],
             )
-            quality_store.copy_rejected(self.conn, source, partition, load_id, rejected)
+            rejected_rows.copy_rejected(self.conn, source, partition, load_id, rejected)
             counts = {"rows_in": len(rows), "rows_staged": len(rows), "rows_left_out": 0, "rejected_values": len(rejected)}
-            store.record_staged(self.conn, source, partition, self.target, load_id, load_id, counts)
+            merges.record_staged(self.conn, source, partition, self.target, load_id, load_id, counts)
         self.conn.commit()
         return partition
 

@@ -10,9 +10,9 @@ import dagster as dg
 import pytest
 from psycopg import sql
 
+from harmonizer_pipeline.bookkeeping import registry
 from harmonizer_pipeline.definitions import build_definitions
 from harmonizer_pipeline.demo import evaluate_sensor, launch_requests
-from harmonizer_pipeline.ingest import registry
 from harmonizer_pipeline.resources import LandingResource, PostgresResource, build_resources
 from harmonizer_pipeline.ingest.landing import LocalLanding
 from harmonizer_pipeline.settings import parse_settings

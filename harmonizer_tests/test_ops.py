@@ -16,8 +16,8 @@ import psycopg
 import pytest
 
 from harmonizer_pipeline.definitions import build_definitions
+from harmonizer_pipeline.bookkeeping import audit, metrics
 from harmonizer_pipeline.monitoring import trends
-from harmonizer_pipeline.ops import audit, metrics
 from harmonizer_pipeline.resources import build_resources
 from harmonizer_pipeline.settings import SettingsError, parse_settings
 from harmonizer_tests.automation import AutomationTicks

@@ -12,6 +12,7 @@ import dagster as dg
 import pandas as pd
 from psycopg import sql
 
+from harmonizer_pipeline.bookkeeping import audit, merges, metrics
 from harmonizer_pipeline.export.writers import (
     Sheet,
     export_directory,
@@ -24,9 +25,6 @@ from harmonizer_pipeline.export.writers import (
 )
 from harmonizer_pipeline.harmonize import store as harmonize_store
 from harmonizer_pipeline.ingest.discovery import sha256_of
-from harmonizer_pipeline.keys import store as keys_store
-from harmonizer_pipeline.ops import audit, metrics
-from harmonizer_pipeline.quality import store as quality_store
 from harmonizer_pipeline.quality.assets import OWNERS, table_metadata
 from harmonizer_pipeline.resources import LandingResource, PostgresResource
 from harmonizer_pipeline.storage.reads import read_chunks
@@ -47,8 +45,6 @@ def _query_frame(conn, query: str, params: tuple) -> pd.DataFrame:
 def _side_reports(postgres: PostgresResource, sources: list[str]) -> dict[str, pd.DataFrame]:
     """Rejected rows, quality summary and keys of the target's sources (small: read whole)."""
     with postgres.connect() as conn:
-        quality_store.ensure_quality_tables(conn)
-        keys_store.ensure_keys_tables(conn)
         rejected = _query_frame(
             conn,
             "SELECT source, partition_key, _row_number, column_name, check_name, failure_case, message FROM quality.rejected_rows"
@@ -196,13 +192,9 @@ def _write_changes(postgres, target_name: str, directory: Path, stream, upload, 
     """Change files of every merge not exported yet, oldest first: `<target>_changes_<merge time>`
     .csv and .parquet, from the merge's delta; each merge's delta is dropped once its files are written."""
     with postgres.connect() as conn:
-        harmonize_store.ensure_bookkeeping(conn)
-        pending = conn.execute(
-            "SELECT merge_id, merged_at, inserted + updated + deleted FROM ops.merges WHERE target = %s AND exported_at IS NULL ORDER BY merge_id",
-            (target_name,),
-        ).fetchall()
+        pending = merges.unexported_merges(conn, target_name)
         # A merge that changed no row (a rebuild that found all as it was) has nothing to send.
-        conn.execute("UPDATE ops.merges SET exported_at = now() WHERE merge_id = ANY(%s)", ([m for m, _, changed in pending if not changed],))
+        merges.mark_exported(conn, [m for m, _, changed in pending if not changed])
     written: list[Path] = []
     for merge_id, merged_at, _ in (p for p in pending if p[2]):
         chunks = stream(harmonize_store.changes_table(target_name), sql.SQL("_merge_id = {}").format(sql.Literal(merge_id)))
@@ -218,7 +210,7 @@ def _write_changes(postgres, target_name: str, directory: Path, stream, upload, 
         with postgres.connect() as conn:
             audit.record(conn, *done)
             harmonize_store.drop_exported_changes(conn, target_name, merge_id)
-            conn.execute("UPDATE ops.merges SET exported_at = now() WHERE merge_id = %s", (merge_id,))
+            merges.mark_exported(conn, [merge_id])
         written += files
     return written
 

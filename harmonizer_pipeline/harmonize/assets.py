@@ -6,12 +6,11 @@ import time
 
 import dagster as dg
 
+from harmonizer_pipeline.bookkeeping import audit, merges, metrics, rejected
 from harmonizer_pipeline.harmonize import candidates, store
 from harmonizer_pipeline.harmonize.mapping import MappingError, map_source
 from harmonizer_pipeline.harmonize.merge import MergeResult, merge
 from harmonizer_pipeline.ingest.assets import PARTITION_COLUMN
-from harmonizer_pipeline.ops import audit, metrics
-from harmonizer_pipeline.quality import store as quality_store
 from harmonizer_pipeline.quality.assets import OWNERS, audit_file, file_columns, partition_rows, table_metadata
 from harmonizer_pipeline.resources import PostgresResource
 from harmonizer_pipeline.storage.reads import read_chunks
@@ -48,7 +47,7 @@ def staged_source_asset(settings: Settings, source: str, partitions: dg.DynamicP
         counts = {"rows_in": 0, "rows_staged": 0, "rows_left_out": 0, "rejected_values": 0}
         load_ids: set[str] = set()
         own = set(columns)
-        writer = quality_store.RejectedRowsWriter(url, source, partition_key, run_id, harmonize=True)
+        writer = rejected.RejectedRowsWriter(url, source, partition_key, run_id, harmonize=True)
 
         def mapped_chunks():
             with adbc_connection(url) as conn:
@@ -70,7 +69,7 @@ def staged_source_asset(settings: Settings, source: str, partitions: dg.DynamicP
         def written(_conn, _result) -> None:
             # Committed just before the rows, with the rejections: what the partition holds, for the merge.
             books = writer.connection()
-            store.record_staged(books, source, partition_key, target_name, min(load_ids, default=None), run_id, counts)
+            merges.record_staged(books, source, partition_key, target_name, min(load_ids, default=None), run_id, counts)
             audit_file(books, context.run, "stage", f"staged/{source}", entry, rows_in=counts["rows_in"], rows_out=counts["rows_staged"],
                        detail=f"{counts['rejected_values']} values rejected, {counts['rows_left_out']} rows left out")  # fmt: skip
             writer.commit()
@@ -134,9 +133,7 @@ def harmonized_target_asset(settings: Settings, target_name: str) -> dg.AssetsDe
                 "rows": result.rows, "keys_affected": result.keys_affected, "inserted": result.inserted, "updated": result.updated,
                 "deleted": result.deleted, "merged_rows": result.merged_rows, "duration_seconds": duration,
             })  # fmt: skip
-            rejected = conn.execute(
-                "SELECT count(*) FROM quality.rejected_rows WHERE source = ANY(%s) AND check_name LIKE 'harmonize:%%'", (sources,)
-            ).fetchone()[0]
+            rejected_values = rejected.count_harmonize_rejections(conn, sources)
         context.log.info(f"{target_name}: {_summary(result)}")
         metadata = {
             "dagster/row_count": result.rows,
@@ -155,7 +152,7 @@ def harmonized_target_asset(settings: Settings, target_name: str) -> dg.AssetsDe
             "rows_mapped": sum(r["rows_mapped"] for r in result.per_source),
             "duplicate_keys": result.duplicate_keys,
             "merged_rows": result.merged_rows,
-            "rejected_values": rejected,
+            "rejected_values": rejected_values,
             "sources": table_metadata(
                 result.per_source,
                 [("source", "string"), ("files", "int"), ("rows_in", "int"), ("rows_mapped", "int"), ("left_out", "int"),

@@ -26,13 +26,13 @@ from dataclasses import dataclass, field
 
 from psycopg import sql
 
+from harmonizer_pipeline.bookkeeping import merges, registry, rejected
+from harmonizer_pipeline.bookkeeping.registry import PARTITION_COLUMN
 from harmonizer_pipeline.harmonize import store
 from harmonizer_pipeline.harmonize.mapping import LINEAGE
-from harmonizer_pipeline.ingest import registry
-from harmonizer_pipeline.ingest.registry import PARTITION_COLUMN
-from harmonizer_pipeline.storage.frame_codec import qualified, storage_name
-from harmonizer_pipeline.settings import Settings
 from harmonizer_pipeline.harmonize.settings import Target
+from harmonizer_pipeline.settings import Settings
+from harmonizer_pipeline.storage.frame_codec import qualified, storage_name
 
 
 @dataclass(frozen=True)
@@ -74,12 +74,7 @@ def current_files(conn, settings: Settings, target_name: str) -> list[MergeFile]
     sources = settings.sources_of(target_name)
     in_raw = [e for e in registry.entries(conn) if e.source in sources and e.status in registry.IN_RAW]
     latest = {(e.source, e.object_key): e for e in sorted(in_raw, key=lambda e: e.id)}  # a name's latest landing is its current version
-    staged = {
-        (source, partition): (load_id, run_id)
-        for source, partition, load_id, run_id in conn.execute(
-            "SELECT source, partition_key, load_id, run_id FROM ops.staged_files WHERE target = %s", (target_name,)
-        )
-    }
+    staged = merges.staged_files(conn, target_name)
     files = [
         MergeFile(e.source, e.partition_key, e.id, *staged[(e.source, e.partition_key)])
         for e in sorted(latest.values(), key=lambda e: e.id)
@@ -90,13 +85,7 @@ def current_files(conn, settings: Settings, target_name: str) -> list[MergeFile]
 
 
 def merged_files(conn, target_name: str) -> list[MergeFile]:
-    return [
-        MergeFile(*row)
-        for row in conn.execute(
-            "SELECT source, partition_key, file_id, load_id, staged_run_id FROM ops.merged_files WHERE target = %s ORDER BY file_id",
-            (target_name,),
-        )
-    ]
+    return [MergeFile(*row) for row in merges.merged_files(conn, target_name)]
 
 
 def _ids(names: Sequence[str]) -> sql.Composable:
@@ -158,17 +147,13 @@ def merge(conn, settings: Settings, target_name: str, run_id: str, *, rebuild: b
     q = _Statements(conn, target_name, target)
     if added or removed or rebuild:
         result.keys_affected = _recompute(q, settings, target_name, added, removed, kept, rebuild)
-        result.merge_id = q.scalar(
-            sql.SQL("INSERT INTO ops.merges (target, run_id, rebuild, files_added, files_removed, keys_affected, inserted, updated, deleted,"
-                    " history_versions) VALUES (%s, %s, %s, %s, %s, %s, 0, 0, 0, 0) RETURNING merge_id"),
-            (target_name, run_id, rebuild, len(added), len(removed), result.keys_affected),
-        )  # fmt: skip
+        result.merge_id = merges.start_merge(conn, target_name, run_id, rebuild, len(added), len(removed), result.keys_affected)
         counts = _record_changes(q, result.merge_id)
         result.inserted, result.updated, result.deleted = (counts.get(op, 0) for op in ("insert", "update", "delete"))
         changed = result.inserted + result.updated + result.deleted
         result.history_versions = _update_history(q, run_id, result.merge_id, changed) if target.history else 0
         # The totals follow from the last merge's and this delta; counted only when there are none to follow.
-        before = None if recreated else _totals_after_last_merge(conn, target_name, result.merge_id)
+        before = None if recreated else merges.totals_after_last_merge(conn, target_name, result.merge_id)
         if before is None:
             result.rows, result.duplicate_keys, result.merged_rows = _counted_totals(q)
         else:
@@ -179,31 +164,15 @@ def merge(conn, settings: Settings, target_name: str, run_id: str, *, rebuild: b
             ).fetchone()
             result.rows = before[0] + result.inserted - result.deleted
             result.duplicate_keys, result.merged_rows = before[1] + duplicate_keys, before[2] + merged_rows
-        conn.execute(
-            "UPDATE ops.merges SET inserted = %s, updated = %s, deleted = %s, history_versions = %s, rows = %s, duplicate_keys = %s, merged_rows = %s"
-            " WHERE merge_id = %s",
-            (result.inserted, result.updated, result.deleted, result.history_versions, result.rows, result.duplicate_keys, result.merged_rows, result.merge_id),
-        )
-        conn.execute("DELETE FROM ops.merged_files WHERE target = %s", (target_name,))
-        with conn.cursor().copy("COPY ops.merged_files (target, source, partition_key, file_id, load_id, staged_run_id) FROM STDIN") as copy:
-            for f in desired:
-                copy.write_row((target_name, f.source, f.partition_key, f.file_id, f.load_id, f.staged_run_id))
+        merges.record_counts(conn, result.merge_id, {c: getattr(result, c) for c in merges.MERGE_COUNTS})
+        merges.replace_merged_files(conn, target_name, [(f.source, f.partition_key, f.file_id, f.load_id, f.staged_run_id) for f in desired])
     # A file superseded before any merge took it in changes no key, but its rejections go all the same.
     _drop_gone_rejections(conn, settings.sources_of(target_name), desired)
     if result.merge_id is None:
-        last = None if recreated else _totals_after_last_merge(conn, target_name, None)
+        last = None if recreated else merges.totals_after_last_merge(conn, target_name, None)
         result.rows, result.duplicate_keys, result.merged_rows = _counted_totals(q) if last is None else last
     result.per_source = _per_source(conn, settings.sources_of(target_name), desired, merged, added, removed)
     return result
-
-
-def _totals_after_last_merge(conn, target_name: str, before_merge: int | None) -> tuple[int, int, int] | None:
-    """(rows, duplicate keys, merged rows) of the target after its last merge (before `before_merge`)."""
-    row = conn.execute(
-        "SELECT rows, duplicate_keys, merged_rows FROM ops.merges WHERE target = %s AND (%s::bigint IS NULL OR merge_id < %s) ORDER BY merge_id DESC LIMIT 1",
-        (target_name, before_merge, before_merge),
-    ).fetchone()
-    return None if row is None or None in row else row
 
 
 def _counted_totals(q: _Statements) -> tuple[int, int, int]:
@@ -414,22 +383,13 @@ def _update_history(q: _Statements, run_id: str, merge_id: int, changed: int) ->
 def _drop_gone_rejections(conn, sources: list[str], desired: list[MergeFile]) -> None:
     """Harmonize rejections stay for the files the target reflects only, as a rebuild leaves them."""
     current = {(f.source, f.partition_key) for f in desired}
-    gone = [(s, p) for s, p in conn.execute("SELECT source, partition_key FROM ops.staged_files WHERE source = ANY(%s)", (sources,)) if (s, p) not in current]
+    gone = [file for file in merges.staged_counts(conn, sources) if file not in current]
     if gone:
-        conn.execute(
-            "DELETE FROM quality.rejected_rows WHERE check_name LIKE 'harmonize:%%' AND (source, partition_key) IN"
-            " (SELECT * FROM unnest(%s::text[], %s::text[]))",
-            ([s for s, _ in gone], [p for _, p in gone]),
-        )
+        rejected.delete_harmonize_rejections(conn, gone)
 
 
 def _per_source(conn, sources, desired, merged, added, removed) -> list[dict]:
-    staged = {
-        (s, p): (rows_in, rows_staged, left_out, rejected)
-        for s, p, rows_in, rows_staged, left_out, rejected in conn.execute(
-            "SELECT source, partition_key, rows_in, rows_staged, rows_left_out, rejected_values FROM ops.staged_files WHERE source = ANY(%s)", (sources,)
-        )
-    }
+    staged = merges.staged_counts(conn, sources)
     records = []
     for source in sources:
         mine = [staged[(f.source, f.partition_key)] for f in desired if f.source == source]

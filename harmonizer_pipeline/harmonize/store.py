@@ -1,4 +1,4 @@
-"""The tables of the harmonize stage and their bookkeeping (no dagster).
+"""The data tables of the harmonize stage, shaped by harmonizer.yaml (no dagster).
 
 Per source with a target:
 - staged.<source>: each file's validated rows mapped into the target's columns, LIST-partitioned
@@ -16,9 +16,8 @@ Per target:
   wrote it to change files;
 - harmonized.<target>_history (with `history: true`): a type-2 slowly changing dimension.
 
-Bookkeeping in ops: staged_files (what each staged partition holds), merged_files (which staged
-files the target reflects) and merges (one row per merge, with its counts). Values that could not
-be standardized are in quality.rejected_rows under checks named `harmonize:<rule>`.
+Their bookkeeping (ops.staged_files, ops.merged_files, ops.merges) is in bookkeeping.merges; values
+that could not be standardized are in quality.rejected_rows under checks named `harmonize:<rule>`.
 """
 
 from __future__ import annotations
@@ -29,6 +28,7 @@ from collections.abc import Sequence
 import pandas as pd
 from psycopg import sql
 
+from harmonizer_pipeline.bookkeeping import merges, rejected
 from harmonizer_pipeline.harmonize.mapping import LINEAGE
 from harmonizer_pipeline.storage.catalog import stored_columns, table_exists
 from harmonizer_pipeline.storage.partitions import create_list_partitioned
@@ -49,54 +49,6 @@ _SAMPLES = {
 }
 _LINEAGE_SAMPLES = {"_source": pd.Series(["s"], dtype="str"), "_source_file": pd.Series(["f"], dtype="str"),
                     "_row_number": pd.array([1], dtype="Int64"), "_load_id": pd.Series(["r"], dtype="str")}  # fmt: skip
-
-_BOOKKEEPING = [
-    "CREATE SCHEMA IF NOT EXISTS ops",
-    """CREATE TABLE IF NOT EXISTS ops.staged_files (
-        source text NOT NULL,
-        partition_key text NOT NULL,
-        target text NOT NULL,
-        load_id text,
-        run_id text NOT NULL,
-        rows_in bigint NOT NULL,
-        rows_staged bigint NOT NULL,
-        rows_left_out bigint NOT NULL,
-        rejected_values bigint NOT NULL,
-        staged_at timestamptz NOT NULL DEFAULT now(),
-        PRIMARY KEY (source, partition_key)
-    )""",
-    """CREATE TABLE IF NOT EXISTS ops.merged_files (
-        target text NOT NULL,
-        source text NOT NULL,
-        partition_key text NOT NULL,
-        file_id bigint NOT NULL,
-        load_id text,
-        staged_run_id text NOT NULL,
-        PRIMARY KEY (target, source, partition_key)
-    )""",
-    """CREATE TABLE IF NOT EXISTS ops.merges (
-        merge_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-        target text NOT NULL,
-        run_id text NOT NULL,
-        rebuild boolean NOT NULL,
-        merged_at timestamptz NOT NULL DEFAULT now(),
-        files_added integer NOT NULL,
-        files_removed integer NOT NULL,
-        keys_affected bigint NOT NULL,
-        inserted bigint NOT NULL,
-        updated bigint NOT NULL,
-        deleted bigint NOT NULL,
-        history_versions bigint NOT NULL,
-        rows bigint,
-        exported_at timestamptz,
-        duplicate_keys bigint,
-        merged_rows bigint
-    )""",
-    # Tables of a merge bookkeeping made before the target's duplicate totals were carried from merge to merge.
-    "ALTER TABLE ops.merges ADD COLUMN IF NOT EXISTS duplicate_keys bigint, ADD COLUMN IF NOT EXISTS merged_rows bigint",
-    "CREATE INDEX IF NOT EXISTS merges_target ON ops.merges (target, merge_id)",
-]
-
 
 def duplicates_table(target: str) -> str:
     """The view people read: groups numbered by key, the kept row first."""
@@ -131,14 +83,6 @@ def drop_exported_changes(conn, target: str, merge_id: int) -> None:
 
 def history_table(target: str) -> str:
     return f"{target}_history"
-
-
-def ensure_bookkeeping(conn) -> None:
-    if conn.execute("SELECT to_regclass('ops.merges') IS NOT NULL").fetchone()[0]:
-        return
-    _lock(conn, "tables:ops.harmonize")
-    for statement in _BOOKKEEPING:
-        conn.execute(statement)
 
 
 def _lock(conn, name: str) -> None:
@@ -221,14 +165,13 @@ def ensure_target_tables(conn, target_name: str, target: Target) -> bool:
     if conn.execute("SELECT to_regnamespace(%s) IS NULL", (SCHEMA,)).fetchone()[0]:
         _lock(conn, f"schema:{SCHEMA}")
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
-    ensure_bookkeeping(conn)
     created = False
     if not _is_current_layout(conn, target_name, target):
         # The history is kept: it gains the new columns below.
         for table in (target_name, duplicates_table(target_name), duplicate_rows_table(target_name), candidates_table(target_name), changes_table(target_name)):
             kind = sql.SQL("VIEW" if _is_view(conn, table) else "TABLE")
             conn.execute(sql.SQL("DROP {} IF EXISTS {}").format(kind, qualified(SCHEMA, table)))
-        conn.execute("DELETE FROM ops.merged_files WHERE target = %s", (target_name,))
+        merges.forget_merged_files(conn, target_name)
         _create_target_tables(conn, target_name, target)
         created = True
     if target.history and not table_exists(conn, SCHEMA, history_table(target_name)):
@@ -306,20 +249,9 @@ def _create_history(conn, target_name: str, target: Target) -> None:
     )
 
 
-def record_staged(conn, source: str, partition_key: str, target: str, load_id: str | None, run_id: str, counts: dict[str, int]) -> None:
-    ensure_bookkeeping(conn)
-    conn.execute(
-        "INSERT INTO ops.staged_files (source, partition_key, target, load_id, run_id, rows_in, rows_staged, rows_left_out, rejected_values)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (source, partition_key) DO UPDATE SET target = EXCLUDED.target,"
-        " load_id = EXCLUDED.load_id, run_id = EXCLUDED.run_id, rows_in = EXCLUDED.rows_in, rows_staged = EXCLUDED.rows_staged,"
-        " rows_left_out = EXCLUDED.rows_left_out, rejected_values = EXCLUDED.rejected_values, staged_at = now()",
-        (source, partition_key, target, load_id, run_id, counts["rows_in"], counts["rows_staged"], counts["rows_left_out"], counts["rejected_values"]),
-    )
-
-
 def drop_staged(conn, source: str, partition_key: str) -> None:
     """Forget a file's staged rows, its bookkeeping and its harmonize rejections (a removed or
     erased file); the next merge takes its keys out of the target."""
     conn.execute(sql.SQL("DELETE FROM {} WHERE _partition = %s").format(qualified(STAGED_SCHEMA, source)), (partition_key,))
-    conn.execute("DELETE FROM ops.staged_files WHERE source = %s AND partition_key = %s", (source, partition_key))
-    conn.execute("DELETE FROM quality.rejected_rows WHERE source = %s AND partition_key = %s AND check_name LIKE 'harmonize:%%'", (source, partition_key))
+    merges.forget_staged(conn, source, partition_key)
+    rejected.delete_rejected(conn, source, partition_key, harmonize=True)

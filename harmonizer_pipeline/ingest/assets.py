@@ -7,13 +7,12 @@ from collections.abc import Mapping
 import dagster as dg
 import pandas as pd
 
-from harmonizer_pipeline.ingest import registry
-from harmonizer_pipeline.ingest.registry import PARTITION_COLUMN
+from harmonizer_pipeline.bookkeeping import audit, metrics, registry
+from harmonizer_pipeline.bookkeeping.registry import PARTITION_COLUMN
 from harmonizer_pipeline.ingest.discovery import ATTEMPT_TAG, FILE_ID_TAG, sha256_of
 from harmonizer_pipeline.ingest.heartbeat import Heartbeat
 from harmonizer_pipeline.ingest.readers import ReadError, ReadHints, open_table
 from harmonizer_pipeline.ingest.retries import RetryPolicy, is_transient
-from harmonizer_pipeline.ops import audit, metrics
 from harmonizer_pipeline.resources import LandingResource, PostgresResource
 from harmonizer_pipeline.ingest.landing import LandedObject, LandingError
 from harmonizer_pipeline.storage.postgres import harmonizer_home
@@ -70,7 +69,6 @@ def raw_source_asset(settings: Settings, source: str, partitions: dg.DynamicPart
         started = time.perf_counter()
         partition_key, run_id = context.partition_key, context.run.run_id
         with postgres.connect() as conn:
-            registry.ensure_registry(conn)
             entry = _entry_of_run(conn, source, context.run.tags, partition_key)
         if entry is None:
             raise dg.Failure(f"partition {partition_key!r} of {source} has no file in ops.file_registry")

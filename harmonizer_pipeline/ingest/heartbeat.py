@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
-from harmonizer_pipeline.ingest import registry
+from harmonizer_pipeline.bookkeeping import registry
 
 
 class Heartbeat:

@@ -6,7 +6,7 @@ import json
 
 import dagster as dg
 
-from harmonizer_pipeline.ingest import registry
+from harmonizer_pipeline.bookkeeping import registry
 from harmonizer_pipeline.ingest.discovery import ATTEMPT_TAG, FILE_ID_TAG, RunVerdict, plan_tick
 from harmonizer_pipeline.ingest.retries import RetryPolicy
 from harmonizer_pipeline.resources import LandingResource, PostgresResource
@@ -89,7 +89,6 @@ def landing_sensor(
         start_after = json.loads(context.cursor)["start_after"] if context.cursor else None
         zone = landing.zone(settings, source)
         with postgres.connect() as conn:
-            registry.ensure_registry(conn)
             plan = plan_tick(
                 conn, zone, source, start_after, ingest.max_listed_per_tick, ingest.max_new_files_per_tick,
                 f"sensor {name}",  # as audit.launched_by names a run this sensor launched

@@ -7,12 +7,11 @@ from collections.abc import Sequence
 import dagster as dg
 import pandas as pd
 
+from harmonizer_pipeline.bookkeeping import keys as key_tables, metrics
+from harmonizer_pipeline.bookkeeping.registry import RegistryEntry
 from harmonizer_pipeline.engine_output import captured_output
-from harmonizer_pipeline.ingest.registry import RegistryEntry
-from harmonizer_pipeline.keys import store
 from harmonizer_pipeline.keys.comparison import ComparisonError, compare_frames
 from harmonizer_pipeline.keys.discovery import ENGINE_LOGGERS, KeyDiscoveryError, analyze, duplicate_groups
-from harmonizer_pipeline.ops import metrics
 from harmonizer_pipeline.quality.assets import GATED_EAGER, OWNERS, audit_file, file_columns, partition_rows, table_metadata
 from harmonizer_pipeline.resources import PostgresResource
 from harmonizer_pipeline.storage.catalog import stored_columns
@@ -96,8 +95,7 @@ def keys_source_asset(settings: Settings, source: str, partitions: dg.DynamicPar
         excess = len(key_groups) - key_groups["_group"].nunique()
         uniqueness = 1 - excess / analysis.rows if suggested and analysis.rows else float("nan")
         with postgres.connect() as conn:
-            store.ensure_keys_tables(conn)
-            store.save_analysis(conn, source, partition_key, run_id, analysis, all_groups)
+            key_tables.save_analysis(conn, source, partition_key, run_id, analysis, all_groups)
             audit_file(conn, context.run, "keys", f"keys/{source}", entry, rows_in=analysis.rows, detail=(
                 f"key {', '.join(suggested) or '(none)'}; {len(analysis.minimal_keys)} minimal keys, {analysis.duplicate_rows} repeated rows"
             ))  # fmt: skip
@@ -153,11 +151,8 @@ def comparison_source_asset(settings: Settings, source: str, partitions: dg.Dyna
         keys = context.instance.get_dynamic_partitions(partitions.name)
         earlier = keys[: keys.index(partition_key)] if partition_key in keys else []
         with postgres.connect() as conn:
-            store.ensure_keys_tables(conn)
-            key = settings.sources[source].key or store.suggested_key(conn, source, partition_key)
-            analysed = {p for (p,) in conn.execute(
-                "SELECT partition_key FROM keys.key_summary WHERE source = %s AND partition_key = ANY(%s)", (source, earlier)
-            ).fetchall()}  # fmt: skip
+            key = settings.sources[source].key or key_tables.suggested_key(conn, source, partition_key)
+            analysed = key_tables.analysed_partitions(conn, source, earlier)
             previous = next((p for p in reversed(earlier) if p in analysed), None)
             if previous is None or not key:
                 # Not compared: the audit row says why.
@@ -174,7 +169,7 @@ def comparison_source_asset(settings: Settings, source: str, partitions: dg.Dyna
             return dg.MaterializeResult(metadata={"comparison": str(err), "previous_partition": previous})
         with postgres.connect() as conn:
             # The audit row commits with the comparison it describes.
-            store.save_comparison(conn, source, partition_key, previous, run_id, result)
+            key_tables.save_comparison(conn, source, partition_key, previous, run_id, result)
             audit_file(conn, context.run, "compare", asset, entry, detail=(
                 f"{result.only_in_a} key(s) only in {previous}, {result.only_in_b} only in this file, {result.changed} changed"
             ))  # fmt: skip

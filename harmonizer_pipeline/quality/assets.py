@@ -9,10 +9,8 @@ import pandas as pd
 import pandera.pandas as pa
 from psycopg import sql
 
-from harmonizer_pipeline.ingest import registry
+from harmonizer_pipeline.bookkeeping import audit, gates, metrics, profiles, registry, rejected
 from harmonizer_pipeline.ingest.assets import PARTITION_COLUMN
-from harmonizer_pipeline.ops import audit, metrics
-from harmonizer_pipeline.quality import store
 from harmonizer_pipeline.quality.drift import compare_profiles
 from harmonizer_pipeline.quality.gate import PartitionValidation, unique_column_sets, uniqueness_rejections, verdict
 from harmonizer_pipeline.quality.profiling import FileProfile, count_text, profile_column
@@ -48,7 +46,6 @@ def file_check_spec(name: str, key: dg.AssetKey, partitions: dg.PartitionsDefini
 
 def file_columns(conn, source: str, partition_key: str) -> tuple[registry.RegistryEntry, list[str]]:
     """The file's registry entry and its own columns (the raw table holds every file's columns)."""
-    registry.ensure_registry(conn)
     entry = registry.entry_for_partition(conn, source, partition_key)
     if entry is None or entry.status not in registry.IN_RAW:
         raise dg.Failure(f"partition {partition_key!r} of {source} is not a loaded file: materialize raw/{source} first")
@@ -122,7 +119,6 @@ def validated_source_asset(settings: Settings, source: str, partitions: dg.Dynam
         partition_key, run_id = context.partition_key, context.run.run_id
         schema = settings.schema_for(source) or pa.DataFrameSchema()
         with postgres.connect() as conn:
-            store.ensure_quality_tables(conn)
             entry, columns = file_columns(conn, source, partition_key)
         where = partition_rows(partition_key)
         url = postgres.url()
@@ -131,7 +127,7 @@ def validated_source_asset(settings: Settings, source: str, partitions: dg.Dynam
         if unique:  # uniqueness holds over the whole file: one pass over its unique columns first
             with adbc_connection(url) as conn:
                 duplicates = uniqueness_rejections(schema, read_frame(conn, "raw", source, ["_row_number", *unique], where))
-        writer = store.RejectedRowsWriter(url, source, partition_key, run_id)
+        writer = rejected.RejectedRowsWriter(url, source, partition_key, run_id)
         validation = PartitionValidation(schema, duplicates, writer.write)
 
         def raw_chunks():
@@ -152,7 +148,7 @@ def validated_source_asset(settings: Settings, source: str, partitions: dg.Dynam
         summary = validation.summary
         decision = verdict(summary, max_reject_rate)
         with postgres.connect() as conn:
-            store.record_gate(conn, source, partition_key, run_id, summary, max_reject_rate, decision)
+            gates.record_gate(conn, source, partition_key, run_id, summary, max_reject_rate, decision)
             registry.record_gate(conn, entry.id, decision.passed, f"blocked by its schema gate: {decision.description}")
             audit_file(
                 conn, context.run, "gate", f"validated/{source}", entry, decision.severity,
@@ -240,11 +236,10 @@ def profile_source_asset(settings: Settings, source: str, partitions: dg.Dynamic
         started = time.perf_counter()
         partition_key, run_id = context.partition_key, context.run.run_id
         with postgres.connect() as conn:
-            store.ensure_quality_tables(conn)
             entry, columns = file_columns(conn, source, partition_key)
         where = partition_rows(partition_key)
         per_read = max(1, PROFILE_READ_CELLS // max(entry.rows or 1, 1))
-        profiles, recommendations = [], []
+        column_profiles, recommendations = [], []
         with adbc_connection(postgres.url()) as conn:
             for start in range(0, len(columns), per_read):
                 group = columns[start:start + per_read]
@@ -252,18 +247,18 @@ def profile_source_asset(settings: Settings, source: str, partitions: dg.Dynamic
                 for name in group:
                     text = count_text(frame[name])
                     column_profile = profile_column(name, text)
-                    profiles.append(column_profile)
+                    column_profiles.append(column_profile)
                     recommendations.extend(recommend_column(column_profile, text, f"raw.{source}"))
                 del frame
-        file_profile = FileProfile(entry.rows or 0, profiles)
+        file_profile = FileProfile(entry.rows or 0, column_profiles)
         keys = context.instance.get_dynamic_partitions(partitions.name)
         earlier = keys[: keys.index(partition_key)] if partition_key in keys else []
         with postgres.connect() as conn:
-            previous = store.latest_profile(conn, source, earlier)
-            store.save_profile(conn, source, partition_key, run_id, file_profile, recommendations)
+            previous = profiles.latest_profile(conn, source, earlier)
+            profiles.save_profile(conn, source, partition_key, run_id, file_profile, recommendations)
             findings = compare_profiles(previous[1], file_profile) if previous else []
             if previous:
-                store.record_drift(conn, source, partition_key, previous[0], run_id, findings)
+                profiles.record_drift(conn, source, partition_key, previous[0], run_id, findings)
             audit_file(conn, context.run, "profile", f"quality/profile_{source}", entry, rows_in=file_profile.rows, detail=(
                 f"quality score {file_profile.quality_score}, {len(recommendations)} recommendation(s)"
                 + (f", {len(findings)} change(s) since {previous[0]}" if previous else "")
@@ -271,8 +266,8 @@ def profile_source_asset(settings: Settings, source: str, partitions: dg.Dynamic
             metrics.record(conn, run_id, source, partition_key, f"quality/profile_{source}", {
                 "quality_score": file_profile.quality_score,
                 # Missing: NULL or blank (raw text keeps an empty field as '').
-                "null_rate": sum(c.nulls + c.empties for c in profiles) / (file_profile.rows * len(profiles)) if file_profile.rows and profiles else None,
-                **{f"null_rate:{c.name}": (c.nulls + c.empties) / file_profile.rows if file_profile.rows else None for c in profiles},
+                "null_rate": sum(c.nulls + c.empties for c in column_profiles) / (file_profile.rows * len(column_profiles)) if file_profile.rows and column_profiles else None,
+                **{f"null_rate:{c.name}": (c.nulls + c.empties) / file_profile.rows if file_profile.rows else None for c in column_profiles},
                 "duration_seconds": time.perf_counter() - started,
             })  # fmt: skip
         if previous is None:
@@ -297,7 +292,7 @@ def profile_source_asset(settings: Settings, source: str, partitions: dg.Dynamic
                 "distinct": c.distinct, "pattern": c.patterns[0][0] if c.patterns else "", "pii": ", ".join(c.pii),
                 "quality_score": c.quality_score,
             }  # fmt: skip
-            for c in profiles
+            for c in column_profiles
         ]
         return dg.MaterializeResult(
             metadata={

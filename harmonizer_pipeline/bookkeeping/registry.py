@@ -25,6 +25,7 @@ from datetime import datetime
 
 from psycopg import sql
 
+from harmonizer_pipeline.bookkeeping.statements import execute
 from harmonizer_pipeline.ingest.landing import LandedObject
 
 TABLE = sql.SQL("ops.file_registry")
@@ -64,70 +65,8 @@ class RegistryEntry:
     retry_due: bool = False  # retry_at has passed (by the database's clock)
 
 
-def _run(conn, statement: sql.Composable) -> list[tuple]:
-    with conn.cursor() as cur:
-        cur.execute(statement.as_string(None))
-        return cur.fetchall() if cur.description else []
-
-
 def _lock(conn, name: str) -> None:
-    _run(conn, sql.SQL("SELECT pg_advisory_xact_lock(hashtextextended({}, 0))").format(sql.Literal(name)))
-
-
-_CREATE = """CREATE TABLE IF NOT EXISTS ops.file_registry (
-    id bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
-    source text NOT NULL,
-    object_key text NOT NULL,
-    object_version text NOT NULL,
-    size bigint,
-    content_id text NOT NULL,
-    sha256 text,
-    status text NOT NULL CONSTRAINT file_registry_status CHECK (status IN ('pending', 'loaded', 'blocked', 'failed', 'duplicate')),
-    error text,
-    rows bigint,
-    partition_key text NOT NULL,
-    run_id text,
-    first_seen timestamptz NOT NULL DEFAULT now(),
-    updated_at timestamptz NOT NULL DEFAULT now(),
-    columns text[],
-    attempts integer NOT NULL DEFAULT 0,
-    retry_at timestamptz,
-    heartbeat_at timestamptz,
-    PRIMARY KEY (source, object_key, object_version)
-)"""
-
-# Registries made by earlier releases gain what they lack (ordered: each step once).
-_UPGRADES = [
-    "ALTER TABLE ops.file_registry ADD COLUMN IF NOT EXISTS columns text[]",
-    "ALTER TABLE ops.file_registry ADD COLUMN IF NOT EXISTS id bigint GENERATED ALWAYS AS IDENTITY UNIQUE",
-    "ALTER TABLE ops.file_registry ADD COLUMN IF NOT EXISTS attempts integer NOT NULL DEFAULT 0",
-    "UPDATE ops.file_registry SET attempts = 1 WHERE attempts = 0 AND status <> 'duplicate'",
-    "ALTER TABLE ops.file_registry ADD COLUMN IF NOT EXISTS retry_at timestamptz",
-    "ALTER TABLE ops.file_registry ADD COLUMN IF NOT EXISTS heartbeat_at timestamptz",
-    "ALTER TABLE ops.file_registry DROP CONSTRAINT IF EXISTS file_registry_status_check",
-    "ALTER TABLE ops.file_registry DROP CONSTRAINT IF EXISTS file_registry_status",
-    "ALTER TABLE ops.file_registry ADD CONSTRAINT file_registry_status CHECK (status IN ('pending', 'loaded', 'blocked', 'failed', 'duplicate'))",
-]
-_INDEXES = [
-    "CREATE INDEX IF NOT EXISTS file_registry_content ON ops.file_registry (source, content_id)",
-    "CREATE INDEX IF NOT EXISTS file_registry_partition ON ops.file_registry (source, partition_key)",
-]
-
-
-def ensure_registry(conn) -> None:
-    """Create `ops.file_registry`, or bring an older one up to date (concurrent callers wait
-    for each other; the lock is taken only while something is missing)."""
-    current = sql.SQL(
-        "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('ops.file_registry') "
-        "AND attname = 'heartbeat_at' AND NOT attisdropped)"
-    )
-    if _run(conn, current)[0][0]:
-        return
-    _lock(conn, "ops.file_registry")
-    _run(conn, sql.SQL("CREATE SCHEMA IF NOT EXISTS ops"))
-    exists = _run(conn, sql.SQL("SELECT to_regclass('ops.file_registry') IS NOT NULL"))[0][0]
-    for statement in ([] if exists else [_CREATE]) + (_UPGRADES if exists else []) + _INDEXES:
-        _run(conn, sql.SQL(statement))
+    execute(conn, sql.SQL("SELECT pg_advisory_xact_lock(hashtextextended({}, 0))").format(sql.Literal(name)))
 
 
 def partition_key_for(object_key: str, content_id: str) -> str:
@@ -147,7 +86,7 @@ def _select(where: sql.Composable) -> sql.Composed:
 
 
 def _entries(conn, where: sql.Composable, order: str = "id") -> list[RegistryEntry]:
-    return [RegistryEntry(*row) for row in _run(conn, sql.SQL("{} ORDER BY {}").format(_select(where), sql.SQL(order)))]
+    return [RegistryEntry(*row) for row in execute(conn, sql.SQL("{} ORDER BY {}").format(_select(where), sql.SQL(order)))]
 
 
 def _eq(column: str, value) -> sql.Composed:
@@ -205,7 +144,7 @@ def register(conn, source: str, obj: LandedObject, content_id: str, status: str,
     attempts = 1 if status == "pending" else 0
     values = [source, obj.key, obj.version, obj.size, content_id, status, error, partition_key_for(obj.key, content_id), attempts]
     names = ["source", "object_key", "object_version", "size", "content_id", "status", "error", "partition_key", "attempts"]
-    _run(
+    execute(
         conn,
         sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING").format(
             TABLE, sql.SQL(", ").join(map(sql.Identifier, names)), sql.SQL(", ").join(map(sql.Literal, values))
@@ -231,20 +170,20 @@ def update(conn, entry_id: int, **changes) -> None:
     """Set columns of the entry (status, error, rows, sha256, run_id, columns …) and its updated_at."""
     assignments = [sql.SQL("{} = {}").format(sql.Identifier(k), sql.Literal(v)) for k, v in changes.items()]
     assignments.append(sql.SQL("updated_at = now()"))
-    _run(conn, sql.SQL("UPDATE {} SET {} WHERE {}").format(TABLE, sql.SQL(", ").join(assignments), _eq("id", entry_id)))
+    execute(conn, sql.SQL("UPDATE {} SET {} WHERE {}").format(TABLE, sql.SQL(", ").join(assignments), _eq("id", entry_id)))
 
 
 def record_failure(conn, entry_id: int, error: str, retry_in: float | None = None, run_id: str | None = None) -> None:
     """The entry's load failed; with `retry_in` (seconds) the landing sensor requests it again from then on."""
     retry_at = sql.SQL("NULL") if retry_in is None else sql.SQL("now() + make_interval(secs => {})").format(sql.Literal(float(retry_in)))
     run = sql.SQL("") if run_id is None else sql.SQL(", run_id = {}").format(sql.Literal(run_id))
-    _run(conn, sql.SQL("UPDATE {} SET status = 'failed', error = {}, retry_at = {}, updated_at = now(){} WHERE {}").format(
+    execute(conn, sql.SQL("UPDATE {} SET status = 'failed', error = {}, retry_at = {}, updated_at = now(){} WHERE {}").format(
         TABLE, sql.Literal(error), retry_at, run, _eq("id", entry_id)))
 
 
 def start_attempt(conn, entry_id: int) -> RegistryEntry:
     """The failed entry is requested again: pending, one attempt more."""
-    _run(conn, sql.SQL(
+    execute(conn, sql.SQL(
         "UPDATE {} SET status = 'pending', attempts = attempts + 1, retry_at = NULL, heartbeat_at = NULL, updated_at = now() WHERE {}"
     ).format(TABLE, _eq("id", entry_id)))
     return entry(conn, entry_id)
@@ -252,16 +191,16 @@ def start_attempt(conn, entry_id: int) -> RegistryEntry:
 
 def beat(conn, entry_id: int) -> None:
     """A sign of life of the run loading the entry."""
-    _run(conn, sql.SQL("UPDATE {} SET heartbeat_at = now() WHERE {}").format(TABLE, _eq("id", entry_id)))
+    execute(conn, sql.SQL("UPDATE {} SET heartbeat_at = now() WHERE {}").format(TABLE, _eq("id", entry_id)))
 
 
 def record_gate(conn, entry_id: int, passed: bool, reason: str) -> None:
     """A loaded file's gate decision: `blocked` with the gate's reason, or `loaded` again."""
     if passed:
-        _run(conn, sql.SQL("UPDATE {} SET status = 'loaded', error = NULL, updated_at = now() WHERE {} AND status = 'blocked'").format(
+        execute(conn, sql.SQL("UPDATE {} SET status = 'loaded', error = NULL, updated_at = now() WHERE {} AND status = 'blocked'").format(
             TABLE, _eq("id", entry_id)))
     else:
-        _run(conn, sql.SQL("UPDATE {} SET status = 'blocked', error = {}, updated_at = now() WHERE {} AND status IN ('loaded', 'blocked')").format(
+        execute(conn, sql.SQL("UPDATE {} SET status = 'blocked', error = {}, updated_at = now() WHERE {} AND status IN ('loaded', 'blocked')").format(
             TABLE, sql.Literal(reason), _eq("id", entry_id)))
 
 

@@ -14,24 +14,22 @@ from collections.abc import Mapping
 import pandas as pd
 from psycopg import sql
 
-from harmonizer_pipeline.ops.store import ensure_ops_tables, insert
+from harmonizer_pipeline.bookkeeping.statements import execute, insert
 
 METRICS_TABLE = sql.Identifier("ops", "run_metrics")
 
 
 def record(conn, run_id: str, subject: str, partition_key: str | None, asset: str, metrics: Mapping[str, float]) -> None:
-    ensure_ops_tables(conn)
     rows = [(run_id, subject, partition_key, asset, name, float(value)) for name, value in metrics.items() if value is not None and value == value]  # NaN: nothing measured
     insert(conn, METRICS_TABLE, ["run_id", "subject", "partition_key", "asset", "metric", "value"], rows)
 
 
 def history(conn, subject: str) -> pd.DataFrame:
     """Every metric of the subject: partition_key, asset, metric, value, run_id, recorded_at, oldest first."""
-    ensure_ops_tables(conn)
-    rows = conn.execute(
+    rows = execute(
+        conn,
         sql.SQL(
-            "SELECT partition_key, asset, metric, value, run_id, recorded_at FROM {} WHERE subject = %s ORDER BY recorded_at, id"
-        ).format(METRICS_TABLE),
-        (subject,),
-    ).fetchall()
+            "SELECT partition_key, asset, metric, value, run_id, recorded_at FROM {} WHERE subject = {} ORDER BY recorded_at, id"
+        ).format(METRICS_TABLE, sql.Literal(subject)),
+    )
     return pd.DataFrame(rows, columns=["partition_key", "asset", "metric", "value", "run_id", "recorded_at"])

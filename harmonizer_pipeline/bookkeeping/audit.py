@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 import pandas as pd
 from psycopg import sql
 
-from harmonizer_pipeline.ops.store import ensure_ops_tables, insert
+from harmonizer_pipeline.bookkeeping.statements import execute, insert
 
 AUDIT_TABLE = sql.Identifier("ops", "audit_log")
 ACTIONS = ("load", "gate", "profile", "keys", "compare", "harmonize", "export", "trends")
@@ -160,22 +160,19 @@ def _failure(error: BaseException | None) -> bool:
 
 def record(conn, *entries: AuditEntry) -> None:
     """Add rows; on the caller's connection, so they commit with the work they describe."""
-    ensure_ops_tables(conn)
     insert(conn, AUDIT_TABLE, list(_COLUMNS), [tuple(getattr(entry, c) for c in _COLUMNS) for entry in entries])
 
 
 def read(conn, since: dt.datetime | None = None, file: str | None = None) -> pd.DataFrame:
     """The log, oldest first; `file` matches the file's name with or without its folders."""
-    ensure_ops_tables(conn)
-    conditions, params = [sql.SQL("TRUE")], []
+    conditions = [sql.SQL("TRUE")]
     if since is not None:
-        conditions.append(sql.SQL("at >= %s"))
-        params.append(since)
+        conditions.append(sql.SQL("at >= {}").format(sql.Literal(since)))
     if file is not None:
-        conditions.append(sql.SQL("(file = %s OR file LIKE %s)"))
-        params += [file, "%/" + file.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")]
+        pattern = "%/" + file.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        conditions.append(sql.SQL("(file = {} OR file LIKE {})").format(sql.Literal(file), sql.Literal(pattern)))
     query = sql.SQL("SELECT at, {} FROM {} WHERE {} ORDER BY at, id").format(
         sql.SQL(", ").join(map(sql.Identifier, _COLUMNS)), AUDIT_TABLE, sql.SQL(" AND ").join(conditions)
     )
-    rows = conn.execute(query, params).fetchall()
+    rows = execute(conn, query)
     return pd.DataFrame(rows, columns=["at", *_COLUMNS]).astype({"rows_in": "Int64", "rows_out": "Int64"})

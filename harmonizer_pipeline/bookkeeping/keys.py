@@ -1,4 +1,4 @@
-"""The keys tables in PostgreSQL (no dagster); every function takes a psycopg connection.
+"""The keys tables (no dagster); every function takes a psycopg connection.
 A file's rows in each table are replaced when it is analysed again.
 
 - keys.key_summary: one row per file — rows, keys found, the suggested key and why, duplicates.
@@ -21,88 +21,7 @@ from psycopg.types.json import Jsonb
 from harmonizer_pipeline.keys.comparison import FileComparison
 from harmonizer_pipeline.keys.discovery import KeyAnalysis
 
-_DDL = [
-    "CREATE SCHEMA IF NOT EXISTS keys",
-    """CREATE TABLE IF NOT EXISTS keys.key_summary (
-        source text NOT NULL,
-        partition_key text NOT NULL,
-        run_id text NOT NULL,
-        rows bigint NOT NULL,
-        columns integer NOT NULL,
-        minimal_keys integer NOT NULL,
-        suggested_key text[],
-        suggestion_reason text NOT NULL,
-        suggested_key_unique boolean NOT NULL,
-        duplicate_rows bigint NOT NULL,
-        key_duplicate_groups bigint NOT NULL,
-        null_equals_null boolean NOT NULL,
-        max_size integer,
-        seconds double precision NOT NULL,
-        analysed_at timestamptz NOT NULL DEFAULT now(),
-        PRIMARY KEY (source, partition_key)
-    )""",
-    """CREATE TABLE IF NOT EXISTS keys.unique_keys (
-        source text NOT NULL,
-        partition_key text NOT NULL,
-        run_id text NOT NULL,
-        columns text[] NOT NULL,
-        size integer NOT NULL,
-        has_nulls boolean NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS unique_keys_partition ON keys.unique_keys (source, partition_key)",
-    """CREATE TABLE IF NOT EXISTS keys.near_keys (
-        source text NOT NULL,
-        partition_key text NOT NULL,
-        run_id text NOT NULL,
-        rank integer NOT NULL,
-        columns text[] NOT NULL,
-        uniqueness double precision NOT NULL,
-        duplicate_groups bigint NOT NULL,
-        excess_rows bigint NOT NULL,
-        has_nulls boolean NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS near_keys_partition ON keys.near_keys (source, partition_key)",
-    """CREATE TABLE IF NOT EXISTS keys.duplicate_groups (
-        source text NOT NULL,
-        partition_key text NOT NULL,
-        run_id text NOT NULL,
-        kind text NOT NULL CHECK (kind IN ('row', 'key')),
-        key_columns text[] NOT NULL,
-        group_id bigint NOT NULL,
-        key_values jsonb NOT NULL,
-        _row_number bigint,
-        _source_file text,
-        _load_id text
-    )""",
-    "CREATE INDEX IF NOT EXISTS duplicate_groups_partition ON keys.duplicate_groups (source, partition_key, kind, group_id)",
-    """CREATE TABLE IF NOT EXISTS keys.comparisons (
-        source text NOT NULL,
-        partition_key text NOT NULL,
-        previous_partition_key text NOT NULL,
-        run_id text NOT NULL,
-        key_columns text[] NOT NULL,
-        added_columns text[] NOT NULL,
-        removed_columns text[] NOT NULL,
-        type_changes jsonb NOT NULL,
-        key_holds_previous boolean NOT NULL,
-        key_holds_current boolean NOT NULL,
-        only_in_previous bigint NOT NULL,
-        only_in_current bigint NOT NULL,
-        in_both bigint NOT NULL,
-        changed bigint NOT NULL,
-        changed_columns jsonb NOT NULL,
-        samples jsonb NOT NULL,
-        compared_at timestamptz NOT NULL DEFAULT now(),
-        PRIMARY KEY (source, partition_key)
-    )""",
-]
 _PER_FILE = ("key_summary", "unique_keys", "near_keys", "duplicate_groups")
-
-
-def ensure_keys_tables(conn) -> None:
-    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('keys.tables', 0))")
-    for statement in _DDL:
-        conn.execute(statement)
 
 
 def _delete(conn, table: str, source: str, partition_key: str) -> None:
@@ -190,3 +109,9 @@ def key_summaries(conn) -> list[tuple[str, str, list[str] | None, str, int, int]
         "SELECT source, partition_key, suggested_key, suggestion_reason, minimal_keys, duplicate_rows"
         " FROM keys.key_summary ORDER BY source, partition_key"
     ).fetchall()
+
+
+def analysed_partitions(conn, source: str, partition_keys: list[str]) -> set[str]:
+    """Those of the source's partitions whose keys were analysed."""
+    rows = conn.execute("SELECT partition_key FROM keys.key_summary WHERE source = %s AND partition_key = ANY(%s)", (source, partition_keys))
+    return {partition for (partition,) in rows.fetchall()}

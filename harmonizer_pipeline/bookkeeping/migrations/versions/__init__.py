@@ -1,0 +1,1 @@
+"""The bookkeeping revisions, one module each, named after the revision id."""
