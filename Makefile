@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo dev test bench lint db-stop clean
+.PHONY: demo dev test test-fast bench lint format db-stop clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ dev: $(INSTALLED)  ## Dagster UI + daemon on the same instance as `make demo`
 test: $(INSTALLED)  ## the whole test suite, against a real PostgreSQL
 	$(BIN)/python -m pytest
 
+# The quick loop: what is not marked slow (subprocesses, the deployed topology, big tables), stopping
+# at the first failure; TESTS narrows it to a stage, e.g. `make test-fast TESTS=harmonizer_tests/ingest`.
+TESTS ?= harmonizer_tests
+test-fast: $(INSTALLED)
+	$(BIN)/python -m pytest -m "not slow" -x -q $(TESTS)
+
 # ydata-profiling pins pandas < 3, so bench_quality runs it from a venv of its own.
 YDATA_PYTHON := bench/.data/venv-ydata/bin/python
 $(YDATA_PYTHON):
@@ -35,8 +41,17 @@ bench: $(INSTALLED) $(YDATA_PYTHON)  ## benchmarks against peers (not part of CI
 	$(BIN)/python bench/bench_keys.py
 	$(BIN)/python bench/bench_e2e.py
 
-lint: $(INSTALLED)
-	$(BIN)/python -m compileall -q harmonizer_pipeline harmonizer_tests bench
+LINTED := harmonizer_pipeline harmonizer_tests bench
+
+lint: $(INSTALLED)  ## ruff (lint, format), pyright (basic), and the code location through dg
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/pyright
+	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/dg check defs
+
+format: $(INSTALLED)  ## what ruff can fix and format by itself
+	$(BIN)/ruff check --fix $(LINTED)
+	$(BIN)/ruff format $(LINTED)
 
 db-stop: $(INSTALLED)
 	$(BIN)/harmonizer db stop

@@ -4,6 +4,7 @@ no module imports another that imports it back."""
 
 import ast
 import json
+import pkgutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,12 +16,15 @@ import harmonizer_pipeline
 WIRING_TOP = {"definitions", "resources", "demo"}
 WIRING_LEAVES = {"assets", "sensors", "schedules", "run_launcher"}
 
-# Each module imported by a fresh fork of an interpreter that has loaded nothing of the project's.
+# Each plain module imported by a fresh fork of an interpreter that has loaded nothing of the
+# project's (only the big libraries it uses, which load no dagster, so that each fork does not
+# load them again); the wiring modules need no probe, loading dagster is what they do.
 PROBE = """
-import importlib, json, os, pkgutil, sys
-import harmonizer_pipeline
+import importlib, json, os, sys
+import numpy, pandas, pandera.pandas, psycopg, pyarrow, pydantic, sqlalchemy, yaml
+assert "dagster" not in sys.modules
 loads = {}
-for module in sorted(m.name for m in pkgutil.walk_packages(harmonizer_pipeline.__path__, "harmonizer_pipeline.")):
+for module in sys.argv[1:]:
     read, write = os.pipe()
     if os.fork() == 0:
         os.close(read)
@@ -42,11 +46,14 @@ def is_wiring(module: str) -> bool:
 
 @pytest.mark.slow
 def test_only_dagster_wiring_modules_load_dagster():
-    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=600, check=True)
+    # Alembic's migration scripts run only inside alembic: they are no modules to import.
+    modules = [m.name for m in pkgutil.walk_packages(harmonizer_pipeline.__path__, "harmonizer_pipeline.") if ".migrations." not in m.name]
+    plain = sorted(m for m in modules if not is_wiring(m))
+    assert len(plain) > 50 and {"harmonizer_pipeline.storage.writes", "harmonizer_pipeline.cli", "harmonizer_pipeline.settings"} <= set(plain)
+    assert {m for m in modules if is_wiring(m)} >= {"harmonizer_pipeline.definitions", "harmonizer_pipeline.resources", "harmonizer_pipeline.ingest.assets"}
+    done = subprocess.run([sys.executable, "-c", PROBE, *plain], capture_output=True, text=True, timeout=600, check=True)
     loads = json.loads(done.stdout)
-    assert len(loads) > 60 and "harmonizer_pipeline.storage.writes" in loads and "harmonizer_pipeline.cli" in loads
-    assert {module for module, answer in loads.items() if answer not in ("0", "1")} == set()
-    assert {module for module, answer in loads.items() if answer == "1"} == {module for module in loads if is_wiring(module)}
+    assert {module: answer for module, answer in loads.items() if answer != "0"} == {}
 
 
 def module_level_imports() -> dict[str, set[str]]:
