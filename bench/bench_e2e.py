@@ -168,7 +168,9 @@ def run_pipeline(csv: Path, work: Path) -> dict:
             for event in run.get_asset_materialization_events():
                 m = event.materialization.metadata
                 metadata[event.asset_key.to_user_string()] = {
-                    k: m[k].value for k in ("dagster/row_count", "dagster/partition_row_count", "rows_mapped", "merged_rows", "rejected_values", "match_candidates") if k in m
+                    k: m[k].value
+                    for k in ("dagster/row_count", "dagster/partition_row_count", "rows_mapped", "merged_rows", "rejected_values", "match_candidates")
+                    if k in m
                 }
     files = sorted((p.name, p.stat().st_size) for p in exports.rglob("*") if p.is_file())
     return {"ok": ok, "seconds": round(wall, 2), "steps": steps, "assets": metadata, "files": files}

@@ -254,9 +254,7 @@ def target_state(url: str) -> dict:
     state = {}
     with psycopg.connect(url, autocommit=True) as conn:
         for table, order in ((TARGET, "patient_id"), (f"{TARGET}_duplicate_rows", "patient_id, _position")):
-            rows, digest = conn.execute(
-                f"SELECT count(*), md5(string_agg(md5(t::text), '' ORDER BY {order})) FROM harmonized.{table} t"
-            ).fetchone()
+            rows, digest = conn.execute(f"SELECT count(*), md5(string_agg(md5(t::text), '' ORDER BY {order})) FROM harmonized.{table} t").fetchone()
             state[table] = {"rows": rows, "md5": digest}
     return state
 
@@ -344,8 +342,8 @@ def main() -> int:
         parser.error("--files must be at least 1 and --rows at least 100")
 
     from harmonizer_pipeline.bookkeeping import schema
-    from harmonizer_pipeline.storage.postgres import DATABASE_URL_ENV, HOME_ENV, drop_database, ensure_database, resolve_database_url, with_database
     from harmonizer_pipeline.settings import CONFIG_ENV
+    from harmonizer_pipeline.storage.postgres import DATABASE_URL_ENV, HOME_ENV, drop_database, ensure_database, resolve_database_url, with_database
 
     csvs = [incremental_csv(args.rows, number) for number in range(1, args.files + 1)]
     server = resolve_database_url()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import os
 import resource
@@ -377,7 +378,7 @@ def scenario_psql_copy(url: str, rows: int, work: Path) -> dict:
         text_table(url, SCHEMA, table, header)
         copy = f"\\copy {SCHEMA}.{table} FROM '{path}' WITH (FORMAT csv, HEADER true)"
         command = [*psql_command(url), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", copy]
-        seconds.append(timed(lambda: subprocess.run(command, check=True))[0])
+        seconds.append(timed(functools.partial(subprocess.run, command, check=True))[0])
         loaded.append(count_rows(url, SCHEMA, table))
         settle(url, sql.SQL("DROP TABLE {}.{}").format(sql.Identifier(SCHEMA), sql.Identifier(table)))
     return {
@@ -530,9 +531,7 @@ def targets(results: dict[int, dict], sizes: list[int]) -> tuple[list[dict], lis
 def tree_state() -> str:
     """The checked-out commit, '-dirty' when files differ from it: what was measured."""
     try:
-        described = subprocess.run(
-            ["git", "-C", str(DATA_DIR.parent), "describe", "--always", "--dirty"], capture_output=True, text=True, check=True
-        )
+        described = subprocess.run(["git", "-C", str(DATA_DIR.parent), "describe", "--always", "--dirty"], capture_output=True, text=True, check=True)
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return described.stdout.strip()
@@ -625,7 +624,14 @@ def main() -> int:
     tree += f"; 1-min load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, {os.cpu_count()} CPUs"
     print_report(sizes, results, checks, info, rows_ok, parent_rss, tree)
     if args.json:
-        payload = {"sizes": sizes, "tree": tree, "parent_rss_mb": parent_rss, "scenarios": {str(rows): results[rows] for rows in sizes}, "targets": checks, "info": info}
+        payload = {
+            "sizes": sizes,
+            "tree": tree,
+            "parent_rss_mb": parent_rss,
+            "scenarios": {str(rows): results[rows] for rows in sizes},
+            "targets": checks,
+            "info": info,
+        }
         args.json.write_text(json.dumps(payload, indent=2))
     return 0 if rows_ok and all(c["passed"] for c in checks) else 1
 

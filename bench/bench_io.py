@@ -226,9 +226,7 @@ def scenario_iomanager_write_whole(url: str, rows: int) -> dict:
     manager = io_manager(url).create_io_manager(None)
     dagster_type = PythonObjectDagsterType(pd.DataFrame)
     # A context records metadata once: each write gets its own (building one takes microseconds).
-    seconds = median_seconds(
-        lambda: manager.handle_output(build_output_context(asset_key=IO_KEY, dagster_type=dagster_type), frame)
-    )
+    seconds = median_seconds(lambda: manager.handle_output(build_output_context(asset_key=IO_KEY, dagster_type=dagster_type), frame))
 
     @asset(name=IO_TABLE, key_prefix=[SCHEMA])
     def io_table() -> pd.DataFrame:
@@ -279,11 +277,7 @@ def scenario_to_sql_write(url: str, rows: int) -> dict:
     """pandas DataFrame.to_sql through SQLAlchemy + psycopg2 (default method, chunksize 10,000)."""
     frame = make_frame(rows)
     bench_engine = engine(url)
-    seconds, _ = timed(
-        lambda: frame.to_sql(
-            TO_SQL_TABLE, bench_engine, schema=SCHEMA, if_exists="replace", index=False, chunksize=TO_SQL_CHUNKSIZE
-        )
-    )
+    seconds, _ = timed(lambda: frame.to_sql(TO_SQL_TABLE, bench_engine, schema=SCHEMA, if_exists="replace", index=False, chunksize=TO_SQL_CHUNKSIZE))
     bench_engine.dispose()
     return {"seconds": seconds}
 
@@ -317,10 +311,7 @@ def scenario_psql_copy(url: str, rows: int) -> dict:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(f"DROP TABLE IF EXISTS {SCHEMA}.{COPY_TABLE}")
             conn.execute(f"CREATE TABLE {SCHEMA}.{COPY_TABLE} ({columns})")
-        copy = (
-            f"\\copy {SCHEMA}.{COPY_TABLE} FROM '{csv_path}' "
-            f"WITH (FORMAT csv, HEADER true, NULL '{CSV_NULL}')"
-        )
+        copy = f"\\copy {SCHEMA}.{COPY_TABLE} FROM '{csv_path}' WITH (FORMAT csv, HEADER true, NULL '{CSV_NULL}')"
         command = [*psql_command(url), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", f"TRUNCATE {SCHEMA}.{COPY_TABLE}", "-c", copy]
         # The TRUNCATE before each \copy costs milliseconds and is counted against psql, not us.
         seconds = median_seconds(lambda: subprocess.run(command, check=True))
@@ -409,10 +400,7 @@ def print_report(rows: int, results: dict, checks: list[dict]) -> None:
         if name == "verify":
             continue
         rate = rows / result["seconds"]
-        print(
-            f"{name:<26}{result['seconds']:>9.2f}{rate:>12,.0f}{result['peak_rss_mb']:>13.0f}"
-            f"{result['rss_growth_mb']:>15.0f}  {result.get('note', '')}"
-        )
+        print(f"{name:<26}{result['seconds']:>9.2f}{rate:>12,.0f}{result['peak_rss_mb']:>13.0f}{result['rss_growth_mb']:>15.0f}  {result.get('note', '')}")
     verify = results["verify"]
     print(f"\nround trip (IO manager write → pd.DataFrame load, assert_frame_equal check_dtype=True): "
           f"{'PASS' if verify['passed'] else 'FAIL'} — {verify['detail']}")  # fmt: skip

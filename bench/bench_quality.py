@@ -112,7 +112,7 @@ def generate_csv(rows: int) -> Path:
     frame = pd.DataFrame(
         {
             "customer_id": i,
-            "customer_uuid": [str(uuid.UUID(bytes=random_bytes[k:k + 16])) for k in range(0, 16 * rows, 16)],
+            "customer_uuid": [str(uuid.UUID(bytes=random_bytes[k : k + 16])) for k in range(0, 16 * rows, 16)],
             "first_name": fn,
             "last_name": ln,
             "email": email,
@@ -166,7 +166,7 @@ def _validate(frame, schema) -> dict:
 
     unique = sorted({c for _, group, _ in unique_column_sets(schema) for c in group})
     validation = PartitionValidation(schema, uniqueness_rejections(schema, frame[["_row_number", *unique]]), lambda rejected: None)
-    passed = sum(len(v) for v in validation.run(frame.iloc[i:i + CHUNK_ROWS] for i in range(0, len(frame), CHUNK_ROWS)))
+    passed = sum(len(v) for v in validation.run(frame.iloc[i : i + CHUNK_ROWS] for i in range(0, len(frame), CHUNK_ROWS)))
     summary = validation.summary
     return {"valid_rows": passed, "rejected_rows": summary.rejected_rows, "failures": sum(summary.failures.values())}
 
@@ -240,10 +240,12 @@ def main() -> int:
         speedup = ydata["seconds"] / ours["seconds"]
         memory = ours["peak_rss_mb"] / ydata["peak_rss_mb"]
         gate = results["harmonizer_validate"]
-        print(f"  validation: plain pandera {pandera['seconds']:.1f} s / harmonizer gate {gate['seconds']:.1f} s = "
-              f"{pandera['seconds'] / gate['seconds']:.1f}× faster; pandera reports {pandera['failure_cases']:,} failure "
-              f"cases, the gate {gate['failures']:,} on {gate['rejected_rows']:,} rows (in pandera a column with a value "
-              "its dtype cannot take stays text, and its other checks fail or error on every row)")
+        print(
+            f"  validation: plain pandera {pandera['seconds']:.1f} s / harmonizer gate {gate['seconds']:.1f} s = "
+            f"{pandera['seconds'] / gate['seconds']:.1f}× faster; pandera reports {pandera['failure_cases']:,} failure "
+            f"cases, the gate {gate['failures']:,} on {gate['rejected_rows']:,} rows (in pandera a column with a value "
+            "its dtype cannot take stays text, and its other checks fail or error on every row)"
+        )
         ok = speedup >= SPEEDUP_TARGET and memory < 1
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

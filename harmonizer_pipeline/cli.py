@@ -142,7 +142,9 @@ def inspect(path: Path, as_json: bool) -> None:
 
 @main.command()
 @click.argument("path", type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="One JSON object: rows, quality_score, columns (name, semantic_type, nulls, distinct, pii, pattern, ...).")
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object: rows, quality_score, columns (name, semantic_type, nulls, distinct, pii, pattern, ...)."
+)
 def profile(path: Path, as_json: bool) -> None:
     """Profile FILE's columns: semantic type, counts, shapes, PII and quality score."""
     from harmonizer_pipeline.quality.profiling import profile_frame
@@ -200,10 +202,7 @@ def validate(path: Path, schema_spec: str, as_json: bool) -> None:
         "valid_rows": result.valid_rows,
         "rejected_rows": result.rejected_rows,
         "structure_errors": result.structure_errors,
-        "failures": [
-            {"check": check, "column": column, "count": count}
-            for (check, column), count in sorted(result.failures.items(), key=str)
-        ],
+        "failures": [{"check": check, "column": column, "count": count} for (check, column), count in sorted(result.failures.items(), key=str)],
     }
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False))
@@ -297,7 +296,7 @@ def audit(since, file_name: str | None, as_json: bool) -> None:
     from harmonizer_pipeline.bookkeeping import audit as audit_log
     from harmonizer_pipeline.bookkeeping.statements import NotMigrated
 
-    when = since.replace(tzinfo=dt.timezone.utc) if since else None
+    when = since.replace(tzinfo=dt.UTC) if since else None
     try:
         with psycopg.connect(postgres.resolve_database_url()) as conn:
             log = audit_log.read(conn, when, file_name)
@@ -311,7 +310,7 @@ def audit(since, file_name: str | None, as_json: bool) -> None:
     if log.empty:
         click.echo("no audit entries" + (" matching" if since or file_name else ""))
         return
-    log["at"] = log["at"].map(lambda t: t.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"))
+    log["at"] = log["at"].map(lambda t: t.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S"))
     log = log.astype(object).where(log.notna(), "")
     for name in ("sha256", "run_id"):
         log[name] = log[name].map(lambda v: v[:12])

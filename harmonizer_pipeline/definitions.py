@@ -2,19 +2,19 @@
 
 import dagster as dg
 
+from harmonizer_pipeline.automation.schedules import full_profile_schedule, harmonize_schedule
+from harmonizer_pipeline.automation.sensors import automation_sensors
 from harmonizer_pipeline.export.assets import export_target_asset
 from harmonizer_pipeline.harmonize.assets import harmonized_target_asset, staged_source_asset
 from harmonizer_pipeline.ingest.assets import files_partitions, raw_source_asset
 from harmonizer_pipeline.ingest.sensors import landing_sensor
 from harmonizer_pipeline.keys.assets import comparison_source_asset, keys_source_asset
 from harmonizer_pipeline.monitoring.assets import trends_source_asset
-from harmonizer_pipeline.automation.schedules import full_profile_schedule, harmonize_schedule
-from harmonizer_pipeline.automation.sensors import automation_sensors
 from harmonizer_pipeline.monitoring.sensors import alerts_sensor
 from harmonizer_pipeline.quality.assets import profile_source_asset, validated_source_asset
 from harmonizer_pipeline.resources import build_resources
-from harmonizer_pipeline.storage.postgres import DeploymentError, require_deployment_database
 from harmonizer_pipeline.settings import Settings, SettingsError, load_settings
+from harmonizer_pipeline.storage.postgres import DeploymentError, require_deployment_database
 
 
 def build_definitions(settings: Settings, resources: dict[str, object] | None = None) -> dg.Definitions:
@@ -61,7 +61,11 @@ def build_definitions(settings: Settings, resources: dict[str, object] | None = 
         jobs.append(dg.define_asset_job("ops_trends", selection=dg.AssetSelection.groups("ops")))
     sensors += [alerts_sensor(settings), *automation_sensors(settings)]
     return dg.Definitions(
-        assets=assets, jobs=jobs, sensors=[s for s in sensors if s is not None], schedules=[s for s in schedules if s is not None], resources=resources or build_resources()
+        assets=assets,
+        jobs=jobs,
+        sensors=[s for s in sensors if s is not None],
+        schedules=[s for s in schedules if s is not None],
+        resources=resources or build_resources(),
     )
 
 

@@ -13,9 +13,7 @@ from harmonizer_pipeline.storage.postgres import redact, resolve_database_url
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-def evaluate_sensor(
-    defs: dg.Definitions, sensor: dg.SensorDefinition, instance: dg.DagsterInstance, cursor: str | None = None
-) -> dg.SensorResult:
+def evaluate_sensor(defs: dg.Definitions, sensor: dg.SensorDefinition, instance: dg.DagsterInstance, cursor: str | None = None) -> dg.SensorResult:
     """One tick of the sensor with a real context on this instance."""
     context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=defs.resources, definitions=defs)
     return sensor(context)
@@ -104,12 +102,14 @@ def run_demo(echo: Callable[[str], None] = print) -> bool:
         echo(f"  {source} {partition}: key {', '.join(key or ['(none)'])} ({reason}); {count} minimal keys, {repeated} repeated rows")
     for target, metadata in harmonized.items():
         if metadata:
-            echo(f"harmonized.{target}: {metadata['dagster/row_count'].value} rows on key {metadata['business_key'].value}"
-                 f" from {metadata['rows_mapped'].value} mapped rows ({metadata['keys_affected'].value} keys merged:"
-                 f" {metadata['rows_inserted'].value} inserted, {metadata['rows_updated'].value} updated, {metadata['rows_deleted'].value} deleted);"
-                 f" {metadata['merged_rows'].value} duplicate rows merged"
-                 f" ({metadata['duplicate_keys'].value} keys), {metadata['rejected_values'].value} values rejected,"
-                 f" {metadata['match_candidates'].value if 'match_candidates' in metadata else 0} fuzzy match candidate(s)")
+            echo(
+                f"harmonized.{target}: {metadata['dagster/row_count'].value} rows on key {metadata['business_key'].value}"
+                f" from {metadata['rows_mapped'].value} mapped rows ({metadata['keys_affected'].value} keys merged:"
+                f" {metadata['rows_inserted'].value} inserted, {metadata['rows_updated'].value} updated, {metadata['rows_deleted'].value} deleted);"
+                f" {metadata['merged_rows'].value} duplicate rows merged"
+                f" ({metadata['duplicate_keys'].value} keys), {metadata['rejected_values'].value} values rejected,"
+                f" {metadata['match_candidates'].value if 'match_candidates' in metadata else 0} fuzzy match candidate(s)"
+            )
     for target, metadata in exported.items():
         if metadata:
             echo(f"export/{target}: {metadata['directory'].value}")

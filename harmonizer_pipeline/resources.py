@@ -101,9 +101,7 @@ class PostgresClient(DbClient):
             delete_rows(connection, table_slice.schema, table_slice.table, where)
 
     def get_select_statement(self, table_slice: TableSlice) -> str:
-        return select_statement(
-            table_slice.schema, table_slice.table, table_slice.columns, _where(table_slice)
-        )
+        return select_statement(table_slice.schema, table_slice.table, table_slice.columns, _where(table_slice))
 
     def ensure_schema_exists(self, context: OutputContext, table_slice: TableSlice, connection) -> None:
         # The schema is committed at once on its own connection, so that parallel COPY workers
@@ -156,8 +154,14 @@ def _store(table_slice: TableSlice, chunks, connection, url: str, workers: int) 
     swap = _swaps(table_slice, connection) if table_slice.partition_dimensions else None
     if swap:
         return replace_partition(
-            connection, table_slice.schema, table_slice.table, *swap, chunks,
-            connect=lambda: adbc_connection(url), workers=workers, connect_text=lambda: psycopg.connect(libpq_url(url)),
+            connection,
+            table_slice.schema,
+            table_slice.table,
+            *swap,
+            chunks,
+            connect=lambda: adbc_connection(url),
+            workers=workers,
+            connect_text=lambda: psycopg.connect(libpq_url(url)),
         )
     if table_slice.partition_dimensions:
         # Deleting the partition's rows and appending the new ones must commit together: one connection.
@@ -222,9 +226,7 @@ class DataFrameChunksTypeHandler(DbTypeHandler[DataFrameChunks]):
 
         def chunks() -> Iterator[pd.DataFrame]:
             with adbc_connection(self.url) as conn:
-                yield from read_chunks(
-                    conn, table_slice.schema, table_slice.table, table_slice.columns, _where(table_slice), chunk_rows
-                )
+                yield from read_chunks(conn, table_slice.schema, table_slice.table, table_slice.columns, _where(table_slice), chunk_rows)
 
         return DataFrameChunks(chunks())
 
@@ -293,9 +295,7 @@ B2_KEY_ENV = "B2_APPLICATION_KEY"
 class PostgresResource(dg.ConfigurableResource):
     """The harmonizer database for bookkeeping (file registry, quality tables)."""
 
-    database_url: str | None = Field(
-        default=None, description="libpq URL; unset means HARMONIZER_DATABASE_URL or the embedded server."
-    )
+    database_url: str | None = Field(default=None, description="libpq URL; unset means HARMONIZER_DATABASE_URL or the embedded server.")
 
     def url(self) -> str:
         return resolve_database_url(self.database_url)

@@ -6,7 +6,6 @@ its path in the YAML (`harmonizer.yaml: sources.clinic_a.landing.local.path: Fie
 never as a traceback. The YAML is read by yaml_loader (keys are strings, `on:` included).
 """
 
-
 from __future__ import annotations
 
 import os
@@ -23,18 +22,17 @@ from pydantic import (
     model_validator,
 )
 
+from harmonizer_pipeline.automation.settings import Schedules
 from harmonizer_pipeline.export.settings import ExportSettings
+from harmonizer_pipeline.harmonize.rules import RuleError, validate_options
 from harmonizer_pipeline.harmonize.settings import ColumnMapping, Target, mapping_option_problems
 from harmonizer_pipeline.ingest.settings import FormatHints, Ingest, Landing
 from harmonizer_pipeline.keys.settings import KeySettings
-from harmonizer_pipeline.automation.settings import Schedules
 from harmonizer_pipeline.monitoring.settings import Alerts, Trends
-from harmonizer_pipeline.settings_model import FieldProblems, SettingsModel, SourceName
-from harmonizer_pipeline.harmonize.rules import RuleError, validate_options
 from harmonizer_pipeline.quality.validation import SchemaLoadError, load_schema
+from harmonizer_pipeline.settings_model import FieldProblems, SettingsModel, SourceName
 from harmonizer_pipeline.storage.postgres import harmonizer_home
 from harmonizer_pipeline.yaml_loader import load_yaml
-
 
 CONFIG_ENV = "HARMONIZER_CONFIG"
 

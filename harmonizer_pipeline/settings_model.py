@@ -16,7 +16,6 @@ from pydantic import (
 )
 
 
-
 class FieldProblems(ValueError):
     """What a validator of several fields found: (path below the validated object, reason) each,
     so that every field gets its own line."""

@@ -72,10 +72,10 @@ def psql(database_url: str):
 
 @pytest.fixture(scope="session")
 def deployed(tmp_path_factory, server_url: str, database_url: str):
-    """The production process topology (code server, webserver, daemon; harmonizer_tests/deployment.py)
+    """The production process topology (code server, webserver, daemon; harmonizer_tests/deployment/harness.py)
     on a fresh database, once the landing sensor loaded the sample clinic_a file; shared by the
     topology and UI tests, stopped at the end of the session."""
-    from harmonizer_tests.deployment import sample_deployment
+    from harmonizer_tests.deployment.harness import sample_deployment
 
     with sample_deployment(tmp_path_factory.mktemp("deployment"), server_url, postgres.database_of(database_url) + "_deploy") as running:
         yield running

@@ -26,9 +26,7 @@ def harmonize_schedule(settings: Settings, target: str, job) -> dg.ScheduleDefin
     )
 
 
-def full_profile_schedule(
-    settings: Settings, source: str, job, partitions: dg.DynamicPartitionsDefinition
-) -> dg.ScheduleDefinition | None:
+def full_profile_schedule(settings: Settings, source: str, job, partitions: dg.DynamicPartitionsDefinition) -> dg.ScheduleDefinition | None:
     """profile_<source> on schedules.full_profile, for the source's latest loaded file; None when unset."""
     cron = settings.schedules.full_profile
     if cron is None:

@@ -91,7 +91,7 @@ def one_line(error: BaseException, most: int = 500) -> str:
         message = f"{type(error).__name__}: {message}" if message else type(error).__name__
     if len(message) > most:
         head = most // 3
-        message = message[:head] + " … " + message[-(most - head - 3):]
+        message = message[:head] + " … " + message[-(most - head - 3) :]
     return message
 
 

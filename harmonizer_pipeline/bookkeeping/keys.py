@@ -82,9 +82,7 @@ def save_analysis(conn, source: str, partition_key: str, run_id: str, analysis: 
 
 
 def suggested_key(conn, source: str, partition_key: str) -> list[str] | None:
-    row = conn.execute(
-        "SELECT suggested_key FROM keys.key_summary WHERE source = %s AND partition_key = %s", (source, partition_key)
-    ).fetchone()
+    row = conn.execute("SELECT suggested_key FROM keys.key_summary WHERE source = %s AND partition_key = %s", (source, partition_key)).fetchone()
     return row[0] if row else None
 
 
@@ -106,8 +104,7 @@ def save_comparison(conn, source: str, partition_key: str, previous_key: str, ru
 def key_summaries(conn) -> list[tuple[str, str, list[str] | None, str, int, int]]:
     """(source, partition_key, suggested key, reason, minimal keys, duplicate rows) of every file."""
     return conn.execute(
-        "SELECT source, partition_key, suggested_key, suggestion_reason, minimal_keys, duplicate_rows"
-        " FROM keys.key_summary ORDER BY source, partition_key"
+        "SELECT source, partition_key, suggested_key, suggestion_reason, minimal_keys, duplicate_rows FROM keys.key_summary ORDER BY source, partition_key"
     ).fetchall()
 
 

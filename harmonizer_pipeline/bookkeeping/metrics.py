@@ -20,7 +20,9 @@ METRICS_TABLE = sql.Identifier("ops", "run_metrics")
 
 
 def record(conn, run_id: str, subject: str, partition_key: str | None, asset: str, metrics: Mapping[str, float]) -> None:
-    rows = [(run_id, subject, partition_key, asset, name, float(value)) for name, value in metrics.items() if value is not None and value == value]  # NaN: nothing measured
+    rows = [
+        (run_id, subject, partition_key, asset, name, float(value)) for name, value in metrics.items() if value is not None and value == value
+    ]  # NaN: nothing measured
     insert(conn, METRICS_TABLE, ["run_id", "subject", "partition_key", "asset", "metric", "value"], rows)
 
 
@@ -28,8 +30,8 @@ def history(conn, subject: str) -> pd.DataFrame:
     """Every metric of the subject: partition_key, asset, metric, value, run_id, recorded_at, oldest first."""
     rows = execute(
         conn,
-        sql.SQL(
-            "SELECT partition_key, asset, metric, value, run_id, recorded_at FROM {} WHERE subject = {} ORDER BY recorded_at, id"
-        ).format(METRICS_TABLE, sql.Literal(subject)),
+        sql.SQL("SELECT partition_key, asset, metric, value, run_id, recorded_at FROM {} WHERE subject = {} ORDER BY recorded_at, id").format(
+            METRICS_TABLE, sql.Literal(subject)
+        ),
     )
     return pd.DataFrame(rows, columns=["partition_key", "asset", "metric", "value", "run_id", "recorded_at"])

@@ -24,9 +24,23 @@ def save_profile(conn, source: str, partition_key: str, run_id: str, profile: Fi
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             [
                 (
-                    source, partition_key, run_id, position, c.name, c.semantic_type, c.rows, c.nulls, c.empties,
-                    c.distinct, c.minimum, c.maximum, c.patterns[0][0] if c.patterns else None, c.pii,
-                    c.quality_score, profile.quality_score, Jsonb(dataclasses.asdict(c)),
+                    source,
+                    partition_key,
+                    run_id,
+                    position,
+                    c.name,
+                    c.semantic_type,
+                    c.rows,
+                    c.nulls,
+                    c.empties,
+                    c.distinct,
+                    c.minimum,
+                    c.maximum,
+                    c.patterns[0][0] if c.patterns else None,
+                    c.pii,
+                    c.quality_score,
+                    profile.quality_score,
+                    Jsonb(dataclasses.asdict(c)),
                 )  # fmt: skip
                 for position, c in enumerate(profile.columns)
             ],

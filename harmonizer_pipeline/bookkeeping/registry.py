@@ -109,9 +109,7 @@ def statuses(conn, source: str, keys: Iterable[str]) -> dict[tuple[str, str], Re
     return {(e.object_key, e.object_version): e for e in _entries(conn, _and(_eq("source", source), _in("object_key", keys)))}
 
 
-def current_twin(
-    conn, source: str, *, content_id: str | None = None, sha256: str | None = None, besides: int | None = None
-) -> RegistryEntry | None:
+def current_twin(conn, source: str, *, content_id: str | None = None, sha256: str | None = None, besides: int | None = None) -> RegistryEntry | None:
     """The entry whose content a file (entry `besides`, or one not registered yet) repeats: one with
     the same content that is the current version of its name (the latest live one, `besides` left
     out), whatever its name. An earlier, superseded version of a name is no twin: landing its
@@ -177,15 +175,22 @@ def record_failure(conn, entry_id: int, error: str, retry_in: float | None = Non
     """The entry's load failed; with `retry_in` (seconds) the landing sensor requests it again from then on."""
     retry_at = sql.SQL("NULL") if retry_in is None else sql.SQL("now() + make_interval(secs => {})").format(sql.Literal(float(retry_in)))
     run = sql.SQL("") if run_id is None else sql.SQL(", run_id = {}").format(sql.Literal(run_id))
-    execute(conn, sql.SQL("UPDATE {} SET status = 'failed', error = {}, retry_at = {}, updated_at = now(){} WHERE {}").format(
-        TABLE, sql.Literal(error), retry_at, run, _eq("id", entry_id)))
+    execute(
+        conn,
+        sql.SQL("UPDATE {} SET status = 'failed', error = {}, retry_at = {}, updated_at = now(){} WHERE {}").format(
+            TABLE, sql.Literal(error), retry_at, run, _eq("id", entry_id)
+        ),
+    )
 
 
 def start_attempt(conn, entry_id: int) -> RegistryEntry:
     """The failed entry is requested again: pending, one attempt more."""
-    execute(conn, sql.SQL(
-        "UPDATE {} SET status = 'pending', attempts = attempts + 1, retry_at = NULL, heartbeat_at = NULL, updated_at = now() WHERE {}"
-    ).format(TABLE, _eq("id", entry_id)))
+    execute(
+        conn,
+        sql.SQL("UPDATE {} SET status = 'pending', attempts = attempts + 1, retry_at = NULL, heartbeat_at = NULL, updated_at = now() WHERE {}").format(
+            TABLE, _eq("id", entry_id)
+        ),
+    )
     return entry(conn, entry_id)
 
 
@@ -197,11 +202,17 @@ def beat(conn, entry_id: int) -> None:
 def record_gate(conn, entry_id: int, passed: bool, reason: str) -> None:
     """A loaded file's gate decision: `blocked` with the gate's reason, or `loaded` again."""
     if passed:
-        execute(conn, sql.SQL("UPDATE {} SET status = 'loaded', error = NULL, updated_at = now() WHERE {} AND status = 'blocked'").format(
-            TABLE, _eq("id", entry_id)))
+        execute(
+            conn,
+            sql.SQL("UPDATE {} SET status = 'loaded', error = NULL, updated_at = now() WHERE {} AND status = 'blocked'").format(TABLE, _eq("id", entry_id)),
+        )
     else:
-        execute(conn, sql.SQL("UPDATE {} SET status = 'blocked', error = {}, updated_at = now() WHERE {} AND status IN ('loaded', 'blocked')").format(
-            TABLE, sql.Literal(reason), _eq("id", entry_id)))
+        execute(
+            conn,
+            sql.SQL("UPDATE {} SET status = 'blocked', error = {}, updated_at = now() WHERE {} AND status IN ('loaded', 'blocked')").format(
+                TABLE, sql.Literal(reason), _eq("id", entry_id)
+            ),
+        )
 
 
 def entries(conn, source: str | None = None) -> list[RegistryEntry]:

@@ -22,16 +22,13 @@ def delete_rejected(conn, source: str, partition_key: str, harmonize: bool = Fal
 def delete_harmonize_rejections(conn, files: Sequence[tuple[str, str]]) -> None:
     """Delete the records of harmonization of these files, (source, partition_key) each."""
     conn.execute(
-        "DELETE FROM quality.rejected_rows WHERE check_name LIKE 'harmonize:%%' AND (source, partition_key) IN"
-        " (SELECT * FROM unnest(%s::text[], %s::text[]))",
+        "DELETE FROM quality.rejected_rows WHERE check_name LIKE 'harmonize:%%' AND (source, partition_key) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
         ([source for source, _ in files], [partition for _, partition in files]),
     )
 
 
 def count_harmonize_rejections(conn, sources: Sequence[str]) -> int:
-    return conn.execute(
-        "SELECT count(*) FROM quality.rejected_rows WHERE source = ANY(%s) AND check_name LIKE 'harmonize:%%'", (list(sources),)
-    ).fetchone()[0]
+    return conn.execute("SELECT count(*) FROM quality.rejected_rows WHERE source = ANY(%s) AND check_name LIKE 'harmonize:%%'", (list(sources),)).fetchone()[0]
 
 
 def copy_rejected(conn, source: str, partition_key: str, run_id: str, rejected: pd.DataFrame) -> None:

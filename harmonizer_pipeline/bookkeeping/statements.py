@@ -24,8 +24,7 @@ def execute(conn, statement: sql.Composable) -> list[tuple]:
             # psycopg's UndefinedTable and ADBC's ProgrammingError both carry the SQLSTATE.
             if getattr(error, "sqlstate", None) == UNDEFINED_TABLE:
                 raise NotMigrated(
-                    "the bookkeeping tables (ops.file_registry, ops.audit_log, ...) are not in this database:"
-                    " run `harmonizer db migrate` against it first"
+                    "the bookkeeping tables (ops.file_registry, ops.audit_log, ...) are not in this database: run `harmonizer db migrate` against it first"
                 ) from error
             raise
         return cursor.fetchall() if cursor.description else []

@@ -27,9 +27,9 @@ from harmonizer_pipeline.harmonize import store as harmonize_store
 from harmonizer_pipeline.ingest.discovery import sha256_of
 from harmonizer_pipeline.quality.assets import OWNERS, table_metadata
 from harmonizer_pipeline.resources import LandingResource, PostgresResource
-from harmonizer_pipeline.storage.reads import read_chunks
-from harmonizer_pipeline.storage.postgres import adbc_connection
 from harmonizer_pipeline.settings import Settings
+from harmonizer_pipeline.storage.postgres import adbc_connection
+from harmonizer_pipeline.storage.reads import read_chunks
 
 AUTOMATION_CONDITION_TAG = "dagster/from_automation_condition"
 SENSOR_NAME_TAG = "dagster/sensor_name"
@@ -90,8 +90,10 @@ def export_target_asset(settings: Settings, target_name: str) -> dg.AssetsDefini
         description=(
             f"harmonized.{target_name} as {', '.join(options.formats)} under {settings.export_directory()}/{target_name}/<run date>/, with "
             "its unique-record file (keys that occurred once) and duplicate-record file (every row of a key that occurred "
-            "more than once, the kept row first)" + (", a zip of the lot" if options.zip else "")
-            + (f"; uploaded to b2://{options.b2.bucket}/{options.b2.prefix}" if options.b2 else "") + "."
+            "more than once, the kept row first)"
+            + (", a zip of the lot" if options.zip else "")
+            + (f"; uploaded to b2://{options.b2.bucket}/{options.b2.prefix}" if options.b2 else "")
+            + "."
         ),
     )
     def export(context: dg.AssetExecutionContext, postgres: PostgresResource, landing: LandingResource) -> dg.MaterializeResult:
@@ -103,7 +105,7 @@ def export_target_asset(settings: Settings, target_name: str) -> dg.AssetsDefini
         started = time.perf_counter()
         url = postgres.url()
         root = settings.export_directory()
-        directory = export_directory(root, target_name, dt.datetime.now(dt.timezone.utc).date())
+        directory = export_directory(root, target_name, dt.datetime.now(dt.UTC).date())
 
         def stream(table: str, where: sql.Composable | None = None, order_by: Sequence[str] = ()) -> Callable[[], Iterator[pd.DataFrame]]:
             def chunks() -> Iterator[pd.DataFrame]:
@@ -176,9 +178,7 @@ def export_target_asset(settings: Settings, target_name: str) -> dg.AssetsDefini
         return dg.MaterializeResult(
             metadata={
                 "directory": dg.MetadataValue.path(str(directory)),
-                "files": table_metadata(
-                    [{"file": f.name, "bytes": f.stat().st_size} for f in files], [("file", "string"), ("bytes", "int")]
-                ),
+                "files": table_metadata([{"file": f.name, "bytes": f.stat().st_size} for f in files], [("file", "string"), ("bytes", "int")]),
                 "change_files": table_metadata([{"file": f.name, "bytes": f.stat().st_size} for f in changed], [("file", "string"), ("bytes", "int")]),
                 "rows": table_metadata([{"output": k, "rows": v} for k, v in written.items()], [("output", "string"), ("rows", "int")]),
                 "uploaded": dg.MetadataValue.md("\n".join(f"- `{name}`" for name in uploaded) or "not configured"),
@@ -198,7 +198,7 @@ def _write_changes(postgres, target_name: str, directory: Path, stream, upload, 
     written: list[Path] = []
     for merge_id, merged_at, _ in (p for p in pending if p[2]):
         chunks = stream(harmonize_store.changes_table(target_name), sql.SQL("_merge_id = {}").format(sql.Literal(merge_id)))
-        stem = f"{target_name}_changes_{merged_at.astimezone(dt.timezone.utc):%Y%m%dT%H%M%S.%fZ}"
+        stem = f"{target_name}_changes_{merged_at.astimezone(dt.UTC):%Y%m%dT%H%M%S.%fZ}"
         files = [directory / f"{stem}.csv", directory / f"{stem}.parquet"]
         rows = write_all(_Counted(_without_merge_id(chunks())), [partial(write_csv, path=files[0], bom=bom), partial(write_parquet, path=files[1])])
         uploaded = upload(files)

@@ -12,12 +12,11 @@ from harmonizer_pipeline.harmonize.mapping import MappingError, map_source
 from harmonizer_pipeline.harmonize.merge import MergeResult, merge
 from harmonizer_pipeline.ingest.assets import PARTITION_COLUMN
 from harmonizer_pipeline.quality.assets import OWNERS, audit_file, file_columns, partition_rows, table_metadata
-from harmonizer_pipeline.resources import PostgresResource
-from harmonizer_pipeline.storage.reads import read_chunks
-from harmonizer_pipeline.resources import column_schema
-from harmonizer_pipeline.storage.postgres import adbc_connection
-from harmonizer_pipeline.storage.writes import DataFrameChunks
+from harmonizer_pipeline.resources import PostgresResource, column_schema
 from harmonizer_pipeline.settings import Settings
+from harmonizer_pipeline.storage.postgres import adbc_connection
+from harmonizer_pipeline.storage.reads import read_chunks
+from harmonizer_pipeline.storage.writes import DataFrameChunks
 
 
 def staged_source_asset(settings: Settings, source: str, partitions: dg.DynamicPartitionsDefinition) -> dg.AssetsDefinition:
@@ -43,7 +42,9 @@ def staged_source_asset(settings: Settings, source: str, partitions: dg.DynamicP
         with postgres.connect() as conn:
             entry, columns = file_columns(conn, source, partition_key)
             store.ensure_staged_table(conn, source, target, PARTITION_COLUMN)
-        step = audit.AuditedStep(postgres.connect, audit.entry(context.run, "stage", "pending", f"staged/{source}", partition_key, file=entry.object_key, sha256=entry.sha256))
+        step = audit.AuditedStep(
+            postgres.connect, audit.entry(context.run, "stage", "pending", f"staged/{source}", partition_key, file=entry.object_key, sha256=entry.sha256)
+        )
         counts = {"rows_in": 0, "rows_staged": 0, "rows_left_out": 0, "rejected_values": 0}
         load_ids: set[str] = set()
         own = set(columns)
@@ -87,9 +88,7 @@ def staged_source_asset(settings: Settings, source: str, partitions: dg.DynamicP
 # A target is merged after any of its sources staged a file; staging runs only for a file whose
 # schema gate passed, so a blocked file triggers nothing.
 AFTER_STAGED = (
-    dg.AutomationCondition.any_deps_updated().since_last_handled()
-    & ~dg.AutomationCondition.any_deps_in_progress()
-    & ~dg.AutomationCondition.in_progress()
+    dg.AutomationCondition.any_deps_updated().since_last_handled() & ~dg.AutomationCondition.any_deps_in_progress() & ~dg.AutomationCondition.in_progress()
 ).with_label("after a file is staged")
 
 
@@ -116,13 +115,16 @@ def harmonized_target_asset(settings: Settings, target_name: str) -> dg.AssetsDe
             f"files added, superseded, blocked or removed since the last merge touch. Duplicates in harmonized."
             f"{store.duplicates_table(target_name)}, fuzzy candidates in harmonized.{store.candidates_table(target_name)}, "
             f"each merge's changes in harmonized.{store.changes_table(target_name)}"
-            + (f", every version in harmonized.{store.history_table(target_name)}" if target.history else "") + "."
+            + (f", every version in harmonized.{store.history_table(target_name)}" if target.history else "")
+            + "."
         ),
     )
     def harmonized(context: dg.AssetExecutionContext, config: HarmonizeConfig, postgres: PostgresResource) -> dg.MaterializeResult:
         started = time.perf_counter()
         run_id = context.run.run_id
-        step = audit.AuditedStep(postgres.connect, audit.entry(context.run, "rebuild" if config.rebuild else "harmonize", "pending", f"harmonized/{target_name}"))
+        step = audit.AuditedStep(
+            postgres.connect, audit.entry(context.run, "rebuild" if config.rebuild else "harmonize", "pending", f"harmonized/{target_name}")
+        )
         with step, postgres.connect() as conn:
             result = merge(conn, settings, target_name, run_id, rebuild=config.rebuild)
             every_block = config.rebuild or result.only_new_rows
@@ -155,8 +157,16 @@ def harmonized_target_asset(settings: Settings, target_name: str) -> dg.AssetsDe
             "rejected_values": rejected_values,
             "sources": table_metadata(
                 result.per_source,
-                [("source", "string"), ("files", "int"), ("rows_in", "int"), ("rows_mapped", "int"), ("left_out", "int"),
-                 ("rejected_values", "int"), ("files_added", "int"), ("files_removed", "int")],
+                [
+                    ("source", "string"),
+                    ("files", "int"),
+                    ("rows_in", "int"),
+                    ("rows_mapped", "int"),
+                    ("left_out", "int"),
+                    ("rejected_values", "int"),
+                    ("files_added", "int"),
+                    ("files_removed", "int"),
+                ],
             ),  # fmt: skip
         }
         if matches is not None:

@@ -18,8 +18,8 @@ from psycopg import sql
 from harmonizer_pipeline.harmonize import store
 from harmonizer_pipeline.harmonize.dedup import block_label, match_candidates
 from harmonizer_pipeline.harmonize.merge import key_match
-from harmonizer_pipeline.storage.frame_codec import qualified, storage_name
 from harmonizer_pipeline.harmonize.settings import Target
+from harmonizer_pipeline.storage.frame_codec import qualified, storage_name
 
 BATCH_ROWS = 50_000
 
@@ -38,7 +38,9 @@ def _blocks_sql(target: Target, alias: str = "") -> sql.Composable:
 
 def _not_null(target: Target, alias: str = "") -> sql.Composable:
     prefix = sql.SQL(f"{alias}." if alias else "")
-    return sql.SQL(" AND ").join([sql.SQL("{}{} IS NOT NULL").format(prefix, sql.Identifier(storage_name(b))) for b in target.match.block_on] or [sql.SQL("TRUE")])
+    return sql.SQL(" AND ").join(
+        [sql.SQL("{}{} IS NOT NULL").format(prefix, sql.Identifier(storage_name(b))) for b in target.match.block_on] or [sql.SQL("TRUE")]
+    )
 
 
 def _touched_blocks(conn, target_name: str, target: Target, merge_id: int) -> list[tuple]:
@@ -58,8 +60,11 @@ def _selection(conn, target_name: str, target: Target, blocks: list[tuple] | Non
     if not target.match.block_on or blocks is None:
         return _not_null(target)
     touched = sql.Identifier("_match_touched")
-    conn.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WHERE false").format(
-        touched, _blocks_sql(target), qualified(store.SCHEMA, target_name)))
+    conn.execute(
+        sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WHERE false").format(
+            touched, _blocks_sql(target), qualified(store.SCHEMA, target_name)
+        )
+    )
     with conn.cursor().copy(sql.SQL("COPY {} FROM STDIN").format(touched)) as copy:
         for values in blocks:
             copy.write_row(values)
@@ -112,7 +117,8 @@ def refresh(conn, target_name: str, target: Target, merge_id: int, every_block: 
     selected = _selection(conn, target_name, target, blocks)
     block_ids = _blocks_sql(target) if match.block_on else sql.SQL("1")
     sizes = sql.SQL("SELECT count(*) FILTER (WHERE n <= %s), count(*) FILTER (WHERE n > %s) FROM (SELECT count(*) AS n FROM {} WHERE {} GROUP BY {}) b").format(
-        qualified(store.SCHEMA, target_name), selected, block_ids)
+        qualified(store.SCHEMA, target_name), selected, block_ids
+    )
     compared, skipped = conn.execute(sizes, (match.max_block_rows, match.max_block_rows)).fetchone()
     columns = [*(f"left_{k}" for k in target.key), *(f"right_{k}" for k in target.key), "left_text", "right_text", "score", "block"]
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(table, sql.SQL(", ").join(sql.Identifier(storage_name(c)) for c in columns))

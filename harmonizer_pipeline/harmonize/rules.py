@@ -36,7 +36,7 @@ import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
-from functools import lru_cache, partial
+from functools import cache, lru_cache, partial
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -189,7 +189,7 @@ _PLAIN_NUMBER = r"\+?[0-9][0-9 ()./-]*"  # digits and the separators people type
 _PHONE_TYPES = ("fixed_line", "mobile", "toll_free", "premium_rate", "shared_cost", "personal_number", "voip", "pager", "uan", "voicemail")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _region_patterns(region: str) -> tuple[tuple[tuple[int, ...], str], tuple[tuple[tuple[int, ...], str], ...]]:
     """(general, types): the region's national-number patterns with their possible lengths."""
     metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
@@ -406,9 +406,7 @@ def _to_utc(naive: pd.Series, zone: zoneinfo.ZoneInfo) -> pd.Series:
     return local.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
 
 
-def datetime(
-    values: pd.Series, *, formats: list[str] | None = None, dayfirst: bool = False, timezone: str = "UTC"
-) -> Standardized:
+def datetime(values: pd.Series, *, formats: list[str] | None = None, dayfirst: bool = False, timezone: str = "UTC") -> Standardized:
     formats = _check_date_options("datetime", formats, dayfirst)
     zone = _zone(timezone)
     if _stamp_input(values):

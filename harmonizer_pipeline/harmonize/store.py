@@ -30,10 +30,10 @@ from psycopg import sql
 
 from harmonizer_pipeline.bookkeeping import merges, rejected
 from harmonizer_pipeline.harmonize.mapping import LINEAGE
-from harmonizer_pipeline.storage.catalog import stored_columns, table_exists
-from harmonizer_pipeline.storage.partitions import create_list_partitioned
-from harmonizer_pipeline.storage.frame_codec import ColumnSpec, frame_to_arrow, qualified, storage_name
 from harmonizer_pipeline.harmonize.settings import Target
+from harmonizer_pipeline.storage.catalog import stored_columns, table_exists
+from harmonizer_pipeline.storage.frame_codec import ColumnSpec, frame_to_arrow, qualified, storage_name
+from harmonizer_pipeline.storage.partitions import create_list_partitioned
 
 SCHEMA = "harmonized"
 STAGED_SCHEMA = "staged"
@@ -49,6 +49,7 @@ _SAMPLES = {
 }
 _LINEAGE_SAMPLES = {"_source": pd.Series(["s"], dtype="str"), "_source_file": pd.Series(["f"], dtype="str"),
                     "_row_number": pd.array([1], dtype="Int64"), "_load_id": pd.Series(["r"], dtype="str")}  # fmt: skip
+
 
 def duplicates_table(target: str) -> str:
     """The view people read: groups numbered by key, the kept row first."""
@@ -103,9 +104,7 @@ def target_specs(target: Target) -> list[ColumnSpec]:
 def _columns(specs: Sequence[ColumnSpec], key: Sequence[str] = ()) -> list[sql.Composable]:
     # Text key columns compare bytewise, so the primary key's order is the order Python sorts in.
     return [
-        sql.SQL("{} {}{}").format(
-            sql.Identifier(s.stored_name), sql.SQL(s.pg_type), sql.SQL(' COLLATE "C"' if s.name in key and s.pg_type == "text" else "")
-        )
+        sql.SQL("{} {}{}").format(sql.Identifier(s.stored_name), sql.SQL(s.pg_type), sql.SQL(' COLLATE "C"' if s.name in key and s.pg_type == "text" else ""))
         for s in specs
     ]
 
@@ -218,8 +217,11 @@ def _create_target_tables(conn, target_name: str, target: Target) -> None:
     )
     view_specs = [_extra("_group", "bigint", "Int64"), *specs, position[0]]
     for spec in view_specs:
-        conn.execute(sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(
-            qualified(SCHEMA, duplicates_table(target_name)), sql.Identifier(spec.stored_name), sql.Literal(spec.comment())))
+        conn.execute(
+            sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(
+                qualified(SCHEMA, duplicates_table(target_name)), sql.Identifier(spec.stored_name), sql.Literal(spec.comment())
+            )
+        )
     change = [_extra("_merge_id", "bigint", "Int64"), _extra("_operation", "text", "str")]
     _create(conn, SCHEMA, changes_table(target_name), [*_columns(change), *_columns(specs, key), *_columns([duplicates])], [*change, *specs, duplicates])
     conn.execute(sql.SQL("CREATE INDEX ON {} (_merge_id)").format(qualified(SCHEMA, changes_table(target_name))))

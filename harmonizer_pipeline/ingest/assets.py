@@ -11,14 +11,13 @@ from harmonizer_pipeline.bookkeeping import audit, metrics, registry
 from harmonizer_pipeline.bookkeeping.registry import PARTITION_COLUMN
 from harmonizer_pipeline.ingest.discovery import ATTEMPT_TAG, FILE_ID_TAG, sha256_of
 from harmonizer_pipeline.ingest.heartbeat import Heartbeat
+from harmonizer_pipeline.ingest.landing import LandedObject, LandingError
 from harmonizer_pipeline.ingest.readers import ReadError, ReadHints, open_table
 from harmonizer_pipeline.ingest.retries import RetryPolicy, is_transient
 from harmonizer_pipeline.resources import LandingResource, PostgresResource
-from harmonizer_pipeline.ingest.landing import LandedObject, LandingError
+from harmonizer_pipeline.settings import Settings
 from harmonizer_pipeline.storage.postgres import harmonizer_home
 from harmonizer_pipeline.storage.writes import DataFrameChunks, TextCopy
-from harmonizer_pipeline.settings import Settings
-
 
 
 def files_partitions(source: str) -> dg.DynamicPartitionsDefinition:
@@ -34,7 +33,7 @@ def _about(object_key: str, exc: ReadError) -> str:
     # The reader names the staged copy; the person needs the name of the file they landed.
     message = str(exc)
     staged = f"{exc.path.name}: "
-    return object_key + ": " + message[len(staged):] if message.startswith(staged) else f"{object_key}: {message}"
+    return object_key + ": " + message[len(staged) :] if message.startswith(staged) else f"{object_key}: {message}"
 
 
 def _entry_of_run(conn, source: str, tags: Mapping[str, str], partition_key: str) -> registry.RegistryEntry | None:
@@ -148,7 +147,7 @@ def raw_source_asset(settings: Settings, source: str, partitions: dg.DynamicPart
         lineage = {
             "_source_file": entry.object_key,
             "_load_id": run_id,
-            "_ingested_at": pd.Timestamp(dt.datetime.now(dt.timezone.utc)),
+            "_ingested_at": pd.Timestamp(dt.datetime.now(dt.UTC)),
         }
 
         def stream():

@@ -46,18 +46,14 @@ def b2_api(
     except B2Error as exc:
         cause = str(exc).replace(application_key, "***") if application_key else str(exc)
         # "from None": the cause is quoted above, redacted; a chained one would print unredacted.
-        raise LandingError(
-            f"B2 authorization failed for application key id {application_key_id!r}: {cause}"
-        ) from None
+        raise LandingError(f"B2 authorization failed for application key id {application_key_id!r}: {cause}") from None
     return api
 
 
 class B2Landing(LandingZone):
     """Files in a B2 bucket below a folder-like prefix; keys are full file names."""
 
-    def __init__(
-        self, api: B2Api, bucket: str, prefix: str = "", glob: str = "*", page_size: int = 1000
-    ):
+    def __init__(self, api: B2Api, bucket: str, prefix: str = "", glob: str = "*", page_size: int = 1000):
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}: {page_size}")
         self.api = api
@@ -96,10 +92,7 @@ class B2Landing(LandingZone):
             current = downloaded.download_version.id_
             if current != obj.version:
                 downloaded.response.close()
-                raise LandingError(
-                    f"{obj.key!r} in {self.describe()} was replaced since it was listed "
-                    f"(file id {obj.version} is now {current}); list it again"
-                )
+                raise LandingError(f"{obj.key!r} in {self.describe()} was replaced since it was listed (file id {obj.version} is now {current}); list it again")
             downloaded.save_to(target)
 
         return atomic_download(staging_dir, obj.key, fetch, self.describe(), (B2Error,))
@@ -110,9 +103,7 @@ class B2Landing(LandingZone):
         try:
             return self.api.get_bucket_by_name(self.bucket_name)
         except B2Error as exc:
-            raise LandingError(
-                f"B2 bucket {self.bucket_name!r} does not exist or this key cannot access it: {exc}"
-            ) from exc
+            raise LandingError(f"B2 bucket {self.bucket_name!r} does not exist or this key cannot access it: {exc}") from exc
 
     def _first_name(self, start_after: str | None) -> str | None:
         """The first name to request; None if start_after sorts after the whole prefix."""
@@ -125,9 +116,7 @@ class B2Landing(LandingZone):
     def _list_page(self, start: str) -> dict[str, Any]:
         """One b2_list_file_names response."""
         try:
-            return self.api.session.list_file_names(
-                self._bucket.id_, start or None, self.page_size, self.prefix or None
-            )
+            return self.api.session.list_file_names(self._bucket.id_, start or None, self.page_size, self.prefix or None)
         except B2Error as exc:
             raise LandingError(f"cannot list {self.describe()}: {exc}") from exc
 

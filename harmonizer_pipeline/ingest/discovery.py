@@ -23,8 +23,8 @@ from itertools import islice
 from pathlib import Path
 
 from harmonizer_pipeline.bookkeeping import audit, registry
-from harmonizer_pipeline.ingest.retries import RetryPolicy
 from harmonizer_pipeline.ingest.landing import LandedObject, LandingError, LandingZone, LocalLanding
+from harmonizer_pipeline.ingest.retries import RetryPolicy
 from harmonizer_pipeline.storage.writes import drop_dead_staging
 
 # Tags of a load run: the registry row it loads and which attempt it is.

@@ -209,9 +209,7 @@ class LocalLanding(LandingZone):
             raise LandingError(f"{self.describe()} does not exist or is not a folder")
         return self.root.resolve()
 
-    def _walk(
-        self, folder: Path, prefix: str, real_root: Path, start_after: str | None
-    ) -> Iterator[LandedObject]:
+    def _walk(self, folder: Path, prefix: str, real_root: Path, start_after: str | None) -> Iterator[LandedObject]:
         """Yield selected files below folder (keys starting with prefix) in key order."""
         for sort_name, entry in _sorted_entries(folder):
             key = prefix + sort_name
@@ -236,8 +234,7 @@ class LocalLanding(LandingZone):
         """Fail if the file changed since it was listed (it will be listed again)."""
         if _local_version(st) != obj.version:
             raise LandingError(
-                f"{obj.key!r} in {self.describe()} changed since it was listed "
-                f"(version {obj.version} is now {_local_version(st)}); list it again"
+                f"{obj.key!r} in {self.describe()} changed since it was listed (version {obj.version} is now {_local_version(st)}); list it again"
             )
 
 

@@ -26,7 +26,7 @@ def judge_load(instance: dg.DagsterInstance, entry: registry.RegistryEntry, hear
     records = instance.get_run_records(dg.RunsFilter(tags={FILE_ID_TAG: str(entry.id), ATTEMPT_TAG: str(entry.attempts)}))
     if not records:
         return RunVerdict.none()
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     lost = None
     for record in records:
         run = record.dagster_run
@@ -58,7 +58,7 @@ def judge_load(instance: dg.DagsterInstance, entry: registry.RegistryEntry, hear
 
 
 def _at(timestamp: float | None) -> dt.datetime | None:
-    return dt.datetime.fromtimestamp(timestamp, dt.timezone.utc) if timestamp else None
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC) if timestamp else None
 
 
 def _how_it_ended(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str:
@@ -71,9 +71,7 @@ def _how_it_ended(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str:
     return f"failed: {' '.join(message.split())}" if message else "failed"
 
 
-def landing_sensor(
-    settings: Settings, source: str, job, partitions: dg.DynamicPartitionsDefinition
-) -> dg.SensorDefinition:
+def landing_sensor(settings: Settings, source: str, job, partitions: dg.DynamicPartitionsDefinition) -> dg.SensorDefinition:
     name = f"{source}_landing"
     ingest = settings.ingest
     retry = RetryPolicy(ingest.max_load_attempts, ingest.retry_backoff_seconds)
@@ -95,9 +93,7 @@ def landing_sensor(
                 judge=lambda entry: judge_load(context.instance, entry, ingest.load_heartbeat_timeout_seconds),
                 retry=retry,
             )  # fmt: skip
-        context.log.info(
-            f"{zone.describe()}: listed {plan.listed}, {len(plan.to_load)} to load, {len(plan.duplicates)} duplicate(s)"
-        )
+        context.log.info(f"{zone.describe()}: listed {plan.listed}, {len(plan.to_load)} to load, {len(plan.duplicates)} duplicate(s)")
         for why in plan.dead:
             context.log.warning(f"load failed: {why}")
         for why in plan.skipped:

@@ -57,9 +57,7 @@ class FormatHints(SettingsModel):
     encoding: str | None = None
     header: bool | None = None
     sheet: str | None = Field(default=None, description="Excel: read only this sheet.")
-    record_path: str | None = Field(
-        default=None, description="JSON: dotted path to the records list; XML: the record element or its path."
-    )
+    record_path: str | None = Field(default=None, description="JSON: dotted path to the records list; XML: the record element or its path.")
 
     @field_validator("encoding")
     @classmethod
@@ -75,20 +73,22 @@ class FormatHints(SettingsModel):
 class Ingest(SettingsModel):
     chunk_rows: int = Field(default=100_000, gt=0, description="Rows per chunk while loading a file.")
     max_new_files_per_tick: int = Field(default=200, gt=0, description="Files one sensor tick requests at most.")
-    max_listed_per_tick: int = Field(
-        default=10_000, gt=0, description="Objects one tick lists at most; the cursor resumes the sweep next tick."
-    )
+    max_listed_per_tick: int = Field(default=10_000, gt=0, description="Objects one tick lists at most; the cursor resumes the sweep next tick.")
     sensor_interval_seconds: int = Field(
         default=30, ge=1, le=86_400, description="Seconds between two ticks of a landing sensor (at least; the daemon decides when)."
     )
     max_load_attempts: int = Field(
-        default=3, ge=1, le=100,
+        default=3,
+        ge=1,
+        le=100,
         description="Runs a file's load gets in all when its run dies or the database fails it (never for a file that cannot be read).",
     )
     retry_backoff_seconds: float = Field(
         default=60.0, ge=0, le=3600, description="Wait before the second attempt; it doubles for each further one (at most an hour)."
     )
     load_heartbeat_timeout_seconds: float = Field(
-        default=300.0, ge=1, le=86_400,
+        default=300.0,
+        ge=1,
+        le=86_400,
         description="A load whose run shows no sign of life for this long is taken for dead (its worker or the database died).",
     )

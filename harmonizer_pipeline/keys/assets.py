@@ -7,25 +7,24 @@ from collections.abc import Sequence
 import dagster as dg
 import pandas as pd
 
-from harmonizer_pipeline.bookkeeping import keys as key_tables, metrics
+from harmonizer_pipeline.bookkeeping import keys as key_tables
+from harmonizer_pipeline.bookkeeping import metrics
 from harmonizer_pipeline.bookkeeping.registry import RegistryEntry
 from harmonizer_pipeline.engine_output import captured_output
 from harmonizer_pipeline.keys.comparison import ComparisonError, compare_frames
 from harmonizer_pipeline.keys.discovery import ENGINE_LOGGERS, KeyDiscoveryError, analyze, duplicate_groups
 from harmonizer_pipeline.quality.assets import GATED_EAGER, OWNERS, audit_file, file_columns, partition_rows, table_metadata
 from harmonizer_pipeline.resources import PostgresResource
-from harmonizer_pipeline.storage.catalog import stored_columns
-from harmonizer_pipeline.storage.reads import read_frame
-from harmonizer_pipeline.storage.postgres import adbc_connection
 from harmonizer_pipeline.settings import Settings
+from harmonizer_pipeline.storage.catalog import stored_columns
+from harmonizer_pipeline.storage.postgres import adbc_connection
+from harmonizer_pipeline.storage.reads import read_frame
 
 LINEAGE = ["_row_number", "_source_file", "_load_id"]
 SHOWN_KEYS = 50  # keys listed in the UI metadata (all are in keys.unique_keys)
 
 
-def _validated_file(
-    postgres: PostgresResource, source: str, partition_key: str, lineage: Sequence[str]
-) -> tuple[pd.DataFrame, list[str], RegistryEntry]:
+def _validated_file(postgres: PostgresResource, source: str, partition_key: str, lineage: Sequence[str]) -> tuple[pd.DataFrame, list[str], RegistryEntry]:
     """The file's validated rows (its own columns, typed, and the `lineage` columns asked for), those
     columns and its registry entry."""
     with postgres.connect() as conn:

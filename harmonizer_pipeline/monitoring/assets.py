@@ -12,9 +12,7 @@ TRENDS_CHECK = "trend_anomalies"
 
 # After any stage of the source measured a file (ops.run_metrics has new figures).
 AFTER_MEASURED = (
-    dg.AutomationCondition.any_deps_updated().since_last_handled()
-    & ~dg.AutomationCondition.any_deps_in_progress()
-    & ~dg.AutomationCondition.in_progress()
+    dg.AutomationCondition.any_deps_updated().since_last_handled() & ~dg.AutomationCondition.any_deps_in_progress() & ~dg.AutomationCondition.in_progress()
 ).with_label("after a file was measured")
 
 
@@ -58,16 +56,18 @@ def trends_source_asset(settings: Settings, source: str) -> dg.AssetsDefinition:
                 severity=dg.AssetCheckSeverity.WARN,
                 description=(
                     f"{len(report.anomalies)} of {len(report.trends)} metrics of {report.latest_partition} are anomalies"
-                    if report.anomalies else f"{len(report.trends)} metrics of {report.latest_partition} within their history"
+                    if report.anomalies
+                    else f"{len(report.trends)} metrics of {report.latest_partition} within their history"
                 ),
                 metadata={
                     "anomalies": len(report.anomalies),
                     "metrics_compared": len(report.trends),
                     "findings": table_metadata(
-                        [{"asset": t.asset, "metric": t.metric, "latest": t.latest, "median": t.median, "robust_z": trends.cell(t.z),
-                          "history": t.history} for t in report.anomalies],
-                        [("asset", "string"), ("metric", "string"), ("latest", "float"), ("median", "float"), ("robust_z", "string"),
-                         ("history", "int")],
+                        [
+                            {"asset": t.asset, "metric": t.metric, "latest": t.latest, "median": t.median, "robust_z": trends.cell(t.z), "history": t.history}
+                            for t in report.anomalies
+                        ],
+                        [("asset", "string"), ("metric", "string"), ("latest", "float"), ("median", "float"), ("robust_z", "string"), ("history", "int")],
                     ),  # fmt: skip
                 },
             )

@@ -196,9 +196,7 @@ def _post_json(url: str, payload: dict, seconds: float) -> None:
     """The whole request within `seconds`, as for e-mail: urllib's timeout bounds each socket
     operation, and a server sending its answer a byte at a time would hold the channel for many
     times it. Through urllib's opener, so proxies from the environment still apply."""
-    request = urllib.request.Request(
-        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}, method="POST"
-    )
+    request = urllib.request.Request(url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}, method="POST")
     try:
         with _HangUp(seconds) as hang_up:
             opener = urllib.request.build_opener(_HangUpHTTPHandler(hang_up), _HangUpHTTPSHandler(hang_up))

@@ -21,9 +21,9 @@ import json
 import grpc
 from dagster import DagsterRun, DefaultRunLauncher
 from dagster._core.launcher.base import CheckRunHealthResult, LaunchRunContext, WorkerStatus
+from dagster._core.storage.tags import GRPC_INFO_TAG
 from dagster._grpc.client import DagsterGrpcClient
 from dagster._grpc.types import CanCancelExecutionRequest, CanCancelExecutionResult, GetCurrentRunsResult
-from dagster._core.storage.tags import GRPC_INFO_TAG
 from dagster._serdes import deserialize_value
 
 SERVER_ID_TAG = "harmonizer/code_server_id"
@@ -34,9 +34,7 @@ def _client(run: DagsterRun) -> tuple[DagsterGrpcClient, str] | None:
     if not info:
         return None
     server = json.loads(info)
-    client = DagsterGrpcClient(
-        port=server.get("port"), socket=server.get("socket"), host=server.get("host", "localhost"), use_ssl=bool(server.get("use_ssl"))
-    )
+    client = DagsterGrpcClient(port=server.get("port"), socket=server.get("socket"), host=server.get("host", "localhost"), use_ssl=bool(server.get("use_ssl")))
     return client, server.get("socket") or f"{server.get('host')}:{server.get('port')}"
 
 

@@ -12,7 +12,6 @@ from pydantic import (
 
 from harmonizer_pipeline.settings_model import EnvVarName, SettingsModel
 
-
 AlertEvent = Literal["run_failure", "check_failure", "check_warning"]
 
 
@@ -71,12 +70,8 @@ class EmailChannel(SettingsModel):
 
 
 class Alerts(SettingsModel):
-    ui_url: str = Field(
-        default="http://localhost:3000", pattern=r"^https?://", description="The Dagster UI's address, for the run links in alerts."
-    )
-    on: list[AlertEvent] = Field(
-        default_factory=lambda: ["run_failure", "check_failure", "check_warning"], description="Which events alert."
-    )
+    ui_url: str = Field(default="http://localhost:3000", pattern=r"^https?://", description="The Dagster UI's address, for the run links in alerts.")
+    on: list[AlertEvent] = Field(default_factory=lambda: ["run_failure", "check_failure", "check_warning"], description="Which events alert.")
     timeout_seconds: float = Field(default=10.0, gt=0, description="How long one channel may take to accept an alert.")
     webhook: WebhookChannel | None = None
     slack: SlackChannel | None = None
@@ -87,7 +82,9 @@ class Alerts(SettingsModel):
 
 
 class Trends(SettingsModel):
-    min_history: int = Field(default=5, ge=5, description="Earlier files a metric needs before the latest is judged against them (at least 5: a median and MAD of fewer say little).")
+    min_history: int = Field(
+        default=5, ge=5, description="Earlier files a metric needs before the latest is judged against them (at least 5: a median and MAD of fewer say little)."
+    )
     window: int = Field(default=30, ge=3, description="How many earlier files the comparison looks back over.")
     z_threshold: float = Field(default=3.5, gt=0, description="Robust z-score (median/MAD) beyond which a metric is an anomaly.")
     shown_runs: int = Field(default=10, ge=1, description="Files listed in the markdown table of the last runs.")

@@ -16,12 +16,12 @@ from harmonizer_pipeline.quality.gate import PartitionValidation, unique_column_
 from harmonizer_pipeline.quality.profiling import FileProfile, count_text, profile_column
 from harmonizer_pipeline.quality.recommendations import recommend_column
 from harmonizer_pipeline.resources import PostgresResource
+from harmonizer_pipeline.settings import Settings
 from harmonizer_pipeline.storage.catalog import stored_columns
-from harmonizer_pipeline.storage.reads import partition_filter, read_chunks, read_frame
 from harmonizer_pipeline.storage.frame_codec import qualified
 from harmonizer_pipeline.storage.postgres import adbc_connection
+from harmonizer_pipeline.storage.reads import partition_filter, read_chunks, read_frame
 from harmonizer_pipeline.storage.writes import DataFrameChunks
-from harmonizer_pipeline.settings import Settings
 
 GATE_CHECK = "schema_gate"
 QUARANTINE_CHECK = "quarantine"
@@ -102,7 +102,9 @@ def validated_source_asset(settings: Settings, source: str, partitions: dg.Dynam
             # The gate passes a file with rows quarantined within max_reject_rate (downstream goes on);
             # this check is where that shows as a warning, in the UI and to the alert channels.
             file_check_spec(
-                QUARANTINE_CHECK, key, partitions,
+                QUARANTINE_CHECK,
+                key,
+                partitions,
                 f"Warns when some of {source}'s rows were quarantined in quality.rejected_rows and the gate still let the file through.",
             ),
         ],
@@ -110,8 +112,7 @@ def validated_source_asset(settings: Settings, source: str, partitions: dg.Dynam
         kinds={"pandera", "postgres"},
         owners=OWNERS,
         description=(
-            f"{source}'s raw rows typed and checked by its pandera schema; rows that fail go to "
-            "quality.rejected_rows with the check and value, never dropped."
+            f"{source}'s raw rows typed and checked by its pandera schema; rows that fail go to quality.rejected_rows with the check and value, never dropped."
         ),
     )
     def validated(context: dg.AssetExecutionContext, postgres: PostgresResource):
@@ -220,7 +221,9 @@ def profile_source_asset(settings: Settings, source: str, partitions: dg.Dynamic
         deps=[dg.AssetKey(["raw", source])],
         check_specs=[
             file_check_spec(
-                DRIFT_CHECK, key, partitions,
+                DRIFT_CHECK,
+                key,
+                partitions,
                 "Warns when the file's columns, types, missing or distinct shares, or categories differ from the previous file's.",
             )
         ],
@@ -242,7 +245,7 @@ def profile_source_asset(settings: Settings, source: str, partitions: dg.Dynamic
         column_profiles, recommendations = [], []
         with adbc_connection(postgres.url()) as conn:
             for start in range(0, len(columns), per_read):
-                group = columns[start:start + per_read]
+                group = columns[start : start + per_read]
                 frame = read_frame(conn, "raw", source, group, where)
                 for name in group:
                     text = count_text(frame[name])
@@ -288,8 +291,13 @@ def profile_source_asset(settings: Settings, source: str, partitions: dg.Dynamic
             )
         column_rows = [
             {
-                "column": c.name, "semantic_type": c.semantic_type, "nulls": c.nulls, "empties": c.empties,
-                "distinct": c.distinct, "pattern": c.patterns[0][0] if c.patterns else "", "pii": ", ".join(c.pii),
+                "column": c.name,
+                "semantic_type": c.semantic_type,
+                "nulls": c.nulls,
+                "empties": c.empties,
+                "distinct": c.distinct,
+                "pattern": c.patterns[0][0] if c.patterns else "",
+                "pii": ", ".join(c.pii),
                 "quality_score": c.quality_score,
             }  # fmt: skip
             for c in column_profiles
@@ -300,8 +308,16 @@ def profile_source_asset(settings: Settings, source: str, partitions: dg.Dynamic
                 "quality_score": file_profile.quality_score,
                 "columns": table_metadata(
                     column_rows,
-                    [("column", "string"), ("semantic_type", "string"), ("nulls", "int"), ("empties", "int"), ("distinct", "int"),
-                     ("pattern", "string"), ("pii", "string"), ("quality_score", "float")],
+                    [
+                        ("column", "string"),
+                        ("semantic_type", "string"),
+                        ("nulls", "int"),
+                        ("empties", "int"),
+                        ("distinct", "int"),
+                        ("pattern", "string"),
+                        ("pii", "string"),
+                        ("quality_score", "float"),
+                    ],
                 ),  # fmt: skip
                 "profile": dg.MetadataValue.md(_profile_markdown(file_profile)),
                 "recommendations": dg.MetadataValue.md(_recommendations_markdown(recommendations)),

@@ -66,65 +66,93 @@ def recommend_column(p: ColumnProfile, text: CountedText, table: str = "raw.sour
     found = []
     repeated = filled.total - len(filled)
     if p.uniqueness < 1 and repeated:
-        found.append(Recommendation(
-            p.name, "duplicates", f"{repeated} rows repeat a value of this key-like column", repeated,
-            f"df = df.drop_duplicates(subset=[{col}], keep='first')",
-            f"DELETE FROM {table} t USING {table} u WHERE t.{c} = u.{c} AND t.ctid > u.ctid;",
-        ))
+        found.append(
+            Recommendation(
+                p.name,
+                "duplicates",
+                f"{repeated} rows repeat a value of this key-like column",
+                repeated,
+                f"df = df.drop_duplicates(subset=[{col}], keep='first')",
+                f"DELETE FROM {table} t USING {table} u WHERE t.{c} = u.{c} AND t.ctid > u.ctid;",
+            )
+        )
     missing = p.nulls + p.empties
     if missing and p.completeness >= REQUIRED_SHARE:
-        found.append(Recommendation(
-            p.name, "missing_required", f"{missing} of {p.rows} rows lack a value in a column filled almost everywhere", missing,
-            f"missing = df[{col}].isna() | (df[{col}].str.strip() == '')\ndf_quarantine, df = df[missing], df[~missing]",
-            f"SELECT * FROM {table} WHERE NULLIF(btrim({c}), '') IS NULL;",
-        ))
+        found.append(
+            Recommendation(
+                p.name,
+                "missing_required",
+                f"{missing} of {p.rows} rows lack a value in a column filled almost everywhere",
+                missing,
+                f"missing = df[{col}].isna() | (df[{col}].str.strip() == '')\ndf_quarantine, df = df[missing], df[~missing]",
+                f"SELECT * FROM {table} WHERE NULLIF(btrim({c}), '') IS NULL;",
+            )
+        )
     untrimmed = int(filled.counts[filled.untrimmed].sum())
     if untrimmed:
-        found.append(Recommendation(
-            p.name, "whitespace", f"{untrimmed} values carry surrounding whitespace", untrimmed,
-            f"df[{col}] = df[{col}].str.strip()",
-            f"UPDATE {table} SET {c} = btrim({c}) WHERE {c} <> btrim({c});",
-        ))
+        found.append(
+            Recommendation(
+                p.name,
+                "whitespace",
+                f"{untrimmed} values carry surrounding whitespace",
+                untrimmed,
+                f"df[{col}] = df[{col}].str.strip()",
+                f"UPDATE {table} SET {c} = btrim({c}) WHERE {c} <> btrim({c});",
+            )
+        )
     if p.semantic_type == "categorical":
         folded = np.array([_SPACES.sub(" ", value).casefold() for value in filled.stripped.to_pylist()], dtype=object)
         spellings, variants = np.unique(folded, return_counts=True)
         clashing = spellings[variants > 1]
         if len(clashing):
             rows = int(filled.counts[np.isin(folded, clashing)].sum())
-            found.append(Recommendation(
-                p.name, "inconsistent_case", f"{len(clashing)} values are written in several ways (e.g. {clashing[0]!r})", rows,
-                f"canonical = df[{col}].str.strip().str.replace(r'\\s+', ' ', regex=True)\n"
-                f"df[{col}] = canonical.groupby(canonical.str.casefold()).transform(lambda s: s.mode().iat[0])",
-                f"UPDATE {table} SET {c} = initcap(regexp_replace(btrim({c}), '\\s+', ' ', 'g'));",
-            ))
+            found.append(
+                Recommendation(
+                    p.name,
+                    "inconsistent_case",
+                    f"{len(clashing)} values are written in several ways (e.g. {clashing[0]!r})",
+                    rows,
+                    f"canonical = df[{col}].str.strip().str.replace(r'\\s+', ' ', regex=True)\n"
+                    f"df[{col}] = canonical.groupby(canonical.str.casefold()).transform(lambda s: s.mode().iat[0])",
+                    f"UPDATE {table} SET {c} = initcap(regexp_replace(btrim({c}), '\\s+', ' ', 'g'));",
+                )
+            )
     for kind in ("email", "phone"):
         if p.semantic_type == kind and p.validity < 1:
             pattern = f"^(?:{TYPE_PATTERNS[kind]})$"
             bad = int(filled.counts[~_python_full_match(text, TYPE_PATTERNS[kind])].sum())
-            found.append(Recommendation(
-                p.name, f"invalid_{kind}", f"{bad} values are not valid {kind}s", bad,
-                f"valid = df[{col}].str.strip().str.fullmatch({pattern!r})\ndf.loc[~valid.fillna(True), {col}] = pd.NA",
-                f"UPDATE {table} SET {c} = NULL WHERE btrim({c}) !~ {_literal(pattern)};",
-            ))
+            found.append(
+                Recommendation(
+                    p.name,
+                    f"invalid_{kind}",
+                    f"{bad} values are not valid {kind}s",
+                    bad,
+                    f"valid = df[{col}].str.strip().str.fullmatch({pattern!r})\ndf.loc[~valid.fillna(True), {col}] = pd.NA",
+                    f"UPDATE {table} SET {c} = NULL WHERE btrim({c}) !~ {_literal(pattern)};",
+                )
+            )
     if p.semantic_type in ("date", "datetime"):
         # str.match: the pattern at the start, anything after it.
         used = {name: int(filled.counts[_python_full_match(text, f"(?:{pattern})(?s:.*)")].sum()) for name, pattern in DATE_FORMATS.items()}
         used = {name: n for name, n in used.items() if n}
         if len(used) > 1:
             minority = filled.total - max(used.values())
-            cases = "\n".join(
-                f"  WHEN {c} ~ {_literal('^' + DATE_FORMATS[name])} THEN to_date({c}, {_literal(_SQL_FORMATS[name])})"
-                for name in used
+            cases = "\n".join(f"  WHEN {c} ~ {_literal('^' + DATE_FORMATS[name])} THEN to_date({c}, {_literal(_SQL_FORMATS[name])})" for name in used)
+            found.append(
+                Recommendation(
+                    p.name,
+                    "mixed_date_formats",
+                    "dates written as " + ", ".join(f"{name} ({n})" for name, n in used.items()),
+                    minority,
+                    "".join(
+                        f"parsed = pd.to_datetime(df[{col}].str.strip(), format={_PYTHON_FORMATS[name]!r}, errors='coerce')"
+                        + (".combine_first(parsed)\n" if i else "\n")
+                        for i, name in enumerate(used)
+                    )
+                    + f"df[{col}] = parsed",
+                    f"SELECT CASE\n{cases}\nEND AS {sql.Identifier(p.name + '_date').as_string(None)} FROM {table};",
+                )
             )
-            found.append(Recommendation(
-                p.name, "mixed_date_formats", "dates written as " + ", ".join(f"{name} ({n})" for name, n in used.items()), minority,
-                "".join(
-                    f"parsed = pd.to_datetime(df[{col}].str.strip(), format={_PYTHON_FORMATS[name]!r}, errors='coerce')"
-                    + (".combine_first(parsed)\n" if i else "\n")
-                    for i, name in enumerate(used)
-                ) + f"df[{col}] = parsed",
-                f"SELECT CASE\n{cases}\nEND AS {sql.Identifier(p.name + '_date').as_string(None)} FROM {table};",
-            ))
     if p.semantic_type in ("integer", "decimal") and filled.total >= 4:
         typed = _python_full_match(text, TYPE_PATTERNS[p.semantic_type])
         numbers = to_numbers(filled.stripped.filter(pa.array(typed)), _first_rows(text, typed)).to_numpy(zero_copy_only=False)
@@ -133,11 +161,16 @@ def recommend_column(p: ColumnProfile, text: CountedText, table: str = "raw.sour
         low, high = float(q1 - 1.5 * (q3 - q1)), float(q3 + 1.5 * (q3 - q1))
         outside = int(rows[(numbers < low) | (numbers > high)].sum())
         if outside:
-            found.append(Recommendation(
-                p.name, "outliers", f"{outside} values outside {low:g} .. {high:g} (IQR rule)", outside,
-                f"number = pd.to_numeric(df[{col}], errors='coerce')\noutliers = df[(number < {low!r}) | (number > {high!r})]",
-                f"SELECT * FROM {table} WHERE {c} ~ '^[+-]?[0-9]+([.][0-9]+)?$' AND {c}::numeric NOT BETWEEN {low!r} AND {high!r};",
-            ))
+            found.append(
+                Recommendation(
+                    p.name,
+                    "outliers",
+                    f"{outside} values outside {low:g} .. {high:g} (IQR rule)",
+                    outside,
+                    f"number = pd.to_numeric(df[{col}], errors='coerce')\noutliers = df[(number < {low!r}) | (number > {high!r})]",
+                    f"SELECT * FROM {table} WHERE {c} ~ '^[+-]?[0-9]+([.][0-9]+)?$' AND {c}::numeric NOT BETWEEN {low!r} AND {high!r};",
+                )
+            )
     return found
 
 

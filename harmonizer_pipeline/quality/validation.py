@@ -215,9 +215,7 @@ def failure_message(column: str, check: str, value: str | None) -> str:
 def _no_rows(schema: pa.DataFrameSchema) -> pd.DataFrame:
     """No rows, the schema's columns and dtypes: what a file with the wrong structure passes on,
     so its partition of the validated table still has the types of the others."""
-    return pd.DataFrame(
-        {name: pd.Series([], dtype=column.dtype.type if column.dtype is not None else "str") for name, column in schema.columns.items()}
-    )
+    return pd.DataFrame({name: pd.Series([], dtype=column.dtype.type if column.dtype is not None else "str") for name, column in schema.columns.items()})
 
 
 def blank_as_missing(column: pd.Series) -> pd.Series:

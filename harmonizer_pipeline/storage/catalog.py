@@ -80,16 +80,12 @@ def comment_columns(conn, schema: str, table: str, specs: Iterable[ColumnSpec]) 
     for spec in specs:
         execute(
             conn,
-            sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(
-                qualified(schema, table), sql.Identifier(spec.stored_name), sql.Literal(spec.comment())
-            ),
+            sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(qualified(schema, table), sql.Identifier(spec.stored_name), sql.Literal(spec.comment())),
         )
 
 
 def _create_table(conn, schema: str, table: str, specs: Sequence[ColumnSpec]) -> None:
-    columns = sql.SQL(", ").join(
-        sql.SQL("{} {}").format(sql.Identifier(s.stored_name), sql.SQL(s.pg_type)) for s in specs
-    )
+    columns = sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(s.stored_name), sql.SQL(s.pg_type)) for s in specs)
     execute(conn, sql.SQL("CREATE TABLE {} ({})").format(qualified(schema, table), columns))
     comment_columns(conn, schema, table, specs)
 
@@ -98,9 +94,7 @@ def _add_columns(conn, schema: str, table: str, specs: Sequence[ColumnSpec]) -> 
     for spec in specs:
         execute(
             conn,
-            sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
-                qualified(schema, table), sql.Identifier(spec.stored_name), sql.SQL(spec.pg_type)
-            ),
+            sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(qualified(schema, table), sql.Identifier(spec.stored_name), sql.SQL(spec.pg_type)),
         )
     comment_columns(conn, schema, table, specs)
 

@@ -62,9 +62,7 @@ def storage_names(names: Sequence[str]) -> dict[str, str]:
             raise TableStoreError(f"duplicate column name {name!r}; every column needs its own name")
         stored = storage_name(name)
         if stored in seen:
-            raise TableStoreError(
-                f"columns {seen[stored]!r} and {name!r} would both be stored as {stored!r}; rename one"
-            )
+            raise TableStoreError(f"columns {seen[stored]!r} and {name!r} would both be stored as {stored!r}; rename one")
         seen[stored] = name
         mapping[name] = stored
     return mapping
@@ -176,9 +174,7 @@ def _storable_arrow_type(arrow_type: pa.DataType) -> pa.DataType:
 
 
 def _as_json(series: pd.Series) -> pa.Array:
-    return pa.array(
-        [None if _is_missing(v) else json.dumps(v, ensure_ascii=False, default=str) for v in series], pa.string()
-    )
+    return pa.array([None if _is_missing(v) else json.dumps(v, ensure_ascii=False, default=str) for v in series], pa.string())
 
 
 def _is_missing(value) -> bool:
@@ -194,8 +190,7 @@ def _column_to_arrow(series: pd.Series, column: str) -> tuple[pa.Array, bool]:
             return _as_json(series), True
         kinds = sorted({type(v).__name__ for v in series.dropna().head(1000)})
         raise TableStoreError(
-            f"column {column!r} cannot be stored: its values mix Python types ({', '.join(kinds)}); "
-            f"convert it to one type first ({exc})"
+            f"column {column!r} cannot be stored: its values mix Python types ({', '.join(kinds)}); convert it to one type first ({exc})"
         ) from exc
     if pa.types.is_nested(array.type):
         return _as_json(series), True
@@ -223,9 +218,7 @@ def _reject_nul(array: pa.Array, column: str) -> None:
         if pa.types.is_dictionary(array.type):
             hits = pc.take(hits, array.indices)
         row = pc.index(hits, True).as_py()
-        raise TableStoreError(
-            f"column {column!r}, row {row}: text contains a NUL character (U+0000), which PostgreSQL cannot store"
-        )
+        raise TableStoreError(f"column {column!r}, row {row}: text contains a NUL character (U+0000), which PostgreSQL cannot store")
 
 
 def _with_index_as_columns(frame: pd.DataFrame) -> pd.DataFrame:

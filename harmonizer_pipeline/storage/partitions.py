@@ -15,6 +15,7 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
+from harmonizer_pipeline.storage.catalog import columns_sql, comment_columns, drop_table, execute, prepare_table, scalar, table_exists
 from harmonizer_pipeline.storage.frame_codec import (
     ColumnSpec,
     TableStoreError,
@@ -22,8 +23,17 @@ from harmonizer_pipeline.storage.frame_codec import (
     qualified,
     storage_name,
 )
-from harmonizer_pipeline.storage.catalog import columns_sql, comment_columns, drop_table, execute, prepare_table, scalar, table_exists
-from harmonizer_pipeline.storage.writes import Encoder, Staging, TextCopy, WriteResult, copy_in, copy_in_parallel, goes_parallel, staging_table, with_constant_columns
+from harmonizer_pipeline.storage.writes import (
+    Encoder,
+    Staging,
+    TextCopy,
+    WriteResult,
+    copy_in,
+    copy_in_parallel,
+    goes_parallel,
+    staging_table,
+    with_constant_columns,
+)
 
 
 def _is_list_partitioned(conn, schema: str, table: str) -> bool:
@@ -98,11 +108,11 @@ def _ensure_list_table(connect, schema: str, table: str, column: str, specs: Seq
 
 def create_list_partitioned(conn, schema: str, table: str, column: str, specs: Sequence[ColumnSpec]) -> None:
     """In the caller's transaction: `schema.table` LIST-partitioned by `column`, with its DEFAULT child."""
-    execute(conn, sql.SQL("CREATE TABLE {} ({}) PARTITION BY LIST ({})").format(
-        qualified(schema, table), columns_sql(specs), sql.Identifier(storage_name(column))))
+    execute(
+        conn, sql.SQL("CREATE TABLE {} ({}) PARTITION BY LIST ({})").format(qualified(schema, table), columns_sql(specs), sql.Identifier(storage_name(column)))
+    )
     comment_columns(conn, schema, table, specs)
-    execute(conn, sql.SQL("CREATE TABLE {} PARTITION OF {} DEFAULT").format(
-        qualified(schema, _child_name(table, None)), qualified(schema, table)))
+    execute(conn, sql.SQL("CREATE TABLE {} PARTITION OF {} DEFAULT").format(qualified(schema, _child_name(table, None)), qualified(schema, table)))
 
 
 # A file's partition is written once and only read after, so autovacuum's VACUUM after inserts
@@ -125,8 +135,7 @@ def _swap_in_partition(conn, schema: str, table: str, column: str, key: str, sta
     execute(conn, sql.SQL("DELETE FROM {} WHERE {} = {}").format(qualified(schema, _child_name(table, None)), ident, value))
     child = _child_name(table, key)
     drop_table(conn, schema, child)
-    execute(conn, sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES IN ({})").format(
-        qualified(schema, table), qualified(schema, staging.name), value))
+    execute(conn, sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES IN ({})").format(qualified(schema, table), qualified(schema, staging.name), value))
     execute(conn, sql.SQL("ALTER TABLE {} RENAME TO {}").format(qualified(schema, staging.name), sql.Identifier(child)))
     staging.swapped = True
 
@@ -135,9 +144,7 @@ class _Refused(Exception):
     """The server's parse of a segment may differ from the chunks' (or another segment's did)."""
 
 
-def _replace_partition_from_text(
-    conn, schema, table, column, key, text_copy: TextCopy, connect_text, workers: int
-) -> tuple[WriteResult | None, str | None]:
+def _replace_partition_from_text(conn, schema, table, column, key, text_copy: TextCopy, connect_text, workers: int) -> tuple[WriteResult | None, str | None]:
     """The key's rows COPYed from text in parallel segments: (result, None), or (None, why not)."""
     template = with_constant_columns(text_copy.template, {column: key})
     specs = frame_to_arrow(template)[1]
@@ -164,9 +171,12 @@ def _replace_partition_from_text(
             rows = _copy_text_segments(connect_text, schema, staging.name, row_number, stored_fields, text_copy.source, segments)
         except _Refused as refused:
             return None, str(refused)
-        execute(conn, sql.SQL("ALTER TABLE {} {}").format(
-            qualified(schema, staging.name),
-            sql.SQL(", ").join(sql.SQL("ALTER COLUMN {} DROP DEFAULT").format(sql.Identifier(name)) for name in defaults)))
+        execute(
+            conn,
+            sql.SQL("ALTER TABLE {} {}").format(
+                qualified(schema, staging.name), sql.SQL(", ").join(sql.SQL("ALTER COLUMN {} DROP DEFAULT").format(sql.Identifier(name)) for name in defaults)
+            ),
+        )
         _swap_in_partition(conn, schema, table, column, key, staging)
     streams = "one COPY stream" if len(segments) == 1 else f"{len(segments)} parallel COPY streams"
     return WriteResult(rows=rows, columns=specs, loaded_by=f"PostgreSQL's CSV parser ({streams})"), None

@@ -40,9 +40,7 @@ def require_deployment_database() -> None:
     if environment not in ENVIRONMENTS:
         raise DeploymentError(f"{ENVIRONMENT_ENV}={environment!r} is not one of {', '.join(ENVIRONMENTS)}")
     if environment == "production" and not os.environ.get(DATABASE_URL_ENV):
-        raise DeploymentError(
-            f"{ENVIRONMENT_ENV}=production needs {DATABASE_URL_ENV}: the embedded PostgreSQL server is for development only"
-        )
+        raise DeploymentError(f"{ENVIRONMENT_ENV}=production needs {DATABASE_URL_ENV}: the embedded PostgreSQL server is for development only")
 
 
 def harmonizer_home() -> Path:

@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 from psycopg import sql
 
+from harmonizer_pipeline.storage.catalog import execute, restorable, scalar, stored_columns, table_exists
 from harmonizer_pipeline.storage.frame_codec import (
     ColumnSpec,
     TableStoreError,
@@ -19,9 +20,7 @@ from harmonizer_pipeline.storage.frame_codec import (
     qualified,
     storage_name,
 )
-from harmonizer_pipeline.storage.catalog import execute, restorable, scalar, stored_columns, table_exists
 from harmonizer_pipeline.storage.streams import READ_AHEAD_BATCHES, read_ahead
-
 
 BLOCK_BYTES = 8192
 

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 import pyarrow as pa
 
 
-
 def offer(work: queue.Queue, item: object, stop: threading.Event) -> bool:
     """Put `item` on the bounded queue, waiting for room until `stop` is set; whether it went on."""
     while not stop.is_set():

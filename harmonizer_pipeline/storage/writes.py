@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 from psycopg import sql
 
+from harmonizer_pipeline.storage.catalog import check_compatible, columns_sql, comment_columns, drop_table, execute, prepare_table, scalar
 from harmonizer_pipeline.storage.frame_codec import (
     ColumnSpec,
     TableStoreError,
@@ -25,9 +26,7 @@ from harmonizer_pipeline.storage.frame_codec import (
     qualified,
     storage_name,
 )
-from harmonizer_pipeline.storage.catalog import check_compatible, columns_sql, comment_columns, drop_table, execute, prepare_table, scalar
 from harmonizer_pipeline.storage.streams import offer
-
 
 PARALLEL_MIN_ROWS = 100_000  # writes: likewise
 
@@ -138,10 +137,7 @@ class Encoder:
                 return
             arrow_table, chunk_specs = frame_to_arrow(with_constant_columns(frame, self.constants))
             if [s.stored_name for s in chunk_specs] != names:
-                raise TableStoreError(
-                    f"{self.label}: a later chunk has columns {[s.name for s in chunk_specs]}, "
-                    f"the first had {[s.name for s in self.specs]}"
-                )
+                raise TableStoreError(f"{self.label}: a later chunk has columns {[s.name for s in chunk_specs]}, the first had {[s.name for s in self.specs]}")
             check_compatible(self.label, chunk_specs, table_types)
 
 
@@ -207,7 +203,11 @@ class Staging:
 
 @contextmanager
 def staging_table(
-    connect, schema: str, table: str, definition: sql.Composable, defaults: Mapping[str, sql.Composable] | None = None,
+    connect,
+    schema: str,
+    table: str,
+    definition: sql.Composable,
+    defaults: Mapping[str, sql.Composable] | None = None,
     storage: sql.Composable = sql.SQL(""),
 ) -> Iterator[Staging]:
     """A committed, empty table `(definition)` under a private name, with column `defaults`
@@ -219,8 +219,7 @@ def staging_table(
         _drop_leftover_staging(setup, schema, prefix)
         execute(setup, sql.SQL("CREATE TABLE {} ({}){}").format(qualified(schema, staging.name), definition, storage))
         for name, expression in (defaults or {}).items():
-            execute(setup, sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {}").format(
-                qualified(schema, staging.name), sql.Identifier(name), expression))
+            execute(setup, sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {}").format(qualified(schema, staging.name), sql.Identifier(name), expression))
         setup.commit()
     try:
         yield staging
@@ -267,8 +266,7 @@ def replace_table(
     with staging_table(connect, schema, table, columns_sql(encoder.specs)) as staging:
         copy_in_parallel(connect, workers, schema, staging.name, encoder)
         drop_table(conn, schema, table)
-        execute(conn, sql.SQL("ALTER TABLE {} RENAME TO {}").format(
-            qualified(schema, staging.name), sql.Identifier(storage_name(table))))
+        execute(conn, sql.SQL("ALTER TABLE {} RENAME TO {}").format(qualified(schema, staging.name), sql.Identifier(storage_name(table))))
         staging.swapped = True
         comment_columns(conn, schema, table, encoder.specs)
     return encoder.result
@@ -282,8 +280,7 @@ def drop_dead_staging(conn, schema: str, table: str) -> bool:
     """Drop the staging tables that dead writes of `schema.table` left behind (a parallel COPY
     commits its shares into them), unless a live write holds the table: it drops them itself.
     In the caller's transaction; True when they were dropped."""
-    taken = scalar(conn, sql.SQL("SELECT pg_try_advisory_xact_lock(hashtextextended({}, 0))").format(
-        sql.Literal(f"table:{schema}.{table}")))
+    taken = scalar(conn, sql.SQL("SELECT pg_try_advisory_xact_lock(hashtextextended({}, 0))").format(sql.Literal(f"table:{schema}.{table}")))
     if taken:
         _drop_leftover_staging(conn, schema, _staging_prefix(table))
     return bool(taken)
@@ -292,9 +289,7 @@ def drop_dead_staging(conn, schema: str, table: str) -> bool:
 def _drop_leftover_staging(conn, schema: str, prefix: str) -> None:
     # Staging tables of this table that a crashed write left behind: the writer that calls
     # this holds the table's lock, so no live write owns them.
-    query = sql.SQL("SELECT tablename FROM pg_tables WHERE schemaname = {} AND starts_with(tablename, {})").format(
-        sql.Literal(schema), sql.Literal(prefix)
-    )
+    query = sql.SQL("SELECT tablename FROM pg_tables WHERE schemaname = {} AND starts_with(tablename, {})").format(sql.Literal(schema), sql.Literal(prefix))
     with conn.cursor() as cur:
         cur.execute(query.as_string(None))
         leftovers = [name for (name,) in cur.fetchall()]

@@ -138,5 +138,4 @@ def _as_read_error(path: Path) -> Iterator[None]:
         raise ReadError(path, f"{type(err).__name__}: {err}") from err
 
 
-
 _READERS = {"csv": _Delimited, "tsv": _Delimited, "excel": _Excel, "json": _Json, "xml": _Xml, "parquet": _Parquet}

@@ -16,9 +16,7 @@ from .base import Detection
 
 _LINEAGE = ("_row_number", "_sheet")
 _TEXT = pd.StringDtype("pyarrow", na_value=np.nan)  # pandas' "str"
-_DATA_LIKE = re.compile(
-    r"[-+]?\d[\d.,' ]*(?:[eE][-+]?\d+)?%?|\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)?"
-)
+_DATA_LIKE = re.compile(r"[-+]?\d[\d.,' ]*(?:[eE][-+]?\d+)?%?|\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)?")
 
 
 def column_names(headers: Sequence[str]) -> tuple[list[str], dict[str, str], list[str]]:
@@ -56,9 +54,7 @@ def chunk_schema(columns: Sequence[str], with_sheet: bool) -> pa.Schema:
     return pa.schema([*((name, pa.string()) for name in columns), *lineage, ("_row_number", pa.int64())])
 
 
-def lineage_table(
-    names: Sequence[str], arrays: Sequence[Any], row_numbers: Any, sheets: list[str] | None = None
-) -> pa.Table:
+def lineage_table(names: Sequence[str], arrays: Sequence[Any], row_numbers: Any, sheets: list[str] | None = None) -> pa.Table:
     """A table of text columns plus `_sheet` (when given) and `_row_number`."""
     columns = dict(zip(names, arrays))
     if sheets is not None:
@@ -106,9 +102,7 @@ def record_tables(
         yield lineage_table(names, arrays, numbers, sheets if with_sheet else None)
 
 
-def header_columns(
-    first: Sequence[str | None], hint: bool | None, where: str
-) -> tuple[bool, list[str], dict[str, str], list[str]]:
+def header_columns(first: Sequence[str | None], hint: bool | None, where: str) -> tuple[bool, list[str], dict[str, str], list[str]]:
     """Header or not (hint, else: unless a first-row value looks like data), column names, renames, evidence."""
     data = next((value for value in first if value and _DATA_LIKE.fullmatch(value.strip())), None)
     if hint is not None:

@@ -47,8 +47,16 @@ class _Delimited:
         self.width = len(records[0])
         self.header, names, renamed, header_why = header_columns(records[0], hints.header, "the first record")
         self.detection = Detection(
-            "tsv" if self.delimiter == "\t" else "csv", self.encoding, self.delimiter, self.quotechar, self.header,
-            [], None, names, renamed, [*head.evidence, delimiter_why, quote_why, *header_why],
+            "tsv" if self.delimiter == "\t" else "csv",
+            self.encoding,
+            self.delimiter,
+            self.quotechar,
+            self.header,
+            [],
+            None,
+            names,
+            renamed,
+            [*head.evidence, delimiter_why, quote_why, *header_why],
         )
 
     def server_csv(self) -> ServerCsv | None:
@@ -95,9 +103,7 @@ class _Delimited:
         return pacsv.open_csv(
             source,
             read_options=pacsv.ReadOptions(column_names=names, block_size=block_size),
-            parse_options=pacsv.ParseOptions(
-                delimiter=self.delimiter, quote_char=self.quotechar, newlines_in_values=True, ignore_empty_lines=False
-            ),
+            parse_options=pacsv.ParseOptions(delimiter=self.delimiter, quote_char=self.quotechar, newlines_in_values=True, ignore_empty_lines=False),
             convert_options=pacsv.ConvertOptions(
                 column_types=dict.fromkeys(names, pa.string()),
                 null_values=[],

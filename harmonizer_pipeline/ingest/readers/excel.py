@@ -42,8 +42,7 @@ class _Excel:
         if not self._sheets:
             raise ReadError(self.path, f"sheet {sheet!r} is empty" if sheet is not None else "every sheet is empty")
         columns = list(dict.fromkeys(itertools.chain.from_iterable(names for _, names in self._sheets.values())))
-        self.detection = Detection("excel", None, None, None, all(h for h, _ in self._sheets.values()),
-                                   list(self._sheets), None, columns, renamed, evidence)
+        self.detection = Detection("excel", None, None, None, all(h for h, _ in self._sheets.values()), list(self._sheets), None, columns, renamed, evidence)
 
     def _open(self) -> contextlib.closing[python_calamine.CalamineWorkbook]:
         """The workbook, closed on leaving the with block."""
@@ -68,9 +67,7 @@ class _Excel:
         return record_tables(records(), columns, columns, len(self._sheets) > 1, chunk_rows)
 
 
-def _sheet_rows(
-    path: Path, workbook: python_calamine.CalamineWorkbook, sheet: str
-) -> Iterator[tuple[int, list[str | None]]]:
+def _sheet_rows(path: Path, workbook: python_calamine.CalamineWorkbook, sheet: str) -> Iterator[tuple[int, list[str | None]]]:
     """(sheet row number, cell texts) of the rows that hold a value."""
     try:
         for number, cells in enumerate(workbook.get_sheet_by_name(sheet).iter_rows(), 1):

@@ -34,8 +34,9 @@ class _Json(RecordReader):
         names, renamed, name_why = self._learn_columns()
         if self._found is not None:
             why = f"key {self._found!r} holds the records"
-        self.detection = Detection("ndjson" if self._ndjson else "json", self.encoding, None, None, None, [],
-                                   self._found, names, renamed, [*head.evidence, why, *name_why])
+        self.detection = Detection(
+            "ndjson" if self._ndjson else "json", self.encoding, None, None, None, [], self._found, names, renamed, [*head.evidence, why, *name_why]
+        )
 
     def _records(self) -> Iterator[tuple[int, None, dict]]:
         """Flattened records numbered by index (NDJSON: by line)."""
@@ -93,9 +94,7 @@ def _is_ndjson(head: Head) -> tuple[bool, str]:
     return False, "one JSON object"
 
 
-def _flatten_json(
-    record: dict, prefix: tuple[str, ...] = (), flat: dict | None = None
-) -> dict[tuple[str, ...], str | None]:
+def _flatten_json(record: dict, prefix: tuple[str, ...] = (), flat: dict | None = None) -> dict[tuple[str, ...], str | None]:
     """{key path: text}: nested objects flattened, everything else as text."""
     flat = {} if flat is None else flat
     for key, value in record.items():
@@ -150,7 +149,7 @@ class _JsonScanner:
         if block is None:
             return False
         self._line += self._text.count("\n", 0, self._pos)
-        self._text, self._pos = self._text[self._pos:] + block, 0
+        self._text, self._pos = self._text[self._pos :] + block, 0
         return True
 
     def peek(self) -> str:

@@ -139,7 +139,7 @@ class ServerCsv:
             left = end - start
             while left > 0 and (data := file.read(min(_BLOCK_BYTES, left))):
                 if bom and left == end - start and data.startswith(codecs.BOM_UTF8):
-                    data = data[len(codecs.BOM_UTF8):]
+                    data = data[len(codecs.BOM_UTF8) :]
                     left -= len(codecs.BOM_UTF8)
                 left -= len(data)
                 yield data

@@ -25,9 +25,19 @@ _SIGNATURES = (
     (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "excel", "OLE2 signature D0 CF 11 E0 (xls)"),
 )
 _EXTENSIONS = {
-    ".csv": "csv", ".txt": "csv", ".tsv": "tsv", ".tab": "tsv",
-    ".xlsx": "excel", ".xlsm": "excel", ".xls": "excel", ".ods": "excel",
-    ".json": "json", ".ndjson": "json", ".jsonl": "json", ".xml": "xml", ".parquet": "parquet",
+    ".csv": "csv",
+    ".txt": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".xlsx": "excel",
+    ".xlsm": "excel",
+    ".xls": "excel",
+    ".ods": "excel",
+    ".json": "json",
+    ".ndjson": "json",
+    ".jsonl": "json",
+    ".xml": "xml",
+    ".parquet": "parquet",
 }
 _JSON_START = re.compile(r"\s*(\[\s*[\[{\"\d\-tfn\]]|\{\s*[\"}])")
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
@@ -124,7 +134,7 @@ def _decode(path: Path, encoding: str, decoder: codecs.IncrementalDecoder, data:
         return decoder.decode(data, final)
     except UnicodeDecodeError as err:
         at = line + _count_breaks(err.object[: err.start].decode(err.encoding, "replace"))
-        cause = f"line {at}: byte 0x{err.object[err.start:err.start + 1].hex()} is not valid {encoding}"
+        cause = f"line {at}: byte 0x{err.object[err.start : err.start + 1].hex()} is not valid {encoding}"
         raise ReadError(path, cause, at) from err
 
 

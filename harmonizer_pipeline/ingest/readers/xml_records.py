@@ -33,8 +33,9 @@ class _Xml(RecordReader):
             (self._match, why), self._by_tag = self._detect_record(), False
         names, renamed, name_why = self._learn_columns()
         encoding, encoding_why = _xml_encoding(head)
-        self.detection = Detection("xml", encoding, None, None, None, [], "/".join(self._match or ()) or None,
-                                   names, renamed, [*head.evidence, encoding_why, why, *name_why])
+        self.detection = Detection(
+            "xml", encoding, None, None, None, [], "/".join(self._match or ()) or None, names, renamed, [*head.evidence, encoding_why, why, *name_why]
+        )
 
     def _events(self) -> Iterator[tuple[str, Element]]:
         """iterparse start/end events; entities and syntax errors become ReadError with the line."""
@@ -67,8 +68,7 @@ class _Xml(RecordReader):
                 else:
                     root = _local(element.tag)
                 tags.append(_local(element.tag))
-        repeated = [(len(parent), -count, parent + (tag,)) for parent, counts in children.items()
-                    for tag, count in counts.items() if count > 1]
+        repeated = [(len(parent), -count, parent + (tag,)) for parent, counts in children.items() for tag, count in counts.items() if count > 1]
         if repeated:
             record = min(repeated)[2]
             return record, f"<{record[-1]}> repeats under {'/'.join(record[:-1])}: one record each"

@@ -1,0 +1,1 @@
+"""The bookkeeping tables: migrations, audit, metrics, trends."""

@@ -1,0 +1,1 @@
+"""The code location as a whole: definitions, settings, CLI, docs, module boundaries."""

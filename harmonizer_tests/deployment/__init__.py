@@ -1,0 +1,1 @@
+"""The deployed process topology, crash recovery, deploy files, the UI."""

@@ -1,0 +1,1 @@
+"""Rules, mapping, the staged layer, the merge, match candidates."""

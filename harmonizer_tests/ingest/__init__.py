@@ -1,0 +1,1 @@
+"""Landing zones, readers, the raw layer, exactly-once loads."""

@@ -1,0 +1,1 @@
+"""Validation, the gate, profiles, recommendations, schema inference, drift."""

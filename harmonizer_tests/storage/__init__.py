@@ -1,0 +1,1 @@
+"""The storage package and the PostgreSQL IO manager."""
