@@ -5,6 +5,8 @@ import datetime as dt
 import json
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -86,8 +88,10 @@ def test_dg_lists_the_code_locations_definitions_in_the_repository_root():
 
 @pytest.mark.slow
 def test_dagster_dev_serves_the_code_location_from_the_repository_root():
-    port = free_port()
-    server = subprocess.Popen(["dagster", "dev", "-p", str(port)], cwd=ROOT, env=bare_shell(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port, homes_before = free_port(), set(ROOT.glob(".tmp_dagster_home_*"))
+    server = subprocess.Popen(
+        ["dagster", "dev", "-p", str(port)], cwd=ROOT, env=bare_shell(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     query = json.dumps({"query": "{ assetNodes { assetKey { path } } }"}).encode()
     try:
         deadline, served = time.monotonic() + 180, None
@@ -104,7 +108,14 @@ def test_dagster_dev_serves_the_code_location_from_the_repository_root():
         assert served == SAMPLE_ASSETS
     finally:
         server.terminate()
-        server.wait(timeout=60)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            # A loaded machine can take longer to shut the webserver and daemon down: not the point here.
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=60)
+        for home in set(ROOT.glob(".tmp_dagster_home_*")) - homes_before:
+            shutil.rmtree(home, ignore_errors=True)  # left behind only when killed
 
 
 def test_dagster_shows_a_line_per_bad_setting_first_and_no_frame_of_the_settings_code(tmp_path):
