@@ -1,12 +1,12 @@
 """The bookkeeping tables' migrations: a database filled by the releases before them is adopted
 in place by `harmonizer db migrate`, rows kept, with exactly the schema a new database gets;
 migrating again changes nothing; a database nobody migrated says so in one line; the revisions
-form one line to the head that start-up applies; no bookkeeping module loads dagster."""
+form one line to the head that start-up applies; migrating loads no dagster (that no bookkeeping
+module does is code_location/test_module_boundaries.py's to show)."""
 
 from __future__ import annotations
 
 import os
-import pkgutil
 import re
 import secrets
 import subprocess
@@ -150,15 +150,6 @@ def test_the_revisions_form_one_line_to_the_head_that_start_up_applies(new_datab
     }
     made = {(table_schema, table) for table_schema, table, _ in catalog(url)["tables"]}
     assert named and named <= made, sorted(named - made)
-
-
-@pytest.mark.parametrize("module", sorted(m.name for m in pkgutil.iter_modules(bookkeeping.__path__)))
-def test_bookkeeping_modules_import_without_dagster(module):
-    code = (
-        f"import sys, harmonizer_pipeline.bookkeeping.{module}; assert 'dagster' not in sys.modules, sorted(m for m in sys.modules if m.startswith('dagster'))"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
 
 
 def test_migrating_loads_no_dagster(new_database):
