@@ -141,9 +141,9 @@ def test_the_raw_asset_page_shows_the_file_row_count_and_schema(page, deployed):
     assert {k: values.get(k) for k in ("dagster/partition_row_count", "file", "format", "partition")} == {
         "dagster/partition_row_count": str(ROWS), "file": SAMPLE_FILE.name, "format": "csv", "partition": partition,
     }  # fmt: skip
-    # The Columns table: the file's columns as text, then the lineage columns.
+    # The Columns table: the file's columns as text, then the lineage columns (PostgreSQL types).
     columns = {r[0]: r[1] for r in table_rows(page, "patient_id") if len(r) == 3 and r[0] in HEADER}
-    assert columns == {name: "str" for name in HEADER}
+    assert columns == {name: "text" for name in HEADER}
     assert page.get_by_text(partition).first.is_visible()
 
 
@@ -155,7 +155,7 @@ def test_the_validated_asset_page_shows_the_typed_schema_and_the_gate_result(pag
     screenshot(page, "validated_clinic_a")
     assert values["dagster/partition_row_count"] == str(VALID)
     assert values["pandera_schema"].endswith("harmonizer_pipeline/sample_data/schemas/clinic_a.yaml")
-    assert types["birth_date"] == "datetime64[ns]"
+    assert types["birth_date"] == "timestamp without time zone"
 
     visit(page, deployed, "/assets/validated/clinic_a?view=checks&checkDetail=schema_gate")
     page.get_by_text("Evaluation result").wait_for()
