@@ -33,7 +33,9 @@ def _delete(conn, table: str, source: str, partition_key: str) -> None:
 
 def _plain(value):
     """A cell as JSON can hold it (numpy scalars, timestamps)."""
-    if value is None or (not isinstance(value, (list, tuple)) and pd.isna(value)):
+    if isinstance(value, (list, tuple)):
+        return str(value)
+    if value is None or pd.isna(value):
         return None
     if hasattr(value, "item"):
         return value.item()
