@@ -1,6 +1,8 @@
 """Byte scans over Arrow string data, shared by the readers, the table store, the rules and the
 export writers (no dagster); with them the few numpy and pyarrow calls whose stubs are wrong here."""
 
+from typing import cast
+
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
@@ -26,6 +28,12 @@ def join_element_wise(*pieces: pa.Array | pa.Scalar | str | bytes, separator: st
     # pyarrow-stubs type it for arrays alone or scalars alone, never Python strings; pyarrow takes
     # any mix and repeats the scalars (the separator is the last argument).
     return pc.binary_join_element_wise(*pieces, separator)  # pyright: ignore[reportCallIssue, reportArgumentType]
+
+
+def text_values(array: pa.Array) -> list[str]:
+    """A string array that holds no null, as Python strings."""
+    # Array.to_pylist is typed for arrays that may hold nulls; the callers' arrays hold none.
+    return cast(list[str], array.to_pylist())
 
 
 def may_contain_byte(array: pa.Array, byte: int) -> bool:

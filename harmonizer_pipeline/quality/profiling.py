@@ -42,6 +42,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from harmonizer_pipeline.arrow_scan import text_values
+
 TYPE_SHARE = 0.95
 PII_SHARE = 0.5
 CATEGORICAL_MAX = 50
@@ -264,12 +266,6 @@ def count_text(values: pd.Series | pa.Array | pa.ChunkedArray) -> CountedText:
     else:
         filled = _Values(distinct_values, stripped, counts)
     return CountedText(len(array), array.null_count, distinct_values, counts, codes, blank, filled)
-
-
-def text_values(values: pa.Array) -> list[str]:
-    """The values of a text array without nulls (count_text's arrays) as Python strings."""
-    # Array.to_pylist is typed for arrays that may hold nulls; count_text drops them first.
-    return cast(list[str], values.to_pylist())
 
 
 def _as_text(values) -> pa.ChunkedArray:

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg import sql
 
+from harmonizer_pipeline.arrow_scan import text_values
 from harmonizer_pipeline.quality.profiling import (
     DATE_FORMATS,
     SAMPLE_DISTINCT,
@@ -36,7 +37,6 @@ from harmonizer_pipeline.quality.profiling import (
     CountedText,
     FileProfile,
     count_text,
-    text_values,
     to_numbers,
 )
 
