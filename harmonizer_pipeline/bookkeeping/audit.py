@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
-from typing import TypeGuard
+from typing import Literal, TypeGuard
 
 import pandas as pd
 from psycopg import sql
@@ -128,7 +128,7 @@ class AuditedStep:
     def __enter__(self) -> AuditedStep:
         return self
 
-    def __exit__(self, kind, error, traceback) -> bool:
+    def __exit__(self, kind, error, traceback) -> Literal[False]:
         if _failure(error):
             self._failed_with(error)
         return False
