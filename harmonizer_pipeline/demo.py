@@ -16,7 +16,9 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 def evaluate_sensor(defs: dg.Definitions, sensor: dg.SensorDefinition, instance: dg.DagsterInstance, cursor: str | None = None) -> dg.SensorResult:
     """One tick of the sensor with a real context on this instance."""
     context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=defs.resources, definitions=defs)
-    return sensor(context)
+    result = sensor(context)
+    assert isinstance(result, dg.SensorResult)  # what harmonizer's sensors return
+    return result
 
 
 def launch_requests(
@@ -28,8 +30,10 @@ def launch_requests(
 ) -> list[dg.ExecuteInProcessResult]:
     """What the daemon does with a tick's result, in this process: add the requested partitions
     and run each request."""
-    for request in result.dynamic_partitions_requests:
+    # SensorResult keeps an empty list for requests not given; its fields are typed Optional.
+    for request in result.dynamic_partitions_requests or ():
         instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+    assert sensor.job_name is not None  # a landing sensor runs its source's load job
     job = defs.resolve_job_def(sensor.job_name)
     return [
         job.execute_in_process(
@@ -39,7 +43,7 @@ def launch_requests(
             run_config=QUIET,
             raise_on_error=False,
         )
-        for request in result.run_requests
+        for request in result.run_requests or ()
     ]
 
 

@@ -16,6 +16,7 @@ DataFrameChunks) under Dagster's `DbIOManager`. The storage itself is `harmonize
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -45,7 +46,7 @@ from harmonizer_pipeline.storage.reads import DEFAULT_CHUNK_ROWS, partition_filt
 from harmonizer_pipeline.storage.writes import DataFrameChunks, WriteResult, replace_table, write_frames
 
 
-def _dimensions(table_slice: TableSlice) -> list[tuple[str, Sequence[str] | tuple[object, object]]]:
+def _dimensions(table_slice: TableSlice) -> list[tuple[str, Sequence[str] | tuple[dt.datetime, dt.datetime]]]:
     dims = []
     for dim in table_slice.partition_dimensions or []:
         if isinstance(dim.partitions, TimeWindow):
@@ -326,7 +327,9 @@ class LandingResource(dg.ConfigurableResource):
             return LocalLanding(settings.landing_path(source), landing.local.glob)
         from harmonizer_pipeline.ingest.b2 import B2Landing
 
-        return B2Landing(self.b2_api(), landing.b2.bucket, landing.b2.prefix, landing.b2.glob)
+        b2 = landing.b2
+        assert b2 is not None  # a landing is either local or b2
+        return B2Landing(self.b2_api(), b2.bucket, b2.prefix, b2.glob)
 
 
 def _env(name: str) -> dg.EnvVar | None:

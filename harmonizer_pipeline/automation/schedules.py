@@ -44,6 +44,7 @@ def full_profile_schedule(settings: Settings, source: str, job, partitions: dg.D
     def full_profile(context: dg.ScheduleEvaluationContext):
         # The sensor adds a file's partition before loading it: a file whose load failed (or is
         # still running) has nothing to profile, so the latest file raw/<source> holds is taken.
+        assert partitions.name is not None  # files_partitions names each one
         files = context.instance.get_dynamic_partitions(partitions.name)
         status = context.instance.get_status_by_partition(dg.AssetKey(["raw", source]), files, partitions) or {}
         loaded = [f for f in files if status.get(f) == dg.AssetPartitionStatus.MATERIALIZED]

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
+from typing import Literal, TypeGuard
 
 import pandas as pd
 from psycopg import sql
@@ -127,7 +128,7 @@ class AuditedStep:
     def __enter__(self) -> AuditedStep:
         return self
 
-    def __exit__(self, kind, error, traceback) -> bool:
+    def __exit__(self, kind, error, traceback) -> Literal[False]:
         if _failure(error):
             self._failed_with(error)
         return False
@@ -152,7 +153,7 @@ class AuditedStep:
             self._failed_with(error)
 
 
-def _failure(error: BaseException | None) -> bool:
+def _failure(error: BaseException | None) -> TypeGuard[BaseException]:
     # A run terminated (dagster raises a BaseException) failed too; a GeneratorExit is a suspended
     # step being closed, not a failure.
     return error is not None and not isinstance(error, GeneratorExit)
@@ -165,7 +166,7 @@ def record(conn, *entries: AuditEntry) -> None:
 
 def read(conn, since: dt.datetime | None = None, file: str | None = None) -> pd.DataFrame:
     """The log, oldest first; `file` matches the file's name with or without its folders."""
-    conditions = [sql.SQL("TRUE")]
+    conditions: list[sql.Composable] = [sql.SQL("TRUE")]
     if since is not None:
         conditions.append(sql.SQL("at >= {}").format(sql.Literal(since)))
     if file is not None:

@@ -13,6 +13,7 @@ A file's rows in each table are replaced when it is analysed again.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import pandas as pd
 from psycopg import sql
@@ -33,7 +34,9 @@ def _delete(conn, table: str, source: str, partition_key: str) -> None:
 
 def _plain(value):
     """A cell as JSON can hold it (numpy scalars, timestamps)."""
-    if value is None or (not isinstance(value, (list, tuple)) and pd.isna(value)):
+    if isinstance(value, (list, tuple)):
+        return str(value)
+    if value is None or pd.isna(value):
         return None
     if hasattr(value, "item"):
         return value.item()
@@ -108,7 +111,7 @@ def key_summaries(conn) -> list[tuple[str, str, list[str] | None, str, int, int]
     ).fetchall()
 
 
-def analysed_partitions(conn, source: str, partition_keys: list[str]) -> set[str]:
+def analysed_partitions(conn, source: str, partition_keys: Sequence[str]) -> set[str]:
     """Those of the source's partitions whose keys were analysed."""
-    rows = conn.execute("SELECT partition_key FROM keys.key_summary WHERE source = %s AND partition_key = ANY(%s)", (source, partition_keys))
+    rows = conn.execute("SELECT partition_key FROM keys.key_summary WHERE source = %s AND partition_key = ANY(%s)", (source, list(partition_keys)))
     return {partition for (partition,) in rows.fetchall()}

@@ -19,7 +19,7 @@ from harmonizer_pipeline.bookkeeping.statements import execute, insert
 METRICS_TABLE = sql.Identifier("ops", "run_metrics")
 
 
-def record(conn, run_id: str, subject: str, partition_key: str | None, asset: str, metrics: Mapping[str, float]) -> None:
+def record(conn, run_id: str, subject: str, partition_key: str | None, asset: str, metrics: Mapping[str, float | None]) -> None:
     rows = [
         (run_id, subject, partition_key, asset, name, float(value)) for name, value in metrics.items() if value is not None and value == value
     ]  # NaN: nothing measured

@@ -22,6 +22,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import LiteralString
 
 from psycopg import sql
 
@@ -85,7 +86,7 @@ def _select(where: sql.Composable) -> sql.Composed:
     )
 
 
-def _entries(conn, where: sql.Composable, order: str = "id") -> list[RegistryEntry]:
+def _entries(conn, where: sql.Composable, order: LiteralString = "id") -> list[RegistryEntry]:
     return [RegistryEntry(*row) for row in execute(conn, sql.SQL("{} ORDER BY {}").format(_select(where), sql.SQL(order)))]
 
 
@@ -166,7 +167,7 @@ def entry_for_partition(conn, source: str, partition_key: str) -> RegistryEntry 
 
 def update(conn, entry_id: int, **changes) -> None:
     """Set columns of the entry (status, error, rows, sha256, run_id, columns …) and its updated_at."""
-    assignments = [sql.SQL("{} = {}").format(sql.Identifier(k), sql.Literal(v)) for k, v in changes.items()]
+    assignments: list[sql.Composable] = [sql.SQL("{} = {}").format(sql.Identifier(k), sql.Literal(v)) for k, v in changes.items()]
     assignments.append(sql.SQL("updated_at = now()"))
     execute(conn, sql.SQL("UPDATE {} SET {} WHERE {}").format(TABLE, sql.SQL(", ").join(assignments), _eq("id", entry_id)))
 
@@ -191,7 +192,9 @@ def start_attempt(conn, entry_id: int) -> RegistryEntry:
             TABLE, _eq("id", entry_id)
         ),
     )
-    return entry(conn, entry_id)
+    started = entry(conn, entry_id)
+    assert started is not None  # registry entries are never deleted
+    return started
 
 
 def beat(conn, entry_id: int) -> None:

@@ -37,7 +37,9 @@ def scripts() -> ScriptDirectory:
 
 def head() -> str:
     """The revision the code expects."""
-    return scripts().get_current_head()
+    revision = scripts().get_current_head()
+    assert revision is not None  # migrations/versions holds the revisions
+    return revision
 
 
 def engine(url: str) -> Engine:
@@ -60,4 +62,6 @@ def upgrade(url: str) -> tuple[str | None, str]:
     """Bring the database to the head revision; returns its revision before and after."""
     before = current(url)
     command.upgrade(config(url), "head")
-    return before, current(url)
+    after = current(url)
+    assert after is not None  # just upgraded to the head revision
+    return before, after

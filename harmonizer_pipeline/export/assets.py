@@ -24,6 +24,7 @@ from harmonizer_pipeline.export.writers import (
     write_zip,
 )
 from harmonizer_pipeline.harmonize import store as harmonize_store
+from harmonizer_pipeline.ingest.b2 import v2_bucket
 from harmonizer_pipeline.ingest.discovery import sha256_of
 from harmonizer_pipeline.quality.assets import OWNERS, table_metadata
 from harmonizer_pipeline.resources import LandingResource, PostgresResource
@@ -117,7 +118,7 @@ def export_target_asset(settings: Settings, target_name: str) -> dg.AssetsDefini
         def upload(files: list[Path]) -> list[str]:
             if options.b2 is None:
                 return []
-            bucket = landing.b2_api().get_bucket_by_name(options.b2.bucket)
+            bucket = v2_bucket(landing.b2_api(), options.b2.bucket)
             return upload_to_b2(bucket, f"{options.b2.prefix.rstrip('/')}/{target_name}/{directory.name}".lstrip("/"), files)
 
         changed = _write_changes(postgres, target_name, directory, stream, upload, step, root, options.csv_bom)
@@ -132,7 +133,7 @@ def export_target_asset(settings: Settings, target_name: str) -> dg.AssetsDefini
 
         duplicates = stream(duplicates_table)
         # The table is read once; each file's writer takes the chunks in a thread of its own.
-        outputs: list[tuple[str, Callable[..., object]]] = []
+        outputs: list[tuple[str, Callable[..., int | dict[str, int]]]] = []
         if "csv" in options.formats:
             outputs.append((f"{target_name}.csv", lambda chunks, path: write_csv(chunks, path, bom=options.csv_bom)))
         if "parquet" in options.formats:
@@ -168,7 +169,7 @@ def export_target_asset(settings: Settings, target_name: str) -> dg.AssetsDefini
             done.append(step.outcome(
                 "done", file=path.relative_to(root).as_posix(), sha256=digest, rows_in=read.rows,
                 rows_out=sum(data) if data else None,
-                detail=f"uploaded to b2://{options.b2.bucket}/{uploaded[i]}" if uploaded else None,
+                detail=f"uploaded to b2://{options.b2.bucket}/{uploaded[i]}" if uploaded and options.b2 else None,
             ))  # fmt: skip
         with postgres.connect() as conn:
             audit.record(conn, *done)

@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -45,7 +45,7 @@ from b2sdk.v2 import Bucket
 from b2sdk.v2.exception import B2Error
 from isal import isal_zlib as deflate
 
-from harmonizer_pipeline.arrow_scan import utf8_bytes
+from harmonizer_pipeline.arrow_scan import buffer_view, join_element_wise, numpy_buffer, utf8_bytes
 
 EXCEL_MAX_ROWS = 1_048_576  # Excel's row limit, header included
 
@@ -105,7 +105,7 @@ def _column_names(frame: pd.DataFrame) -> list[str]:
     return [str(c) for c in frame.columns]
 
 
-def _json_default(value: object) -> object:
+def _json_default(value: Any) -> object:
     if hasattr(value, "tolist"):  # numpy arrays and scalars (list columns read back from Arrow)
         return value.tolist()
     if hasattr(value, "isoformat"):
@@ -143,7 +143,8 @@ def _iso_timestamps(array: pa.Array) -> pa.Array:
     Built from Arrow's naive cast to string: its tz-aware cast and strftime are five times slower
     (1.4 s per million values)."""
     digits, per_minute = _TIMESTAMP_UNITS[array.type.unit]
-    local = array if array.type.tz is None else pc.local_timestamp(array)
+    # A timestamp array (_csv_array checks); pyarrow-stubs' local_timestamp takes no plain Array.
+    local = array if array.type.tz is None else pc.local_timestamp(cast(pa.TimestampArray, array))
     text = local.cast(pa.string())  # "2024-01-02 03:04:05.000000": the unit fixes the fraction's width
     if digits:
         text = pc.replace_substring(text, "." + "0" * digits, "")  # a zero fraction is noise, as in isoformat()
@@ -156,22 +157,23 @@ def _iso_timestamps(array: pa.Array) -> pa.Array:
         [None if m is None else f"{'-' if m < 0 else '+'}{abs(m) // 60:02d}:{abs(m) % 60:02d}" for m in offsets.to_pylist()],
         pa.string(),
     )
-    return pc.binary_join_element_wise(text, pc.take(labels, pc.index_in(minutes, offsets)), "")
+    return join_element_wise(text, pc.take(labels, pc.index_in(minutes, offsets)), separator="")
 
 
 def _csv_array(series: pd.Series) -> pa.Array:
     """One column as the CSV shows it; types Arrow's CSV writer already prints as wanted pass through."""
+    array: pa.Array | None
     try:
         array = pa.array(series, from_pandas=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         array = None
     if array is None or pa.types.is_nested(array.type):
         return pa.array([_text(v) for v in series], pa.string())
-    if pa.types.is_dictionary(array.type):
+    if isinstance(array, pa.DictionaryArray):
         array = array.dictionary_decode()
     if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
         # '' and NULL both as an empty field (Arrow would write "" for ''); most chunks have no ''.
-        empty = pc.equal(array, "")
+        empty = pc.equal(array, pa.scalar(""))
         return pc.if_else(empty, pa.scalar(None, array.type), array) if pc.any(empty).as_py() else array
     if pa.types.is_timestamp(array.type):
         return _iso_timestamps(array)
@@ -225,7 +227,8 @@ def write_parquet(chunks: Iterable[pd.DataFrame], path: Path) -> int:
                 table = pa.Table.from_pandas(chunk, preserve_index=False)
                 if writer is None:
                     writer = pq.ParquetWriter(partial_path, table.schema)
-                writer.write_table(_conform(table, writer.schema))
+                # pyarrow-stubs type ParquetWriter.schema as a ParquetSchema; pyarrow keeps the Arrow schema it was given.
+                writer.write_table(_conform(table, writer.schema))  # pyright: ignore[reportArgumentType]
                 rows += table.num_rows
         finally:
             if writer is not None:
@@ -257,7 +260,7 @@ def _cell(value: object) -> tuple[str, object] | None:
     if value is None:
         return None
     cls = type(value)
-    if cls is str:
+    if type(value) is str:
         # Cut at Excel's 32,767 UTF-16 units by _cut, with the column's other strings.
         return "string", _clean(value)
     if cls is bool or cls is np.bool_:
@@ -283,11 +286,13 @@ def _excel_values(series: pd.Series) -> np.ndarray:
     """A column as Python objects with None for NULL; tz-aware datetimes as naive UTC (Excel has no zones)."""
     if isinstance(series.dtype, pd.DatetimeTZDtype):
         series = series.dt.tz_convert("UTC").dt.tz_localize(None)
-    return series.to_numpy(dtype=object, na_value=None)
+    # pandas-stubs leave None out of na_value's types; pandas takes it.
+    return series.to_numpy(dtype=object, na_value=None)  # pyright: ignore[reportCallIssue, reportArgumentType]
 
 
 def _shown_width(kind: str, value: object) -> int:
     if kind == "string":
+        assert isinstance(value, str)
         return max(len(line) for line in value.split("\n"))
     if kind == "number":
         return len(format(value, ".10g"))  # about what Excel's General format shows
@@ -366,12 +371,15 @@ def _escaped(text: pa.Array) -> pa.Array:
 
 def _cut(text: pa.Array) -> pa.Array:
     """Strings cut at Excel's 32,767 UTF-16 units (the rare long ones one by one)."""
-    long = pc.greater(pc.binary_length(text), _EXCEL_STRING_MAX // 2)  # fewer bytes than that: fewer units too
+    # Text cells are pa.string() arrays; pyarrow-stubs' binary_length takes no plain Array.
+    long = pc.greater(pc.binary_length(cast(pa.StringArray, text)), pa.scalar(_EXCEL_STRING_MAX // 2))  # fewer bytes than that: fewer units too
     if not pc.any(long).as_py():
         return text
     values = text.to_pylist()
     for index in np.flatnonzero(long.to_numpy(zero_copy_only=False)):
-        encoded = values[index].encode("utf-16-le")[: 2 * _EXCEL_STRING_MAX]
+        value = values[index]
+        assert value is not None  # a NULL is not long
+        encoded = value.encode("utf-16-le")[: 2 * _EXCEL_STRING_MAX]
         values[index] = encoded.decode("utf-16-le", errors="ignore")
     return pa.array(values, pa.string())
 
@@ -383,7 +391,7 @@ def _may_be_special(text: pa.Array) -> bool:
     offsets, data = utf8_bytes(text)
     if not len(data):
         return False
-    whole = pa.Array.from_buffers(pa.string(), 1, [None, pa.py_buffer(np.array([0, len(data)], np.int32)), pa.py_buffer(data)])
+    whole = pa.Array.from_buffers(pa.string(), 1, [None, numpy_buffer(np.array([0, len(data)], np.int32)), numpy_buffer(data)])
     if pc.match_substring_regex(whole, _SPECIAL_CHARACTERS_RE2)[0].as_py():
         return True
     starts, ends = offsets[:-1], offsets[1:]
@@ -401,15 +409,15 @@ def _inline_text(text: pa.Array) -> list[str | pa.Array]:
     special = pc.match_substring_regex(text, _SPECIAL_TEXT_RE2)
     if not pc.any(special).as_py():
         return [">", text]
-    special = pc.fill_null(special, False)
-    preserved = pc.binary_join_element_wise(' xml:space="preserve">', _escaped(pc.filter(text, special)), "")
-    return [pc.replace_with_mask(pc.binary_join_element_wise(">", text, ""), special, preserved)]
+    special = pc.fill_null(special, False)  # pyright: ignore[reportArgumentType]  # pyarrow-stubs give it coalesce's types; it takes a Python fill value
+    preserved = join_element_wise(' xml:space="preserve">', _escaped(pc.filter(text, special)), separator="")
+    return [pc.replace_with_mask(join_element_wise(">", text, separator=""), special, preserved)]
 
 
 def _cell_pieces(refs: pa.Array | None, kind: str, values: pa.Array) -> list[str | pa.Array]:
     """One kind's cells as pieces to join: literal tags around `values` (text); with `refs`, each
     cell names its position."""
-    start: list[str | pa.Array] = ["<c"] + ([' r="', refs, '"'] if refs is not None else [])
+    start: list[str | pa.Array] = ["<c", ' r="', refs, '"'] if refs is not None else ["<c"]
     if kind == "string":
         return [*start, ' t="inlineStr"><is><t', *_inline_text(values), "</t></is></c>"]
     attributes = {"boolean": ' t="b"', "error": ' t="e"'}.get(kind, f' s="{_STYLE[kind]}"' if kind in _STYLE else "")
@@ -424,10 +432,10 @@ def _joined(pieces: Sequence[str | pa.Array]) -> pa.Array:
             merged[-1] += piece
         else:
             merged.append(piece)
-    return pc.binary_join_element_wise(*[pa.scalar(p) if isinstance(p, str) else p for p in merged], "")
+    return join_element_wise(*[pa.scalar(p) if isinstance(p, str) else p for p in merged], separator="")
 
 
-def _column_pieces(parts: list[tuple[str, pa.Array]], refs: pa.Array | None) -> tuple[list[str | pa.Array], bool]:
+def _column_pieces(parts: list[tuple[str, pa.Array]], refs: pa.Array | None) -> tuple[Sequence[str | pa.Array], bool]:
     """A column's cells as pieces of the row join, and whether a row lacks its cell (then the next
     column's cells name their position). A column of one kind in every row gives its literal tags
     and its values, joined with the row's other pieces in one pass; else its cells ("" where none)."""
@@ -437,7 +445,7 @@ def _column_pieces(parts: list[tuple[str, pa.Array]], refs: pa.Array | None) -> 
         return [], True
     cells = [_joined(_cell_pieces(refs, kind, values)) for kind, values in parts]
     cells = pc.coalesce(*cells) if len(cells) > 1 else cells[0]
-    return [pc.fill_null(cells, "")], cells.null_count > 0
+    return [pc.fill_null(cells, "")], cells.null_count > 0  # pyright: ignore[reportArgumentType]  # as in _inline_text
 
 
 def _serials(days: np.ndarray) -> np.ndarray:
@@ -462,6 +470,7 @@ def _typed_cells(series: pd.Series, sample: int) -> tuple[list[tuple[str, pa.Arr
     of its first `sample` rows for the column width."""
     dtype = series.dtype
     present = series.notna().to_numpy()
+    parts: list[tuple[str, pa.Array]]
     if pd.api.types.is_bool_dtype(dtype):
         text = pa.array(np.where(series.fillna(False).to_numpy(dtype=bool), "1", "0"), pa.string())
         return [("boolean", _where(present, text))], [("boolean", 5)] * int(present[:sample].sum())
@@ -472,13 +481,15 @@ def _typed_cells(series: pd.Series, sample: int) -> tuple[list[tuple[str, pa.Arr
         parts = [("number", _where(exact, text))]
         if (present & ~exact).any():  # beyond Excel's 15 digits: text
             parts.append(("string", _where(present & ~exact, text)))
-        return parts, [("number", n) for n in pc.binary_length(text[:sample]).to_pylist() if n is not None]
+        # pc.cast's string arrays are StringArrays; pyarrow-stubs' binary_length does not take its own cast's result.
+        return parts, [("number", n) for n in pc.binary_length(cast(pa.StringArray, text[:sample])).to_pylist() if n is not None]
     if pd.api.types.is_float_dtype(dtype):
         numbers = series.astype("float64").to_numpy(na_value=np.nan)
         finite = np.isfinite(numbers)
         parts = [("number", _where(finite, pc.cast(pa.array(numbers, from_pandas=True), pa.string())))]
         if np.isinf(numbers).any():
-            parts.append(("error", pa.array(np.where(np.isinf(numbers), "#NUM!", None), pa.string())))
+            # numpy's stubs leave None out of ArrayLike; np.where takes it as an object value.
+            parts.append(("error", pa.array(np.where(np.isinf(numbers), "#NUM!", None), pa.string())))  # pyright: ignore[reportCallIssue, reportArgumentType]
         return parts, [("number", len(format(v, ".10g"))) for v in numbers[:sample] if np.isfinite(v)]
     if pd.api.types.is_object_dtype(dtype) and _holds_only_dates(series):
         days = pc.cast(pa.array(series, pa.date32(), from_pandas=True), pa.int32()).to_numpy(zero_copy_only=False)
@@ -493,7 +504,8 @@ def _typed_cells(series: pd.Series, sample: int) -> tuple[list[tuple[str, pa.Arr
         micros = naive.astype("datetime64[us]").to_numpy().astype("int64")
         serial = _serials(micros / 86_400_000_000)
         dated = present & (serial >= 1)
-        parts = [("datetime", pa.array(np.where(dated, np.char.mod("%.17g", serial), None), pa.string()))]
+        # numpy's stubs leave None out of ArrayLike; np.where takes it as an object value.
+        parts = [("datetime", pa.array(np.where(dated, np.char.mod("%.17g", serial), None), pa.string()))]  # pyright: ignore[reportCallIssue, reportArgumentType]
         if (present & ~dated).any():  # before 1900: no serial number, ISO text
             parts.append(("string", _iso_text(present & ~dated, naive)))
         return parts, [("datetime", 19)] * int(present[:sample].sum())
@@ -519,6 +531,7 @@ def _object_cells(series: pd.Series, sample: int) -> tuple[list[tuple[str, pa.Ar
             continue
         kind, value = cell
         if kind in ("date", "datetime"):
+            assert isinstance(value, dt.date)
             moment = value if isinstance(value, dt.datetime) else dt.datetime(value.year, value.month, value.day)
             value = repr(float(_serials(np.array([(moment - dt.datetime(1970, 1, 1)) / dt.timedelta(days=1)]))[0]))
         elif kind == "boolean":
@@ -562,7 +575,8 @@ class _Worksheet:
         """`rows`: one <row> element per row, no NULLs."""
         rows = rows.combine_chunks() if isinstance(rows, pa.ChunkedArray) else rows
         offsets, data = rows.buffers()[1], rows.buffers()[2]
-        first, last = np.frombuffer(offsets, np.int32)[[rows.offset, rows.offset + len(rows)]]
+        assert offsets is not None and data is not None  # rows of text, none NULL
+        first, last = buffer_view(offsets, np.int32)[[rows.offset, rows.offset + len(rows)]]
         self.stream.write(memoryview(data)[first:last])
         self.rows += len(rows)
 
@@ -624,7 +638,7 @@ class _SheetStream:
         gaps = False
         for index in range(part.shape[1]):
             parts, shown = _typed_cells(part.iloc[:, index], min(len(part), sample))
-            refs = pc.binary_join_element_wise(pa.scalar(_letters(index)), numbers, "") if gaps else None
+            refs = join_element_wise(pa.scalar(_letters(index)), numbers, separator="") if gaps else None
             column, gaps = _column_pieces(parts, refs)
             pieces += column
             for _, width in shown:
@@ -681,7 +695,12 @@ def _package(archive: zipfile.ZipFile, worksheets: list[_Worksheet]) -> None:
 
 def _absolute(reference: str) -> str:
     first, last = reference.split(":")
-    split = lambda ref: re.match(r"([A-Z]+)(\d+)", ref).groups()  # noqa: E731
+
+    def split(ref: str) -> tuple[str, ...]:
+        cell = re.match(r"([A-Z]+)(\d+)", ref)
+        assert cell is not None  # references are made by filter_range
+        return cell.groups()
+
     return ":".join(f"${column}${row}" for column, row in (split(first), split(last)))
 
 
@@ -720,7 +739,10 @@ def write_workbook(path: Path, sheets: Sequence[Sheet], *, max_rows: int = EXCEL
 _END, _ABORT = object(), object()
 
 
-def write_all(chunks: Iterable[pd.DataFrame], writers: Sequence[Callable[[Iterator[pd.DataFrame]], object]]) -> list[object]:
+_Written = TypeVar("_Written")
+
+
+def write_all(chunks: Iterable[pd.DataFrame], writers: Sequence[Callable[[Iterator[pd.DataFrame]], _Written]]) -> list[_Written]:
     """Each writer consumes the same chunks, read once, each in a thread of its own (Arrow's CSV,
     Parquet and string kernels release the GIL); returns their results in order. A writer that
     fails stops getting chunks; its error is raised once the others are done."""
@@ -829,8 +851,9 @@ def _deflating(archive: zipfile.ZipFile) -> Iterator[Callable[[zipfile.ZipInfo |
 
         def open_member(member: zipfile.ZipInfo | str) -> IO[bytes]:
             stream = archive.open(member, "w", force_zip64=True)
-            if stream._zinfo.compress_type == zipfile.ZIP_DEFLATED:
-                stream._compressor = _ParallelDeflate(pool, workers)  # zipfile has no public hook for it
+            # typeshed gives the writer as IO[bytes]; _zinfo and _compressor are attributes of zipfile's private _ZipWriteFile.
+            if stream._zinfo.compress_type == zipfile.ZIP_DEFLATED:  # pyright: ignore[reportAttributeAccessIssue]
+                stream._compressor = _ParallelDeflate(pool, workers)  # pyright: ignore[reportAttributeAccessIssue]  # zipfile has no public hook for it
             return stream
 
         yield open_member

@@ -22,6 +22,7 @@ from harmonizer_pipeline.storage.writes import DataFrameChunks
 def staged_source_asset(settings: Settings, source: str, partitions: dg.DynamicPartitionsDefinition) -> dg.AssetsDefinition:
     config = settings.sources[source]
     target_name = config.target
+    assert target_name is not None  # only sources with a target are staged (definitions.py)
     target = settings.targets[target_name]
 
     @dg.asset(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import LiteralString
 
 import pandas as pd
 from psycopg import sql
@@ -18,7 +19,7 @@ from psycopg import sql
 from harmonizer_pipeline.harmonize import store
 from harmonizer_pipeline.harmonize.dedup import block_label, match_candidates
 from harmonizer_pipeline.harmonize.merge import key_match
-from harmonizer_pipeline.harmonize.settings import Target
+from harmonizer_pipeline.harmonize.settings import MatchSettings, Target
 from harmonizer_pipeline.storage.frame_codec import qualified, storage_name
 
 BATCH_ROWS = 50_000
@@ -31,15 +32,20 @@ class Refreshed:
     skipped_blocks: int  # blocks over max_block_rows among those touched
 
 
-def _blocks_sql(target: Target, alias: str = "") -> sql.Composable:
+def _match(target: Target) -> MatchSettings:
+    assert target.match is not None  # candidates are kept only for targets with match settings
+    return target.match
+
+
+def _blocks_sql(target: Target, alias: LiteralString = "") -> sql.Composable:
     prefix = sql.SQL(f"{alias}." if alias else "")
-    return sql.SQL(", ").join(sql.SQL("{}{}").format(prefix, sql.Identifier(storage_name(b))) for b in target.match.block_on)
+    return sql.SQL(", ").join(sql.SQL("{}{}").format(prefix, sql.Identifier(storage_name(b))) for b in _match(target).block_on)
 
 
-def _not_null(target: Target, alias: str = "") -> sql.Composable:
+def _not_null(target: Target, alias: LiteralString = "") -> sql.Composable:
     prefix = sql.SQL(f"{alias}." if alias else "")
     return sql.SQL(" AND ").join(
-        [sql.SQL("{}{} IS NOT NULL").format(prefix, sql.Identifier(storage_name(b))) for b in target.match.block_on] or [sql.SQL("TRUE")]
+        [sql.SQL("{}{} IS NOT NULL").format(prefix, sql.Identifier(storage_name(b))) for b in _match(target).block_on] or [sql.SQL("TRUE")]
     )
 
 
@@ -57,7 +63,7 @@ def _touched_blocks(conn, target_name: str, target: Target, merge_id: int) -> li
 
 def _selection(conn, target_name: str, target: Target, blocks: list[tuple] | None) -> sql.Composable:
     """WHERE of the target's rows in `blocks` (None: in any block)."""
-    if not target.match.block_on or blocks is None:
+    if not _match(target).block_on or blocks is None:
         return _not_null(target)
     touched = sql.Identifier("_match_touched")
     conn.execute(
@@ -74,7 +80,7 @@ def _selection(conn, target_name: str, target: Target, blocks: list[tuple] | Non
 def _members(conn, target_name: str, target: Target, selected: sql.Composable) -> Iterator[pd.DataFrame]:
     """The selected rows of blocks of at most max_block_rows rows, ordered by block and key, a
     batch of whole blocks at a time."""
-    match = target.match
+    match = _match(target)
     block_on, columns = list(match.block_on), list(dict.fromkeys([*target.key, *match.columns, *match.block_on]))
     block_ids = _blocks_sql(target) if block_on else sql.SQL("1")
     query = sql.SQL(
@@ -107,7 +113,7 @@ def refresh(conn, target_name: str, target: Target, merge_id: int, every_block: 
     `every_block` (a rebuild, or a merge into an empty target, which touches them all) every block,
     without finding the touched ones (1M rows: 1.2 s less)."""
     table = qualified(store.SCHEMA, store.candidates_table(target_name))
-    match = target.match
+    match = _match(target)
     blocks = None if every_block else _touched_blocks(conn, target_name, target, merge_id)
     if blocks is None or not match.block_on:
         conn.execute(sql.SQL("DELETE FROM {}").format(table))

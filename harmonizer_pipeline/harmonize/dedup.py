@@ -73,7 +73,7 @@ def match_candidates(frame: pd.DataFrame, key: list[str], match: MatchSettings) 
         scores = process.cdist(block_texts, block_texts, scorer=scorer, score_cutoff=match.threshold, dtype=np.uint8)
         compared += len(members) * (len(members) - 1) // 2
         left, right = np.nonzero(np.triu(scores, k=1))
-        rows += [(members[i], members[j], int(scores[i, j])) for i, j in zip(left, right)]
+        rows += [(members[i], members[j], int(scores[i, j])) for i, j in zip(left.tolist(), right.tolist())]
     left_rows = frame.iloc[[r[0] for r in rows]].reset_index(drop=True)
     right_rows = frame.iloc[[r[1] for r in rows]].reset_index(drop=True)
     candidates = pd.DataFrame(

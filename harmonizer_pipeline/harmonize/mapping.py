@@ -59,8 +59,10 @@ def _origin(frame: pd.DataFrame, mapping: ColumnMapping, source: str, target_col
             part = part.where(part != "", None)
             # NULL parts are left out rather than turning the whole value NULL.
             combined = part if combined is None else (combined + mapping.separator + part).fillna(combined).fillna(part)
+        assert combined is not None  # combine names two columns at least
         return combined.astype("str")
     split = mapping.split
+    assert split is not None  # the one origin left (ColumnMapping takes exactly one)
     pieces = _text_on_rows(frame[split.column]).str.split(split.separator, n=split.parts - 1, expand=True, regex=False)
     return pieces[split.part].astype("str") if split.part in pieces.columns else pd.Series(None, index=frame.index, dtype="str")
 

@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache, lru_cache, partial
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import pandas as pd
@@ -46,7 +46,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pycountry
 
-from harmonizer_pipeline.arrow_scan import utf8_bytes
+from harmonizer_pipeline.arrow_scan import join_element_wise, numpy_buffer, text_values, utf8_bytes
 
 
 @dataclass(frozen=True)
@@ -83,10 +83,17 @@ def as_text(values: pd.Series) -> pd.Series:
     return _on_distinct(values, _per_value(_cell_text)).astype("str")
 
 
-def _arrow_text(values: pd.Series) -> pa.Array:
+def _arrow_text(values: pd.Series) -> pa.StringArray:
     """A "str" Series' own Arrow strings, in one chunk."""
     array = pa.array(values.array, pa.string())
-    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+    # Joined string chunks are a StringArray; pyarrow-stubs type combine_chunks' result as a plain Array.
+    return cast(pa.StringArray, array.combine_chunks()) if isinstance(array, pa.ChunkedArray) else array
+
+
+def _str_series(arrow: pa.Array, index: pd.Index) -> pd.Series:
+    """Arrow strings as a "str" Series, not passing through Python objects."""
+    # pandas-stubs type pd.array's data as Python or numpy values; pandas takes an Arrow array too.
+    return pd.Series(pd.array(arrow, dtype="str"), index=index)  # pyright: ignore[reportCallIssue, reportArgumentType]
 
 
 def _on_distinct(values: pd.Series, standardize: Callable[[pd.Series], pd.Series]) -> pd.Series:
@@ -103,7 +110,7 @@ def _per_value(function: Callable[[Any], Any]) -> Callable[[pd.Series], pd.Serie
 def _normalized(arrow: pa.Array) -> pa.Array:
     """NFKC, invisible characters removed, whitespace runs as one space (not trimmed)."""
     # Arrow's kernels directly: pandas' str.normalize goes value by value through Python.
-    arrow = pc.utf8_normalize(arrow, form="NFKC")
+    arrow = pc.utf8_normalize(arrow, form="NFKC")  # pyright: ignore[reportAttributeAccessIssue]  # pyarrow has it; pyarrow-stubs leave it out
     return pc.replace_substring_regex(pc.replace_substring_regex(arrow, _INVISIBLE, ""), _WHITESPACE_RUN, " ")
 
 
@@ -126,7 +133,7 @@ def _ascii_digits(arrow: pa.Array) -> pa.Array:
     digit = (data >= 0x30) & (data <= 0x39)
     kept = np.zeros(arrow.offset + len(arrow) + 1, dtype=np.int32)  # the validity bitmap counts from arrow.offset
     kept[arrow.offset :] = np.concatenate([[0], np.cumsum(digit, dtype=np.int32)])[offsets]
-    buffers = [arrow.buffers()[0], pa.py_buffer(kept), pa.py_buffer(data[digit])]
+    buffers = [arrow.buffers()[0], numpy_buffer(kept), numpy_buffer(data[digit])]
     return pa.Array.from_buffers(pa.string(), len(arrow), buffers, offset=arrow.offset)
 
 
@@ -136,7 +143,7 @@ def _text(values: pd.Series) -> pd.Series:
     needs = _needs_normalizing(arrow)
     if needs.any():
         arrow = pc.replace_with_mask(arrow, pa.array(needs), _normalized(arrow.filter(needs)))
-    text = pd.Series(pd.array(pc.utf8_trim_whitespace(arrow), dtype="str"), index=values.index)
+    text = _str_series(pc.utf8_trim_whitespace(arrow), values.index)
     return text.mask(text == "")
 
 
@@ -193,7 +200,10 @@ _PHONE_TYPES = ("fixed_line", "mobile", "toll_free", "premium_rate", "shared_cos
 def _region_patterns(region: str) -> tuple[tuple[tuple[int, ...], str], tuple[tuple[tuple[int, ...], str], ...]]:
     """(general, types): the region's national-number patterns with their possible lengths."""
     metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    # Every supported region has them (callers pass only SUPPORTED_REGIONS).
+    assert metadata is not None and metadata.general_desc is not None
     general = metadata.general_desc
+    assert general.national_number_pattern is not None
     types = tuple(
         (tuple(desc.possible_length or general.possible_length), desc.national_number_pattern)
         for desc in (getattr(metadata, name) for name in _PHONE_TYPES)
@@ -215,7 +225,8 @@ def _valid_in(region: str, national: pa.Array) -> np.ndarray:
     """is_valid_number's rule, vectorized (RE2): the general pattern and at least one type's, each
     type tried only on the numbers no earlier type took."""
     (lengths, pattern), types = _region_patterns(region)
-    length = pc.utf8_length(national).to_numpy(zero_copy_only=False)
+    # National numbers are _ascii_digits' pa.string() arrays; pyarrow-stubs' utf8_length takes no plain Array.
+    length = pc.utf8_length(cast(pa.StringArray, national)).to_numpy(zero_copy_only=False)
     valid = _matches(national, length, lengths, pattern)
     typed = np.zeros(len(national), dtype=bool)
     for type_lengths, type_pattern in types:
@@ -230,6 +241,7 @@ def _e164_fast(number: pd.Series, region: str) -> pd.Series:
     phonenumbers then reads one by one (formats, extensions, shared country codes, invalid ones).
     Arrow's kernels directly: the same steps through pandas' str methods took 4x as long."""
     metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    assert metadata is not None and metadata.country_code is not None  # phone() takes only SUPPORTED_REGIONS
     text = _arrow_text(number)
     plain = _fullmatch(text, _PLAIN_NUMBER)
     digits = _ascii_digits(text)
@@ -245,17 +257,17 @@ def _e164_fast(number: pd.Series, region: str) -> pd.Series:
     def keep(rows: np.ndarray, country_code: int, national: pa.Array, valid_region: str) -> None:
         ok = _valid_in(valid_region, national)
         found_rows.append(rows[ok])
-        found.append(pc.binary_join_element_wise(f"+{country_code}", national.filter(ok), ""))
+        found.append(join_element_wise(f"+{country_code}", national.filter(ok), separator=""))
 
     # Country codes are prefix-free and never start with 0, so at most one of the 1-3 digit prefixes is one.
     written_international = np.flatnonzero(international & plain)
     for width in (1, 2, 3):
         prefix = pc.utf8_slice_codeunits(digits.take(written_international), 0, width)
-        for code in pc.unique(prefix).to_pylist():
+        for code in text_values(pc.unique(prefix)):
             regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(int(code), ()) if code and code[0] != "0" else ()
             if len(regions) != 1 or regions[0] not in phonenumbers.SUPPORTED_REGIONS:
                 continue
-            rows = written_international[pc.equal(prefix, code).to_numpy(zero_copy_only=False)]
+            rows = written_international[pc.equal(prefix, pa.scalar(code)).to_numpy(zero_copy_only=False)]
             keep(rows, int(code), pc.utf8_slice_codeunits(digits.take(rows), width), regions[0])
     national_rows = np.flatnonzero(plain & ~international)
     if len(national_rows) and not metadata.national_prefix_transform_rule and (trunk is None or re.fullmatch(r"\d+", trunk)):
@@ -269,8 +281,8 @@ def _e164_fast(number: pd.Series, region: str) -> pd.Series:
     rows = np.concatenate([np.zeros(0, dtype=np.int64), *found_rows])
     source = np.full(len(text), -1, dtype=np.int64)
     source[rows] = np.arange(len(rows))
-    e164 = pa.concat_arrays([pa.array([], pa.string()), *found]).take(pa.array(source, mask=source < 0))
-    return pd.Series(pd.array(e164, dtype="str"), index=number.index)
+    e164 = pa.concat_arrays([pa.array([], pa.string()), *found]).take(pa.array(source, pa.int64(), mask=source < 0))
+    return _str_series(e164, number.index)
 
 
 def phone(values: pd.Series, *, region: str = "DE") -> Standardized:
@@ -370,7 +382,8 @@ def _plain_dates(text: pd.Series, formats: list[str]) -> pd.Series:
     months = np.where(valid, (year - 1970) * 12 + month - 1, 0).astype("datetime64[M]")
     days = months.astype("datetime64[D]") + (day - 1)
     valid &= days.astype("datetime64[M]") == months  # the day exists in its month
-    return pd.Series(np.where(valid, days.astype(object), None), index=text.index, dtype=object)
+    # numpy's stubs leave None out of ArrayLike; np.where takes it as an object value.
+    return pd.Series(np.where(valid, days.astype(object), None), index=text.index, dtype=object)  # pyright: ignore[reportCallIssue, reportArgumentType]
 
 
 def date(values: pd.Series, *, formats: list[str] | None = None, dayfirst: bool = False) -> Standardized:
@@ -619,7 +632,8 @@ def person_name(values: pd.Series, *, family: bool = False) -> Standardized:
     def case(names: pd.Series) -> pd.Series:
         cased = names.astype("str")
         rest = ~_names_as_written(cased, family)
-        cased[rest] = cased[rest].map(lambda name: _name_case(name, family))
+        # No NULL gets here (_on_distinct); na_action says so to pandas-stubs' types.
+        cased[rest] = cased[rest].map(lambda name: _name_case(name, family), na_action="ignore")
         return cased
 
     written = _text(values)
@@ -663,11 +677,12 @@ def _plain_numbers(written: pd.Series, decimal_comma: bool) -> pd.Series | None:
     otherwise. Per column, as pandas reads integers differently when no value has a fraction."""
     arrow = _arrow_text(written)
     point = "," if decimal_comma else r"\."
-    plain = pc.and_(pc.match_substring_regex(arrow, rf"^-?[0-9]+(?:{point}[0-9]+)?$"), pc.less_equal(pc.utf8_length(arrow), 15))
+    plain = pc.and_(pc.match_substring_regex(arrow, rf"^-?[0-9]+(?:{point}[0-9]+)?$"), pc.less_equal(pc.utf8_length(arrow), pa.scalar(15)))
     if not pc.all(plain).as_py() or pc.any(pc.match_substring_regex(arrow, "^-0+$")).as_py():
         return None
     numbers = pc.cast(pc.replace_substring(arrow, ",", ".") if decimal_comma else arrow, pa.float64())
-    return pd.Series(numbers.to_pandas(types_mapper={pa.float64(): pd.Float64Dtype()}.get).array, index=written.index)
+    nullable: dict[pa.DataType, pd.api.extensions.ExtensionDtype] = {pa.float64(): pd.Float64Dtype()}
+    return pd.Series(numbers.to_pandas(types_mapper=nullable.get).array, index=written.index)
 
 
 def _parse_numbers(written: pd.Series, decimal_comma: bool) -> pd.Series:

@@ -32,7 +32,7 @@ from harmonizer_pipeline.bookkeeping import merges, rejected
 from harmonizer_pipeline.harmonize.mapping import LINEAGE
 from harmonizer_pipeline.harmonize.settings import Target
 from harmonizer_pipeline.storage.catalog import stored_columns, table_exists
-from harmonizer_pipeline.storage.frame_codec import ColumnSpec, frame_to_arrow, qualified, storage_name
+from harmonizer_pipeline.storage.frame_codec import ColumnSpec, frame_to_arrow, pg_type_sql, qualified, storage_name
 from harmonizer_pipeline.storage.partitions import create_list_partitioned
 
 SCHEMA = "harmonized"
@@ -104,7 +104,9 @@ def target_specs(target: Target) -> list[ColumnSpec]:
 def _columns(specs: Sequence[ColumnSpec], key: Sequence[str] = ()) -> list[sql.Composable]:
     # Text key columns compare bytewise, so the primary key's order is the order Python sorts in.
     return [
-        sql.SQL("{} {}{}").format(sql.Identifier(s.stored_name), sql.SQL(s.pg_type), sql.SQL(' COLLATE "C"' if s.name in key and s.pg_type == "text" else ""))
+        sql.SQL("{} {}{}").format(
+            sql.Identifier(s.stored_name), pg_type_sql(s.pg_type), sql.SQL(' COLLATE "C"' if s.name in key and s.pg_type == "text" else "")
+        )
         for s in specs
     ]
 
@@ -186,7 +188,7 @@ def _ensure_candidates_table(conn, target_name: str, target: Target) -> None:
     table = qualified(SCHEMA, candidates_table(target_name))
     types = {s.name: s.pg_type for s in value_specs(target)}
     pairs = [(f"{side}_{k}", types[k]) for side in ("left", "right") for k in target.key]
-    definition = [sql.SQL("{} {}").format(sql.Identifier(storage_name(c)), sql.SQL(pg_type)) for c, pg_type in pairs]
+    definition: list[sql.Composable] = [sql.SQL("{} {}").format(sql.Identifier(storage_name(c)), pg_type_sql(pg_type)) for c, pg_type in pairs]
     definition.append(sql.SQL("left_text text, right_text text, score bigint, block text"))
     conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(table, sql.SQL(", ").join(definition)))
     conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} (block)").format(sql.Identifier(f"{candidates_table(target_name)[:50]}_block"), table))
@@ -231,7 +233,7 @@ def _add_missing_columns(conn, table: str, specs: Sequence[ColumnSpec], schema: 
     """Columns the settings gained; rows already there hold NULL in them."""
     stored = stored_columns(conn, schema, table)
     for spec in (s for s in specs if s.stored_name not in stored):
-        conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(qualified(schema, table), sql.Identifier(spec.stored_name), sql.SQL(spec.pg_type)))
+        conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(qualified(schema, table), sql.Identifier(spec.stored_name), pg_type_sql(spec.pg_type)))
         conn.execute(sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(qualified(schema, table), sql.Identifier(spec.stored_name), sql.Literal(spec.comment())))
 
 

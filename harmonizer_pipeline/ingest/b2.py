@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from b2sdk.v2 import B2Api, B2HttpApiConfig, Bucket, InMemoryAccountInfo
 from b2sdk.v2.exception import B2Error
+from b2sdk.v3 import AbstractRawApi
 
 from harmonizer_pipeline.ingest.landing import (
     FetchedFile,
@@ -28,7 +29,8 @@ def b2_api(
     application_key_id: str,
     application_key: str,
     *,
-    raw_api_class: Callable[..., Any] | None = None,
+    # v3's base class: v2's config takes it, and v2's RawSimulator derives from it (not from v2's).
+    raw_api_class: type[AbstractRawApi] | None = None,
 ) -> B2Api:
     """An authorized B2Api; raw_api_class (e.g. RawSimulator) replaces B2's HTTP API in tests."""
     # The default HTTP config keeps b2sdk's own retries on: B2Http retries 408/429/5xx, timeouts
@@ -37,7 +39,9 @@ def b2_api(
     # kept in the account info when the auth token expires. A 1 MiB buffer writes downloads in
     # 1 MiB chunks rather than b2sdk's default of as little as 8 KiB.
     api = B2Api(
-        InMemoryAccountInfo(),
+        # b2sdk/v2/api.py annotates account_info as v2's AbstractAccountInfo, which v2's own
+        # InMemoryAccountInfo does not derive from (both add a mixin to v3's classes).
+        InMemoryAccountInfo(),  # pyright: ignore[reportArgumentType]
         api_config=B2HttpApiConfig(_raw_api_class=raw_api_class),
         save_to_buffer_size=_WRITE_BUFFER,
     )
@@ -48,6 +52,13 @@ def b2_api(
         # "from None": the cause is quoted above, redacted; a chained one would print unredacted.
         raise LandingError(f"B2 authorization failed for application key id {application_key_id!r}: {cause}") from None
     return api
+
+
+def v2_bucket(api: B2Api, name: str) -> Bucket:
+    """The bucket `name`, as the v2 Bucket that v2's B2Api makes."""
+    # v2's B2Api builds its buckets with BUCKET_CLASS, the v2 Bucket, but keeps the annotation of
+    # v3's get_bucket_by_name, which names v3's Bucket.
+    return cast(Bucket, api.get_bucket_by_name(name))
 
 
 class B2Landing(LandingZone):
@@ -101,7 +112,7 @@ class B2Landing(LandingZone):
     def _bucket(self) -> Bucket:
         """The bucket, looked up on first use."""
         try:
-            return self.api.get_bucket_by_name(self.bucket_name)
+            return v2_bucket(self.api, self.bucket_name)
         except B2Error as exc:
             raise LandingError(f"B2 bucket {self.bucket_name!r} does not exist or this key cannot access it: {exc}") from exc
 

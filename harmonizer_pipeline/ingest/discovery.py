@@ -183,4 +183,6 @@ def _record_dead(conn, entry, verdict: RunVerdict, retry: RetryPolicy, launched_
         file=entry.object_key, sha256=_sha256(entry), detail=message,
     ))  # fmt: skip
     plan.dead.append(f"{entry.object_key}: {message}")
-    return registry.entry(conn, entry.id)
+    recorded = registry.entry(conn, entry.id)
+    assert recorded is not None  # registry entries are never deleted
+    return recorded

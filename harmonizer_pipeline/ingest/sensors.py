@@ -40,7 +40,9 @@ def judge_load(instance: dg.DagsterInstance, entry: registry.RegistryEntry, hear
             return RunVerdict.alive()
         message = f"lost: no sign of life for {silent:.0f} s (its run worker or the database died)"
         instance.report_run_failed(run, f"harmonizer: the load of {entry.object_key} {message}")
-        if instance.get_run_by_id(run.run_id).tags.get(_WILL_RETRY_TAG) == "true":
+        reported = instance.get_run_by_id(run.run_id)
+        assert reported is not None  # read from the instance above
+        if reported.tags.get(_WILL_RETRY_TAG) == "true":
             return RunVerdict.alive()  # Dagster's run retries take it on
         lost = RunVerdict.dead(f"run {run.run_id} {message}", run.run_id)
     if lost is not None:

@@ -48,7 +48,9 @@ def _with_lineage(postgres: PostgresResource, source: str, partition_key: str, g
 
 def _groups(frame: pd.DataFrame, kind: str, columns: list[str]) -> pd.DataFrame:
     found = duplicate_groups(frame, columns)
-    return found.assign(_kind=kind, _key_columns=[columns] * len(found))
+    # pandas-stubs type assign's values as scalars or sequences of scalars; pandas takes any
+    # list-like, and a list of lists makes the object column wanted here.
+    return found.assign(_kind=kind, _key_columns=[columns] * len(found))  # pyright: ignore[reportArgumentType]
 
 
 def keys_source_asset(settings: Settings, source: str, partitions: dg.DynamicPartitionsDefinition) -> dg.AssetsDefinition:
@@ -147,6 +149,7 @@ def comparison_source_asset(settings: Settings, source: str, partitions: dg.Dyna
     def comparison(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
         partition_key, run_id = context.partition_key, context.run.run_id
         asset = f"keys/comparison_{source}"
+        assert partitions.name is not None  # files_partitions names each one
         keys = context.instance.get_dynamic_partitions(partitions.name)
         earlier = keys[: keys.index(partition_key)] if partition_key in keys else []
         with postgres.connect() as conn:

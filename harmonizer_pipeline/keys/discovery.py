@@ -142,7 +142,7 @@ def encode_chunks(chunks: Iterable[pd.DataFrame], columns: Sequence[str], null_e
     return pd.DataFrame({name: codes for name, (codes, _) in encoded.items()}, index=pd.RangeIndex(rows), copy=False), nullable
 
 
-def _null_columns(frame: pd.DataFrame, columns: Sequence[str]) -> set[str]:
+def _null_columns(frame: pd.DataFrame, columns: Iterable[str]) -> set[str]:
     return {c for c in columns if frame[c].isna().any()}
 
 
@@ -178,7 +178,7 @@ def _minimal_key_sets_of_file(path: str, names: Sequence[str]) -> list[tuple[str
     algorithm = desbordante.ucc.algorithms.HPIValid()
     algorithm.load_data(table=(path, ",", True))
     algorithm.execute()
-    return _sorted_keys([tuple(names[i] for i in ucc.indices) for ucc in algorithm.get_uccs()])
+    return _sorted_keys([tuple(names[int(i)] for i in ucc.indices) for ucc in algorithm.get_uccs()])
 
 
 def combined_codes(arrays: Sequence[np.ndarray]) -> np.ndarray:

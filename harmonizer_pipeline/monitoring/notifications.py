@@ -44,7 +44,7 @@ class Alert:
     file: str | None = None
     check: str | None = None
     severity: str | None = None
-    counts: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, float | None] = field(default_factory=dict)
 
     @property
     def summary(self) -> str:
@@ -161,8 +161,8 @@ class _HangUp:
             raise TimeoutError("timed out")
 
 
-class _HangsUp:
-    """Mixin for urllib's HTTP(S) handlers: each connection they open is attached to `hang_up`
+class _HangsUp(urllib.request.AbstractHTTPHandler):
+    """Mixin for urllib's HTTP(S) handlers (their base class, so do_open types): each connection they open is attached to `hang_up`
     once connected (through a proxy tunnel too)."""
 
     def __init__(self, hang_up: _HangUp):

@@ -45,7 +45,7 @@ class CheckedDefaultRunLauncher(DefaultRunLauncher):
         super().launch_run(context)
         run = self._instance.get_run_by_id(context.dagster_run.run_id)
         found = _client(run) if run else None
-        if found is not None:
+        if run is not None and found is not None:
             self._instance.add_run_tags(run.run_id, {SERVER_ID_TAG: found[0].get_server_id()})
 
     @property

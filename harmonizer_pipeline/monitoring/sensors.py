@@ -23,7 +23,7 @@ def _run_link(ui_url: str, run_id: str) -> str:
     return f"{ui_url.rstrip('/')}/runs/{run_id}"
 
 
-def _counts(metadata) -> dict[str, float]:
+def _counts(metadata) -> dict[str, float | None]:
     return {name: value.value for name, value in metadata.items() if isinstance(value, (dg.IntMetadataValue, dg.FloatMetadataValue))}
 
 
@@ -43,7 +43,7 @@ def run_failure_alert(instance: dg.DagsterInstance, record, ui_url: str) -> Aler
         run_url=_run_link(ui_url, record.run_id),
         job=run.job_name if run else "",
         message=message,
-        asset=step.step_key.replace("__", "/") if step else None,
+        asset=step.step_key.replace("__", "/") if step and step.step_key else None,
         partition=tags.get("dagster/partition"),
         file=tags.get("harmonizer/file"),
     )

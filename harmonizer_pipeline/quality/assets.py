@@ -254,6 +254,7 @@ def profile_source_asset(settings: Settings, source: str, partitions: dg.Dynamic
                     recommendations.extend(recommend_column(column_profile, text, f"raw.{source}"))
                 del frame
         file_profile = FileProfile(entry.rows or 0, column_profiles)
+        assert partitions.name is not None  # files_partitions names each one
         keys = context.instance.get_dynamic_partitions(partitions.name)
         earlier = keys[: keys.index(partition_key)] if partition_key in keys else []
         with postgres.connect() as conn:

@@ -116,7 +116,9 @@ class GateSummary:
         rejected = result.rejected
         if len(rejected):
             counts = rejected.groupby(["check", "column"], dropna=False, sort=False).size()
-            for (check, column), count in counts.items():
+            for key, count in counts.items():
+                assert isinstance(key, tuple)  # grouped by two columns: each key is a pair
+                check, column = key
                 self.failures[(check, None if pd.isna(column) else column)] += int(count)
             room = SAMPLE_ROWS - len(self.sample)
             if room > 0:

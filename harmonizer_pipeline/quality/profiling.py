@@ -35,11 +35,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import cast
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from harmonizer_pipeline.arrow_scan import text_values
 
 TYPE_SHARE = 0.95
 PII_SHARE = 0.5
@@ -156,7 +159,8 @@ def profile_column(name: str, values: pd.Series | pa.Array | pa.ChunkedArray | C
             pii_counts[kind] = int(filled.counts[everywhere].sum())
     patterns = _patterns(sample, filled.total)
     minimum, maximum = _range(semantic_type, filled.stripped, matches)
-    lengths = pc.utf8_length(distinct_values).to_numpy(zero_copy_only=False)
+    # _as_text makes every column string or large_string; pyarrow-stubs' utf8_length takes no plain Array.
+    lengths = pc.utf8_length(cast(pa.StringArray | pa.LargeStringArray, distinct_values)).to_numpy(zero_copy_only=False)
     completeness = (rows - nulls - empties) / rows if rows else 1.0
     validity = float(filled.counts[matches].sum()) / filled.total if filled.total and not open_type else 1.0
     key_like = semantic_type in _KEY_TYPES and filled.total and len(filled) >= KEY_LIKE_SHARE * filled.total
@@ -179,7 +183,7 @@ def profile_column(name: str, values: pd.Series | pa.Array | pa.ChunkedArray | C
         length_mean=round(float(np.average(lengths, weights=counts)), 2) if distinct else None,
         length_max=int(lengths.max()) if distinct else None,
         patterns=patterns,
-        categories=sorted(filled.values.to_pylist()) if semantic_type in ("categorical", "boolean") and len(filled) <= CATEGORICAL_MAX else None,
+        categories=sorted(text_values(filled.values)) if semantic_type in ("categorical", "boolean") and len(filled) <= CATEGORICAL_MAX else None,
         pii=[kind for kind, n in pii_counts.items() if filled.total and n >= PII_SHARE * filled.total],
         pii_counts=pii_counts,
         completeness=round(completeness, 4),
@@ -213,8 +217,7 @@ class _Values:
             return self
         draws = np.random.default_rng(0).choice(len(self), size, p=self.counts / self.total)
         chosen, weights = np.unique(draws, return_counts=True)
-        indices = pa.array(chosen)
-        return _Values(self.values.take(indices), self.stripped.take(indices), weights)
+        return _Values(self.values.take(chosen), self.stripped.take(chosen), weights)
 
     @cached_property
     def untrimmed(self) -> np.ndarray:
@@ -250,12 +253,14 @@ def count_text(values: pd.Series | pa.Array | pa.ChunkedArray) -> CountedText:
     a million-row column's chunks first cost 25 ms)."""
     array = _as_text(values)
     encoded = pc.dictionary_encode(array.drop_null())
+    # dictionary_encode makes DictionaryArrays; pyarrow-stubs type its chunks as plain Arrays.
+    chunks = cast(list[pa.DictionaryArray], encoded.chunks)
     # One memo table serves all chunks: a chunk's dictionary holds the values met up to its end.
-    distinct_values: pa.Array = max((chunk.dictionary for chunk in encoded.chunks), key=len, default=pa.array([], array.type))
-    codes = np.concatenate([chunk.indices.to_numpy(zero_copy_only=False) for chunk in encoded.chunks] or [np.zeros(0, np.int32)])
+    distinct_values: pa.Array = max((chunk.dictionary for chunk in chunks), key=len, default=pa.array([], array.type))
+    codes = np.concatenate([chunk.indices.to_numpy(zero_copy_only=False) for chunk in chunks] or [np.zeros(0, np.int32)])
     counts = np.bincount(codes, minlength=len(distinct_values)).astype(np.int64)
     stripped = pc.utf8_trim_whitespace(distinct_values)
-    blank = pc.equal(stripped, "").to_numpy(zero_copy_only=False)
+    blank = pc.equal(stripped, pa.scalar("")).to_numpy(zero_copy_only=False)
     if blank.any():
         filled = _Values(distinct_values.filter(~blank), stripped.filter(~blank), counts[~blank])
     else:
@@ -304,7 +309,7 @@ def _pii_matches(kind: str, pattern: str, values: _Values) -> np.ndarray:
     if kind in ("card", "iban") and matches.any():
         check = _luhn if kind == "card" else _iban_ok
         at = np.flatnonzero(matches)
-        matches[at] = [check(value) for value in values.stripped.take(pa.array(at)).to_pylist()]
+        matches[at] = [check(value) for value in text_values(values.stripped.take(at))]
     elif kind == "phone" and matches.any():
         matches &= ~values.full_match("(?:" + TYPE_PATTERNS["datetime"] + "|" + TYPE_PATTERNS["date"] + ")")
     return matches
@@ -336,7 +341,7 @@ def _patterns(sample: _Values, total: int) -> list[tuple[str, int]]:
     frame = pd.DataFrame({"shape": shapes.to_numpy(zero_copy_only=False), "count": sample.counts})
     totals = frame.groupby("shape", sort=False)["count"].sum().sort_values(ascending=False, kind="stable")
     scale = total / sample.total
-    return [(shape, round(int(n) * scale)) for shape, n in totals.head(TOP_PATTERNS).items()]
+    return [(str(shape), round(int(n) * scale)) for shape, n in totals.head(TOP_PATTERNS).items()]
 
 
 def _range(semantic_type: str, values: pa.Array, matches: np.ndarray) -> tuple[str | None, str | None]:
@@ -355,7 +360,7 @@ def to_numbers(texts: pa.Array, marks: pa.Array | None = None) -> pa.Array:
     """Numbers written with the majority decimal mark of the first SAMPLE_DISTINCT of `marks` (by
     default the texts themselves): ',' when most put it after any '.'; other marks, spaces and
     apostrophes group thousands. Literal replaces, then a cast."""
-    sample = (texts if marks is None else marks).slice(0, SAMPLE_DISTINCT).to_pylist()
+    sample = text_values((texts if marks is None else marks).slice(0, SAMPLE_DISTINCT))
     comma_decimal = sum(t.rfind(",") > t.rfind(".") for t in sample) > len(sample) / 2
     thousands, decimal = (".", ",") if comma_decimal else (",", ".")
     for mark in (thousands, " ", "'"):

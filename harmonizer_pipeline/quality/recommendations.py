@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg import sql
 
+from harmonizer_pipeline.arrow_scan import text_values
 from harmonizer_pipeline.quality.profiling import (
     DATE_FORMATS,
     SAMPLE_DISTINCT,
@@ -101,7 +102,7 @@ def recommend_column(p: ColumnProfile, text: CountedText, table: str = "raw.sour
             )
         )
     if p.semantic_type == "categorical":
-        folded = np.array([_SPACES.sub(" ", value).casefold() for value in filled.stripped.to_pylist()], dtype=object)
+        folded = np.array([_SPACES.sub(" ", value).casefold() for value in text_values(filled.stripped)], dtype=object)
         spellings, variants = np.unique(folded, return_counts=True)
         clashing = spellings[variants > 1]
         if len(clashing):
@@ -187,7 +188,7 @@ def _python_full_match(text: CountedText, pattern: str) -> np.ndarray:
     others = np.flatnonzero(~pc.ascii_is_printable(filled.stripped).to_numpy(zero_copy_only=False))
     if len(others):
         check = re.compile(pattern).fullmatch
-        matches[others] = [check(value) is not None for value in filled.stripped.take(pa.array(others)).to_pylist()]
+        matches[others] = [check(value) is not None for value in text_values(filled.stripped.take(others))]
     return matches
 
 
@@ -197,7 +198,7 @@ def _first_rows(text: CountedText, chosen: np.ndarray) -> pa.Array:
     of_value = np.zeros(len(text.values), bool)
     of_value[np.flatnonzero(~text.blank)[chosen]] = True
     rows = text.codes[np.flatnonzero(of_value[text.codes])[:SAMPLE_DISTINCT]]
-    return pc.utf8_trim_whitespace(text.values.take(pa.array(rows)))
+    return pc.utf8_trim_whitespace(text.values.take(rows))
 
 
 def _literal(text: str) -> str:

@@ -35,9 +35,11 @@ def _column(profile: ColumnProfile, values: pd.Series) -> pa.Column:
     text = values.dropna()
     text = text[text.str.strip() != ""]
     if fits and kind == "integer":
+        assert profile.minimum is not None and profile.maximum is not None  # every value is an integer
         low, high = int(profile.minimum), int(profile.maximum)
         return pa.Column("Int64", pa.Check.in_range(low, high), nullable=nullable, unique=unique, coerce=True)
     if fits and kind == "decimal" and text.str.fullmatch(r"[+-]?\d+(?:\.\d+)?").all():
+        assert profile.minimum is not None and profile.maximum is not None  # every value is a decimal
         low, high = float(profile.minimum), float(profile.maximum)
         return pa.Column("float64", pa.Check.in_range(low, high), nullable=nullable, unique=unique, coerce=True)
     if fits and kind in TYPE_PATTERNS and kind not in ("boolean", "integer"):

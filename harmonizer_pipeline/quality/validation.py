@@ -103,8 +103,8 @@ def validate_chunk(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> ChunkVali
     uncoercible = {name: bad for name in data.columns if len(bad := coerce_column(schema, name, data[name])[1])}
     odd_rows = pd.Index(sorted(set().union(*uncoercible.values()))) if uncoercible else pd.Index([])
     typed, cases = _validate(schema, data.drop(index=odd_rows) if len(odd_rows) else data)
-    structure = cases[cases["index"].isna()] if cases is not None else ()
-    if len(structure):
+    structure = cases[cases["index"].isna()] if cases is not None else None
+    if structure is not None and len(structure):
         problems = [f"{c['check']}: {c['failure_case']}" for _, c in structure.iterrows()]
         rejected = pd.DataFrame(
             {
@@ -117,6 +117,7 @@ def validate_chunk(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> ChunkVali
         )
         return ChunkValidation(_no_rows(schema).join(frame[lineage].iloc[:0]), rejected, len(frame), problems)
     if cases is None and not uncoercible:
+        assert typed is not None  # _validate returns typed rows when nothing failed
         return ChunkValidation(typed.join(frame[lineage]), _no_rejections(), len(frame))
     found = [] if cases is None else [_without_echoes(cases[["column", "check", "index"]])]
     for name, bad in uncoercible.items():

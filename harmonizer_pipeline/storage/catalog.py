@@ -10,6 +10,7 @@ from psycopg import sql
 from harmonizer_pipeline.storage.frame_codec import (
     ColumnSpec,
     TableStoreError,
+    pg_type_sql,
     qualified,
 )
 
@@ -85,7 +86,7 @@ def comment_columns(conn, schema: str, table: str, specs: Iterable[ColumnSpec]) 
 
 
 def _create_table(conn, schema: str, table: str, specs: Sequence[ColumnSpec]) -> None:
-    columns = sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(s.stored_name), sql.SQL(s.pg_type)) for s in specs)
+    columns = sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(s.stored_name), pg_type_sql(s.pg_type)) for s in specs)
     execute(conn, sql.SQL("CREATE TABLE {} ({})").format(qualified(schema, table), columns))
     comment_columns(conn, schema, table, specs)
 
@@ -94,7 +95,7 @@ def _add_columns(conn, schema: str, table: str, specs: Sequence[ColumnSpec]) -> 
     for spec in specs:
         execute(
             conn,
-            sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(qualified(schema, table), sql.Identifier(spec.stored_name), sql.SQL(spec.pg_type)),
+            sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(qualified(schema, table), sql.Identifier(spec.stored_name), pg_type_sql(spec.pg_type)),
         )
     comment_columns(conn, schema, table, specs)
 
@@ -115,7 +116,7 @@ def prepare_table(conn, schema: str, table: str, specs: Sequence[ColumnSpec]) ->
 
 
 def columns_sql(specs: Sequence[ColumnSpec]) -> sql.Composable:
-    return sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(s.stored_name), sql.SQL(s.pg_type)) for s in specs)
+    return sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(s.stored_name), pg_type_sql(s.pg_type)) for s in specs)
 
 
 def check_compatible(label: str, specs: Sequence[ColumnSpec], table_types: Mapping[str, str]) -> None:

@@ -17,6 +17,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import LiteralString, cast
 
 import numpy as np
 import pandas as pd
@@ -70,6 +71,13 @@ def storage_names(names: Sequence[str]) -> dict[str, str]:
 
 def qualified(schema: str, table: str) -> sql.Composed:
     return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(storage_name(table)))
+
+
+def pg_type_sql(pg_type: str) -> sql.SQL:
+    """A column type (ColumnSpec.pg_type) as SQL text."""
+    # psycopg types SQL() as LiteralString to keep data out of SQL text; a pg_type is not data:
+    # it comes from _pg_type's table, from the code, or from PostgreSQL's own catalog.
+    return sql.SQL(cast(LiteralString, pg_type))
 
 
 # --- dtypes ---------------------------------------------------------------------------------
@@ -208,14 +216,14 @@ def _column_to_arrow(series: pd.Series, column: str) -> tuple[pa.Array, bool]:
 
 def _reject_nul(array: pa.Array, column: str) -> None:
     # PostgreSQL text cannot hold U+0000; say where it is instead of failing inside COPY.
-    values = array.dictionary if pa.types.is_dictionary(array.type) else array
+    values = array.dictionary if isinstance(array, pa.DictionaryArray) else array
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     if not may_contain_byte(values, 0):
         return
     hits = pc.match_substring(values, "\x00")
     if pc.any(hits).as_py():
-        if pa.types.is_dictionary(array.type):
+        if isinstance(array, pa.DictionaryArray):
             hits = pc.take(hits, array.indices)
         row = pc.index(hits, True).as_py()
         raise TableStoreError(f"column {column!r}, row {row}: text contains a NUL character (U+0000), which PostgreSQL cannot store")

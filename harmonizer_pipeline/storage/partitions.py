@@ -20,6 +20,7 @@ from harmonizer_pipeline.storage.frame_codec import (
     ColumnSpec,
     TableStoreError,
     frame_to_arrow,
+    pg_type_sql,
     qualified,
     storage_name,
 )
@@ -157,7 +158,7 @@ def _replace_partition_from_text(conn, schema, table, column, key, text_copy: Te
             f"{text_copy.row_number_column!r} and the constants {list(text_copy.constants)}; it holds {list(template.columns)}"
         )
     defaults = {
-        by_name[name].stored_name: sql.SQL("{}::{}").format(sql.Literal(_plain_value(value)), sql.SQL(by_name[name].pg_type))
+        by_name[name].stored_name: sql.SQL("{}::{}").format(sql.Literal(_plain_value(value)), pg_type_sql(by_name[name].pg_type))
         for name, value in {**text_copy.constants, column: key}.items()
     }
     _ensure_list_table(connect_text, schema, table, column, specs)
@@ -227,7 +228,7 @@ def _copy_text_segments(connect_text, schema: str, table: str, row_number: str, 
 
     with ThreadPoolExecutor(max_workers=len(segments), thread_name_prefix="copy-text") as pool:
         futures = [pool.submit(copy_segment, segment) for segment in segments]
-    failures = [f.exception() for f in futures if f.exception() is not None]
+    failures = [failure for f in futures if (failure := f.exception()) is not None]
     if failures:
         # A real error (connection, disk) wins over a refusal: it would fail the exact path too.
         raise min(failures, key=lambda failure: isinstance(failure, _Refused))

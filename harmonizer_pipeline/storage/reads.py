@@ -155,7 +155,7 @@ def read_chunks(
 def partition_filter(dimensions: Sequence[tuple[str, Sequence[str] | tuple[object, object]]]) -> sql.Composable:
     """WHERE condition for partition dimensions: key lists (`col IN (...)`) or time windows
     given as `(start, end)` tuples (`start <= col < end`). Columns and values are quoted by psycopg."""
-    conditions = []
+    conditions: list[sql.Composable] = []
     for column, selection in dimensions:
         ident = sql.Identifier(storage_name(column))
         if isinstance(selection, tuple):

@@ -10,6 +10,7 @@ import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pyarrow as pa
@@ -21,7 +22,7 @@ from harmonizer_pipeline.arrow_scan import may_contain_byte
 from .base import Detection, ReadError
 from .columns import header_columns, lineage_table
 from .server_csv import ServerCsv
-from .text import Head, decoded_blocks, physical_lines
+from .text import Head, decoded_blocks, physical_lines, text_encoding
 
 # pyarrow fails on a record longer than two blocks; big blocks make its memory grow with the file, so a file
 # is read with small ones and read again with large ones (skipping the rows done) only when a record needs it.
@@ -38,7 +39,7 @@ class _Delimited:
 
     def __init__(self, head: Head):
         hints = head.hints
-        self.path, self.encoding = head.path, head.encoding
+        self.path, self.encoding = head.path, text_encoding(head)
         self.delimiter, delimiter_why = _delimiter(head, head.hints.quotechar or '"')
         self.quotechar, quote_why = _quotechar(head, self.delimiter)
         records = _sample_records(head.text, head.complete, self.delimiter, self.quotechar)
@@ -101,7 +102,7 @@ class _Delimited:
         """Every field a non-null string; blank lines kept (as empty rows) so line numbers can be counted."""
         names = [f"f{n}" for n in range(self.width)]
         return pacsv.open_csv(
-            source,
+            source,  # pyright: ignore[reportArgumentType]  # pyarrow-stubs want IO[Any]; pyarrow takes any object with read()
             read_options=pacsv.ReadOptions(column_names=names, block_size=block_size),
             parse_options=pacsv.ParseOptions(delimiter=self.delimiter, quote_char=self.quotechar, newlines_in_values=True, ignore_empty_lines=False),
             convert_options=pacsv.ConvertOptions(
@@ -182,7 +183,9 @@ class _LineReader:
 def _record_lines(batch: pa.RecordBatch, first_line: int) -> tuple[np.ndarray, int]:
     """Start line of each record (1 + the line breaks inside its values after the previous one) and the next line."""
     spans = np.ones(batch.num_rows, np.int64)
-    for column in batch.columns:
+    # Every column is read as pa.string() (_arrow_reader); RecordBatch.columns is typed as plain
+    # Arrays, which pyarrow-stubs' string kernels do not take.
+    for column in cast(list[pa.StringArray], batch.columns):
         # Most columns hold no line break at all: a scan of their bytes skips the per-value count.
         if may_contain_byte(column, ord("\n")):
             spans += pc.count_substring(column, "\n").to_numpy()
@@ -196,10 +199,11 @@ def _blank_lines(batch: pa.RecordBatch, starts: np.ndarray, lines: _LineReader) 
     """Rows that pyarrow made from blank lines: all values '' and the raw line empty (not ',,' or '\"\"')."""
     empty = None
     for column in batch.columns:
-        equal = pc.equal(column, "")
+        equal = pc.equal(column, pa.scalar(""))
         empty = equal if empty is None else pc.and_(empty, equal)
         if not pc.any(empty).as_py():
             return np.zeros(batch.num_rows, bool)
+    assert empty is not None  # the reader makes at least one column
     candidates = empty.to_numpy(zero_copy_only=False)
     return np.array([bool(is_empty) and lines.is_blank(int(line)) for is_empty, line in zip(candidates, starts)], bool)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from .base import Detection, ReadError
 from .columns import RecordReader
-from .text import Head, decoded_blocks, physical_lines
+from .text import Head, decoded_blocks, physical_lines, text_encoding
 
 _MAX_JSON_RECORD_CHARS = 64 << 20
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")
@@ -28,7 +28,7 @@ class _Json(RecordReader):
     """A JSON array of objects, an object holding the list of records, or NDJSON."""
 
     def __init__(self, head: Head):
-        self.path, self.encoding, self._record_path = head.path, head.encoding, head.hints.record_path
+        self.path, self.encoding, self._record_path = head.path, text_encoding(head), head.hints.record_path
         self._ndjson, why = _is_ndjson(head)
         self._found: str | None = None  # the records' key, set by _document_records when it ends
         names, renamed, name_why = self._learn_columns()
@@ -155,7 +155,9 @@ class _JsonScanner:
     def peek(self) -> str:
         """The next non-space character ('' at the end)."""
         while True:
-            self._pos = _JSON_SPACE.match(self._text, self._pos).end()
+            space = _JSON_SPACE.match(self._text, self._pos)
+            assert space is not None  # the pattern matches the empty string too
+            self._pos = space.end()
             if self._pos < len(self._text):
                 return self._text[self._pos]
             if not self._more():

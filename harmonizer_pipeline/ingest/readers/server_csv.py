@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
+
+from harmonizer_pipeline.arrow_scan import buffer_view, join_element_wise, numpy_buffer
 
 _BLOCK_BYTES = 4 << 20
 _MIN_SEGMENT_BYTES = 32 << 20  # smaller files go in one stream: a connection costs more than it saves
@@ -49,7 +50,7 @@ class CsvSegment:
     refusal: str | None = None  # why the server's parse may differ, once blocks() stopped early
     lines: int = 0  # lines sent (header included, blank ones not), once blocks() finished
 
-    def blocks(self, stop: threading.Event | None = None) -> Iterator[bytes]:
+    def blocks(self, stop: threading.Event | None = None) -> Iterator[memoryview]:
         """The segment's non-blank lines as UTF-8, each after its line number and a delimiter; stops
         early, with `refusal` set, at the first sign of a different parse."""
         scan = _QuoteScan(self.text.delimiter, self.text.quotechar)
@@ -167,7 +168,7 @@ class _LineNumbering:
         self._next += len(ends)
         lengths = ends - starts
         keep = (lengths > 2) | ((lengths == 2) & (array[starts] != ord("\r")))
-        lines = pa.BinaryArray.from_buffers(pa.binary(), len(ends), [None, pa.py_buffer(_offsets(ends)), pa.py_buffer(whole)])
+        lines = pa.BinaryArray.from_buffers(pa.binary(), len(ends), [None, numpy_buffer(_offsets(ends)), pa.py_buffer(whole)])
         if not keep.all():
             lines, numbers = lines.filter(pa.array(keep)), numbers[keep]
         self.sent += len(numbers)
@@ -176,11 +177,12 @@ class _LineNumbering:
         prefixes[:, :width] = numbers[:, None] // 10 ** np.arange(width - 1, -1, -1) % 10 + ord("0")
         prefixes[:, width] = self._delimiter
         prefix_array = pa.BinaryArray.from_buffers(
-            pa.binary(), len(numbers), [None, pa.py_buffer(np.arange(len(numbers) + 1, dtype=np.int32) * (width + 1)), pa.py_buffer(prefixes)]
+            pa.binary(), len(numbers), [None, numpy_buffer(np.arange(len(numbers) + 1, dtype=np.int32) * (width + 1)), numpy_buffer(prefixes)]
         )
-        joined = pc.binary_join_element_wise(prefix_array, lines, b"")
-        size = int(np.frombuffer(joined.buffers()[1], np.int32, 1, 4 * len(joined))[0]) if len(joined) else 0
-        return memoryview(joined.buffers()[2])[:size] if size else memoryview(b"")
+        joined = join_element_wise(prefix_array, lines, separator=b"")
+        offsets, data = joined.buffers()[1:3]
+        size = int(buffer_view(offsets, np.int32, 1, 4 * len(joined))[0]) if offsets is not None and len(joined) else 0
+        return memoryview(data)[:size] if data is not None and size else memoryview(b"")
 
 
 def _offsets(ends: np.ndarray) -> np.ndarray:

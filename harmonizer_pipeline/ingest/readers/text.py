@@ -58,6 +58,12 @@ class Head:
     evidence: list[str] = field(default_factory=list)
 
 
+def text_encoding(head: Head) -> str:
+    """The encoding read_head chose for a text format (csv, tsv, json, xml)."""
+    assert head.encoding is not None  # read_head decodes the head of every text format
+    return head.encoding
+
+
 def read_head(path: Path, hints: ReadHints) -> Head:
     """Read the head and settle the format: hints, then signature or text markers; the extension is only reported."""
     try:

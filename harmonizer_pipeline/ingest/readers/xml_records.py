@@ -6,7 +6,7 @@ import contextlib
 import itertools
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from xml.etree.ElementTree import Element, ParseError, TreeBuilder
 
 from defusedxml import ElementTree as SafeElementTree
@@ -15,7 +15,7 @@ from defusedxml.common import DefusedXmlException
 from .base import Detection, ReadError
 from .columns import RecordReader
 from .json_records import json_dump
-from .text import BOMS, Head
+from .text import BOMS, Head, text_encoding
 
 _XML_SCAN_ELEMENTS = 20_000
 _XML_DECLARED_ENCODING = re.compile(r"<\?xml[^>]*\bencoding\s*=\s*[\"']([\w.:-]+)")
@@ -37,7 +37,7 @@ class _Xml(RecordReader):
             "xml", encoding, None, None, None, [], "/".join(self._match or ()) or None, names, renamed, [*head.evidence, encoding_why, why, *name_why]
         )
 
-    def _events(self) -> Iterator[tuple[str, Element]]:
+    def _events(self) -> Generator[tuple[str, Element], None, None]:
         """iterparse start/end events; entities and syntax errors become ReadError with the line."""
         parser = SafeElementTree.DefusedXMLParser(target=TreeBuilder(), encoding=self._encoding)
         try:
@@ -76,9 +76,9 @@ class _Xml(RecordReader):
             return None, f"root <{root}> has no child elements: no records"
         return (root,), "no element repeats: the document is one record"
 
-    def _is_record(self, tags: list[str]) -> bool:
-        """Whether the element at the end of the open-tag path is a record."""
-        return tags[-1] == self._match[-1] if self._by_tag else tuple(tags) == self._match
+    def _is_record(self, tags: list[str], match: tuple[str, ...]) -> bool:
+        """Whether the element at the end of the open-tag path is a record (`match`: the record's path)."""
+        return tags[-1] == match[-1] if self._by_tag else tuple(tags) == match
 
     def _records(self) -> Iterator[tuple[int, None, dict]]:
         """Each record element flattened, then removed from the tree."""
@@ -91,7 +91,7 @@ class _Xml(RecordReader):
             if event == "start":
                 tags.append(_local(element.tag))
                 elements.append(element)
-                if record_depth is None and self._is_record(tags):
+                if record_depth is None and self._is_record(tags, self._match):
                     record_depth = len(tags)
                 continue
             if len(tags) == record_depth:
@@ -106,7 +106,7 @@ class _Xml(RecordReader):
 def _xml_encoding(head: Head) -> tuple[str, str]:
     """The encoding the XML parser uses: hints, a BOM, the XML declaration, else UTF-8."""
     if head.hints.encoding or head.raw.startswith(tuple(bom for bom, _ in BOMS)):
-        return head.encoding, f"the XML parser reads {head.encoding}"
+        return text_encoding(head), f"the XML parser reads {head.encoding}"
     declared = _XML_DECLARED_ENCODING.search(head.text[:1024])
     if declared:
         return declared.group(1), f"the XML declaration says {declared.group(1)}"
