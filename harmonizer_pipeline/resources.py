@@ -27,10 +27,7 @@ import psycopg
 from dagster import (
     ConfigurableIOManagerFactory,
     InputContext,
-    MetadataValue,
     OutputContext,
-    TableColumn,
-    TableSchema,
     TimeWindow,
 )
 from dagster._core.storage.db_io_manager import DbClient, DbIOManager, DbTypeHandler, TableSlice
@@ -39,11 +36,12 @@ from pydantic import Field
 from harmonizer_pipeline.ingest.landing import LandingZone, LocalLanding
 from harmonizer_pipeline.settings import Settings
 from harmonizer_pipeline.storage.catalog import delete_rows, drop_table, ensure_schema, lock_table
-from harmonizer_pipeline.storage.frame_codec import ColumnSpec
-from harmonizer_pipeline.storage.partitions import replace_partition, swaps_partitions
+from harmonizer_pipeline.storage.partitions import swaps_partitions
 from harmonizer_pipeline.storage.postgres import DATABASE_URL_ENV, adbc_connection, database_of, libpq_url, resolve_database_url
 from harmonizer_pipeline.storage.reads import DEFAULT_CHUNK_ROWS, partition_filter, read_chunks, read_frame, select_statement
+from harmonizer_pipeline.storage.tables import StageTables, default_workers, write_partition
 from harmonizer_pipeline.storage.writes import DataFrameChunks, WriteResult, replace_table, write_frames
+from harmonizer_pipeline.wiring import write_metadata
 
 
 def _dimensions(table_slice: TableSlice) -> list[tuple[str, Sequence[str] | tuple[dt.datetime, dt.datetime]]]:
@@ -122,23 +120,8 @@ class PostgresClient(DbClient):
             conn.commit()
 
 
-def column_schema(columns: Sequence[ColumnSpec]) -> TableSchema:
-    """The columns as the UI shows them: name, the PostgreSQL type the table holds (a date column is
-    `date`, not the `object` pandas keeps dates in) and the pandas dtype it is read back as."""
-    return TableSchema(columns=[TableColumn(name=c.name, type=c.pg_type, description=f"read as pandas {c.pandas_dtype}") for c in columns])
-
-
 def _output_metadata(context: OutputContext, result: WriteResult) -> Mapping[str, object]:
-    schema = column_schema(result.columns)
-    # Dagster's documented table metadata keys (the UI's row count and column schema).
-    count_key = "dagster/partition_row_count" if context.has_asset_partitions else "dagster/row_count"
-    metadata: dict[str, object] = {count_key: result.rows, "dagster/column_schema": schema}
-    if context.has_asset_partitions:
-        metadata["partition"] = ", ".join(str(k) for k in context.asset_partition_keys)
-    if result.renamed:
-        metadata["renamed_columns"] = MetadataValue.json(result.renamed)
-    metadata["loaded_by"] = result.loaded_by
-    return metadata
+    return write_metadata(result, [str(k) for k in context.asset_partition_keys] if context.has_asset_partitions else None)
 
 
 def _write(context: OutputContext, table_slice: TableSlice, chunks, connection, url: str, workers: int) -> Mapping[str, object]:
@@ -152,18 +135,9 @@ def _write(context: OutputContext, table_slice: TableSlice, chunks, connection, 
 
 
 def _store(table_slice: TableSlice, chunks, connection, url: str, workers: int) -> WriteResult:
-    swap = _swaps(table_slice, connection) if table_slice.partition_dimensions else None
-    if swap:
-        return replace_partition(
-            connection,
-            table_slice.schema,
-            table_slice.table,
-            *swap,
-            chunks,
-            connect=lambda: adbc_connection(url),
-            workers=workers,
-            connect_text=lambda: psycopg.connect(libpq_url(url)),
-        )
+    single = _single_key(table_slice)
+    if single:
+        return write_partition(connection, table_slice.schema, table_slice.table, *single, chunks, url, workers, getattr(chunks, "text_copy", None))
     if table_slice.partition_dimensions:
         # Deleting the partition's rows and appending the new ones must commit together: one connection.
         return write_frames(
@@ -279,7 +253,7 @@ class PostgresPandasIOManager(ConfigurableIOManagerFactory):
 
     def create_io_manager(self, context) -> DbIOManager:
         url = resolve_database_url(self.database_url)
-        workers = self.parallel_connections or min(os.cpu_count() or 1, 4)
+        workers = self.parallel_connections or default_workers()
         return _ClosingDbIOManager(
             type_handlers=[DataFrameTypeHandler(url, workers), DataFrameChunksTypeHandler(url, workers, self.chunk_rows)],
             db_client=PostgresClient(url),
@@ -294,9 +268,11 @@ B2_KEY_ENV = "B2_APPLICATION_KEY"
 
 
 class PostgresResource(dg.ConfigurableResource):
-    """The harmonizer database for bookkeeping (file registry, quality tables)."""
+    """The harmonizer database: the stage tables (`tables()`, see storage.tables) and bookkeeping
+    (file registry, quality tables) through `connect()`."""
 
     database_url: str | None = Field(default=None, description="libpq URL; unset means HARMONIZER_DATABASE_URL or the embedded server.")
+    parallel_connections: int = Field(default=0, ge=0, description="Connections that COPY one file's rows at once; 0 means one per CPU core, at most 4.")
 
     def url(self) -> str:
         return resolve_database_url(self.database_url)
@@ -306,6 +282,10 @@ class PostgresResource(dg.ConfigurableResource):
         """A psycopg connection in a transaction that commits on success."""
         with psycopg.connect(self.url()) as conn:
             yield conn
+
+    def tables(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> StageTables:
+        """Reads and writes of the stage tables, streamed in frames of `chunk_rows` rows."""
+        return StageTables(self.url(), self.parallel_connections or default_workers(), chunk_rows)
 
 
 class LandingResource(dg.ConfigurableResource):

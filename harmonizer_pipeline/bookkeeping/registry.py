@@ -36,7 +36,6 @@ COLUMNS = (
 )  # fmt: skip
 STATUSES = ("pending", "loaded", "blocked", "failed", "duplicate")
 # Statuses whose file holds (or is about to hold) its rows in raw: the content is served.
-PARTITION_COLUMN = "_partition"  # the column of raw, validated and staged tables that holds a file's partition key
 LIVE = ("pending", "loaded", "blocked")
 # Statuses whose rows are in raw.
 IN_RAW = ("loaded", "blocked")

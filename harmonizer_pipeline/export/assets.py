@@ -26,11 +26,11 @@ from harmonizer_pipeline.export.writers import (
 from harmonizer_pipeline.harmonize import store as harmonize_store
 from harmonizer_pipeline.ingest.b2 import v2_bucket
 from harmonizer_pipeline.ingest.discovery import sha256_of
-from harmonizer_pipeline.quality.assets import OWNERS, table_metadata
 from harmonizer_pipeline.resources import LandingResource, PostgresResource
 from harmonizer_pipeline.settings import Settings
 from harmonizer_pipeline.storage.postgres import adbc_connection
 from harmonizer_pipeline.storage.reads import read_chunks
+from harmonizer_pipeline.wiring import OWNERS, table_metadata
 
 AUTOMATION_CONDITION_TAG = "dagster/from_automation_condition"
 SENSOR_NAME_TAG = "dagster/sensor_name"

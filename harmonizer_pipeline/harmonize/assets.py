@@ -10,13 +10,15 @@ from harmonizer_pipeline.bookkeeping import audit, merges, metrics, rejected
 from harmonizer_pipeline.harmonize import candidates, store
 from harmonizer_pipeline.harmonize.mapping import MappingError, map_source
 from harmonizer_pipeline.harmonize.merge import MergeResult, merge
-from harmonizer_pipeline.ingest.assets import PARTITION_COLUMN
-from harmonizer_pipeline.quality.assets import OWNERS, audit_file, file_columns, partition_rows, table_metadata
-from harmonizer_pipeline.resources import PostgresResource, column_schema
+from harmonizer_pipeline.naming import PARTITION_COLUMN
+from harmonizer_pipeline.quality.assets import partition_rows
+from harmonizer_pipeline.resources import PostgresResource
+from harmonizer_pipeline.services import audit_file, file_columns
 from harmonizer_pipeline.settings import Settings
 from harmonizer_pipeline.storage.postgres import adbc_connection
 from harmonizer_pipeline.storage.reads import read_chunks
 from harmonizer_pipeline.storage.writes import DataFrameChunks
+from harmonizer_pipeline.wiring import OWNERS, column_schema, table_metadata
 
 
 def staged_source_asset(settings: Settings, source: str, partitions: dg.DynamicPartitionsDefinition) -> dg.AssetsDefinition:

@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from psycopg import sql
 
 from harmonizer_pipeline.bookkeeping import merges, registry, rejected
-from harmonizer_pipeline.bookkeeping.registry import PARTITION_COLUMN
 from harmonizer_pipeline.harmonize import store
 from harmonizer_pipeline.harmonize.mapping import LINEAGE
 from harmonizer_pipeline.harmonize.settings import Target
+from harmonizer_pipeline.naming import PARTITION_COLUMN
 from harmonizer_pipeline.settings import Settings
 from harmonizer_pipeline.storage.frame_codec import qualified, storage_name
 

@@ -7,13 +7,14 @@ from collections.abc import Mapping
 import dagster as dg
 import pandas as pd
 
+from harmonizer_pipeline import naming
 from harmonizer_pipeline.bookkeeping import audit, metrics, registry
-from harmonizer_pipeline.bookkeeping.registry import PARTITION_COLUMN
 from harmonizer_pipeline.ingest.discovery import ATTEMPT_TAG, FILE_ID_TAG, sha256_of
 from harmonizer_pipeline.ingest.heartbeat import Heartbeat
 from harmonizer_pipeline.ingest.landing import LandedObject, LandingError
 from harmonizer_pipeline.ingest.readers import ReadError, ReadHints, open_table
 from harmonizer_pipeline.ingest.retries import RetryPolicy, is_transient
+from harmonizer_pipeline.naming import PARTITION_COLUMN
 from harmonizer_pipeline.resources import LandingResource, PostgresResource
 from harmonizer_pipeline.settings import Settings
 from harmonizer_pipeline.storage.postgres import harmonizer_home
@@ -22,7 +23,7 @@ from harmonizer_pipeline.storage.writes import DataFrameChunks, TextCopy
 
 def files_partitions(source: str) -> dg.DynamicPartitionsDefinition:
     """One partition per landed file of the source (added by its sensor)."""
-    return dg.DynamicPartitionsDefinition(name=f"{source}_files")
+    return dg.DynamicPartitionsDefinition(name=naming.files_partitions_name(source))
 
 
 def read_hints(settings: Settings, source: str) -> ReadHints:

@@ -13,12 +13,14 @@ from harmonizer_pipeline.bookkeeping.registry import RegistryEntry
 from harmonizer_pipeline.engine_output import captured_output
 from harmonizer_pipeline.keys.comparison import ComparisonError, compare_frames
 from harmonizer_pipeline.keys.discovery import ENGINE_LOGGERS, KeyDiscoveryError, analyze, duplicate_groups
-from harmonizer_pipeline.quality.assets import GATED_EAGER, OWNERS, audit_file, file_columns, partition_rows, table_metadata
+from harmonizer_pipeline.quality.assets import partition_rows
 from harmonizer_pipeline.resources import PostgresResource
+from harmonizer_pipeline.services import audit_file, file_columns
 from harmonizer_pipeline.settings import Settings
 from harmonizer_pipeline.storage.catalog import stored_columns
 from harmonizer_pipeline.storage.postgres import adbc_connection
 from harmonizer_pipeline.storage.reads import read_frame
+from harmonizer_pipeline.wiring import GATED_EAGER, OWNERS, table_metadata
 
 LINEAGE = ["_row_number", "_source_file", "_load_id"]
 SHOWN_KEYS = 50  # keys listed in the UI metadata (all are in keys.unique_keys)

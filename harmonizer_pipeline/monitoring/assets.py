@@ -4,9 +4,9 @@ import dagster as dg
 
 from harmonizer_pipeline.bookkeeping import audit, metrics
 from harmonizer_pipeline.monitoring import trends
-from harmonizer_pipeline.quality.assets import OWNERS, table_metadata
 from harmonizer_pipeline.resources import PostgresResource
 from harmonizer_pipeline.settings import Settings
+from harmonizer_pipeline.wiring import OWNERS, table_metadata
 
 TRENDS_CHECK = "trend_anomalies"
 

@@ -1,7 +1,6 @@
 """validated/<source> behind its blocking schema gate, and quality/profile_<source> with its drift check."""
 
 import time
-import warnings
 
 import dagster as dg
 import numpy as np
@@ -9,19 +8,21 @@ import pandas as pd
 import pandera.pandas as pa
 from psycopg import sql
 
-from harmonizer_pipeline.bookkeeping import audit, gates, metrics, profiles, registry, rejected
-from harmonizer_pipeline.ingest.assets import PARTITION_COLUMN
+from harmonizer_pipeline.bookkeeping import gates, metrics, profiles, registry, rejected
+from harmonizer_pipeline.naming import PARTITION_COLUMN
 from harmonizer_pipeline.quality.drift import compare_profiles
 from harmonizer_pipeline.quality.gate import PartitionValidation, unique_column_sets, uniqueness_rejections, verdict
 from harmonizer_pipeline.quality.profiling import FileProfile, count_text, profile_column
 from harmonizer_pipeline.quality.recommendations import recommend_column
 from harmonizer_pipeline.resources import PostgresResource
+from harmonizer_pipeline.services import audit_file, file_columns
 from harmonizer_pipeline.settings import Settings
 from harmonizer_pipeline.storage.catalog import stored_columns
 from harmonizer_pipeline.storage.frame_codec import qualified
 from harmonizer_pipeline.storage.postgres import adbc_connection
 from harmonizer_pipeline.storage.reads import partition_filter, read_chunks, read_frame
 from harmonizer_pipeline.storage.writes import DataFrameChunks
+from harmonizer_pipeline.wiring import OWNERS, file_check_spec, table_metadata
 
 GATE_CHECK = "schema_gate"
 QUARANTINE_CHECK = "quarantine"
@@ -29,37 +30,6 @@ DRIFT_CHECK = "drift"
 PROFILE_READ_CELLS = 20_000_000  # raw values profiled at once: columns are read in groups this size
 # Lineage columns the raw step gives every row of a file alike.
 FILE_CONSTANTS = {"_source_file", "_load_id", "_ingested_at", PARTITION_COLUMN}
-OWNERS = ["team:data-engineering"]
-
-# For assets downstream of validated/<source>: run when upstream updates, unless its gate failed.
-GATED_EAGER = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
-
-
-def file_check_spec(name: str, key: dg.AssetKey, partitions: dg.PartitionsDefinition, description: str, *, blocking: bool = False) -> dg.AssetCheckSpec:
-    """A check partitioned like its asset, so each file has its own result: automation and the UI
-    judge a file by its own gate, not by whichever file was checked last. Partitioned checks are
-    a preview in Dagster 1.13 (pinned); test_harmonize_pipeline's automation tests hold them to it."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", dg.PreviewWarning)
-        return dg.AssetCheckSpec(name, asset=key, blocking=blocking, description=description, partitions_def=partitions)
-
-
-def file_columns(conn, source: str, partition_key: str) -> tuple[registry.RegistryEntry, list[str]]:
-    """The file's registry entry and its own columns (the raw table holds every file's columns)."""
-    entry = registry.entry_for_partition(conn, source, partition_key)
-    if entry is None or entry.status not in registry.IN_RAW:
-        raise dg.Failure(f"partition {partition_key!r} of {source} is not a loaded file: materialize raw/{source} first")
-    if entry.columns is not None:
-        return entry, list(entry.columns)
-    # Loaded before the registry kept each file's columns: every data column of the raw table.
-    stored = stored_columns(conn, "raw", source).values()
-    return entry, [spec.name for spec in stored if not spec.name.startswith("_")]
-
-
-def audit_file(conn, run, action: str, asset: str, entry: registry.RegistryEntry, status: str = "done", **fields) -> None:
-    """Record a materialization of a file's asset in ops.audit_log (so a manual re-run shows),
-    naming the file, its partition and its SHA-256 from its registry entry."""
-    audit.record(conn, audit.entry(run, action, status, asset, entry.partition_key, file=entry.object_key, sha256=entry.sha256, **fields))
 
 
 def partition_rows(partition_key: str):
@@ -72,14 +42,6 @@ def first_row(source: str, where: sql.Composable) -> sql.Composable:
     _row_number is its own)."""
     row_number = sql.Identifier("_row_number")
     return sql.SQL("{} AND {} = (SELECT {} FROM {} WHERE {} LIMIT 1)").format(where, row_number, row_number, qualified("raw", source), where)
-
-
-def table_metadata(records: list[dict], columns: list[tuple[str, str]]) -> dg.TableMetadataValue:
-    """Records as a table in the Dagster UI; `columns` are (name, type) pairs."""
-    return dg.MetadataValue.table(
-        records=[dg.TableRecord({name: record[name] for name, _ in columns}) for record in records],
-        schema=dg.TableSchema(columns=[dg.TableColumn(name, kind) for name, kind in columns]),
-    )
 
 
 def validated_source_asset(settings: Settings, source: str, partitions: dg.DynamicPartitionsDefinition) -> dg.AssetsDefinition:

@@ -66,6 +66,7 @@ def replace_partition(
     connect: Callable[[], AbstractContextManager],
     workers: int,
     connect_text: Callable[[], AbstractContextManager[psycopg.Connection]] | None = None,
+    text_copy: TextCopy | None = None,
 ) -> WriteResult:
     """Write the rows of one partition key of a LIST-partitioned table (creating the table on
     first use). The rows are COPYed by `workers` connections into a staging table that carries
@@ -73,9 +74,8 @@ def replace_partition(
     the key's rows in the DEFAULT child) and attaches the staging table in its place, so the
     key's rows change all at once, and a failure leaves them as they were.
 
-    When the chunks offer a TextCopy and `connect_text` gives psycopg connections, PostgreSQL
-    parses the text itself first; if it refuses or its parse may differ, the chunks are written."""
-    text_copy = getattr(chunks, "text_copy", None)
+    Given a `text_copy` and `connect_text` (psycopg connections), PostgreSQL parses the text
+    itself first; if it refuses or its parse may differ, the chunks are written."""
     refusal = None
     if text_copy is not None and connect_text is not None:
         result, refusal = _replace_partition_from_text(conn, schema, table, column, key, text_copy, connect_text, workers)

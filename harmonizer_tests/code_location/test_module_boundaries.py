@@ -13,7 +13,7 @@ import pytest
 
 import harmonizer_pipeline
 
-WIRING_TOP = {"definitions", "resources", "demo"}
+WIRING_TOP = {"definitions", "resources", "demo", "wiring"}
 WIRING_LEAVES = {"assets", "sensors", "schedules", "run_launcher"}
 
 # Each plain module imported by a fresh fork of an interpreter that has loaded nothing of the

@@ -119,12 +119,12 @@ def load(conn, database_url: str, schema: str, key: str, path: Path, hints: Read
             if segments > 1:
                 text.min_segment_bytes = 1  # small files split too
             text_copy = TextCopy(text, table.empty_frame().assign(**LINEAGE), LINEAGE, "_row_number")
-    chunks = DataFrameChunks((chunk.assign(**LINEAGE) for chunk in table.chunks()), text_copy=text_copy)
+    chunks = DataFrameChunks(chunk.assign(**LINEAGE) for chunk in table.chunks())
     lock_table(conn, schema, "raw")
     result = replace_partition(
         conn, schema, "raw", "_partition", key, chunks,
         connect=lambda: adbc_connection(database_url), workers=max(1, (segments or 1) // 2),
-        connect_text=lambda: psycopg.connect(libpq_url(database_url)),
+        connect_text=lambda: psycopg.connect(libpq_url(database_url)), text_copy=text_copy,
     )  # fmt: skip
     conn.commit()
     return result

@@ -12,9 +12,9 @@ from pandera.typing import Series
 from harmonizer_pipeline.definitions import build_definitions
 from harmonizer_pipeline.demo import evaluate_sensor, launch_requests
 from harmonizer_pipeline.ingest.assets import files_partitions
-from harmonizer_pipeline.quality.assets import GATED_EAGER
 from harmonizer_pipeline.resources import build_resources
 from harmonizer_pipeline.settings import parse_settings
+from harmonizer_pipeline.wiring import GATED_EAGER
 
 SCHEMA_YAML = """\
 schema_type: dataframe

@@ -1,0 +1,81 @@
+"""Dagster wiring every stage's assets share: asset keys from `naming`, owners, the gate-aware
+automation condition, per-file checks, table metadata, the metadata of a write, and the failure a
+service's StageError becomes. Domain work is in the services (see harmonizer_pipeline.services)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+
+import dagster as dg
+
+from harmonizer_pipeline.naming import StageAsset
+from harmonizer_pipeline.services import StageError
+from harmonizer_pipeline.storage.frame_codec import ColumnSpec
+from harmonizer_pipeline.storage.writes import WriteResult
+
+OWNERS = ["team:data-engineering"]
+
+# For assets downstream of validated/<source>: run when upstream updates, unless its gate failed.
+GATED_EAGER = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+
+
+def key(asset: StageAsset) -> dg.AssetKey:
+    return dg.AssetKey(asset.path)
+
+
+def keys(assets: Sequence[StageAsset]) -> list[dg.AssetKey]:
+    return [key(a) for a in assets]
+
+
+def file_check_spec(name: str, asset: dg.AssetKey, partitions: dg.PartitionsDefinition, description: str, *, blocking: bool = False) -> dg.AssetCheckSpec:
+    """A check partitioned like its asset, so each file has its own result: automation and the UI
+    judge a file by its own gate, not by whichever file was checked last. Partitioned checks are
+    a preview in Dagster 1.13 (pinned; docs/dagster-apis.md); the automation tests hold them to it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return dg.AssetCheckSpec(name, asset=asset, blocking=blocking, description=description, partitions_def=partitions)
+
+
+def earlier_partitions(context: dg.AssetExecutionContext, partitions: dg.DynamicPartitionsDefinition) -> list[str]:
+    """The files of the source that landed before this run's file, oldest first."""
+    assert partitions.name is not None  # files_partitions names each one
+    files = context.instance.get_dynamic_partitions(partitions.name)
+    return files[: files.index(context.partition_key)] if context.partition_key in files else []
+
+
+def table_metadata(records: Sequence[Mapping], columns: list[tuple[str, str]]) -> dg.TableMetadataValue:
+    """Records as a table in the Dagster UI; `columns` are (name, type) pairs."""
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord({name: record[name] for name, _ in columns}) for record in records],
+        schema=dg.TableSchema(columns=[dg.TableColumn(name, kind) for name, kind in columns]),
+    )
+
+
+def column_schema(columns: Sequence[ColumnSpec]) -> dg.TableSchema:
+    """The columns as the UI shows them: name, the PostgreSQL type the table holds (a date column is
+    `date`, not the `object` pandas keeps dates in) and the pandas dtype it is read back as."""
+    return dg.TableSchema(columns=[dg.TableColumn(name=c.name, type=c.pg_type, description=f"read as pandas {c.pandas_dtype}") for c in columns])
+
+
+def write_metadata(result: WriteResult, partition_keys: Sequence[str] | None) -> dict[str, object]:
+    """What the UI shows of a table write: Dagster's row count and column schema, the partition
+    written, renamed columns and how the rows went in."""
+    count_key = "dagster/partition_row_count" if partition_keys is not None else "dagster/row_count"
+    metadata: dict[str, object] = {count_key: result.rows, "dagster/column_schema": column_schema(result.columns)}
+    if partition_keys is not None:
+        metadata["partition"] = ", ".join(partition_keys)
+    if result.renamed:
+        metadata["renamed_columns"] = dg.MetadataValue.json(result.renamed)
+    metadata["loaded_by"] = result.loaded_by
+    return metadata
+
+
+@contextmanager
+def failing_as_dagster() -> Iterator[None]:
+    """A service's StageError fails the step as a dagster Failure with its message alone (no traceback)."""
+    try:
+        yield
+    except StageError as error:
+        raise dg.Failure(str(error)) from None
