@@ -136,20 +136,15 @@ class StageTables:
         with adbc_connection(self.url) as conn:
             yield TableReader(conn, self.chunk_rows)
 
-    def frame(self, table: Table, columns: Sequence[str] | None = None, partition_key: str | None = None) -> pd.DataFrame:
+    def frame(self, table: Table, **selection) -> pd.DataFrame:
+        """TableReader.frame on a connection of its own."""
         with self.reading() as reader:
-            return reader.frame(table, columns, partition_key)
+            return reader.frame(table, **selection)
 
-    def chunks(
-        self,
-        table: Table,
-        columns: Sequence[str] | None = None,
-        partition_key: str | None = None,
-        order_by: Sequence[str] = (),
-        where: sql.Composable | None = None,
-    ) -> Iterator[pd.DataFrame]:
+    def chunks(self, table: Table, **selection) -> Iterator[pd.DataFrame]:
+        """TableReader.chunks on a connection of its own, open while the chunks are read."""
         with self.reading() as reader:
-            yield from reader.chunks(table, columns, partition_key, order_by, where)
+            yield from reader.chunks(table, **selection)
 
     @contextmanager
     def writing(self, table: Table, partition_key: str) -> Iterator[TableWrite]:
