@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from harmonizer_pipeline import naming
 from harmonizer_pipeline.automation.schedules import full_profile_schedule, harmonize_schedule
 from harmonizer_pipeline.automation.sensors import automation_sensors
 from harmonizer_pipeline.export.assets import export_target_asset
@@ -53,7 +54,7 @@ def build_definitions(settings: Settings, resources: dict[str, object] | None = 
             selection=[a.key for a in stage],
             tags={"harmonizer/target": target},
             config={"ops": {stage[0].op.name: {"config": {"rebuild": True}}}},
-            description=f"Recompute harmonized/{target} from the staged rows of every current file (the oracle of the incremental merge), then export it.",
+            description=f"Recompute {naming.harmonized(target)} from the staged rows of every current file (the oracle of the incremental merge), then export it.",
         )
         jobs += [job, rebuild]
         schedules.append(harmonize_schedule(settings, target, job))

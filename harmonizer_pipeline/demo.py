@@ -7,7 +7,9 @@ from collections.abc import Callable
 
 import dagster as dg
 
+from harmonizer_pipeline import naming
 from harmonizer_pipeline.dagster_home import prepare_dagster_environment
+from harmonizer_pipeline.naming import StageAsset
 from harmonizer_pipeline.storage.postgres import redact, resolve_database_url
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -51,8 +53,8 @@ def defs_targets(defs: dg.Definitions) -> list[str]:
     return [job.name.removeprefix("harmonize_") for job in defs.resolve_all_job_defs() if job.name.startswith("harmonize_")]
 
 
-def _materialization_metadata(run: dg.ExecuteInProcessResult, key: list[str]) -> dict:
-    found = [m for m in run.get_asset_materialization_events() if m.asset_key == dg.AssetKey(key)]
+def _materialization_metadata(run: dg.ExecuteInProcessResult, asset: StageAsset) -> dict:
+    found = [m for m in run.get_asset_materialization_events() if m.asset_key == dg.AssetKey(asset.path)]
     return dict(found[-1].materialization.metadata) if found else {}
 
 
@@ -79,8 +81,8 @@ def run_demo(echo: Callable[[str], None] = print) -> bool:
             )
             all_ok &= run.success
             echo(f"run {run.run_id} harmonize {target}: {'done' if run.success else 'FAILED'}")
-            exported[target] = _materialization_metadata(run, ["export", target])
-            harmonized[target] = _materialization_metadata(run, ["harmonized", target])
+            exported[target] = _materialization_metadata(run, naming.export(target))
+            harmonized[target] = _materialization_metadata(run, naming.harmonized(target))
         run = defs.resolve_job_def("ops_trends").execute_in_process(
             instance=instance, tags={"harmonizer/launched_by": "make demo"}, run_config=QUIET, raise_on_error=False
         )
@@ -93,11 +95,11 @@ def run_demo(echo: Callable[[str], None] = print) -> bool:
         summaries = keys.key_summaries(conn)
     echo("file registry (ops.file_registry):")
     for e in entries:
-        detail = f"{e.rows} rows -> raw.{e.source}" if e.status == "loaded" else (e.error or "")
+        detail = f"{e.rows} rows -> {naming.raw(e.source).qualified}" if e.status == "loaded" else (e.error or "")
         echo(f"  {e.source} {e.object_key} {e.status} {detail}")
     echo("schema gate (quality.gate_results; failing rows in quality.rejected_rows):")
     for source, partition, severity, description in decisions:
-        echo(f"  {source} {partition} {severity}: {description} -> validated.{source}")
+        echo(f"  {source} {partition} {severity}: {description} -> {naming.validated(source).qualified}")
     echo("profiles (quality.column_profiles, quality.recommendations):")
     for source, partition, score, columns, recommendations in scores:
         echo(f"  {source} {partition}: quality score {score}, {columns} columns, {recommendations} recommendation(s)")
@@ -107,7 +109,7 @@ def run_demo(echo: Callable[[str], None] = print) -> bool:
     for target, metadata in harmonized.items():
         if metadata:
             echo(
-                f"harmonized.{target}: {metadata['dagster/row_count'].value} rows on key {metadata['business_key'].value}"
+                f"{naming.harmonized(target).qualified}: {metadata['dagster/row_count'].value} rows on key {metadata['business_key'].value}"
                 f" from {metadata['rows_mapped'].value} mapped rows ({metadata['keys_affected'].value} keys merged:"
                 f" {metadata['rows_inserted'].value} inserted, {metadata['rows_updated'].value} updated, {metadata['rows_deleted'].value} deleted);"
                 f" {metadata['merged_rows'].value} duplicate rows merged"
@@ -116,7 +118,7 @@ def run_demo(echo: Callable[[str], None] = print) -> bool:
             )
     for target, metadata in exported.items():
         if metadata:
-            echo(f"export/{target}: {metadata['directory'].value}")
+            echo(f"{naming.export(target)}: {metadata['directory'].value}")
             for record in [*metadata["files"].value.records, *metadata["change_files"].value.records]:
                 echo(f"  {record.data['file']}")
     echo("audit log (ops.audit_log): `.venv/bin/harmonizer audit [--since DATE] [--file NAME]`")
@@ -141,16 +143,16 @@ def run_rebuild(target: str, restage: bool, echo: Callable[[str], None] = print)
             for file in files:
                 job = defs.resolve_implicit_global_asset_job_def()
                 run = job.execute_in_process(
-                    instance=instance, partition_key=file.partition_key, asset_selection=[dg.AssetKey(["staged", file.source])],
+                    instance=instance, partition_key=file.partition_key, asset_selection=[dg.AssetKey(naming.staged(file.source).path)],
                     tags=tags, run_config=QUIET, raise_on_error=False,
                 )  # fmt: skip
-                echo(f"run {run.run_id} staged/{file.source} {file.partition_key}: {'staged' if run.success else 'FAILED'}")
+                echo(f"run {run.run_id} {naming.staged(file.source)} {file.partition_key}: {'staged' if run.success else 'FAILED'}")
                 if not run.success:
                     return False
         run = defs.resolve_job_def(f"rebuild_{target}").execute_in_process(instance=instance, tags=tags, run_config=QUIET, raise_on_error=False)
-    metadata = _materialization_metadata(run, ["harmonized", target])
+    metadata = _materialization_metadata(run, naming.harmonized(target))
     if metadata:
-        echo(f"harmonized.{target}: {metadata['dagster/row_count'].value} rows; {metadata['keys_affected'].value} keys recomputed:"
+        echo(f"{naming.harmonized(target).qualified}: {metadata['dagster/row_count'].value} rows; {metadata['keys_affected'].value} keys recomputed:"
              f" {metadata['rows_inserted'].value} inserted, {metadata['rows_updated'].value} updated, {metadata['rows_deleted'].value} deleted")  # fmt: skip
     echo(f"run {run.run_id} rebuild {target}: {'done' if run.success else 'FAILED'}")
     return run.success

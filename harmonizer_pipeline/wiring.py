@@ -42,7 +42,7 @@ def earlier_partitions(context: dg.AssetExecutionContext, partitions: dg.Dynamic
     """The files of the source that landed before this run's file, oldest first."""
     assert partitions.name is not None  # files_partitions names each one
     files = context.instance.get_dynamic_partitions(partitions.name)
-    return files[: files.index(context.partition_key)] if context.partition_key in files else []
+    return list(files[: files.index(context.partition_key)]) if context.partition_key in files else []
 
 
 def table_metadata(records: Sequence[Mapping], columns: list[tuple[str, str]]) -> dg.TableMetadataValue:

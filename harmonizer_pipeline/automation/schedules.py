@@ -3,6 +3,7 @@ and exported again on its cron, and each source's latest file profiled again (we
 
 import dagster as dg
 
+from harmonizer_pipeline import naming, wiring
 from harmonizer_pipeline.settings import Settings
 
 
@@ -46,7 +47,7 @@ def full_profile_schedule(settings: Settings, source: str, job, partitions: dg.D
         # still running) has nothing to profile, so the latest file raw/<source> holds is taken.
         assert partitions.name is not None  # files_partitions names each one
         files = context.instance.get_dynamic_partitions(partitions.name)
-        status = context.instance.get_status_by_partition(dg.AssetKey(["raw", source]), files, partitions) or {}
+        status = context.instance.get_status_by_partition(wiring.key(naming.raw(source)), files, partitions) or {}
         loaded = [f for f in files if status.get(f) == dg.AssetPartitionStatus.MATERIALIZED]
         if not loaded:
             return dg.SkipReason(f"no file of {source} has been loaded yet")

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from harmonizer_pipeline import naming, wiring
 from harmonizer_pipeline.settings import Settings
 
 
@@ -13,12 +14,11 @@ def automation_sensors(settings: Settings) -> list[dg.AutomationConditionSensorD
     for kind, names in (("source", settings.sources), ("target", settings.targets)):
         for name in names:
             if kind == "source":
-                selection = dg.AssetSelection.assets(
-                    ["raw", name], ["validated", name], ["quality", f"profile_{name}"], ["keys", name], ["keys", f"comparison_{name}"],
-                    ["ops", f"trends_{name}"],
-                )  # fmt: skip
+                # Not staged/<source>: a file is staged by its load job, its merge is the target's.
+                assets = [*naming.measured(name), naming.comparison(name), naming.trends(name)]
             else:
-                selection = dg.AssetSelection.assets(["harmonized", name], ["export", name])
+                assets = [naming.harmonized(name), naming.export(name)]
+            selection = dg.AssetSelection.assets(*wiring.keys(assets))
             sensors.append(
                 dg.AutomationConditionSensorDefinition(
                     f"automation_{name}",

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
+from harmonizer_pipeline import naming
 from harmonizer_pipeline.bookkeeping import audit, registry
 from harmonizer_pipeline.ingest.landing import LandedObject, LandingError, LandingZone, LocalLanding
 from harmonizer_pipeline.ingest.retries import RetryPolicy
@@ -161,7 +162,7 @@ def plan_tick(
             why = f"same content as {twin.object_key} ({twin.status})"
             registry.register(conn, source, obj, identity, "duplicate", error=why)
             sha256 = identity.removeprefix("sha256:") if identity.startswith("sha256:") else None
-            audited.append(audit.AuditEntry("load", "duplicate", "", launched_by, f"raw/{source}", file=obj.key, sha256=sha256, detail=why))
+            audited.append(audit.AuditEntry("load", "duplicate", "", launched_by, str(naming.raw(source)), file=obj.key, sha256=sha256, detail=why))
             plan.duplicates.append(obj.key)
             continue
         plan.to_load.append(_to_load(registry.register(conn, source, obj, identity, "pending")))
@@ -177,9 +178,10 @@ def _record_dead(conn, entry, verdict: RunVerdict, retry: RetryPolicy, launched_
     the staging tables its write left behind, and return its entry as it now is."""
     message = f"{verdict.reason} ({retry.describe(entry.attempts)})"
     registry.record_failure(conn, entry.id, message, retry.delay(entry.attempts), run_id=verdict.run_id)
-    drop_dead_staging(conn, "raw", entry.source)
+    raw = naming.raw(entry.source)
+    drop_dead_staging(conn, raw.schema, raw.table)
     audited.append(audit.AuditEntry(
-        "load", "failed", verdict.run_id or "", launched_by, f"raw/{entry.source}", entry.partition_key,
+        "load", "failed", verdict.run_id or "", launched_by, str(raw), entry.partition_key,
         file=entry.object_key, sha256=_sha256(entry), detail=message,
     ))  # fmt: skip
     plan.dead.append(f"{entry.object_key}: {message}")
