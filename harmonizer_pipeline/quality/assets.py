@@ -27,8 +27,7 @@ def partition_rows(partition_key: str):
 
 
 def validated_source_asset(settings: Settings, source: str, partitions: dg.DynamicPartitionsDefinition) -> dg.AssetsDefinition:
-    asset = naming.validated(source)
-    key = wiring.key(asset)
+    key = wiring.key(naming.validated(source))
     config = settings.sources[source]
     max_reject_rate = config.max_reject_rate
     gate_description = (
