@@ -1,8 +1,9 @@
-"""ops/trends_<source>: the source's latest run (the file measured last) against its other files, with a WARN check."""
+"""ops/trends_<source>: the source's latest run (the file measured last) against its other files, with
+a WARN check; Dagster wiring over the trends step in monitoring.trends."""
 
 import dagster as dg
 
-from harmonizer_pipeline.bookkeeping import audit, metrics
+from harmonizer_pipeline import naming, wiring
 from harmonizer_pipeline.monitoring import trends
 from harmonizer_pipeline.resources import PostgresResource
 from harmonizer_pipeline.settings import Settings
@@ -17,13 +18,12 @@ AFTER_MEASURED = (
 
 
 def trends_source_asset(settings: Settings, source: str) -> dg.AssetsDefinition:
-    key = dg.AssetKey(["ops", f"trends_{source}"])
+    key = wiring.key(naming.trends(source))
     options = settings.trends
-    measured = [["raw", source], ["validated", source], ["quality", f"profile_{source}"], ["keys", source]]
 
     @dg.asset(
         key=key,
-        deps=[dg.AssetKey(path) for path in measured],
+        deps=wiring.keys(naming.measured(source)),
         automation_condition=AFTER_MEASURED,
         check_specs=[
             dg.AssetCheckSpec(
@@ -44,39 +44,10 @@ def trends_source_asset(settings: Settings, source: str) -> dg.AssetsDefinition:
         ),
     )
     def trends_asset(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
-        with postgres.connect() as conn:
-            history = metrics.history(conn, source)
-        report = trends.compare(history, options.min_history, options.window, options.z_threshold, options.shown_runs)
+        judged = trends.judge_latest(postgres.connect, context.run, source, options)
+        report = judged.report
         latest = report.table.iloc[-1] if not report.table.empty else None
         plotted = {m: float(latest[m]) for m in trends.SHOWN_METRICS if latest is not None and m in latest and latest[m] == latest[m]}
-        if report.trends:
-            check = dg.AssetCheckResult(
-                check_name=TRENDS_CHECK,
-                passed=not report.anomalies,
-                severity=dg.AssetCheckSeverity.WARN,
-                description=(
-                    f"{len(report.anomalies)} of {len(report.trends)} metrics of {report.latest_partition} are anomalies"
-                    if report.anomalies
-                    else f"{len(report.trends)} metrics of {report.latest_partition} within their history"
-                ),
-                metadata={
-                    "anomalies": len(report.anomalies),
-                    "metrics_compared": len(report.trends),
-                    "findings": table_metadata(
-                        [
-                            {"asset": t.asset, "metric": t.metric, "latest": t.latest, "median": t.median, "robust_z": trends.cell(t.z), "history": t.history}
-                            for t in report.anomalies
-                        ],
-                        [("asset", "string"), ("metric", "string"), ("latest", "float"), ("median", "float"), ("robust_z", "string"), ("history", "int")],
-                    ),  # fmt: skip
-                },
-            )
-        else:
-            check = dg.AssetCheckResult(
-                check_name=TRENDS_CHECK, passed=True, description=f"fewer than {options.min_history} earlier files: nothing to judge yet"
-            )
-        with postgres.connect() as conn:
-            audit.record(conn, audit.entry(context.run, "trends", "done", f"ops/trends_{source}", detail=check.description))
         return dg.MaterializeResult(
             metadata={
                 **plotted,
@@ -85,7 +56,30 @@ def trends_source_asset(settings: Settings, source: str) -> dg.AssetsDefinition:
                 "anomalies": len(report.anomalies),
                 "last_runs": dg.MetadataValue.md(trends.markdown(report)),
             },
-            check_results=[check],
+            check_results=[_trends_check(judged)],
         )
 
     return trends_asset
+
+
+def _trends_check(judged: trends.Judged) -> dg.AssetCheckResult:
+    report = judged.report
+    if not report.trends:
+        return dg.AssetCheckResult(check_name=TRENDS_CHECK, passed=True, description=judged.verdict)
+    return dg.AssetCheckResult(
+        check_name=TRENDS_CHECK,
+        passed=not report.anomalies,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=judged.verdict,
+        metadata={
+            "anomalies": len(report.anomalies),
+            "metrics_compared": len(report.trends),
+            "findings": table_metadata(
+                [
+                    {"asset": t.asset, "metric": t.metric, "latest": t.latest, "median": t.median, "robust_z": trends.cell(t.z), "history": t.history}
+                    for t in report.anomalies
+                ],
+                [("asset", "string"), ("metric", "string"), ("latest", "float"), ("median", "float"), ("robust_z", "string"), ("history", "int")],
+            ),  # fmt: skip
+        },
+    )

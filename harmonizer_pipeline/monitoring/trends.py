@@ -10,15 +10,25 @@ every earlier value was the same and any other value is an anomaly.
 
 Durations get a tolerance of one second: a 0.2 s step taking 0.6 s is noise on a shared
 machine, not news.
+
+`judge_latest` is the trends step of ops/trends_<source> (its asset is in monitoring.assets): the
+source's history from ops.run_metrics judged, and the verdict in ops.audit_log.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from harmonizer_pipeline import naming
+from harmonizer_pipeline.bookkeeping import audit, metrics
+from harmonizer_pipeline.monitoring.settings import Trends
+from harmonizer_pipeline.services import Run
 
 SHOWN_METRICS = ["rows", "rejected_share", "quality_score", "null_rate", "key_uniqueness", "duration_seconds"]
 TOLERANCE = {"duration_seconds": 1.0}
@@ -46,6 +56,31 @@ class TrendReport:
     @property
     def anomalies(self) -> list[MetricTrend]:
         return [t for t in self.trends if t.anomaly]
+
+
+@dataclass(frozen=True)
+class Judged:
+    """The trends of a source's latest run and the verdict on it (its check's description)."""
+
+    report: TrendReport
+    verdict: str
+
+
+def judge_latest(connect: Callable[[], AbstractContextManager], run: Run, source: str, options: Trends) -> Judged:
+    """Judge the source's file measured last against its other files and record the verdict;
+    `connect` opens a bookkeeping transaction."""
+    with connect() as conn:
+        history = metrics.history(conn, source)
+    report = compare(history, options.min_history, options.window, options.z_threshold, options.shown_runs)
+    if not report.trends:
+        verdict = f"fewer than {options.min_history} earlier files: nothing to judge yet"
+    elif report.anomalies:
+        verdict = f"{len(report.anomalies)} of {len(report.trends)} metrics of {report.latest_partition} are anomalies"
+    else:
+        verdict = f"{len(report.trends)} metrics of {report.latest_partition} within their history"
+    with connect() as conn:
+        audit.record(conn, audit.entry(run, "trends", "done", str(naming.trends(source)), detail=verdict))
+    return Judged(report, verdict)
 
 
 def robust_z(value: float, earlier) -> tuple[float, float, float]:
