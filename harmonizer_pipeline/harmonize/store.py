@@ -2,7 +2,7 @@
 
 Per source with a target:
 - staged.<source>: each file's validated rows mapped into the target's columns, LIST-partitioned
-  by file like raw and validated (written by the IO manager; created here with the target's
+  by file like raw and validated (written by harmonize.staging; created here with the target's
   types, so a column a file leaves empty still has its type).
 
 Per target:
@@ -28,6 +28,7 @@ from collections.abc import Sequence
 import pandas as pd
 from psycopg import sql
 
+from harmonizer_pipeline import naming
 from harmonizer_pipeline.bookkeeping import merges, rejected
 from harmonizer_pipeline.harmonize.mapping import LINEAGE
 from harmonizer_pipeline.harmonize.settings import Target
@@ -35,8 +36,9 @@ from harmonizer_pipeline.storage.catalog import stored_columns, table_exists
 from harmonizer_pipeline.storage.frame_codec import ColumnSpec, frame_to_arrow, pg_type_sql, qualified, storage_name
 from harmonizer_pipeline.storage.partitions import create_list_partitioned
 
-SCHEMA = "harmonized"
-STAGED_SCHEMA = "staged"
+# The schemas of harmonized/<target> (every table of a target is in it) and staged/<source>.
+SCHEMA = naming.harmonized("").schema
+STAGED_SCHEMA = naming.staged("").schema
 HISTORY_COLUMNS = ["valid_from", "valid_to", "is_current", "_run_id"]
 
 _SAMPLES = {
@@ -56,6 +58,11 @@ def duplicates_table(target: str) -> str:
     return f"{target}_duplicates"
 
 
+def duplicates_view(target: str) -> naming.StageAsset:
+    """The duplicates view, to read as a table (its rows are in duplicate_rows_table)."""
+    return naming.StageAsset(SCHEMA, duplicates_table(target))
+
+
 def duplicate_rows_table(target: str) -> str:
     return f"{target}_duplicate_rows"
 
@@ -66,6 +73,11 @@ def candidates_table(target: str) -> str:
 
 def changes_table(target: str) -> str:
     return f"{target}_changes"
+
+
+def changes(target: str) -> naming.StageAsset:
+    """The changes table, to read as a table: each merge's delta, `_merge_id` naming the merge."""
+    return naming.StageAsset(SCHEMA, changes_table(target))
 
 
 def drop_exported_changes(conn, target: str, merge_id: int) -> None:
@@ -256,6 +268,6 @@ def _create_history(conn, target_name: str, target: Target) -> None:
 def drop_staged(conn, source: str, partition_key: str) -> None:
     """Forget a file's staged rows, its bookkeeping and its harmonize rejections (a removed or
     erased file); the next merge takes its keys out of the target."""
-    conn.execute(sql.SQL("DELETE FROM {} WHERE _partition = %s").format(qualified(STAGED_SCHEMA, source)), (partition_key,))
+    conn.execute(sql.SQL("DELETE FROM {} WHERE {} = %s").format(qualified(STAGED_SCHEMA, source), sql.Identifier(naming.PARTITION_COLUMN)), (partition_key,))
     merges.forget_staged(conn, source, partition_key)
     rejected.delete_rejected(conn, source, partition_key, harmonize=True)
