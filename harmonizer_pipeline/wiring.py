@@ -7,6 +7,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import dagster as dg
 
@@ -59,11 +60,11 @@ def column_schema(columns: Sequence[ColumnSpec]) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(name=c.name, type=c.pg_type, description=f"read as pandas {c.pandas_dtype}") for c in columns])
 
 
-def write_metadata(result: WriteResult, partition_keys: Sequence[str] | None) -> dict[str, object]:
+def write_metadata(result: WriteResult, partition_keys: Sequence[str] | None) -> dict[str, Any]:
     """What the UI shows of a table write: Dagster's row count and column schema, the partition
     written, renamed columns and how the rows went in."""
     count_key = "dagster/partition_row_count" if partition_keys is not None else "dagster/row_count"
-    metadata: dict[str, object] = {count_key: result.rows, "dagster/column_schema": column_schema(result.columns)}
+    metadata: dict[str, Any] = {count_key: result.rows, "dagster/column_schema": column_schema(result.columns)}
     if partition_keys is not None:
         metadata["partition"] = ", ".join(partition_keys)
     if result.renamed:

@@ -1,29 +1,20 @@
 """validated/<source> behind its blocking schema gate, and quality/profile_<source> with its drift
 check: Dagster wiring over the steps in quality.validate and quality.profile."""
 
-from typing import Any
-
 import dagster as dg
 import pandera.pandas as pa
 
 from harmonizer_pipeline import naming, wiring
-from harmonizer_pipeline.naming import PARTITION_COLUMN
 from harmonizer_pipeline.quality.profile import Profiled, profile_file
 from harmonizer_pipeline.quality.profiling import FileProfile
 from harmonizer_pipeline.quality.validate import Validation, validate_file
 from harmonizer_pipeline.resources import PostgresResource
 from harmonizer_pipeline.settings import Settings
-from harmonizer_pipeline.storage.reads import partition_filter
 from harmonizer_pipeline.wiring import OWNERS, earlier_partitions, failing_as_dagster, file_check_spec, table_metadata, write_metadata
 
 GATE_CHECK = "schema_gate"
 QUARANTINE_CHECK = "quarantine"
 DRIFT_CHECK = "drift"
-
-
-def partition_rows(partition_key: str):
-    """SQL condition for one file's rows (harmonize.assets still reads validated/<source> with it)."""
-    return partition_filter([(PARTITION_COLUMN, [partition_key])])
 
 
 def validated_source_asset(settings: Settings, source: str, partitions: dg.DynamicPartitionsDefinition) -> dg.AssetsDefinition:
@@ -63,9 +54,8 @@ def validated_source_asset(settings: Settings, source: str, partitions: dg.Dynam
         tables = postgres.tables(chunk_rows=settings.ingest.chunk_rows)
         with failing_as_dagster():
             outcome = validate_file(tables, postgres.connect, context.run, source, context.partition_key, schema, max_reject_rate, context.log.info)
-        # What the IO manager showed of a write (its values are all metadata values, typed `object` there).
-        written: dict[str, Any] = write_metadata(outcome.written, [context.partition_key])
-        return dg.MaterializeResult(metadata=written, check_results=_gate_checks(outcome))
+        metadata = write_metadata(outcome.written, [context.partition_key])
+        return dg.MaterializeResult(metadata=metadata, check_results=_gate_checks(outcome))
 
     return validated
 
