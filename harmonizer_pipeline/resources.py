@@ -126,8 +126,6 @@ def _output_metadata(context: OutputContext, result: WriteResult) -> Mapping[str
 
 def _write(context: OutputContext, table_slice: TableSlice, chunks, connection, url: str, workers: int) -> Mapping[str, object]:
     result = _store(table_slice, chunks, connection, url, workers)
-    if isinstance(chunks, DataFrameChunks) and chunks.on_written is not None:
-        chunks.on_written(connection, result)
     if result.renamed:
         context.log.warning(f"column names shortened to fit PostgreSQL's 63-byte limit: {result.renamed}")
     context.log.info(f"{table_slice.schema}.{table_slice.table}: {result.rows} rows, loaded by {result.loaded_by}")
@@ -137,7 +135,7 @@ def _write(context: OutputContext, table_slice: TableSlice, chunks, connection, 
 def _store(table_slice: TableSlice, chunks, connection, url: str, workers: int) -> WriteResult:
     single = _single_key(table_slice)
     if single:
-        return write_partition(connection, table_slice.schema, table_slice.table, *single, chunks, url, workers, getattr(chunks, "text_copy", None))
+        return write_partition(connection, table_slice.schema, table_slice.table, *single, chunks, url, workers)
     if table_slice.partition_dimensions:
         # Deleting the partition's rows and appending the new ones must commit together: one connection.
         return write_frames(
@@ -211,21 +209,15 @@ class DataFrameChunksTypeHandler(DbTypeHandler[DataFrameChunks]):
 
 
 class _ClosingDbIOManager(DbIOManager):
-    """Closes a DataFrameChunks output once the whole write is over: after its transaction
-    committed or rolled back, whichever step failed (the schema, the table's lock, the deletion of
-    the old rows, the COPY, the bookkeeping, the commit), so its on_closed always runs and never
-    waits on the write's own locks."""
+    """Closes a DataFrameChunks output once the whole write is over (committed or rolled back,
+    whichever step failed), so a stream reading from a database lets go of its connection then."""
 
     def handle_output(self, context: OutputContext, obj: object) -> None:
         try:
             super().handle_output(context, obj)
-        except BaseException:
-            # Closed here, not in a `finally`, so on_closed sees the failure as the error being handled.
+        finally:
             if isinstance(obj, DataFrameChunks):
                 obj.close()
-            raise
-        if isinstance(obj, DataFrameChunks):
-            obj.close()
 
 
 class PostgresPandasIOManager(ConfigurableIOManagerFactory):

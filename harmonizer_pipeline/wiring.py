@@ -11,9 +11,12 @@ from typing import Any
 
 import dagster as dg
 
-from harmonizer_pipeline.naming import StageAsset
+from harmonizer_pipeline.naming import PARTITION_COLUMN, StageAsset
 from harmonizer_pipeline.services import StageError
 from harmonizer_pipeline.storage.frame_codec import ColumnSpec
+from harmonizer_pipeline.storage.postgres import database_of
+from harmonizer_pipeline.storage.reads import partition_filter, select_statement
+from harmonizer_pipeline.storage.tables import StageTables
 from harmonizer_pipeline.storage.writes import WriteResult
 
 OWNERS = ["team:data-engineering"]
@@ -71,6 +74,20 @@ def write_metadata(result: WriteResult, partition_keys: Sequence[str] | None) ->
         metadata["renamed_columns"] = dg.MetadataValue.json(result.renamed)
     metadata["loaded_by"] = result.loaded_by
     return metadata
+
+
+def file_written(context: dg.AssetExecutionContext, tables: StageTables, asset: StageAsset, result: WriteResult) -> dict[str, Any]:
+    """Log a write of this run's file into `asset`'s table and return its metadata: write_metadata's,
+    the query that shows the rows and the table's name, as Dagster's database IO managers give them."""
+    if result.renamed:
+        context.log.warning(f"column names shortened to fit PostgreSQL's 63-byte limit: {result.renamed}")
+    context.log.info(f"{asset.qualified}: {result.rows} rows, loaded by {result.loaded_by}")
+    rows = partition_filter([(PARTITION_COLUMN, [context.partition_key])])
+    return {
+        **write_metadata(result, [context.partition_key]),
+        "Query": select_statement(asset.schema, asset.table, None, rows),
+        "dagster/table_name": f"{database_of(tables.url)}.{asset.qualified}",  # Dagster's documented key, as its database IO managers set it
+    }
 
 
 @contextmanager

@@ -10,7 +10,6 @@ file and its SHA-256, and the rows that went in and came out. Rows are only ever
 from __future__ import annotations
 
 import datetime as dt
-import sys
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
@@ -105,8 +104,7 @@ class AuditedStep:
     in a transaction of its own (so the row survives the rollback of the failed work), and lets
     the error go on, so the run still fails. `also(conn, message, error)` records more in that
     transaction (the file registry's status) and may return the detail to record instead (the
-    message with what happens next). A step whose rows the IO manager writes passes
-    `closed` as the stream's on_closed: the write fails outside the step's code."""
+    message with what happens next)."""
 
     def __init__(self, connect: Callable[[], AbstractContextManager], entry: AuditEntry):
         self.connect, self.entry = connect, entry
@@ -143,14 +141,6 @@ class AuditedStep:
         except Exception as unrecorded:
             # The step's own error is the one to raise; this one is said beside it.
             error.add_note(f"ops.audit_log could not record this failure: {one_line(unrecorded)}")
-
-    def closed(self) -> None:
-        """The stream's on_closed. The IO manager closes the stream once the write's transaction
-        has committed or rolled back (so no lock of it is left to wait on), while handling the
-        error of a failed write: that error is the step's failure."""
-        error = sys.exc_info()[1]
-        if _failure(error):
-            self._failed_with(error)
 
 
 def _failure(error: BaseException | None) -> TypeGuard[BaseException]:

@@ -2,8 +2,6 @@
 (the merge in PostgreSQL of what changed since the last one): their Dagster wiring; the work is
 in harmonize.staging and harmonize.harmonization."""
 
-from typing import Any
-
 import dagster as dg
 
 from harmonizer_pipeline import naming
@@ -12,7 +10,7 @@ from harmonizer_pipeline.harmonize.harmonization import harmonize_target
 from harmonizer_pipeline.harmonize.staging import stage_file
 from harmonizer_pipeline.resources import PostgresResource
 from harmonizer_pipeline.settings import Settings
-from harmonizer_pipeline.wiring import OWNERS, column_schema, failing_as_dagster, key, keys, table_metadata, write_metadata
+from harmonizer_pipeline.wiring import OWNERS, column_schema, failing_as_dagster, file_written, key, keys, table_metadata
 
 
 def staged_source_asset(settings: Settings, source: str, partitions: dg.DynamicPartitionsDefinition) -> dg.AssetsDefinition:
@@ -37,12 +35,7 @@ def staged_source_asset(settings: Settings, source: str, partitions: dg.DynamicP
         tables = postgres.tables(chunk_rows=settings.ingest.chunk_rows)
         with failing_as_dagster():
             outcome = stage_file(settings, source, context.partition_key, postgres.connect, tables, context.run)
-        written = outcome.written
-        if written.renamed:
-            context.log.warning(f"column names shortened to fit PostgreSQL's 63-byte limit: {written.renamed}")
-        context.log.info(f"{asset.qualified}: {written.rows} rows, loaded by {written.loaded_by}")
-        metadata: dict[str, Any] = {**outcome.counts, **write_metadata(written, [context.partition_key])}
-        return dg.MaterializeResult(metadata=metadata)
+        return dg.MaterializeResult(metadata={**outcome.counts, **file_written(context, tables, asset, outcome.written)})
 
     return staged
 

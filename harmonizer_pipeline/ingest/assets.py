@@ -32,17 +32,15 @@ def raw_source_asset(settings: Settings, source: str, partitions: dg.DynamicPart
         description=f"{description}: every value as text exactly as read, one partition per file.",
     )
     def raw_source(context: dg.AssetExecutionContext, postgres: PostgresResource, landing: LandingResource):
+        tables = postgres.tables()
         with wiring.failing_as_dagster():
             loaded = load_file(
-                settings, source, context.partition_key, context.run, postgres.connect, postgres.tables(),
+                settings, source, context.partition_key, context.run, postgres.connect, tables,
                 zone=lambda: landing.zone(settings, source), log=context.log.info,
             )  # fmt: skip
         if loaded is None:
             return
-        written, detection = loaded.written, loaded.detection
-        if written.renamed:
-            context.log.warning(f"column names shortened to fit PostgreSQL's 63-byte limit: {written.renamed}")
-        context.log.info(f"{raw.qualified}: {written.rows} rows, loaded by {written.loaded_by}")
+        detection = loaded.detection
         metadata: dict[str, Any] = {
             "file": loaded.file,
             "sha256": loaded.sha256,
@@ -50,7 +48,7 @@ def raw_source_asset(settings: Settings, source: str, partitions: dg.DynamicPart
             "encoding": detection.encoding or "",
             "delimiter": detection.delimiter or "",
             "detection": dg.MetadataValue.md("\n".join(f"- {line}" for line in detection.evidence)),
-            **wiring.write_metadata(written, [context.partition_key]),
+            **wiring.file_written(context, tables, raw, loaded.written),
         }
         yield dg.MaterializeResult(metadata=metadata)
 

@@ -10,7 +10,7 @@ from harmonizer_pipeline.quality.profiling import FileProfile
 from harmonizer_pipeline.quality.validate import Validation, validate_file
 from harmonizer_pipeline.resources import PostgresResource
 from harmonizer_pipeline.settings import Settings
-from harmonizer_pipeline.wiring import OWNERS, earlier_partitions, failing_as_dagster, file_check_spec, table_metadata, write_metadata
+from harmonizer_pipeline.wiring import OWNERS, earlier_partitions, failing_as_dagster, file_check_spec, file_written, table_metadata
 
 GATE_CHECK = "schema_gate"
 QUARANTINE_CHECK = "quarantine"
@@ -53,8 +53,8 @@ def validated_source_asset(settings: Settings, source: str, partitions: dg.Dynam
         schema = settings.schema_for(source) or pa.DataFrameSchema()
         tables = postgres.tables(chunk_rows=settings.ingest.chunk_rows)
         with failing_as_dagster():
-            outcome = validate_file(tables, postgres.connect, context.run, source, context.partition_key, schema, max_reject_rate, context.log.info)
-        metadata = write_metadata(outcome.written, [context.partition_key])
+            outcome = validate_file(tables, postgres.connect, context.run, source, context.partition_key, schema, max_reject_rate)
+        metadata = file_written(context, tables, naming.validated(source), outcome.written)
         return dg.MaterializeResult(metadata=metadata, check_results=_gate_checks(outcome))
 
     return validated

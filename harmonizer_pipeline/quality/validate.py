@@ -43,7 +43,6 @@ def validate_file(
     partition_key: str,
     schema: pa.DataFrameSchema,
     max_reject_rate: float,
-    log: Callable[[str], None],
 ) -> Validation:
     """Validate the file's raw rows, replace its partition of validated/<source> with the rows
     that pass, and record the gate's verdict. `connect` opens a bookkeeping transaction."""
@@ -66,7 +65,6 @@ def validate_file(
             writer.commit()
     finally:
         writer.close()  # without commit(), the file's earlier records stay
-    log(f"{validated.qualified}: {written.rows} rows, loaded by {written.loaded_by}")
     summary = validation.summary
     decision = verdict(summary, max_reject_rate)
     with connect() as conn:

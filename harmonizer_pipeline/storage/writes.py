@@ -39,22 +39,11 @@ class DataFrameChunks(Iterator[pd.DataFrame]):
 
     Return it from an asset to have each chunk COPYed as it comes (one transaction), or annotate
     an input with it to read the table chunk by chunk, so no table has to sit in memory whole.
-    `on_written(connection, result)` runs inside the write's transaction once every chunk is
-    in, so bookkeeping (e.g. marking a file loaded) commits or rolls back with the rows.
-    `text_copy` offers the same rows as text PostgreSQL parses itself (see TextCopy), tried
-    first by a one-key partition write. close() (called by the IO manager once the write's
-    transaction committed or rolled back) closes the stream and runs `on_closed`.
+    The IO manager closes it (and so the stream, with what it holds open) once the write is over.
     """
 
-    def __init__(
-        self,
-        chunks: Iterable[pd.DataFrame],
-        on_written: Callable[[object, WriteResult], None] | None = None,
-        text_copy: TextCopy | None = None,
-        on_closed: Callable[[], None] | None = None,
-    ):
+    def __init__(self, chunks: Iterable[pd.DataFrame]):
         self._chunks = iter(chunks)
-        self.on_written, self.text_copy, self.on_closed = on_written, text_copy, on_closed
 
     def __next__(self) -> pd.DataFrame:
         return next(self._chunks)
@@ -63,8 +52,6 @@ class DataFrameChunks(Iterator[pd.DataFrame]):
         close = getattr(self._chunks, "close", None)
         if close is not None:
             close()
-        if self.on_closed is not None:
-            self.on_closed()
 
 
 @dataclass
