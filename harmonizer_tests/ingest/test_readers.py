@@ -109,7 +109,7 @@ def test_cp1252_semicolon_file_with_umlauts_and_decimal_commas(tmp_path):
     }
     assert (detection.format, detection.encoding, detection.delimiter) == ("csv", "cp1252", ";")
     assert detection.evidence[1:3] == [
-        "not utf-8 (byte 0xfc at offset 17); the first 48 bytes decode as cp1252",
+        "not utf-8 (byte 0xfc at offset 17); chardet: cp1252 (German), score 0.020",
         "';' splits 3 of 3 sample records into 3 fields; ',' gives one field; '\\t' gives one field; '|' gives one field",
     ]
 
@@ -228,7 +228,8 @@ def test_line_numbers_stay_exact_across_pyarrow_blocks(tmp_path, encoding):
         expected.append((str(n), text, "", line))
         line += 1 + text.count("\n")
     path = write(tmp_path, "mixed.csv", "".join(lines), encoding)
-    detection, frames = read(path, chunk_rows=7_777)
+    # the only letter besides x is é: too little text to tell cp1252 from other code pages (test_encodings)
+    detection, frames = read(path, ReadHints(encoding="cp1252") if encoding == "cp1252" else ReadHints(), chunk_rows=7_777)
     got = [row for f in frames for row in zip(f["id"], f["text"], f["empty"], f["_row_number"].tolist())]
     assert detection.encoding == encoding
     assert got == expected

@@ -7,9 +7,10 @@ chunks() yields DataFrames of at most chunk_rows rows. Data columns have dtype "
 file's text, never parsed: leading zeros, '1.234,50', 'N/A' and '' survive; NULL appears only where
 the file holds no value at all. `_row_number` (int64) says where each row came from.
 
-Delimited text (csv, tsv, ';' or '|'): encoding from hints, a BOM (utf-8-sig, utf-16, utf-32), a
-strict UTF-8 decode of the first MiB, else cp1252, else latin-1. pyarrow parses every field as a
-string. `_row_number` is the physical line where the record starts (the header is line 1; lines end
+Text (delimited, JSON, XML): encoding from hints, a BOM (utf-8-sig, utf-16, utf-32), UTF-16/UTF-32
+without one by its NUL bytes, a strict UTF-8 decode of the first MiB, else detection (encoding.py),
+which fails the file rather than guess when it is unsure. Delimited text (csv, tsv, ';' or '|'):
+pyarrow parses every field as a string. `_row_number` is the physical line where the record starts (the header is line 1; lines end
 at \\n, \\r\\n or \\r): a record spans one line plus the line breaks inside its quoted values. Blank
 lines are not records and are skipped (a line of only delimiters is a record of ''). pyarrow reports
 a ragged record without its line and accepts a quote left open at the end of the file, so on any

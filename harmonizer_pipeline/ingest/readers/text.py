@@ -9,16 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .base import ReadError, ReadHints
+from .encoding import BINARY, choose_encoding
 
 _HEAD_BYTES = 1 << 20
 _BLOCK_BYTES = 1 << 20
-BOMS = (
-    (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16 LE: it starts with the same two bytes
-    (codecs.BOM_UTF32_BE, "utf-32"),
-    (codecs.BOM_UTF8, "utf-8-sig"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
-)
 _SIGNATURES = (
     (b"PAR1", "parquet", "magic bytes PAR1"),
     (b"PK\x03\x04", "excel", "zip signature 50 4B 03 04 (xlsx/ods)"),
@@ -103,35 +97,13 @@ def _text_format(text: str) -> tuple[str, str]:
 
 def _decode_head(head: Head) -> None:
     """Choose the encoding, decode the head strictly and refuse binary content."""
-    head.encoding, why = _guess_encoding(head)
+    head.encoding, why = choose_encoding(head.path, head.raw, head.complete, head.hints.encoding)
     decoder = codecs.getincrementaldecoder(head.encoding)()
     head.text = _decode(head.path, head.encoding, decoder, head.raw, head.complete, 1)
     sample = head.text[:65536]
     if "\x00" in sample or len(_CONTROL.findall(sample)) > len(sample) // 100:
-        raise ReadError(head.path, "binary content that is neither Parquet nor Excel")
+        raise ReadError(head.path, BINARY)
     head.evidence.append(why)
-
-
-def _guess_encoding(head: Head) -> tuple[str, str]:
-    """Hints, else a BOM, else the first of utf-8 / cp1252 that decodes the head strictly, else latin-1."""
-    if head.hints.encoding:
-        try:
-            codecs.lookup(head.hints.encoding)
-        except LookupError as err:
-            raise ReadError(head.path, f"unknown encoding {head.hints.encoding!r} in hints") from err
-        return head.hints.encoding, f"encoding {head.hints.encoding} from hints"
-    for bom, encoding in BOMS:
-        if head.raw.startswith(bom):
-            return encoding, f"BOM {bom.hex(' ').upper()} → {encoding}"
-    failures = []
-    for encoding in ("utf-8", "cp1252"):
-        try:
-            codecs.getincrementaldecoder(encoding)().decode(head.raw, head.complete)
-        except UnicodeDecodeError as err:
-            failures.append(f"not {encoding} (byte 0x{err.object[err.start]:02x} at offset {err.start})")
-            continue
-        return encoding, "; ".join([*failures, f"the first {len(head.raw)} bytes decode as {encoding}"])
-    return "latin-1", "; ".join([*failures, "latin-1 decodes any byte"])
 
 
 def _decode(path: Path, encoding: str, decoder: codecs.IncrementalDecoder, data: bytes, final: bool, line: int) -> str:

@@ -14,8 +14,9 @@ from defusedxml.common import DefusedXmlException
 
 from .base import Detection, ReadError
 from .columns import RecordReader
+from .encoding import BOMS
 from .json_records import json_dump
-from .text import BOMS, Head, text_encoding
+from .text import Head, text_encoding
 
 _XML_SCAN_ELEMENTS = 20_000
 _XML_DECLARED_ENCODING = re.compile(r"<\?xml[^>]*\bencoding\s*=\s*[\"']([\w.:-]+)")
