@@ -2,7 +2,8 @@
 harmonizer_reader or harmonizer_steward connect as themselves; each reads its schemas (a table
 the owner made after the roles too, through default privileges) and is refused the rest and
 every write with SQLSTATE 42501. Grants given too broadly are taken back; runs from several
-processes on two databases at once agree; a login that may not apply them says so in one line."""
+processes on two databases at once agree; `harmonizer db migrate` applies them; a login that may
+not apply them says so in one line."""
 
 from __future__ import annotations
 
@@ -193,6 +194,13 @@ def test_grants_given_too_broadly_are_taken_back(migrated, login):
     assert refused(reader, "CREATE TABLE harmonized.mine (id int)") == ("42501", "permission denied for schema harmonized")
     steward = login(migrated, STEWARD)
     assert refused(steward, "DELETE FROM ops.file_registry") == ("42501", "permission denied for table file_registry")
+
+
+def test_migrate_applies_them(new_database):
+    url = new_database()
+    result = CliRunner().invoke(main, ["db", "migrate"], env={postgres.DATABASE_URL_ENV: url})
+    assert (result.exit_code, result.output) == (0, f"bookkeeping schema: none -> {schema.head()}\n")
+    assert db_roles(url) == SECOND_RUN
 
 
 APPLY = (
