@@ -69,10 +69,39 @@ def db_stop() -> None:
 def db_migrate() -> None:
     """Bring the bookkeeping tables (ops, quality, keys) to the code's revision; adopts a database
     made before migrations. Safe to run again, and from several processes at once."""
-    from harmonizer_pipeline.bookkeeping import schema
+    from harmonizer_pipeline.bookkeeping import roles, schema
 
-    before, after = schema.upgrade(postgres.resolve_database_url())
+    url = postgres.resolve_database_url()
+    before, after = schema.upgrade(url)
     click.echo(f"bookkeeping schema: {before or 'none'} -> {after}")
+    problem = roles.apply_after_migrations(url)
+    if problem:
+        click.echo(f"warning: {problem}", err=True)
+
+
+@db.command("roles")
+@click.option("--owner", help="The login that creates the pipeline's tables, whose future tables the roles may read (default: this login).")
+@click.option("-v", "--verbose", is_flag=True, help="List every privilege granted or revoked.")
+def db_roles(owner: str | None, verbose: bool) -> None:
+    """Create the read-only roles harmonizer_reader (schema harmonized) and harmonizer_steward
+    (also quality, keys, ops) and bring their privileges to exactly that. Safe to run again."""
+    from harmonizer_pipeline.bookkeeping import roles
+
+    try:
+        applied = roles.apply(postgres.resolve_database_url(), owner)
+    except roles.RolesError as exc:
+        raise click.ClickException(str(exc)) from None
+    declared = {role.name: role for role in roles.ROLES}
+    for changes in applied:
+        role = declared[changes.name]
+        reads = ", ".join([*role.schemas, *(f"what {group} reads" for group in role.member_of)])
+        state = "created" if changes.created else "exists"
+        click.echo(f"{changes.name} ({state}): reads {reads}; {len(changes.granted)} granted, {len(changes.revoked)} revoked")
+        if verbose:
+            for line in [*(f"  granted {g}" for g in changes.granted), *(f"  revoked {r}" for r in changes.revoked)]:
+                click.echo(line)
+        if changes.not_owned:
+            click.echo(f"warning: {changes.name}: owned by a role this login cannot act for, left as they are: {', '.join(changes.not_owned)}", err=True)
 
 
 @db.command("current")

@@ -4,16 +4,17 @@
 package's template (dagster_instance.yaml, not a dagster.yaml in the repository root, which
 `dagster dev` and `dagster definitions validate` would read there with nothing set), which reads the storage URL from HARMONIZER_DAGSTER_PG_URL, so
 no password is ever written to disk. `make demo` and `make dev` both go through here, which is
-why demo runs show up in the UI, and why both start on bookkeeping tables at the head revision.
+why demo runs show up in the UI, and why both start on bookkeeping tables at the head revision and with the database roles applied.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
 
-from harmonizer_pipeline.bookkeeping import schema
+from harmonizer_pipeline.bookkeeping import roles, schema
 from harmonizer_pipeline.storage.postgres import harmonizer_home, resolve_database_url, sqlalchemy_url
 
 STORAGE_URL_ENV = "HARMONIZER_DAGSTER_PG_URL"
@@ -34,6 +35,9 @@ def prepare_dagster_environment() -> dict[str, str]:
     shutil.copyfile(TEMPLATE, home / "dagster.yaml")
     url = resolve_database_url()
     schema.upgrade(url)
+    problem = roles.apply_after_migrations(url)
+    if problem:
+        logging.getLogger(__name__).warning(problem)
     # dagster-postgres needs psycopg2 spelled out under SQLAlchemy 2.1 (dagster issue 33958).
     variables = {"DAGSTER_HOME": str(home), STORAGE_URL_ENV: sqlalchemy_url(url, "psycopg2")}
     os.environ.update(variables)

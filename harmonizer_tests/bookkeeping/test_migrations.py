@@ -6,12 +6,11 @@ module does is code_location/test_module_boundaries.py's to show)."""
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -38,22 +37,6 @@ CATALOG = {
     "sequences": "SELECT sequence_schema, sequence_name, data_type FROM information_schema.sequences WHERE sequence_schema = ANY(%s)",
 }
 KEPT_ROWS = ["SELECT * FROM ops.file_registry ORDER BY id", "SELECT * FROM quality.gate_results ORDER BY source, partition_key, checked_at"]
-
-
-@pytest.fixture
-def new_database(server_url: str) -> Iterator[Callable[[], str]]:
-    """Makes empty databases on the server (dropped after the test) and returns their URLs."""
-    made = []
-
-    def make() -> str:
-        name = f"harmonizer_migrations_{os.getpid()}_{secrets.token_hex(3)}"
-        postgres.ensure_database(server_url, name)
-        made.append(name)
-        return postgres.with_database(server_url, name)
-
-    yield make
-    for name in made:
-        postgres.drop_database(server_url, name)
 
 
 def cli(url: str, *args: str) -> str:
