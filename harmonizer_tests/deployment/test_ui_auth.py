@@ -33,7 +33,8 @@ from harmonizer_tests.loopback import free_port
 
 CADDY = next((p for p in ("/usr/bin/caddy", shutil.which("caddy")) if p and Path(p).exists()), None)
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(CADDY is None, reason="Debian caddy is not installed: apt-get install caddy")]
-CADDYFILE = Path(__file__).resolve().parents[2] / "deploy" / "Caddyfile"
+ROOT = Path(__file__).resolve().parents[2]
+CADDYFILE = ROOT / "deploy" / "Caddyfile"
 WEBSERVER = Path(sys.executable).parent / "dagster-webserver"
 LOCATION, JOB, ASSET = "auth_probe", "probe_job", "probe_asset"
 OPERATOR, VIEWER = ("olga", "operator-secret-1"), ("victor", "viewer-secret-2")
@@ -317,3 +318,22 @@ def test_caddy_refuses_to_start_without_two_distinct_users_with_real_hashes(hash
     checked = subprocess.run([CADDY, "validate", "--config", str(CADDYFILE), "--adapter", "caddyfile"], env=env, capture_output=True, text=True)
     assert checked.returncode == 1
     assert error in checked.stderr.strip().splitlines()[-1]
+
+
+def test_the_documented_single_sign_on_caddyfile_is_valid_and_asks_oauth2_proxy_first(tmp_path):
+    """docs/deploying.md's forward_auth variant is not run here, only adapted by Caddy 2.6."""
+    (snippet,) = re.findall(r"```caddyfile\n(.*?)```", (ROOT / "docs" / "deploying.md").read_text(), re.S)
+    (tmp_path / "Caddyfile.oidc").write_text(snippet)
+    env = {
+        **os.environ,
+        "HARMONIZER_UI_SITE": "http://:8080",
+        "HARMONIZER_UI_BIND": "0.0.0.0",
+        "HARMONIZER_UI_OPERATOR_UPSTREAM": "webserver_operator:3000",
+        "HARMONIZER_UI_VIEWER_UPSTREAM": "webserver_viewer:3000",
+    }
+    adapt = [CADDY, "adapt", "--config", str(tmp_path / "Caddyfile.oidc"), "--adapter", "caddyfile"]
+    adapted = subprocess.run(adapt, env=env, capture_output=True, text=True, check=True).stdout
+    # In order: oauth2-proxy's pages, the forward_auth check, then the two webservers by group.
+    assert re.findall(r'"dial":"([^"]+)"', adapted) == ["oauth2-proxy:4180", "oauth2-proxy:4180", "webserver_operator:3000", "webserver_viewer:3000"]
+    # A groups header sent by the client is dropped before oauth2-proxy is asked.
+    assert adapted.index('"delete":["X-Auth-Request-Groups"]') < adapted.index('"uri":"/oauth2/auth"')
