@@ -34,7 +34,8 @@ DEPLOY = ROOT / "deploy"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 MODULE = PYPROJECT["tool"]["dagster"]["module_name"]
 LOCATION = PYPROJECT["tool"]["dagster"]["code_location_name"]
-APP_SERVICES = ("user_code", "webserver", "daemon")
+WEBSERVERS = ("webserver_viewer", "webserver_operator")
+APP_SERVICES = ("user_code", *WEBSERVERS, "daemon")
 MIGRATE = ["harmonizer", "db", "migrate"]
 
 # What deploy/dagster.yaml promises: runs tagged by the code, limited per tag value.
@@ -106,7 +107,8 @@ def _env_example() -> dict[str, str]:
         if line and not line.startswith("#"):
             key, sep, value = line.partition("=")
             assert sep, f"not KEY=value: {line!r}"
-            values[key] = value
+            # Compose takes a single-quoted value literally (a bcrypt hash holds `$`), without the quotes.
+            values[key] = value[1:-1] if len(value) > 1 and value[0] == value[-1] == "'" else value
     return values
 
 
@@ -167,6 +169,15 @@ def _host_path_of(container_path: str, service: dict) -> Path:
     source = _mounts(service)[container_path]
     assert source.startswith("./"), f"{container_path} is not bind-mounted from deploy/"
     return DEPLOY / source
+
+
+def _workspace_command_params(service: dict, cli: click.Command) -> dict:
+    """The params of a service's `... -w <workspace>` command as the installed CLI parses them,
+    with the file in deploy/ that is mounted there in place of the container path."""
+    command = service["command"]
+    container_path = command[command.index("-w") + 1]
+    workspace_file = _host_path_of(container_path, service)
+    return _parse_cli(cli, [str(workspace_file) if arg == container_path else arg for arg in command[1:]])
 
 
 # ---- deploy/dagster.yaml -------------------------------------------------------------------------
@@ -331,9 +342,9 @@ def test_image_config_reads_landing_from_the_compose_landing_volume(tmp_path):
 # ---- docker-compose.yaml and workspace.yaml ----------------------------------------------------------
 
 
-def test_compose_has_the_four_services_built_from_the_dockerfile():
+def test_compose_has_the_services_built_from_the_dockerfile_behind_one_proxy():
     services = _compose_resolved()["services"]
-    assert set(services) == {"postgres", "migrate", *APP_SERVICES}
+    assert set(services) == {"postgres", "migrate", *APP_SERVICES, "proxy"}
 
     pg = services["postgres"]
     assert pg["image"].startswith("postgres:16")
@@ -350,10 +361,12 @@ def test_compose_has_the_four_services_built_from_the_dockerfile():
     assert len(images) == 1
 
     assert services["user_code"]["depends_on"]["postgres"]["condition"] == "service_healthy"
-    for name in ("webserver", "daemon"):
+    for name in (*WEBSERVERS, "daemon"):
         assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
         assert services[name]["depends_on"]["user_code"]["condition"] == "service_healthy"
-    assert any(port.endswith(":3000") for port in services["webserver"]["ports"])
+    # The UI has no login of its own: only the authenticating proxy publishes a port, on loopback.
+    assert {name for name, service in services.items() if "ports" in service} == {"proxy"}
+    assert services["proxy"]["ports"] == ["127.0.0.1:3000:8080"]
 
 
 def test_compose_migrates_the_bookkeeping_tables_before_the_code_server_starts():
@@ -381,16 +394,11 @@ def test_webserver_and_daemon_reach_the_user_code_server_through_the_workspace()
 
     services = _compose_resolved()["services"]
     user_code = _parse_cli(_dagster_cli(), services["user_code"]["command"][1:])
-    for name, cli in (("webserver", webserver_cli), ("daemon", daemon_cli)):
-        command = services[name]["command"]
-        container_path = command[command.index("-w") + 1]
-        workspace_file = _host_path_of(container_path, services[name])
-        assert workspace_file == DEPLOY / "workspace.yaml"
-        # The installed CLI accepts the command, with the mounted file in place of the container path.
-        args = [str(workspace_file) if arg == container_path else arg for arg in command[1:]]
-        _parse_cli(cli, args)
+    for name, cli in (*((webserver, webserver_cli) for webserver in WEBSERVERS), ("daemon", daemon_cli)):
+        workspace_file = _workspace_command_params(services[name], cli)["workspace"][0]
+        assert Path(workspace_file) == DEPLOY / "workspace.yaml"
 
-        workspace = _yaml(workspace_file)
+        workspace = _yaml(Path(workspace_file))
         assert process_workspace_config(workspace).success
         (entry,) = workspace["load_from"]
         server = entry["grpc_server"]
@@ -436,15 +444,62 @@ def test_compose_urls_point_both_dagster_and_the_pipeline_at_the_postgres_servic
         pg_env["POSTGRES_PASSWORD"],
         pg_env["POSTGRES_DB"],
     )
-    for name in ("webserver", "daemon"):
+    for name in (*WEBSERVERS, "daemon"):
         assert services[name]["environment"]["HARMONIZER_DAGSTER_PG_URL"] == dagster_url
         assert "HARMONIZER_DATABASE_URL" not in services[name]["environment"]
 
 
-def test_compose_shares_step_logs_between_runs_and_the_webserver():
+def test_compose_shares_step_logs_between_runs_and_the_webservers():
     services = _compose_resolved()["services"]
     storage = f"{_dockerfile_env()['DAGSTER_HOME']}/storage"
-    assert _mounts(services["user_code"])[storage] == _mounts(services["webserver"])[storage]
+    for name in WEBSERVERS:
+        assert _mounts(services["user_code"])[storage] == _mounts(services[name])[storage]
+
+
+# ---- the authenticating proxy: deploy/Caddyfile --------------------------------------------------
+
+PASSWORD_HASH_PLACEHOLDER = "replace-with-the-output-of-caddy-hash-password"
+CADDYFILE_VARIABLE = re.compile(r"\{\$([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def test_the_proxy_sends_viewers_to_the_read_only_webserver_and_operators_to_the_full_one():
+    from dagster_webserver.cli import cli as webserver_cli
+
+    services = _compose_resolved()["services"]
+    proxy = services["proxy"]
+    env = proxy["environment"]
+    assert proxy["image"] == "caddy:2"
+    assert proxy["command"][:2] == ["caddy", "run"] and proxy["command"][-2:] == ["--adapter", "caddyfile"]
+    config = proxy["command"][proxy["command"].index("--config") + 1]
+    assert _host_path_of(config, proxy) == DEPLOY / "Caddyfile"
+    assert f"./Caddyfile:{config}:ro" in proxy["volumes"]
+
+    viewer = _workspace_command_params(services["webserver_viewer"], webserver_cli)
+    operator = _workspace_command_params(services["webserver_operator"], webserver_cli)
+    assert (viewer["read_only"], operator["read_only"]) == (True, False)
+    assert env["HARMONIZER_UI_VIEWER_UPSTREAM"] == f"webserver_viewer:{viewer['port']}"
+    assert env["HARMONIZER_UI_OPERATOR_UPSTREAM"] == f"webserver_operator:{operator['port']}"
+    assert {name: proxy["depends_on"][name]["condition"] for name in WEBSERVERS} == dict.fromkeys(WEBSERVERS, "service_healthy")
+
+    # The site listens on the container port the compose file publishes, on every interface of the
+    # container (the host side stays on loopback).
+    (published,) = proxy["ports"]
+    assert urlsplit(env["HARMONIZER_UI_SITE"]).port == int(published.rsplit(":", 1)[1])
+    assert env["HARMONIZER_UI_BIND"] == "0.0.0.0"
+
+
+def test_the_caddyfile_reads_exactly_the_variables_the_proxy_service_sets():
+    used = set(CADDYFILE_VARIABLE.findall((DEPLOY / "Caddyfile").read_text()))
+    assert used == set(_compose()["services"]["proxy"]["environment"])
+    # The users and their hashes come from deploy/.env, and compose stops when one is missing.
+    proxy_env = _compose()["services"]["proxy"]["environment"]
+    for name in used:
+        if name.endswith(("_USER", "_PASSWORD_HASH")):
+            assert proxy_env[name] == f"${{{name}:?set {name} in deploy/.env}}"
+    # The shipped placeholders are not bcrypt hashes: Caddy refuses them (test_ui_auth.py).
+    example = _env_example()
+    for role in ("OPERATOR", "VIEWER"):
+        assert example[f"HARMONIZER_UI_{role}_PASSWORD_HASH"] == PASSWORD_HASH_PLACEHOLDER
 
 
 def test_dockerignore_keeps_local_state_and_secrets_out_of_the_build_context():
@@ -491,6 +546,42 @@ def test_helm_values_run_our_code_server_with_the_k8s_run_launcher():
     assert "postgresqlPassword" not in pg
     assert values["generatePostgresqlPasswordSecret"] is False
     assert values["global"]["postgresqlSecretName"]
+
+
+# The release name of the install command in deploy/README.md; the chart names its Services after it.
+HELM_RELEASE = "harmonizer"
+
+
+def test_helm_values_give_viewers_a_read_only_webserver_and_ingresses_admit_each_group_to_its_own():
+    values = _yaml(DEPLOY / "helm" / "values.yaml")
+    assert values["dagsterWebserver"] == {"enableReadOnly": True}
+    assert values["ingress"] == {"enabled": False}  # one set of annotations could not tell the groups apart
+    assert f"helm upgrade --install {HELM_RELEASE} dagster/dagster" in (DEPLOY / "README.md").read_text()
+
+    ingresses = {doc["metadata"]["name"]: doc for doc in yaml.safe_load_all((DEPLOY / "helm" / "ingress-oauth2-proxy.yaml").read_text())}
+    assert all(doc["apiVersion"] == "networking.k8s.io/v1" and doc["kind"] == "Ingress" for doc in ingresses.values())
+
+    def routes(ingress: dict) -> dict[tuple[str, str], str]:
+        return {(rule["host"], path["path"]): path["backend"]["service"]["name"] for rule in ingress["spec"]["rules"] for path in rule["http"]["paths"]}
+
+    def admitted_groups(ingress: dict) -> set[str]:
+        auth_url = urlsplit(ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/auth-url"])
+        assert auth_url.path == "/oauth2/auth"
+        (groups,) = [value for key, _, value in (p.partition("=") for p in auth_url.query.split("&")) if key == "allowed_groups"]
+        return set(groups.split(","))
+
+    viewer, operator = ingresses["harmonizer-ui-viewer"], ingresses["harmonizer-ui-operator"]
+    assert routes(viewer) == {("harmonizer.example.org", "/"): f"{HELM_RELEASE}-dagster-webserver-read-only"}
+    assert routes(operator) == {("harmonizer-ops.example.org", "/"): f"{HELM_RELEASE}-dagster-webserver"}
+    assert admitted_groups(viewer) == {"harmonizer-viewers", "harmonizer-operators"}
+    assert admitted_groups(operator) == {"harmonizer-operators"}
+    for ingress in (viewer, operator):
+        assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/auth-signin"].endswith("/oauth2/start?rd=$escaped_request_uri")
+    # Only oauth2-proxy's own pages go without authentication, and nothing else reaches a webserver.
+    oauth2 = ingresses.pop("harmonizer-ui-oauth2")
+    assert "annotations" not in oauth2["metadata"]
+    assert routes(oauth2) == {("harmonizer.example.org", "/oauth2"): "oauth2-proxy", ("harmonizer-ops.example.org", "/oauth2"): "oauth2-proxy"}
+    assert set(ingresses) == {"harmonizer-ui-viewer", "harmonizer-ui-operator"}
 
 
 def test_helm_run_queue_has_the_limits_of_dagster_yaml(tmp_path, monkeypatch):
