@@ -31,8 +31,9 @@ from harmonizer_pipeline.quality.profiling import PII_PATTERNS, is_pii
 
 HIDDEN = "***"
 
-# The detector's kinds under the names `privacy:` declares them by.
-DETECTED_KINDS = {"email": "email", "phone": "phone", "card": "card", "iban": "iban", "national_id": "ssn", "ip": "ip"}
+# The detector's kinds under the names `privacy:` declares them by, the most specific first (an
+# SSN also reads as a grouped phone number).
+DETECTED_KINDS = {"card": "card", "iban": "iban", "national_id": "ssn", "email": "email", "ip": "ip", "phone": "phone"}
 
 
 def is_missing(value: object) -> bool:

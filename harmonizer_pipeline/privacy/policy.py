@@ -27,7 +27,7 @@ class PrivacyError(ValueError):
 
 def detected_kind(kinds: Sequence[str]) -> str | None:
     """The `privacy:` kind of the first PII kind the detector flagged, if any."""
-    return next((DETECTED_KINDS[k] for k in kinds if k in DETECTED_KINDS), None)
+    return next((name for kind, name in DETECTED_KINDS.items() if kind in kinds), None)
 
 
 def source_columns(privacy: PrivacySettings, source: str, detected: Mapping[str, Sequence[str]]) -> dict[str, str]:
