@@ -179,33 +179,45 @@ def inspect(path: Path, as_json: bool) -> None:
         click.echo(f"  - {line}")
 
 
+_show_pii = click.option("--show-pii", is_flag=True, help="Show the values of PII columns in clear (masked by default; said so on standard error).")
+
+
+def _values_shown(show_pii: bool):
+    """The Protection of the values a command prints: masked unless --show-pii, which it says on stderr."""
+    from harmonizer_pipeline.privacy.policy import CLEAR, MASKED
+
+    if show_pii:
+        click.echo("showing the values of PII columns in clear (--show-pii)", err=True)
+    return CLEAR if show_pii else MASKED
+
+
 @main.command()
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option(
     "--json", "as_json", is_flag=True, help="One JSON object: rows, quality_score, columns (name, semantic_type, nulls, distinct, pii, pattern, ...)."
 )
-def profile(path: Path, as_json: bool) -> None:
-    """Profile FILE's columns: semantic type, counts, shapes, PII and quality score."""
+@_show_pii
+def profile(path: Path, as_json: bool, show_pii: bool) -> None:
+    """Profile FILE's columns: semantic type, counts, shapes, PII and quality score; the values
+    of PII columns (min, max, top values) masked."""
+    from harmonizer_pipeline.privacy.policy import detected_kind
     from harmonizer_pipeline.quality.profiling import profile_frame
 
+    shown = _values_shown(show_pii)
     table, frame = _read_or_exit(path)
     found = profile_frame(frame, table.detection.columns)
-    columns = [
-        {
-            "name": c.name,
-            "semantic_type": c.semantic_type,
-            "nulls": c.nulls,
-            "empties": c.empties,
-            "distinct": c.distinct,
-            "pii": c.pii,
-            "pattern": c.patterns[0][0] if c.patterns else None,
-            "min": c.minimum,
-            "max": c.maximum,
-            "top_values": [[value, count] for value, count in c.top_values],
-            "quality_score": c.quality_score,
-        }
-        for c in found.columns
-    ]
+    columns = []
+    for c in found.columns:
+        kind = detected_kind(c.pii)
+
+        def value(text: str | None, kind: str | None = kind) -> object:
+            return text if kind is None else shown.value(text, kind)
+
+        columns.append({
+            "name": c.name, "semantic_type": c.semantic_type, "nulls": c.nulls, "empties": c.empties, "distinct": c.distinct, "pii": c.pii,
+            "pattern": c.patterns[0][0] if c.patterns else None, "min": value(c.minimum), "max": value(c.maximum),
+            "top_values": [[value(v), count] for v, count in c.top_values], "quality_score": c.quality_score,
+        })  # fmt: skip
     if as_json:
         click.echo(json.dumps({"rows": found.rows, "quality_score": found.quality_score, "columns": columns}, ensure_ascii=False))
         return
@@ -221,12 +233,20 @@ def profile(path: Path, as_json: bool) -> None:
 @main.command()
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--schema", "schema_spec", required=True, help="A pandera YAML file, or the import path of a DataFrameModel.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object: rows, valid_rows, rejected_rows, failures (check, column, count).")
-def validate(path: Path, schema_spec: str, as_json: bool) -> None:
+@click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object: rows, valid_rows, rejected_rows, failures (check, column, count), sample (failing values)."
+)
+@_show_pii
+def validate(path: Path, schema_spec: str, as_json: bool, show_pii: bool) -> None:
     """Validate FILE against a pandera schema; exit 0 when no row is rejected, 1 when rows are,
-    2 on a file or schema that cannot be read."""
+    2 on a file or schema that cannot be read. The first failing values are shown, those of PII
+    columns masked."""
+    from harmonizer_pipeline.privacy.policy import detected_kind
     from harmonizer_pipeline.quality.gate import validate_frame
+    from harmonizer_pipeline.quality.profiling import count_text, detect_pii
     from harmonizer_pipeline.quality.validation import SchemaLoadError, load_schema
+
+    shown = _values_shown(show_pii)
 
     try:
         schema = load_schema(schema_spec, base_dir=Path.cwd())
@@ -243,6 +263,10 @@ def validate(path: Path, schema_spec: str, as_json: bool) -> None:
         "structure_errors": result.structure_errors,
         "failures": [{"check": check, "column": column, "count": count} for (check, column), count in sorted(result.failures.items(), key=str)],
     }
+    kinds = {c: detected_kind(detect_pii(count_text(frame[c]))) for c in {r["column"] for r in result.sample} if c in frame.columns}
+    report["sample"] = [
+        {k: v for k, v in shown.failure(r, kinds.get(r["column"])).items() if k in ("_row_number", "column", "check", "failure_case")} for r in result.sample
+    ]
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False))
     else:
@@ -251,6 +275,8 @@ def validate(path: Path, schema_spec: str, as_json: bool) -> None:
             click.echo(f"  structure: {problem}")
         for failure in report["failures"]:
             click.echo(f"  {failure['count']:>8}  {failure['column']}: {failure['check']}")
+        for case in report["sample"]:
+            click.echo(f"  row {case['_row_number']}  {case['column']}: {case['check']}: {case['failure_case']!r}")
     sys.exit(1 if result.rejected_rows else 0)
 
 

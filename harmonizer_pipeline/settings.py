@@ -29,6 +29,7 @@ from harmonizer_pipeline.harmonize.settings import ColumnMapping, Target, mappin
 from harmonizer_pipeline.ingest.settings import FormatHints, Ingest, Landing
 from harmonizer_pipeline.keys.settings import KeySettings
 from harmonizer_pipeline.monitoring.settings import Alerts, Trends
+from harmonizer_pipeline.privacy.settings import PrivacySettings, privacy_problems
 from harmonizer_pipeline.quality.validation import SchemaLoadError, load_schema
 from harmonizer_pipeline.settings_model import FieldProblems, SettingsModel, SourceName
 from harmonizer_pipeline.storage.postgres import harmonizer_home
@@ -99,6 +100,7 @@ class Settings(SettingsModel):
     schedules: Schedules = Schedules()
     alerts: Alerts = Alerts()
     trends: Trends = Trends()
+    privacy: PrivacySettings = PrivacySettings()
     base_dir: Path = Field(default=PROJECT_ROOT, exclude=True)
 
     @model_validator(mode="after")
@@ -113,6 +115,7 @@ class Settings(SettingsModel):
                 except SchemaLoadError as err:
                     problems.append((f"sources.{name}.schema", str(err)))
         problems += self._target_problems()
+        problems += [(f"privacy.{path}", reason) for path, reason in privacy_problems(self.privacy, self._listed_columns(), self._target_columns())]
         if problems:
             raise FieldProblems(problems)
         return self
@@ -154,6 +157,20 @@ class Settings(SettingsModel):
                         problems.append((path, f"source {name!r} has no column(s) {missing} (its schema has {list(schema.columns)})"))
                 problems += [(f"{path}.{field}", reason) for field, reason in mapping_option_problems(mapping)]
         return problems
+
+    def _listed_columns(self) -> dict[str, list[str] | None]:
+        """Each source's columns where a strict schema lists all a file can have, else None."""
+        listed: dict[str, list[str] | None] = {}
+        for name, source in self.sources.items():
+            try:
+                schema = self.schema_for(name) if source.pandera_schema else None
+            except SchemaLoadError:  # reported at sources.<name>.schema
+                schema = None
+            listed[name] = list(schema.columns) if schema is not None and schema.strict in (True, "filter") else None
+        return listed
+
+    def _target_columns(self) -> dict[str, list[str]]:
+        return {name: list(target.columns) for name, target in self.targets.items()}
 
     def schema_for(self, source: str):
         """The source's pandera DataFrameSchema, or None when it names none."""

@@ -12,6 +12,7 @@ from typing import Any
 import dagster as dg
 
 from harmonizer_pipeline.naming import PARTITION_COLUMN, StageAsset
+from harmonizer_pipeline.privacy.masking import scrub_text
 from harmonizer_pipeline.services import StageError
 from harmonizer_pipeline.storage.frame_codec import ColumnSpec
 from harmonizer_pipeline.storage.postgres import database_of
@@ -92,8 +93,9 @@ def file_written(context: dg.AssetExecutionContext, tables: StageTables, asset: 
 
 @contextmanager
 def failing_as_dagster() -> Iterator[None]:
-    """A service's StageError fails the step as a dagster Failure with its message alone (no traceback)."""
+    """A service's StageError fails the step as a dagster Failure with its message alone (no
+    traceback), personal data it quotes masked: the message goes to the run's log and alerts."""
     try:
         yield
     except StageError as error:
-        raise dg.Failure(str(error)) from None
+        raise dg.Failure(scrub_text(str(error))) from None

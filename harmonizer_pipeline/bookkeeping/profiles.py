@@ -98,3 +98,16 @@ def latest_profile_scores(conn) -> list[tuple[str, str, float, int, int]]:
         "  ORDER BY q.profiled_at DESC LIMIT 1)"
         " GROUP BY p.source, p.partition_key, p.file_quality_score, p.run_id ORDER BY p.source, p.partition_key"
     ).fetchall()
+
+
+def flagged_pii(conn, sources: Sequence[str]) -> dict[str, dict[str, list[str]]]:
+    """Per source, each column a profile of any of its files flagged as PII, with the kinds flagged."""
+    rows = conn.execute(
+        "SELECT source, column_name, array_agg(DISTINCT kind ORDER BY kind) FROM quality.column_profiles, unnest(pii) AS kind"
+        " WHERE source = ANY(%s) GROUP BY source, column_name",
+        (list(sources),),
+    ).fetchall()
+    found: dict[str, dict[str, list[str]]] = {}
+    for source, column, kinds in rows:
+        found.setdefault(source, {})[column] = list(kinds)
+    return found

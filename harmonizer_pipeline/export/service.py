@@ -1,7 +1,8 @@
 """Exporting one target (no dagster): the change files of every merge not exported yet, then the
 files people open (written from harmonized/<target> chunk by chunk under <export directory>/
 <target>/<run date>/), optionally uploaded to a B2 bucket prefix; each file audited with its
-SHA-256, and the run's metrics recorded."""
+SHA-256, and the run's metrics recorded. The PII columns of every file are written clear, masked
+or pseudonymized as privacy.exports says, each chunk once before the writers take it."""
 
 from __future__ import annotations
 
@@ -18,12 +19,13 @@ import pandas as pd
 from psycopg import sql
 
 from harmonizer_pipeline import naming
-from harmonizer_pipeline.bookkeeping import audit, merges, metrics
+from harmonizer_pipeline.bookkeeping import audit, merges, metrics, profiles
 from harmonizer_pipeline.export import writers
 from harmonizer_pipeline.harmonize import store
 from harmonizer_pipeline.ingest.b2 import v2_bucket
 from harmonizer_pipeline.ingest.discovery import sha256_of
-from harmonizer_pipeline.services import Run
+from harmonizer_pipeline.privacy.policy import PrivacyError, Protection, export_protection, source_columns, target_columns
+from harmonizer_pipeline.services import Run, StageError
 from harmonizer_pipeline.settings import Settings
 from harmonizer_pipeline.storage.tables import StageTables
 
@@ -72,6 +74,7 @@ def _export(settings: Settings, target_name: str, tables: StageTables, connect, 
     root = settings.export_directory()
     directory = writers.export_directory(root, target_name, dt.datetime.now(dt.UTC).date())
     harmonized = naming.harmonized(target_name)
+    protected = _Protected.of(settings, target_name, connect)
 
     def upload(files: list[Path]) -> list[str]:
         if options.b2 is None:
@@ -79,13 +82,13 @@ def _export(settings: Settings, target_name: str, tables: StageTables, connect, 
         bucket = v2_bucket(b2_api(), options.b2.bucket)
         return writers.upload_to_b2(bucket, f"{options.b2.prefix.rstrip('/')}/{target_name}/{directory.name}".lstrip("/"), files)
 
-    changed = _write_changes(tables, connect, target_name, directory, upload, step, root, options.csv_bom)
+    changed = _write_changes(tables, connect, target_name, directory, upload, step, root, options.csv_bom, protected.chunks)
     if options.full == "schedule" and automatic:
         log(f"{target_name}: {len(changed)} change file(s) in {directory}; the full export {SCHEDULE_WAIT}")
         return Exported(directory, changed, full=False)
 
     def duplicates() -> Iterator[pd.DataFrame]:
-        return tables.chunks(store.duplicates_view(target_name))
+        return protected.chunks(tables.chunks(store.duplicates_view(target_name)))
 
     # The table is read once; each file's writer takes the chunks in a thread of its own.
     outputs: list[tuple[str, Callable[..., int | dict[str, int]]]] = []
@@ -96,6 +99,7 @@ def _export(settings: Settings, target_name: str, tables: StageTables, connect, 
     outputs.append((f"{target_name}_unique_records.csv", lambda chunks, path: writers.write_csv(_unique(chunks), path, bom=options.csv_bom)))
     if "xlsx" in options.formats:
         reports = _side_reports(connect, settings.sources_of(target_name))
+        reports["rejected rows"] = protected.rejected(reports["rejected rows"])
 
         def workbook(chunks: Iterator[pd.DataFrame], path: Path) -> dict[str, int]:
             sheets = [writers.Sheet("data", chunks), writers.Sheet("duplicates", duplicates())]
@@ -103,7 +107,7 @@ def _export(settings: Settings, target_name: str, tables: StageTables, connect, 
 
         outputs.append((f"{target_name}.xlsx", workbook))
     files = [directory / name for name, _ in outputs]
-    read = _Counted(tables.chunks(harmonized, order_by=settings.targets[target_name].key))
+    read = _Counted(protected.chunks(tables.chunks(harmonized, order_by=settings.targets[target_name].key)))
     results = writers.write_all(read, [partial(write, path=path) for (_, write), path in zip(outputs, files)])
     written: dict[str, int] = {}
     for path, result in zip(files, results):
@@ -134,7 +138,9 @@ def _export(settings: Settings, target_name: str, tables: StageTables, connect, 
     return Exported(directory, changed, files=files, written=written, uploaded=uploaded)
 
 
-def _write_changes(tables: StageTables, connect, target_name: str, directory: Path, upload, step: audit.AuditedStep, root: Path, bom: bool) -> list[Path]:
+def _write_changes(
+    tables: StageTables, connect, target_name: str, directory: Path, upload, step: audit.AuditedStep, root: Path, bom: bool, protect: _Protect
+) -> list[Path]:
     """Change files of every merge not exported yet, oldest first: `<target>_changes_<merge time>`
     .csv and .parquet, from the merge's delta; each merge's delta is dropped once its files are written."""
     with connect() as conn:
@@ -143,7 +149,7 @@ def _write_changes(tables: StageTables, connect, target_name: str, directory: Pa
         merges.mark_exported(conn, [m for m, _, changed in pending if not changed])
     written: list[Path] = []
     for merge_id, merged_at, _ in (p for p in pending if p[2]):
-        chunks = tables.chunks(store.changes(target_name), where=sql.SQL("_merge_id = {}").format(sql.Literal(merge_id)))
+        chunks = protect(tables.chunks(store.changes(target_name), where=sql.SQL("_merge_id = {}").format(sql.Literal(merge_id))))
         stem = f"{target_name}_changes_{merged_at.astimezone(dt.UTC):%Y%m%dT%H%M%S.%fZ}"
         files = [directory / f"{stem}.csv", directory / f"{stem}.parquet"]
         rows = writers.write_all(
@@ -161,6 +167,46 @@ def _write_changes(tables: StageTables, connect, target_name: str, directory: Pa
             merges.mark_exported(conn, [merge_id])
         written += files
     return written
+
+
+_Protect = Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]
+
+
+@dataclass(frozen=True)
+class _Protected:
+    """The export's PII protection (privacy.exports) with the PII columns of the target and of
+    each of its sources (for the rejected values their files left)."""
+
+    protection: Protection
+    target: dict[str, str] = field(default_factory=dict)
+    sources: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, settings: Settings, target_name: str, connect) -> _Protected:
+        try:
+            protection = export_protection(settings.privacy)
+        except PrivacyError as err:
+            raise StageError(str(err)) from None
+        if protection.how == "clear":
+            return cls(protection)
+        sources = settings.sources_of(target_name)
+        with connect() as conn:
+            detected = profiles.flagged_pii(conn, sources) if settings.privacy.detect else {}
+        by_source = {(s, c): kind for s in sources for c, kind in source_columns(settings.privacy, s, detected.get(s, {})).items()}
+        return cls(protection, target_columns(settings, target_name, detected), by_source)
+
+    def chunks(self, chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        return self.protection.chunks(chunks, self.target)
+
+    def rejected(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """quality.rejected_rows' records with the values of PII columns protected."""
+        if self.protection.how == "clear" or frame.empty:
+            return frame
+        records = [
+            self.protection.failure(r, self.sources.get((r["source"], r["column_name"]), self.target.get(r["column_name"])))
+            for r in frame.to_dict("records")
+        ]  # fmt: skip
+        return pd.DataFrame(records, columns=frame.columns)
 
 
 def _query_frame(conn, query: str, params: tuple) -> pd.DataFrame:

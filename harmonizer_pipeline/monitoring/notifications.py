@@ -8,6 +8,8 @@ others, and never raises: alerting must not fail the pipeline it reports on. Wit
 tick (a `Delivery`) a channel that could not be reached is not tried again, no channel is tried
 once the tick's time is up, and a channel's try is cut at its time (timeout_seconds, at most
 what is left of the tick): Dagster abandons a sensor evaluation after 60 s, cursor update and all.
+Personal data an alert's message quotes (a run's error may quote a value) is masked
+(privacy.masking.scrub_text).
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from email.message import EmailMessage
 
 from harmonizer_pipeline.monitoring.settings import Alerts, EmailChannel, SlackChannel, WebhookChannel
+from harmonizer_pipeline.privacy.masking import scrub_text
 
 EVENT_TITLES = {"run_failure": "run failed", "check_failure": "check failed", "check_warning": "check warned"}
 
@@ -246,6 +249,8 @@ def _send_email(channel: EmailChannel, alert: Alert, env: Mapping[str, str], sec
 
 
 def send(channel: WebhookChannel | SlackChannel | EmailChannel, alert: Alert, env: Mapping[str, str], timeout: float) -> None:
+    # A run's error may quote a value of a file: personal data in it leaves masked.
+    alert = replace(alert, message=scrub_text(alert.message))
     if isinstance(channel, WebhookChannel):
         _post_json(_secret_url(channel.url_env, env), alert.as_json(), timeout)
     elif isinstance(channel, SlackChannel):

@@ -5,6 +5,8 @@ import dagster as dg
 import pandera.pandas as pa
 
 from harmonizer_pipeline import naming, wiring
+from harmonizer_pipeline.privacy.masking import mask_quoted
+from harmonizer_pipeline.privacy.policy import MASKED, source_columns
 from harmonizer_pipeline.quality.profile import Profiled, profile_file
 from harmonizer_pipeline.quality.profiling import FileProfile
 from harmonizer_pipeline.quality.validate import Validation, validate_file
@@ -53,7 +55,7 @@ def validated_source_asset(settings: Settings, source: str, partitions: dg.Dynam
         schema = settings.schema_for(source) or pa.DataFrameSchema()
         tables = postgres.tables(chunk_rows=settings.ingest.chunk_rows)
         with failing_as_dagster():
-            outcome = validate_file(tables, postgres.connect, context.run, source, context.partition_key, schema, max_reject_rate)
+            outcome = validate_file(tables, postgres.connect, context.run, source, context.partition_key, schema, max_reject_rate, settings.privacy)
         metadata = file_written(context, tables, naming.validated(source), outcome.written)
         return dg.MaterializeResult(metadata=metadata, check_results=_gate_checks(outcome))
 
@@ -64,7 +66,9 @@ def _gate_checks(outcome: Validation) -> list[dg.AssetCheckResult]:
     """The quarantine warning and the blocking gate, as the validated step judged the file."""
     summary, decision, max_reject_rate = outcome.summary, outcome.verdict, outcome.max_reject_rate
     failures = [{"check": k, "column": c or "", "count": n} for (k, c), n in sorted(summary.failures.items(), key=str)]
-    sample = [{**r, "column": r["column"] or "", "failure_case": r["failure_case"] or ""} for r in summary.sample]
+    # Values leave the database for people here: PII ones masked, the message quoting them too.
+    masked = [MASKED.failure(r, outcome.sample_pii.get(r["column"])) for r in summary.sample]
+    sample = [{**r, "column": r["column"] or "", "failure_case": r["failure_case"] or ""} for r in masked]
     counts = {"rows": summary.rows, "rejected_rows": summary.rejected_rows, "reject_rate": summary.reject_rate, "max_reject_rate": max_reject_rate}
     quarantine = dg.AssetCheckResult(
         check_name=QUARANTINE_CHECK,
@@ -91,7 +95,7 @@ def _gate_checks(outcome: Validation) -> list[dg.AssetCheckResult]:
     return [quarantine, gate]
 
 
-def _drift_check(outcome: Profiled) -> dg.AssetCheckResult:
+def _drift_check(outcome: Profiled, pii: dict[str, str]) -> dg.AssetCheckResult:
     previous, findings = outcome.previous, outcome.findings
     if previous is None:
         return dg.AssetCheckResult(check_name=DRIFT_CHECK, passed=True, description="first file of the source: nothing to compare with")
@@ -103,11 +107,20 @@ def _drift_check(outcome: Profiled) -> dg.AssetCheckResult:
         metadata={
             "previous_partition": previous,
             "findings": table_metadata(
-                [{"kind": f.kind, "column": f.column, "detail": f.detail} for f in findings],
+                [
+                    {"kind": f.kind, "column": f.column, "detail": _masked_detail(f.detail, pii.get(f.column) if f.kind == "new_categories" else None)}
+                    for f in findings
+                ],
                 [("kind", "string"), ("column", "string"), ("detail", "string")],
             ),
         },
     )
+
+
+def _masked_detail(detail: str, kind: str | None) -> str:
+    """A finding's or recommendation's words, the values they quote masked when the column is PII
+    (new categories and clashing spellings are the ones that quote values)."""
+    return detail if kind is None else mask_quoted(detail, kind)
 
 
 def _columns_table(profile: FileProfile) -> dg.TableMetadataValue:
@@ -137,7 +150,7 @@ def _columns_table(profile: FileProfile) -> dg.TableMetadataValue:
     return table_metadata(rows, types)
 
 
-def _profile_markdown(profile: FileProfile) -> str:
+def _profile_markdown(profile: FileProfile, pii: dict[str, str]) -> str:
     lines = [
         f"**{profile.rows} rows, quality score {profile.quality_score}**",
         "",
@@ -145,19 +158,25 @@ def _profile_markdown(profile: FileProfile) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in profile.columns:
-        top = ", ".join(f"`{v}` ({n})" for v, n in c.top_values[:3])
+        kind = pii.get(c.name)
+
+        def shown(value: str | None, kind: str | None = kind) -> object:
+            return value if kind is None else MASKED.value(value, kind)
+
+        top = ", ".join(f"`{shown(v)}` ({n})" for v, n in c.top_values[:3])
         shape = f"`{c.patterns[0][0]}`" if c.patterns else ""
-        cells = [c.name, c.semantic_type, c.nulls, c.empties, c.distinct, c.minimum or "", c.maximum or "", shape, ", ".join(c.pii), c.quality_score, top]
+        extremes = [shown(c.minimum) or "", shown(c.maximum) or ""]
+        cells = [c.name, c.semantic_type, c.nulls, c.empties, c.distinct, *extremes, shape, ", ".join(c.pii), c.quality_score, top]
         lines.append("| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |")
     return "\n".join(lines)
 
 
-def _recommendations_markdown(recommendations) -> str:
+def _recommendations_markdown(recommendations, pii: dict[str, str]) -> str:
     if not recommendations:
         return "No issues found."
     parts = []
     for r in recommendations:
-        parts.append(f"### `{r.column}`: {r.issue}\n{r.detail}\n\n```python\n{r.pandas}\n```\n\n```sql\n{r.sql}\n```")
+        parts.append(f"### `{r.column}`: {r.issue}\n{_masked_detail(r.detail, pii.get(r.column))}\n\n```python\n{r.pandas}\n```\n\n```sql\n{r.sql}\n```")
     return "\n\n".join(parts)
 
 
@@ -190,16 +209,17 @@ def profile_source_asset(settings: Settings, source: str, partitions: dg.Dynamic
         with failing_as_dagster():
             outcome = profile_file(tables, postgres.connect, context.run, source, context.partition_key, earlier)
         file_profile, recommendations = outcome.profile, outcome.recommendations
+        pii = source_columns(settings.privacy, source, {c.name: c.pii for c in file_profile.columns})
         return dg.MaterializeResult(
             metadata={
                 "rows": file_profile.rows,
                 "quality_score": file_profile.quality_score,
                 "columns": _columns_table(file_profile),
-                "profile": dg.MetadataValue.md(_profile_markdown(file_profile)),
-                "recommendations": dg.MetadataValue.md(_recommendations_markdown(recommendations)),
+                "profile": dg.MetadataValue.md(_profile_markdown(file_profile, pii)),
+                "recommendations": dg.MetadataValue.md(_recommendations_markdown(recommendations, pii)),
                 "recommendation_count": len(recommendations),
             },
-            check_results=[_drift_check(outcome)],
+            check_results=[_drift_check(outcome, pii)],
         )
 
     return profile

@@ -91,7 +91,7 @@ _NAME_HINTS = {
 _DIGITS_ONLY = {"integer", "phone", "postal code"}
 _KEY_TYPES = {"uuid", "email", "integer", "phone", "free text"}  # kinds that identify when nearly unique
 
-_PII_PATTERNS = {
+PII_PATTERNS = {
     "email": TYPE_PATTERNS["email"],
     "phone": _PHONE,
     "card": r"\d(?:[ -]?\d){12,18}",
@@ -150,13 +150,7 @@ def profile_column(name: str, values: pd.Series | pa.Array | pa.ChunkedArray | C
     semantic_type = _semantic_type(name, sample, len(filled), filled.total)
     open_type = semantic_type in ("categorical", "free text")
     matches = np.ones(len(filled), bool) if open_type else filled.full_match(TYPE_PATTERNS[semantic_type])
-    pii_counts = {}
-    for kind, pattern in _PII_PATTERNS.items():
-        # Kinds absent from the sample are not looked for in the rest.
-        in_sample = _pii_matches(kind, pattern, sample)
-        if in_sample.any():
-            everywhere = in_sample if sample is filled else _pii_matches(kind, pattern, filled)
-            pii_counts[kind] = int(filled.counts[everywhere].sum())
+    pii_counts = _pii_counts(filled, sample)
     patterns = _patterns(sample, filled.total)
     minimum, maximum = _range(semantic_type, filled.stripped, matches)
     # _as_text makes every column string or large_string; pyarrow-stubs' utf8_length takes no plain Array.
@@ -184,7 +178,7 @@ def profile_column(name: str, values: pd.Series | pa.Array | pa.ChunkedArray | C
         length_max=int(lengths.max()) if distinct else None,
         patterns=patterns,
         categories=sorted(text_values(filled.values)) if semantic_type in ("categorical", "boolean") and len(filled) <= CATEGORICAL_MAX else None,
-        pii=[kind for kind, n in pii_counts.items() if filled.total and n >= PII_SHARE * filled.total],
+        pii=_flagged(pii_counts, filled.total),
         pii_counts=pii_counts,
         completeness=round(completeness, 4),
         validity=round(validity, 4),
@@ -300,6 +294,35 @@ def _semantic_type(name: str, sample: _Values, distinct: int, total: int) -> str
     if distinct <= CATEGORICAL_MAX or distinct < 0.05 * total:
         return "categorical"
     return "free text"
+
+
+def detect_pii(text: CountedText) -> list[str]:
+    """The PII kinds of a column's counted text, as profile_column flags them."""
+    filled = text.filled
+    return _flagged(_pii_counts(filled, filled.sample(SAMPLE_DISTINCT)), filled.total)
+
+
+def is_pii(value: str, kind: str) -> bool:
+    """Whether one value is of a PII kind by the same pattern and check digits (for text written
+    for people, such as an error message, where a column's share means nothing)."""
+    text = pa.array([value])
+    return bool(_pii_matches(kind, PII_PATTERNS[kind], _Values(text, pc.utf8_trim_whitespace(text), np.ones(1, np.int64)))[0])
+
+
+def _pii_counts(filled: _Values, sample: _Values) -> dict[str, int]:
+    """Rows of each PII kind met in the sample, counted over all the values."""
+    counts = {}
+    for kind, pattern in PII_PATTERNS.items():
+        # Kinds absent from the sample are not looked for in the rest.
+        in_sample = _pii_matches(kind, pattern, sample)
+        if in_sample.any():
+            everywhere = in_sample if sample is filled else _pii_matches(kind, pattern, filled)
+            counts[kind] = int(filled.counts[everywhere].sum())
+    return counts
+
+
+def _flagged(counts: dict[str, int], total: int) -> list[str]:
+    return [kind for kind, n in counts.items() if total and n >= PII_SHARE * total]
 
 
 def _pii_matches(kind: str, pattern: str, values: _Values) -> np.ndarray:

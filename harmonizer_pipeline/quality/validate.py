@@ -16,7 +16,10 @@ import pandera.pandas as pa
 
 from harmonizer_pipeline import naming
 from harmonizer_pipeline.bookkeeping import gates, metrics, registry, rejected
+from harmonizer_pipeline.privacy.policy import source_columns
+from harmonizer_pipeline.privacy.settings import PrivacySettings
 from harmonizer_pipeline.quality.gate import GateSummary, PartitionValidation, Verdict, unique_column_sets, uniqueness_rejections, verdict
+from harmonizer_pipeline.quality.profiling import count_text, detect_pii
 from harmonizer_pipeline.services import Run, audit_file, file_columns
 from harmonizer_pipeline.storage.tables import StageTables
 from harmonizer_pipeline.storage.writes import WriteResult
@@ -33,6 +36,7 @@ class Validation:
     summary: GateSummary
     verdict: Verdict
     max_reject_rate: float
+    sample_pii: dict[str, str]  # the PII columns among those of summary.sample, with their kind
 
 
 def validate_file(
@@ -43,6 +47,7 @@ def validate_file(
     partition_key: str,
     schema: pa.DataFrameSchema,
     max_reject_rate: float,
+    privacy: PrivacySettings,
 ) -> Validation:
     """Validate the file's raw rows, replace its partition of validated/<source> with the rows
     that pass, and record the gate's verdict. `connect` opens a bookkeeping transaction."""
@@ -78,7 +83,20 @@ def validate_file(
             "rows": summary.rows, "rejected_rows": summary.rejected_rows, "rejected_share": summary.reject_rate,
             "duration_seconds": time.perf_counter() - started,
         })  # fmt: skip
-    return Validation(written, summary, decision, max_reject_rate)
+    sampled = sorted({r["column"] for r in summary.sample if r["column"] in columns})
+    return Validation(written, summary, decision, max_reject_rate, _pii_of(tables, raw, partition_key, sampled, privacy, source))
+
+
+def _pii_of(tables: StageTables, raw: naming.StageAsset, partition_key: str, columns: Sequence[str], privacy: PrivacySettings, source: str) -> dict[str, str]:
+    """Which of the file's `columns` are PII: declared, or flagged by the profile's detector on the
+    column's raw text (read here: the profile of the file may not have run yet)."""
+    declared = privacy.sources.get(source, {})
+    undeclared = [c for c in columns if c not in declared] if privacy.detect else []
+    detected = {}
+    if undeclared:
+        frame = tables.frame(raw, columns=undeclared, partition_key=partition_key)
+        detected = {c: detect_pii(count_text(frame[c])) for c in undeclared}
+    return {c: kind for c, kind in source_columns(privacy, source, detected).items() if c in columns}
 
 
 def _raw_rows(tables: StageTables, raw: naming.StageAsset, columns: Sequence[str], partition_key: str) -> Generator[pd.DataFrame, None, None]:

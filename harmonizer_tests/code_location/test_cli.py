@@ -379,6 +379,10 @@ def test_validate_counts_rejections_by_check_and_exits_1(tmp_path):
             {"check": "coerce_dtype('int64')", "column": "id", "count": 1},
             {"check": "isin(['A', 'B'])", "column": "status", "count": 1},
         ],
+        "sample": [
+            {"_row_number": 3, "column": "status", "check": "isin(['A', 'B'])", "failure_case": "C"},
+            {"_row_number": 4, "column": "id", "check": "coerce_dtype('int64')", "failure_case": "x"},
+        ],
     }
     data.write_text("id,status\n1,A\n2,B\n")
     clean = run_cli("validate", str(data), "--schema", str(tmp_path / "schema.yaml"))

@@ -78,7 +78,7 @@ def test_the_readme_links_the_index_each_page_and_deploy_readme():
         "deploy/README.md",
         *(f"docs/{page}.md" for page in (
             "README", "benchmarks", "configuration", "dagster-apis", "deploying", "harmonization-and-export", "incremental-harmonization",
-            "ingestion", "io-manager", "keys", "operations", "quality",
+            "ingestion", "io-manager", "keys", "operations", "privacy", "quality",
         )),
     ]  # fmt: skip
     assert "incremental-harmonization.md" in _relative_links(PROJECT_ROOT / "docs" / "harmonization-and-export.md")
@@ -161,7 +161,7 @@ def test_every_settings_field_is_in_the_configuration_page():
     # A field is named in backticks (`chunk_rows`, `local: {path, glob}`) or in such a {...} list.
     named = set(re.findall(r"`([a-z_][a-z0-9_]*)", text)) | set(re.findall(r"[{,] ?([a-z_][a-z0-9_]*)", text))
     fields = _field_names(Settings)
-    assert len(fields) == 93  # distinct names; a new field must be documented here
+    assert len(fields) == 98  # distinct names; a new field must be documented here
     assert sorted(fields - named) == []
 
 
