@@ -413,6 +413,46 @@ def rebuild(target: str, restage: bool) -> None:
     sys.exit(0 if run_rebuild(target, restage, click.echo) else 1)
 
 
+@main.command()
+@click.option("--source", help="With --file: the source the file landed in.")
+@click.option("--file", "file_name", help="With --source: the file's name (its object key) to remove from every layer.")
+@click.option("--target", help="With --where: the target whose data subject to remove from every layer.")
+@click.option(
+    "--where", "conditions", multiple=True, metavar="COLUMN=VALUE", help="A target column and its value as the target holds it; several: all must match."
+)
+@click.option("--by", help="Who asks for the erasure, for ops.audit_log (default: the OS user).")
+def erase(source: str | None, file_name: str | None, target: str | None, conditions: tuple[str, ...], by: str | None) -> None:
+    """Remove a file (--source S --file NAME) or a data subject (--target T --where COLUMN=VALUE ...)
+    from every layer, the target through its merge, in one transaction; audited. Safe to run again."""
+    import getpass
+    import uuid
+
+    import psycopg
+
+    from harmonizer_pipeline.bookkeeping.statements import NotMigrated
+    from harmonizer_pipeline.retention.erasure import ErasureError, erase_file, erase_subject, parse_where
+    from harmonizer_pipeline.settings import load_settings
+
+    _exit_on_bad_settings()
+    by_file, by_subject = bool(source or file_name), bool(target or conditions)
+    try:
+        if by_file == by_subject or (by_file and not (source and file_name)) or (by_subject and not (target and conditions)):
+            raise ErasureError("give --source and --file, or --target and --where COLUMN=VALUE")
+        erasure_id = f"erase-{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(postgres.resolve_database_url()) as conn:
+            if source and file_name:
+                erased = erase_file(conn, load_settings(), source, file_name, by or getpass.getuser(), erasure_id)
+            else:
+                assert target is not None  # by_subject
+                erased = erase_subject(conn, load_settings(), target, [parse_where(c) for c in conditions], by or getpass.getuser(), erasure_id)
+    except (ErasureError, NotMigrated) as exc:
+        click.echo(f"harmonizer erase: {exc}", err=True)
+        sys.exit(2)
+    for line in erased.lines():
+        click.echo(line)
+    click.echo(f"recorded in ops.audit_log as {erasure_id}")
+
+
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.argument("dagster_args", nargs=-1, type=click.UNPROCESSED)
 def dev(dagster_args: tuple[str, ...]) -> None:

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from harmonizer_pipeline import naming
-from harmonizer_pipeline.automation.schedules import full_profile_schedule, harmonize_schedule
+from harmonizer_pipeline.automation.schedules import full_profile_schedule, harmonize_schedule, retention_schedule
 from harmonizer_pipeline.automation.sensors import automation_sensors
 from harmonizer_pipeline.export.assets import export_target_asset
 from harmonizer_pipeline.harmonize.assets import harmonized_target_asset, staged_source_asset
@@ -14,6 +14,7 @@ from harmonizer_pipeline.monitoring.assets import trends_source_asset
 from harmonizer_pipeline.monitoring.sensors import alerts_sensor
 from harmonizer_pipeline.quality.assets import profile_source_asset, validated_source_asset
 from harmonizer_pipeline.resources import build_resources
+from harmonizer_pipeline.retention.assets import retention_asset
 from harmonizer_pipeline.settings import Settings, SettingsError, load_settings
 from harmonizer_pipeline.storage.postgres import DeploymentError, require_deployment_database
 
@@ -23,8 +24,8 @@ def build_definitions(settings: Settings, resources: dict[str, object] | None = 
     quality/profile_<source>, keys/<source> and keys/comparison_<source>; the job that loads,
     validates, profiles and analyses the keys of one file and stages it for its target (staged/<source>); its sensor; the job `profile_<source>`
     and its schedule; ops/trends_<source>. Per target: harmonized/<target> and export/<target>, the job
-    `harmonize_<target>` that merges and exports, `rebuild_<target>` that recomputes every key, and the schedule. The job `ops_trends`;
-    the alerts sensor when channels are set;
+    `harmonize_<target>` that merges and exports, `rebuild_<target>` that recomputes every key, and the schedule. The job `ops_trends`; ops/retention, its job
+    `retention` and the schedule retention_daily; the alerts sensor when channels are set;
     an automation sensor per source and per target."""
     assets, jobs, sensors, schedules = [], [], [], []
     for source in settings.sources:
@@ -60,6 +61,10 @@ def build_definitions(settings: Settings, resources: dict[str, object] | None = 
         schedules.append(harmonize_schedule(settings, target, job))
     if settings.sources:
         jobs.append(dg.define_asset_job("ops_trends", selection=dg.AssetSelection.groups("ops")))
+        retention = retention_asset(settings)
+        assets.append(retention)
+        jobs.append(dg.define_asset_job("retention", selection=[retention.key]))
+        schedules.append(retention_schedule(settings, jobs[-1]))
     sensors += [alerts_sensor(settings), *automation_sensors(settings)]
     return dg.Definitions(
         assets=assets,

@@ -70,6 +70,11 @@ def export(target: str) -> StageAsset:
     return StageAsset("export", target)
 
 
+def retention() -> StageAsset:
+    """The retention policy applied: what left which layer, by the daily schedule."""
+    return StageAsset("ops", "retention")
+
+
 def measured(source: str) -> list[StageAsset]:
     """The assets of a source that record figures in ops.run_metrics, in the order a file passes them."""
     return [raw(source), validated(source), profile(source), keys(source)]

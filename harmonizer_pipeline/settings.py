@@ -31,6 +31,7 @@ from harmonizer_pipeline.keys.settings import KeySettings
 from harmonizer_pipeline.monitoring.settings import Alerts, Trends
 from harmonizer_pipeline.privacy.settings import PrivacySettings, privacy_problems
 from harmonizer_pipeline.quality.validation import SchemaLoadError, load_schema
+from harmonizer_pipeline.retention.settings import Retention
 from harmonizer_pipeline.settings_model import FieldProblems, SettingsModel, SourceName
 from harmonizer_pipeline.storage.postgres import harmonizer_home
 from harmonizer_pipeline.yaml_loader import load_yaml
@@ -101,6 +102,7 @@ class Settings(SettingsModel):
     alerts: Alerts = Alerts()
     trends: Trends = Trends()
     privacy: PrivacySettings = PrivacySettings()
+    retention: Retention = Retention()
     base_dir: Path = Field(default=PROJECT_ROOT, exclude=True)
 
     @model_validator(mode="after")

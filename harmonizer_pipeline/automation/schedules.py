@@ -1,5 +1,6 @@
-"""Schedules from harmonizer.yaml (`schedules:` and `targets.<t>.schedule`): each target harmonized
-and exported again on its cron, and each source's latest file profiled again (weekly by default)."""
+"""Schedules from harmonizer.yaml (`schedules:`, `targets.<t>.schedule` and `retention.cron`): each
+target harmonized and exported again on its cron, each source's latest file profiled again (weekly
+by default), and the retention policy applied daily."""
 
 import dagster as dg
 
@@ -55,3 +56,18 @@ def full_profile_schedule(settings: Settings, source: str, job, partitions: dg.D
         return dg.RunRequest(run_key=f"{loaded[-1]}@{tick}", partition_key=loaded[-1], tags={"harmonizer/launched_by": f"schedule {name}"})
 
     return full_profile
+
+
+def retention_schedule(settings: Settings, job) -> dg.ScheduleDefinition:
+    """retention_daily on retention.cron; running from the start when some layer has a limit, since
+    writing one asks for it (else it waits to be switched on in the UI, as it would remove nothing)."""
+    cron = settings.retention.cron
+    return dg.ScheduleDefinition(
+        name="retention_daily",
+        job=job,
+        cron_schedule=cron,
+        execution_timezone=settings.schedules.timezone,
+        default_status=dg.DefaultScheduleStatus.RUNNING if settings.retention.limited else dg.DefaultScheduleStatus.STOPPED,
+        tags={"harmonizer/launched_by": "schedule retention_daily"},
+        description=f"The retention policy applied ({naming.retention()}), on {cron} ({settings.schedules.timezone}).",
+    )

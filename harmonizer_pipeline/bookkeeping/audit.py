@@ -1,7 +1,8 @@
 """ops.audit_log: who or what did what, when, to which file (no dagster).
 
 One row per load (and per duplicate the landing sensor set aside), gate decision, profile, key
-analysis, file comparison, harmonization, exported file and trend report, and one per failure of
+analysis, file comparison, harmonization, exported file, trend report, layer a file expired from
+(retention) and erasure (`harmonizer erase`, with who asked for it), and one per failure of
 a load, harmonization or export: the run, what launched it (a person's re-run, an automatic
 retry, a schedule, a sensor, declarative automation, `make demo`), the asset and partition, the
 file and its SHA-256, and the rows that went in and came out. Rows are only ever added.
@@ -21,7 +22,7 @@ from psycopg import sql
 from harmonizer_pipeline.bookkeeping.statements import execute, insert
 
 AUDIT_TABLE = sql.Identifier("ops", "audit_log")
-ACTIONS = ("load", "gate", "profile", "keys", "compare", "harmonize", "export", "trends")
+ACTIONS = ("load", "gate", "profile", "keys", "compare", "harmonize", "export", "trends", "expire", "erase")
 _COLUMNS = ("action", "status", "run_id", "launched_by", "asset", "partition_key", "file", "sha256", "rows_in", "rows_out", "detail")
 
 

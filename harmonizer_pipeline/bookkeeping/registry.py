@@ -4,7 +4,9 @@ One row per (source, object key, object version), addressed by its own `id`. Sta
 `pending` (a run was requested), `loaded`, `blocked` (loaded, but its schema gate blocked it;
 `error` says why), `failed` (with the one-line error; `retry_at` set when the failure was the
 infrastructure's, not the file's, so the landing sensor requests it again), `duplicate` (same
-content as the current version of a file already pending, loaded or blocked; never loaded).
+content as the current version of a file already pending, loaded, blocked, expired or erased;
+never loaded), `expired` (retention emptied every layer of it) and `erased` (`harmonizer erase
+--file`); the last two keep the SHA-256, so the same content is not loaded again.
 The registry, not the sensor cursor, is what makes loading exactly-once: it survives restarts
 and lost cursors.
 
@@ -34,9 +36,13 @@ COLUMNS = (
     "id", "source", "object_key", "object_version", "size", "content_id", "sha256", "status", "error",
     "rows", "partition_key", "run_id", "first_seen", "updated_at", "columns", "attempts", "retry_at", "heartbeat_at",
 )  # fmt: skip
-STATUSES = ("pending", "loaded", "blocked", "failed", "duplicate")
+STATUSES = ("pending", "loaded", "blocked", "failed", "duplicate", "expired", "erased")
 # Statuses whose file holds (or is about to hold) its rows in raw: the content is served.
 LIVE = ("pending", "loaded", "blocked")
+# Statuses of a file whose rows were removed on purpose: its content is not loaded again.
+GONE = ("expired", "erased")
+# Statuses of a file whose content a new landing of it repeats (then a duplicate).
+SERVED = (*LIVE, *GONE)
 # Statuses whose rows are in raw.
 IN_RAW = ("loaded", "blocked")
 _MAX_KEY_CHARS = 200
@@ -111,17 +117,17 @@ def statuses(conn, source: str, keys: Iterable[str]) -> dict[tuple[str, str], Re
 
 def current_twin(conn, source: str, *, content_id: str | None = None, sha256: str | None = None, besides: int | None = None) -> RegistryEntry | None:
     """The entry whose content a file (entry `besides`, or one not registered yet) repeats: one with
-    the same content that is the current version of its name (the latest live one, `besides` left
-    out), whatever its name. An earlier, superseded version of a name is no twin: landing its
-    content again under that name reverts the name to it."""
+    the same content that is the current version of its name (the latest live, expired or erased
+    one, `besides` left out), whatever its name. An earlier, superseded version of a name is no
+    twin: landing its content again under that name reverts the name to it."""
     match = _eq("content_id", content_id) if content_id else _eq("sha256", sha256)
     other = sql.SQL("TRUE") if besides is None else sql.SQL("r.id <> {}").format(sql.Literal(besides))
     later_other = sql.SQL("TRUE") if besides is None else sql.SQL("later.id <> {}").format(sql.Literal(besides))
     current = sql.SQL(
         "NOT EXISTS (SELECT 1 FROM {table} later WHERE later.source = r.source AND later.object_key = r.object_key "
-        "AND later.status IN ({live}) AND later.id > r.id AND {later_other})"
-    ).format(table=TABLE, live=sql.SQL(", ").join(map(sql.Literal, LIVE)), later_other=later_other)
-    where = _and(_eq("source", source), match, _in("status", LIVE), other, current)
+        "AND later.status IN ({served}) AND later.id > r.id AND {later_other})"
+    ).format(table=TABLE, served=sql.SQL(", ").join(map(sql.Literal, SERVED)), later_other=later_other)
+    where = _and(_eq("source", source), match, _in("status", SERVED), other, current)
     found = _entries(conn, where)
     return found[0] if found else None
 

@@ -35,13 +35,10 @@ def harmonize_target(settings: Settings, target_name: str, connect: Callable[[],
     """Merge the target (every key again with `rebuild`) and refresh its match candidates; a
     failure is audited and leaves the target as it was."""
     started = time.perf_counter()
-    target = settings.targets[target_name]
     asset = str(naming.harmonized(target_name))
     step = audit.AuditedStep(connect, audit.entry(run, "rebuild" if rebuild else "harmonize", "pending", asset))
     with step, connect() as conn:
-        result = merge(conn, settings, target_name, run.run_id, rebuild=rebuild)
-        every_block = rebuild or result.only_new_rows
-        matches = candidates.refresh(conn, target_name, target, result.merge_id, every_block) if target.match and result.merge_id else None
+        result, matches = merge_and_match(conn, settings, target_name, run.run_id, rebuild=rebuild)
         duration = time.perf_counter() - started
         step.done(conn, "done", rows_in=result.keys_affected, rows_out=result.rows, detail=summary(result))
         metrics.record(conn, run.run_id, target_name, None, asset, {
@@ -50,6 +47,16 @@ def harmonize_target(settings: Settings, target_name: str, connect: Callable[[],
         })  # fmt: skip
         rejected_values = rejected.count_harmonize_rejections(conn, settings.sources_of(target_name))
     return Harmonized(result, matches, duration, rejected_values)
+
+
+def merge_and_match(conn, settings: Settings, target_name: str, run_id: str, *, rebuild: bool = False) -> tuple[MergeResult, candidates.Refreshed | None]:
+    """The merge in the caller's transaction, then the match candidates of the blocks it changed
+    (None without `match` or when nothing changed)."""
+    target = settings.targets[target_name]
+    result = merge(conn, settings, target_name, run_id, rebuild=rebuild)
+    every_block = rebuild or result.only_new_rows
+    matches = candidates.refresh(conn, target_name, target, result.merge_id, every_block) if target.match and result.merge_id else None
+    return result, matches
 
 
 def summary(result: MergeResult) -> str:

@@ -15,7 +15,7 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from harmonizer_pipeline.storage.catalog import columns_sql, comment_columns, drop_table, execute, prepare_table, scalar, table_exists
+from harmonizer_pipeline.storage.catalog import columns_sql, comment_columns, drop_table, execute, lock_table, prepare_table, scalar, table_exists
 from harmonizer_pipeline.storage.frame_codec import (
     ColumnSpec,
     TableStoreError,
@@ -233,3 +233,21 @@ def _copy_text_segments(connect_text, schema: str, table: str, row_number: str, 
         # A real error (connection, disk) wins over a refusal: it would fail the exact path too.
         raise min(failures, key=lambda failure: isinstance(failure, _Refused))
     return sum(f.result() for f in futures)
+
+
+def drop_partition(conn, schema: str, table: str, column: str, key: str) -> int:
+    """In the caller's transaction: remove one key's rows (a LIST-partitioned table's child of the
+    key, dropped, and the key's rows in its DEFAULT child; a plain table's rows of the key) and
+    return how many there were. Writers of the table wait for the transaction (lock_table); a
+    missing table holds no rows."""
+    if not table_exists(conn, schema, table):
+        return 0
+    lock_table(conn, schema, table)
+    ident, value = sql.Identifier(storage_name(column)), sql.Literal(key)
+    rows: int = scalar(conn, sql.SQL("SELECT count(*) FROM {} WHERE {} = {}").format(qualified(schema, table), ident, value)) or 0
+    if not _is_list_partitioned(conn, schema, table):
+        execute(conn, sql.SQL("DELETE FROM {} WHERE {} = {}").format(qualified(schema, table), ident, value))
+        return rows
+    execute(conn, sql.SQL("DELETE FROM {} WHERE {} = {}").format(qualified(schema, _child_name(table, None)), ident, value))
+    drop_table(conn, schema, _child_name(table, key))
+    return rows

@@ -77,8 +77,8 @@ def test_the_readme_links_the_index_each_page_and_deploy_readme():
     assert sorted(set(_relative_links(README))) == [
         "deploy/README.md",
         *(f"docs/{page}.md" for page in (
-            "README", "benchmarks", "configuration", "dagster-apis", "deploying", "harmonization-and-export", "incremental-harmonization",
-            "ingestion", "io-manager", "keys", "operations", "privacy", "quality",
+            "README", "access", "benchmarks", "configuration", "dagster-apis", "deploying", "harmonization-and-export", "incremental-harmonization",
+            "ingestion", "io-manager", "keys", "operations", "privacy", "quality", "retention-and-erasure",
         )),
     ]  # fmt: skip
     assert "incremental-harmonization.md" in _relative_links(PROJECT_ROOT / "docs" / "harmonization-and-export.md")
@@ -133,8 +133,12 @@ def test_every_other_source_is_drawn_like_the_one_drawn():
     whole = drawn | {tuple(a.replace(DRAWN_SOURCE, source) for a in edge) for source in SAMPLE_SOURCES for edge in per_source}
     assert _graph_edges() == whole
     graph = defs.resolve_asset_graph()
-    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {a for edge in whole for a in edge}
-    assert sorted(k.to_user_string() for k in graph.get_all_asset_keys() if not graph.get(k).parent_keys) == [f"raw/{source}" for source in SAMPLE_SOURCES]
+    # ops/retention stands apart, as the README says: no edges.
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {a for edge in whole for a in edge} | {"ops/retention"}
+    assert sorted(k.to_user_string() for k in graph.get_all_asset_keys() if not graph.get(k).parent_keys) == [
+        "ops/retention",
+        *(f"raw/{source}" for source in SAMPLE_SOURCES),
+    ]
 
 
 def _field_names(model: type[BaseModel]) -> set[str]:
@@ -161,7 +165,7 @@ def test_every_settings_field_is_in_the_configuration_page():
     # A field is named in backticks (`chunk_rows`, `local: {path, glob}`) or in such a {...} list.
     named = set(re.findall(r"`([a-z_][a-z0-9_]*)", text)) | set(re.findall(r"[{,] ?([a-z_][a-z0-9_]*)", text))
     fields = _field_names(Settings)
-    assert len(fields) == 98  # distinct names; a new field must be documented here
+    assert len(fields) == 105  # distinct names; a new field must be documented here
     assert sorted(fields - named) == []
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from harmonizer_pipeline.definitions import build_definitions
 from harmonizer_pipeline.demo import evaluate_sensor, launch_requests
-from harmonizer_pipeline.settings import parse_settings
+from harmonizer_pipeline.settings import Settings, parse_settings
 from harmonizer_tests.automation_ticks import AutomationTicks
 from harmonizer_tests.ingest.test_ingest_pipeline import simulated_b2
 
@@ -30,7 +30,7 @@ def names(schema) -> dict[str, str]:
     return {"a": f"ha_{suffix}", "b": f"hb_{suffix}", "target": f"hp_{suffix}"}
 
 
-def make_defs(tmp_path: Path, names: dict[str, str], resources: dict, *, survivorship: str = "latest_file", export: dict | None = None):
+def make_settings(tmp_path: Path, names: dict[str, str], *, survivorship: str = "latest_file", export: dict | None = None, **sections) -> Settings:
     (tmp_path / "a").mkdir(exist_ok=True)
     (tmp_path / "b").mkdir(exist_ok=True)
     (tmp_path / "a.yaml").write_text(SCHEMA)
@@ -57,8 +57,13 @@ def make_defs(tmp_path: Path, names: dict[str, str], resources: dict, *, survivo
             }
         },
         "export": {"directory": str(tmp_path / "exports"), **(export or {})},
+        **sections,
     }
-    return build_definitions(parse_settings(json.dumps(config), base_dir=tmp_path), resources)
+    return parse_settings(json.dumps(config), base_dir=tmp_path)
+
+
+def make_defs(tmp_path: Path, names: dict[str, str], resources: dict, **options) -> dg.Definitions:
+    return build_definitions(make_settings(tmp_path, names, **options), resources)
 
 
 def land(defs: dg.Definitions, instance, source: str) -> list[dg.ExecuteInProcessResult]:
