@@ -21,6 +21,8 @@ def test_the_shipped_schedules_take_cron_and_time_zone_from_harmonizer_yaml():
     assert found == {
         "harmonize_patients_schedule": ("0 6 * * *", "Europe/Berlin", stopped),
         **{f"full_profile_{s}": ("0 3 * * 0", "Europe/Berlin", stopped) for s in ("clinic_a", "clinic_b", "clinic_c", "partner_feed")},
+        # Stopped while no retention limit is set (harmonizer.yaml sets none).
+        "retention_daily": ("0 2 * * *", "Europe/Berlin", stopped),
     }
     with dg.instance_for_test():
         assert defs.resolve_schedule_def("harmonize_patients_schedule").job_name == "harmonize_patients"
@@ -106,7 +108,7 @@ def test_the_full_profile_schedule_profiles_the_latest_file_again(tmp_path, sche
 def test_null_switches_a_schedule_off(tmp_path, schema):
     source = schema.replace("t_", "s_")
     local = make_defs(tmp_path, source, full_profile=None)
-    assert [s.name for s in local.schedules] == [f"harmonize_{source}_t_schedule"]
+    assert [s.name for s in local.schedules] == [f"harmonize_{source}_t_schedule", "retention_daily"]
 
 
 def test_null_harmonize_leaves_only_targets_with_a_cron_of_their_own(tmp_path, schema):
@@ -118,7 +120,7 @@ def test_null_harmonize_leaves_only_targets_with_a_cron_of_their_own(tmp_path, s
         "schedules": {"harmonize": None, "full_profile": None},
     }
     local = build_definitions(parse_settings(json.dumps(config), base_dir=tmp_path), build_resources())
-    assert [s.name for s in local.schedules] == [f"harmonize_{source}_u_schedule"]
+    assert [s.name for s in local.schedules] == [f"harmonize_{source}_u_schedule", "retention_daily"]
 
 
 @pytest.mark.parametrize(
