@@ -80,11 +80,6 @@ def measured(source: str) -> list[StageAsset]:
     return [raw(source), validated(source), profile(source), keys(source)]
 
 
-def file_assets(source: str) -> list[StageAsset]:
-    """Every asset partitioned by the source's files, in the order a file passes them."""
-    return [*measured(source), comparison(source), staged(source)]
-
-
 def files_partitions_name(source: str) -> str:
     """The name of the source's dynamic partitions (one per landed file)."""
     return f"{source}_files"

@@ -41,7 +41,7 @@ from harmonizer_pipeline.storage.postgres import DATABASE_URL_ENV, adbc_connecti
 from harmonizer_pipeline.storage.reads import DEFAULT_CHUNK_ROWS, partition_filter, read_chunks, read_frame, select_statement
 from harmonizer_pipeline.storage.tables import StageTables, default_workers, write_partition
 from harmonizer_pipeline.storage.writes import DataFrameChunks, WriteResult, replace_table, write_frames
-from harmonizer_pipeline.wiring import write_metadata
+from harmonizer_pipeline.wiring import log_write, write_metadata
 
 
 def _dimensions(table_slice: TableSlice) -> list[tuple[str, Sequence[str] | tuple[dt.datetime, dt.datetime]]]:
@@ -126,9 +126,7 @@ def _output_metadata(context: OutputContext, result: WriteResult) -> Mapping[str
 
 def _write(context: OutputContext, table_slice: TableSlice, chunks, connection, url: str, workers: int) -> Mapping[str, object]:
     result = _store(table_slice, chunks, connection, url, workers)
-    if result.renamed:
-        context.log.warning(f"column names shortened to fit PostgreSQL's 63-byte limit: {result.renamed}")
-    context.log.info(f"{table_slice.schema}.{table_slice.table}: {result.rows} rows, loaded by {result.loaded_by}")
+    log_write(context.log, f"{table_slice.schema}.{table_slice.table}", result)
     return _output_metadata(context, result)
 
 

@@ -77,12 +77,17 @@ def write_metadata(result: WriteResult, partition_keys: Sequence[str] | None) ->
     return metadata
 
 
+def log_write(log: dg.DagsterLogManager, table: str, result: WriteResult) -> None:
+    """What a write of `table` did, in the step's log (the IO manager's writes and the stages' alike)."""
+    if result.renamed:
+        log.warning(f"column names shortened to fit PostgreSQL's 63-byte limit: {result.renamed}")
+    log.info(f"{table}: {result.rows} rows, loaded by {result.loaded_by}")
+
+
 def file_written(context: dg.AssetExecutionContext, tables: StageTables, asset: StageAsset, result: WriteResult) -> dict[str, Any]:
     """Log a write of this run's file into `asset`'s table and return its metadata: write_metadata's,
     the query that shows the rows and the table's name, as Dagster's database IO managers give them."""
-    if result.renamed:
-        context.log.warning(f"column names shortened to fit PostgreSQL's 63-byte limit: {result.renamed}")
-    context.log.info(f"{asset.qualified}: {result.rows} rows, loaded by {result.loaded_by}")
+    log_write(context.log, asset.qualified, result)
     rows = partition_filter([(PARTITION_COLUMN, [context.partition_key])])
     return {
         **write_metadata(result, [context.partition_key]),
