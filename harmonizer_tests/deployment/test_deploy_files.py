@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
 import click
+import dotenv
 import psycopg
 import pytest
 import yaml
@@ -101,15 +102,11 @@ def _dockerfile_copies() -> list[tuple[str, str]]:
 
 
 def _env_example() -> dict[str, str]:
-    values = {}
-    for line in (DEPLOY / ".env.example").read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            key, sep, value = line.partition("=")
-            assert sep, f"not KEY=value: {line!r}"
-            # Compose takes a single-quoted value literally (a bcrypt hash holds `$`), without the quotes.
-            values[key] = value[1:-1] if len(value) > 1 and value[0] == value[-1] == "'" else value
-    return values
+    """deploy/.env.example as compose reads it: a single-quoted value is taken literally (a bcrypt
+    hash holds `$`) and may span lines (HARMONIZER_UI_USERS)."""
+    values = dotenv.dotenv_values(DEPLOY / ".env.example", interpolate=False)
+    assert all(value is not None for value in values.values()), values
+    return {key: value or "" for key, value in values.items()}
 
 
 _VARIABLE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
@@ -134,10 +131,18 @@ def _compose() -> dict:
 
 
 def _compose_resolved() -> dict:
-    """docker-compose.yaml as compose sees it with deploy/.env copied from .env.example."""
-    lines = (DEPLOY / "docker-compose.yaml").read_text().splitlines()
-    text = "\n".join(line if line.lstrip().startswith("#") else _interpolate(line, _env_example()) for line in lines)
-    return yaml.safe_load(text)
+    """docker-compose.yaml as compose sees it with deploy/.env copied from .env.example: as compose
+    does, the YAML is read first and its strings interpolated after (a value may span lines)."""
+
+    def resolved(node):
+        if isinstance(node, dict):
+            return {key: resolved(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolved(value) for value in node]
+        return _interpolate(node, example) if isinstance(node, str) else node
+
+    example = _env_example()
+    return resolved(_compose())
 
 
 def _mounts(service: dict) -> dict[str, str]:
@@ -493,13 +498,14 @@ def test_the_caddyfile_reads_exactly_the_variables_the_proxy_service_sets():
     assert used == set(_compose()["services"]["proxy"]["environment"])
     # The users and their hashes come from deploy/.env, and compose stops when one is missing.
     proxy_env = _compose()["services"]["proxy"]["environment"]
-    for name in used:
-        if name.endswith(("_USER", "_PASSWORD_HASH")):
-            assert proxy_env[name] == f"${{{name}:?set {name} in deploy/.env}}"
-    # The shipped placeholders are not bcrypt hashes: Caddy refuses them (test_ui_auth.py).
+    for name in ("HARMONIZER_UI_USERS", "HARMONIZER_UI_OPERATORS"):
+        assert proxy_env[name] == f"${{{name}:?set {name} in deploy/.env}}"
+    # One line per user, and the shipped placeholders are not bcrypt hashes: Caddy refuses them
+    # (test_ui_auth.py).
     example = _env_example()
-    for role in ("OPERATOR", "VIEWER"):
-        assert example[f"HARMONIZER_UI_{role}_PASSWORD_HASH"] == PASSWORD_HASH_PLACEHOLDER
+    users = [line.split(" ") for line in example["HARMONIZER_UI_USERS"].splitlines()]
+    assert users == [["olga", PASSWORD_HASH_PLACEHOLDER], ["victor", PASSWORD_HASH_PLACEHOLDER]]
+    assert example["HARMONIZER_UI_OPERATORS"] == "olga"
 
 
 def test_dockerignore_keeps_local_state_and_secrets_out_of_the_build_context():

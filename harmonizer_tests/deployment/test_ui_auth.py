@@ -1,7 +1,7 @@
 """Who may do what in the Dagster UI: deploy/Caddyfile, as it is, run by Debian's caddy in front of
 two real `dagster-webserver` processes on loopback (one `--read-only`, as the compose file's
-webserver_viewer; one full, as webserver_operator), with an operator and a viewer whose bcrypt
-hashes `caddy hash-password` makes here. The webservers serve a one-job code location written by
+webserver_viewer; one full, as webserver_operator), with two operators and two viewers whose
+bcrypt hashes `caddy hash-password` makes here. The webservers serve a one-job code location written by
 the test on a Dagster instance of their own that queues runs (no daemon: a launched run stays
 QUEUED, so nothing executes)."""
 
@@ -38,6 +38,9 @@ CADDYFILE = ROOT / "deploy" / "Caddyfile"
 WEBSERVER = Path(sys.executable).parent / "dagster-webserver"
 LOCATION, JOB, ASSET = "auth_probe", "probe_job", "probe_asset"
 OPERATOR, VIEWER = ("olga", "operator-secret-1"), ("victor", "viewer-secret-2")
+# The second of each role: routing goes by the list of operators' names, not by one name.
+OPERATOR_2, VIEWER_2 = ("oscar", "operator-secret-3"), ("vera", "viewer-secret-4")
+USERS = (OPERATOR, VIEWER, OPERATOR_2, VIEWER_2)
 CHALLENGE = 'Basic realm="restricted"'
 
 DEFINITIONS = f"""
@@ -138,16 +141,14 @@ def _hash(password: str) -> str:
     return subprocess.run([CADDY, "hash-password", "--plaintext", password], capture_output=True, text=True, check=True).stdout.strip()
 
 
-def _caddy_env(proxy_port: int, viewer_port: int, operator_port: int, operator_hash: str, viewer_hash: str) -> dict[str, str]:
+def _caddy_env(proxy_port: int, viewer_port: int, operator_port: int, hashes: dict[str, str]) -> dict[str, str]:
     """The environment the compose file's proxy service gets, with loopback addresses."""
     return {
         **os.environ,
         "HARMONIZER_UI_SITE": f"http://:{proxy_port}",
         "HARMONIZER_UI_BIND": "127.0.0.1",
-        "HARMONIZER_UI_OPERATOR_USER": OPERATOR[0],
-        "HARMONIZER_UI_OPERATOR_PASSWORD_HASH": operator_hash,
-        "HARMONIZER_UI_VIEWER_USER": VIEWER[0],
-        "HARMONIZER_UI_VIEWER_PASSWORD_HASH": viewer_hash,
+        "HARMONIZER_UI_USERS": "\n".join(f"{name} {hash_}" for name, hash_ in hashes.items()),
+        "HARMONIZER_UI_OPERATORS": f"{OPERATOR[0]} {OPERATOR_2[0]}",
         "HARMONIZER_UI_OPERATOR_UPSTREAM": f"127.0.0.1:{operator_port}",
         "HARMONIZER_UI_VIEWER_UPSTREAM": f"127.0.0.1:{viewer_port}",
     }
@@ -166,7 +167,7 @@ def _stop(processes: dict[str, tuple[psutil.Popen, Path]]) -> None:
 def hashes() -> dict[str, str]:
     """user -> bcrypt hash of their password (cost 14, about a second each: made in parallel)."""
     with ThreadPoolExecutor(2) as pool:
-        return dict(zip((OPERATOR[0], VIEWER[0]), pool.map(_hash, (OPERATOR[1], VIEWER[1])), strict=True))
+        return dict(zip((name for name, _ in USERS), pool.map(_hash, (password for _, password in USERS)), strict=True))
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +200,7 @@ def proxy(tmp_path_factory, hashes) -> Iterator[Proxy]:
         # Both webservers start at once, as compose starts them.
         for name, port, flags in (("viewer", proxy.viewer_port, ["--read-only"]), ("operator", proxy.operator_port, [])):
             start(name, [str(WEBSERVER), "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml", *flags], env)
-        caddy_env = _caddy_env(proxy.port, proxy.viewer_port, proxy.operator_port, hashes[OPERATOR[0]], hashes[VIEWER[0]])
+        caddy_env = _caddy_env(proxy.port, proxy.viewer_port, proxy.operator_port, hashes)
         start("caddy", [CADDY, "run", "--config", str(CADDYFILE), "--adapter", "caddyfile"], caddy_env)
 
         deadline = time.monotonic() + 90
@@ -300,6 +301,18 @@ def test_the_upstreams_are_the_read_only_and_the_full_webserver(proxy):
         assert permissions["launch_pipeline_execution"] is can_launch
 
 
+def test_every_user_reaches_the_webserver_of_their_role(proxy):
+    """Each operator named in HARMONIZER_UI_OPERATORS gets the full webserver; every other user the
+    read-only one."""
+    for credentials, can_launch in ((OPERATOR, True), (OPERATOR_2, True), (VIEWER, False), (VIEWER_2, False)):
+        permissions = {p["permission"]: p["value"] for p in proxy.graphql(credentials, PERMISSIONS)["permissions"]}
+        assert permissions["launch_pipeline_execution"] is can_launch, credentials[0]
+    assert proxy.launch(OPERATOR_2, "second-operator")["__typename"] == "LaunchRunSuccess"
+    assert proxy.launch(VIEWER_2, "second-viewer") == {"__typename": "UnauthorizedError", "message": "Authorization failed"}
+    assert [run["status"] for run in proxy.runs_marked("second-operator")] == ["QUEUED"]
+    assert proxy.runs_marked("second-viewer") == []
+
+
 SHIPPED = _env_example()
 
 
@@ -307,17 +320,36 @@ SHIPPED = _env_example()
     ("changes", "error"),
     [
         # deploy/.env.example as shipped: its placeholders are not hashes.
-        ({key: SHIPPED[key] for key in ("HARMONIZER_UI_OPERATOR_PASSWORD_HASH", "HARMONIZER_UI_VIEWER_PASSWORD_HASH")}, "base64-decoding password"),
-        ({"HARMONIZER_UI_VIEWER_USER": ""}, "username and password cannot be empty or missing"),
-        ({"HARMONIZER_UI_OPERATOR_PASSWORD_HASH": ""}, "username and password cannot be empty or missing"),
-        ({"HARMONIZER_UI_VIEWER_USER": OPERATOR[0]}, f"username is not unique: {OPERATOR[0]}"),
+        ({"HARMONIZER_UI_USERS": SHIPPED["HARMONIZER_UI_USERS"]}, "base64-decoding password"),
+        ({"HARMONIZER_UI_USERS": OPERATOR[0]}, "username and password cannot be empty or missing"),
+        ({"HARMONIZER_UI_USERS": f"{OPERATOR[0]} {{h}}\n{OPERATOR[0]} {{h}}"}, f"username is not unique: {OPERATOR[0]}"),
+        ({"HARMONIZER_UI_OPERATORS": ""}, "malformed vars matcher: expected at least one value to match against"),
     ],
 )
-def test_caddy_refuses_to_start_without_two_distinct_users_with_real_hashes(hashes, changes, error):
-    env = {**_caddy_env(free_port(), free_port(), free_port(), hashes[OPERATOR[0]], hashes[VIEWER[0]]), **changes}
+def test_caddy_refuses_to_start_without_distinct_users_with_real_hashes_and_an_operator(hashes, changes, error):
+    changes = {name: value.format(h=hashes[OPERATOR[0]]) for name, value in changes.items()}
+    env = {**_caddy_env(free_port(), free_port(), free_port(), hashes), **changes}
     checked = subprocess.run([CADDY, "validate", "--config", str(CADDYFILE), "--adapter", "caddyfile"], env=env, capture_output=True, text=True)
     assert checked.returncode == 1
     assert error in checked.stderr.strip().splitlines()[-1]
+
+
+def test_with_no_users_caddy_serves_nobody(hashes):
+    """An empty HARMONIZER_UI_USERS is a valid file for Caddy (compose refuses it first): every
+    request, with any credentials, is refused."""
+    port = free_port()
+    env = {**_caddy_env(port, free_port(), free_port(), hashes), "HARMONIZER_UI_USERS": ""}
+    caddy = psutil.Popen([CADDY, "run", "--config", str(CADDYFILE), "--adapter", "caddyfile"], env=env, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not listening(port):
+            assert caddy.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        probe = Proxy(port, 0, 0)
+        for credentials in (None, OPERATOR, ("", "")):
+            assert probe.request("/graphql", credentials, {"query": PERMISSIONS}).status == 401, credentials
+    finally:
+        _stop({"caddy": (caddy, Path())})
 
 
 def test_the_documented_single_sign_on_caddyfile_is_valid_and_asks_oauth2_proxy_first(tmp_path):
