@@ -149,10 +149,58 @@ def test_the_demo_cp1252_sample_stays_cp1252():
 
 
 def test_two_scripts_equally_likely_fail_with_the_hint(tmp_path):
-    path = write(tmp_path, "names.csv", "jméno\nJiří\n".encode("cp1250"))
+    """Rows as a generator makes them (Faker's lt_LT): their three accented letters are Lithuanian in
+    cp1257 and, as û and ë, as good Western letters in cp1252; chardet's scores are 9% apart."""
+    text = """id;name;city;street;job
+3;Adrija Naujokas;Neringamouth;9877 Ramūnas Via Apt. 947;Insurance broker
+4;Ignė Naujokas;Kaupasborough;591 Kazlauskas Via Apt. 109;Artist
+5;Aurelija Ambrasas;Port Vakarėberg;30600 Gailys Extensions Apt. 011;Broadcast journalist
+"""
+    path = write(tmp_path, "names.csv", text.encode("cp1257"))
     with pytest.raises(ReadError) as caught:
         open_table(path)
-    assert str(caught.value) == ("names.csv: cannot tell the encoding (cp1257 (Lithuanian), score 0.026, or cp1250 (Czech), score 0.024: both likely): " + HINT)
+    assert str(caught.value) == (
+        "names.csv: cannot tell the encoding (cp1257 (Lithuanian), score 0.090, or cp1252 (Finnish), score 0.082: both likely): " + HINT
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "codec", "evidence"),
+    [
+        # cp1250 reads ñ as ń ('Nuńez'): chardet ranks it first, as Hungarian, which has no ń
+        (
+            "id;nombre;ciudad\n1;José Núñez;Cádiz\n2;María Peña;León\n3;Ángel Muñoz;Málaga\n",
+            "cp1252",
+            "not utf-8 (byte 0xe9 at offset 22); chardet: cp1252 (Spanish), score 0.025; not cp1250 (Hungarian), score 0.026: only 70% of its accented letters fit one of its languages (Czech)",
+        ),
+        # 'Jiří' in cp1257 is 'Jiįų': Lithuanian has į and ų, not é
+        # cp1252 reads 'imię Łódź' as 'imiê £ódŸ': a capital after small letters, which no language writes
+        (
+            "imię\nŁódź\n",
+            "cp1250",
+            "not utf-8 (byte 0xea at offset 3); chardet: cp1250 (Polish), score 0.031; not cp1252 (Finnish), score 0.054: only 67% of its accented letters fit one of its languages (Welsh)",
+        ),
+        (
+            "jméno\nJiří\n",
+            "cp1250",
+            "not utf-8 (byte 0xe9 at offset 2); chardet: cp1250 (Czech), score 0.024; not cp1257 (Lithuanian), score 0.026: only 33% of its accented letters fit one of its languages (Lithuanian)",
+        ),
+    ],
+)
+def test_a_reading_no_language_of_its_encoding_writes_is_set_aside(tmp_path, text, codec, evidence):
+    encoding, why, rows = rows_read(write(tmp_path, "names.csv", text.encode(codec)))
+    assert (encoding, why, rows) == (codec, evidence, rows_of(text))
+
+
+def test_too_few_accented_letters_to_tell_two_alphabets_fail_with_the_hint(tmp_path):
+    """'Noël' is 'Noėl' in cp1257: one letter, as likely French as Lithuanian."""
+    path = write(tmp_path, "names.csv", "nom\nNoël\n".encode("cp1252"))
+    with pytest.raises(ReadError) as caught:
+        open_table(path)
+    assert str(caught.value) == (
+        "names.csv: cannot tell the encoding (not utf-8 (byte 0xeb at offset 6); chardet: cp1257 (Lithuanian), score 0.014; 1 accented letter read as well in cp1252): "
+        + HINT
+    )
 
 
 def test_too_little_text_fails_with_the_hint(tmp_path):
@@ -165,8 +213,8 @@ def test_too_little_text_fails_with_the_hint(tmp_path):
 
 
 def test_the_hint_settles_what_detection_cannot(tmp_path):
-    path = write(tmp_path, "names.csv", "jméno\nJiří\n".encode("cp1250"))
-    assert rows_read(path, ReadHints(encoding="cp1250")) == ("cp1250", "encoding cp1250 from hints", [["jméno"], ["Jiří"]])
+    path = write(tmp_path, "names.csv", "nom\nNoël\n".encode("cp1252"))
+    assert rows_read(path, ReadHints(encoding="cp1252")) == ("cp1252", "encoding cp1252 from hints", [["nom"], ["Noël"]])
 
 
 def test_a_byte_the_detected_encoding_lacks_after_the_head_names_its_line(tmp_path):
@@ -207,7 +255,7 @@ def test_inspect_shows_the_encoding_and_its_score(tmp_path):
 
 
 def test_inspect_names_the_hint_when_unsure(tmp_path):
-    path = write(tmp_path, "names.csv", "jméno\nJiří\n".encode("cp1250"))
+    path = write(tmp_path, "names.csv", "nom\nNoël\n".encode("cp1252"))
     result = CliRunner().invoke(main, ["inspect", str(path)])
     assert result.exit_code == 2
     assert result.output.strip().endswith(": " + HINT)
