@@ -26,21 +26,23 @@ Between families chardet's scores are often close where the answer is plain to a
 head read as cp1250 scores like Hungarian, but writes 'Nuńez', and no Hungarian word has ń. So each
 reading is first checked against the alphabets of the languages its encoding serves (chardet's
 registry): the share of its accented letters that one such language writes (CLDR's exemplar
-characters; for Cyrillic, Greek, Hebrew, Arabic and Thai, letters of that script in words without
-Latin letters). Readings where at least _FITS of them fit are plausible; where any reading is, the choice is
-made among those only, and a rival of another family must come within _CLOSE of the best. Measured
-with Faker's names, cities, streets and jobs (36 locale and encoding pairs: Western, Central
-European, Cyrillic, Greek, Turkish, Hebrew, Baltic, CJK; 3 to 200 rows, two seeds; 338 files with
-non-ASCII bytes): without the check 279 were read right and 59 refused (French, Italian, Danish,
-Romanian, Estonian files of 200 rows among them); with it 334 right and 4 refused (three of them 3
-to 8 rows); none was read wrong either way. On 768 heads of 2 to 6 rows: 736 right, 33 refused,
-none wrong.
+characters; for the other scripts, letters of that script not mixed into Latin words). Readings
+where at least _FITS of them fit are plausible; where any reading is, the choice is made among
+those only, and a rival of another family must come within _CLOSE of the best. Fewer than
+_FEW_LETTERS accented letters tell no alphabet from another. bench/bench_encodings.py measures it
+on Faker's names, cities, streets and jobs (36 locale and encoding pairs: Western, Central
+European, Cyrillic, Greek, Turkish, Hebrew, Baltic, CJK): of 338 files of 3 to 200 rows, 324 are
+read right and 14 refused (before this check: 279 and 59, French, Italian, Danish, Romanian and
+Estonian files of 200 rows among them); of 768 heads of 2 to 6 rows, 677 right and 91 refused.
+None is read wrong, where chardet's first choice alone reads 10 of those heads into mojibake.
 
 Detection reads the head only (the readers read at most 1 MiB of it), so a file's size does not
-matter; measured on this machine for a 1 MiB head: 80 ms Russian cp1251 or Japanese Shift-JIS,
-105 ms German cp1252, 130 ms Korean, about 200 ms Chinese GB18030 or Croatian ISO-8859-2 (more
-candidates to decode), once per file; plus about 0.3 s once per process while chardet loads its
-models. The NUL-byte and UTF-8 checks cost about 6 ms (UTF-8) and 13 ms (UTF-16).
+matter; measured on this machine for a 1 MiB head, with the test suite running beside it: 35 ms
+Japanese Shift-JIS, 60 ms Russian cp1251 or German cp1252, about 100 to 160 ms Croatian ISO-8859-2,
+Chinese GB18030 or Korean, once per file (chardet's ranking, then every candidate's reading of the
+first 64 KiB and the letters of its first 8,192 characters); plus about 0.3 s once per process
+while chardet loads its models. The NUL-byte and UTF-8 checks cost about 6 ms (UTF-8) and 13 ms
+(UTF-16).
 """
 
 from __future__ import annotations
@@ -74,6 +76,8 @@ _WEAK_SCORE = 0.01
 # chardet ranks on the first 256 KiB (its cost grows with the bytes; 1 MiB of GB18030 took 0.5 s); every
 # candidate is then checked by a strict decode of the whole head
 _DETECT_BYTES = 1 << 18
+# every candidate (some 40) decodes this much of the head: 1 MiB each took seconds in all
+_READ_BYTES = 1 << 16
 _CLOSE = 0.9
 _NUL_SAMPLE_BYTES = 1 << 16
 _C1_CONTROL = re.compile("[\x80-\x9f]")
@@ -148,8 +152,9 @@ _FITS = 0.9
 # fewer accented letters than this tell no alphabet from another ('Noël' is 'Noėl' in cp1257)
 _FEW_LETTERS = 3
 _WORD = re.compile(r"[^\W\d_]+")
-# the letters of the first 64 KiB of text are plenty to tell a fit
-_FIT_CHARACTERS = 1 << 16
+# the accented letters of the first 8,192 characters, or the first 1,000 of them, are plenty to tell a fit
+_FIT_CHARACTERS = 1 << 13
+_FIT_LETTERS = 1000
 
 
 @dataclass
@@ -230,10 +235,13 @@ def _detect(path: Path, raw: bytes, complete: bool, not_utf8: str) -> tuple[str,
     if candidates and candidates[0]["encoding"] is None:  # chardet's verdict on bytes that are no text at all
         raise ReadError(path, BINARY)
     languages = {codecs.lookup(c["encoding"]).name: c["language"] for c in reversed(candidates) if c["encoding"]}
+    # Every candidate's reading of the head's start is compared; the reader names the line of a byte the
+    # chosen encoding lacks further on, as it does past the head.
+    sample, sample_complete = (raw, complete) if len(raw) <= _READ_BYTES else (raw[:_READ_BYTES], False)
     readings: list[_Reading] = []
     for candidate in candidates:
         encoding, score = candidate["encoding"], candidate["confidence"]
-        if encoding is None or (text := _text(raw, encoding, complete)) is None:
+        if encoding is None or (text := _text(sample, encoding, sample_complete)) is None:
             continue
         name = codecs.lookup(encoding).name
         same = next((reading for reading in readings if reading.text == text), None)
@@ -250,7 +258,7 @@ def _detect(path: Path, raw: bytes, complete: bool, not_utf8: str) -> tuple[str,
     best = plausible[0]
     # the Windows code page that reads the head the same way names it, though chardet ranked it lower
     for name in _PREFERRED:
-        if name in best.encodings or _text(raw, name, complete) == best.text:
+        if name in best.encodings or _text(sample, name, sample_complete) == best.text:
             best.encodings.append(name)
             break
 
@@ -282,7 +290,13 @@ def _alphabet_fit(text: str, languages: set[str]) -> tuple[float, str, int] | No
     or the text has none. Never fitting: a letter of another script in a word with Latin letters
     ('Niccolς'), and a capital after a small letter ('ŁódŸ', cp1250's ź read as cp1252)."""
     letters: dict[str, int] = {}
-    for word in _WORD.findall(text[:_FIT_CHARACTERS]):
+    total = 0
+    for match in _WORD.finditer(text, 0, _FIT_CHARACTERS):
+        word = match.group()
+        if word.isascii():
+            continue
+        if total >= _FIT_LETTERS:
+            break
         latin = any(character.isascii() for character in word)
         for before, character, after in zip(" " + word, word, word[1:] + " ", strict=False):
             if character.isascii():
@@ -295,7 +309,7 @@ def _alphabet_fit(text: str, languages: set[str]) -> tuple[float, str, int] | No
                 mixed = latin and not script.startswith("LATIN")
             key = "?" if mixed or (character.isupper() and before.islower()) else character.lower()
             letters[key] = letters.get(key, 0) + 1
-    total = sum(letters.values())
+            total += 1
     known = languages & (_LETTERS.keys() | _SCRIPTS.keys())
     if not total or not known:
         return None
