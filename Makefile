@@ -18,8 +18,11 @@ demo: $(INSTALLED)  ## run the whole pipeline on the bundled sample data
 dev: $(INSTALLED)  ## Dagster UI + daemon on the same instance as `make demo`
 	$(BIN)/harmonizer dev
 
+# Two pytest-xdist workers (the CI machine's two cores): much of the suite waits on PostgreSQL and on
+# Dagster subprocesses. Each module stays on one worker (harmonizer_tests/conftest.py).
+TEST_WORKERS ?= 2
 test: $(INSTALLED)  ## the whole test suite, against a real PostgreSQL
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 # The quick loop: what is not marked slow (subprocesses, the deployed topology, big tables), stopping
 # at the first failure; TESTS narrows it to a stage, e.g. `make test-fast TESTS=harmonizer_tests/ingest`.

@@ -83,3 +83,25 @@ def deployed(tmp_path_factory, server_url: str, database_url: str):
 
 def pytest_addoption(parser):
     parser.addoption("--update-snapshots", action="store_true", help="rewrite harmonizer_tests/snapshots/ from the code, then compare")
+
+
+# The modules on the session's `deployed` topology: on one worker, which starts it once.
+_ON_THE_TOPOLOGY = ("harmonizer_tests/deployment/test_topology.py", "harmonizer_tests/deployment/test_ui.py")
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`make test` runs two pytest-xdist workers. Each module goes to one worker as a whole, so a
+    module-scoped fixture (a pipeline run its tests share) runs once; the modules of
+    _ON_THE_TOPOLOGY go together. (`--dist loadgroup` with marks would say the same, but pytest 9.2
+    no longer takes the node ids it rewrites: pytest-xdist issue 1386.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    if config.getvalue("dist") not in ("load", "loadscope"):  # another --dist asked for by name
+        return None
+
+    class ByModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "the deployed topology" if module in _ON_THE_TOPOLOGY else module
+
+    return ByModule(config, log)
