@@ -40,12 +40,13 @@ from harmonizer_pipeline.storage.catalog import stored_columns, table_exists
 from harmonizer_pipeline.storage.frame_codec import pg_type_sql, qualified, storage_name
 
 # Per-file results besides the layers: (table, its column naming the file); comparisons also
-# name the earlier file they compared against, with samples of its values.
+# name the other file they compared against, and their difference rows hold values of both.
 _RESULTS = [
     *((f"quality.{t}", "partition_key") for t in ("gate_results", "column_profiles", "recommendations", "schema_history")),
     *((f"keys.{t}", "partition_key") for t in ("key_summary", "unique_keys", "near_keys", "duplicate_groups", "comparisons")),
     ("keys.comparisons", "previous_partition_key"),
     ("quality.schema_history", "previous_partition_key"),
+    *((f"keys.{t}", f"partition_key_{side}") for t in ("file_comparisons", "comparison_rows") for side in ("a", "b")),
 ]
 
 
