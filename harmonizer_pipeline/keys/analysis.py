@@ -20,9 +20,10 @@ from harmonizer_pipeline.bookkeeping import keys as key_tables
 from harmonizer_pipeline.bookkeeping import metrics, registry
 from harmonizer_pipeline.bookkeeping.registry import RegistryEntry
 from harmonizer_pipeline.engine_output import captured_output
-from harmonizer_pipeline.keys.comparison import Comparison, ComparisonError, ShowValue, compare_frames, plain_value, protected_show
-from harmonizer_pipeline.keys.discovery import ENGINE_LOGGERS, KeyAnalysis, KeyDiscoveryError, analyze, duplicate_groups, violations
+from harmonizer_pipeline.keys.comparison import Comparison, ComparisonError, ShowValue, compare_frames, protected_show
+from harmonizer_pipeline.keys.discovery import ENGINE_LOGGERS, KeyAnalysis, KeyDiscoveryError, analyze, duplicate_groups
 from harmonizer_pipeline.keys.settings import KeySettings
+from harmonizer_pipeline.keys.violations import listed, near_key_groups
 from harmonizer_pipeline.privacy.policy import MASKED, source_columns
 from harmonizer_pipeline.privacy.settings import PrivacySettings
 from harmonizer_pipeline.quality.profiling import count_text, detect_pii
@@ -99,8 +100,7 @@ def analyse_file(
     if suggested:
         key_holds = analysis.suggestion.unique and analysis.null_equals_null
         groups.append(_groups(frame.iloc[:0] if key_holds else frame, "key", suggested))
-    for near in analysis.near_keys:
-        groups.append(_near_key_groups(frame, list(near.columns), analysis.null_equals_null))
+    groups.append(near_key_groups(frame, analysis.near_keys, analysis.null_equals_null))
     all_groups = pd.concat(groups, ignore_index=True)
     if len(all_groups):
         all_groups = _with_lineage(tables, source, partition_key, all_groups)
@@ -119,25 +119,8 @@ def analyse_file(
             "duration_seconds": time.perf_counter() - started,
         })  # fmt: skip
     near_columns = sorted({c for near in analysis.near_keys for c in near.columns})
-    sample = near_key_sample(all_groups, file_pii_shown(privacy, source, [frame], near_columns))
+    sample = listed(all_groups, file_pii_shown(privacy, source, [frame], near_columns), SAMPLE_GROUPS)
     return KeyFindings(analysis, suggested, int(key_groups["_group"].nunique()), len(key_groups), engine.text.strip(), sample)
-
-
-def _near_key_groups(frame: pd.DataFrame, columns: list[str], null_equals_null: bool) -> pd.DataFrame:
-    found = violations(frame, columns, null_equals_null)
-    return found.assign(_kind="near_key", _key_columns=[columns] * len(found))  # pyright: ignore[reportArgumentType]
-
-
-def near_key_sample(groups: pd.DataFrame, show: ShowValue, per_key: int = SAMPLE_GROUPS) -> list[dict[str, object]]:
-    """The first `per_key` groups breaking each near-key: columns, values (shown by `show`), row numbers."""
-    sample: list[dict[str, object]] = []
-    near = groups[groups["_kind"] == "near_key"] if len(groups) else groups
-    for columns, rows in near.groupby(near["_key_columns"].map(tuple), sort=False) if len(near) else []:
-        for group, members in list(rows.groupby("_group", sort=True))[:per_key]:
-            first = members.iloc[0]
-            values = {c: show(c, plain_value(first[c])) for c in columns}
-            sample.append({"columns": list(columns), "group": int(group), "values": values, "rows": [int(n) for n in members["_row_number"]]})
-    return sample
 
 
 def _with_lineage(tables: StageTables, source: str, partition_key: str, groups: pd.DataFrame) -> pd.DataFrame:
