@@ -112,14 +112,15 @@ def erase_file(conn, settings: Settings, source: str, name: str, by: str, erasur
         staged = conn.execute("SELECT load_id FROM ops.staged_files WHERE source = %s AND partition_key = %s", (source, partition_key)).fetchone()
         if staged is not None and staged[0] is not None:
             load_ids.append(staged[0])
-        for layer in ("raw", "validated", "staged", "rejected_rows"):
-            erased.count(layers.asset(layer, source).qualified, layers.remove(conn, layer, source, partition_key))
+        # Results first: leaving validated also takes the comparisons' difference rows, uncounted.
         for table, column in _RESULTS:
             rows = conn.execute(
                 sql.SQL("DELETE FROM {} WHERE source = %s AND {} = %s").format(sql.Identifier(*table.split(".")), sql.Identifier(column)),
                 (source, partition_key),
             )
             erased.count(table, rows.rowcount)
+        for layer in ("raw", "validated", "staged", "rejected_rows"):
+            erased.count(layers.asset(layer, source).qualified, layers.remove(conn, layer, source, partition_key))
     conn.execute("UPDATE ops.file_registry SET status = 'erased', updated_at = now() WHERE id = ANY(%s) AND status <> 'erased'", ([e.id for e in entries],))
     if target is not None:
         lineage = (sql.SQL("_source = %s AND _load_id = ANY(%s)"), (source, load_ids))

@@ -151,3 +151,73 @@ def test_what_desbordante_reports_goes_to_the_runs_debug_log_not_the_console(lan
     assert "\ndesbordante WARNING: Got MedianInvertedEntropy == 0\n" in engine.user_message
     shown = capfd.readouterr()
     assert "Got Median" not in shown.out + shown.err
+
+
+def compare_files(defs: dg.Definitions, instance, **config) -> dg.ExecuteInProcessResult:
+    job = defs.resolve_job_def("compare_files")
+    return job.execute_in_process(run_config={"ops": {"keys__file_comparisons": {"config": config}}}, instance=instance, raise_on_error=False)
+
+
+def test_the_job_compare_files_compares_two_chosen_files_and_shows_a_masked_sample(landing, source, psql):
+    defs = make_defs(landing, source)
+    with dg.instance_for_test() as instance:
+        (landing / "jan.csv").write_text("id,email,city\n1,ann@example.org,Berlin\n2,bob@example.org,Köln\n3,cy@example.org,Bonn\n")
+        first = land(defs, instance)
+        (landing / "feb.csv").write_text("id,email,city\n1,ann@example.org,Berlin\n2,bob@example.net,Köln\n4,di@example.org,Bonn\n")
+        land(defs, instance)
+        (landing / "mar.csv").write_text("id,email,city\n1,ann@example.org,Bremen\n")
+        land(defs, instance)
+        # Not consecutive files, one named by its partition key: jan against mar, then jan against feb on city.
+        p1 = first.dagster_run.tags["dagster/partition"]
+        done = compare_files(defs, instance, source=source, file_a=p1, file_b="mar.csv")
+        on_city = compare_files(defs, instance, source=source, file_a="jan.csv", file_b="feb.csv", key=["email"])
+    assert done.success and on_city.success
+    [event] = done.get_asset_materialization_events()
+    metadata = event.materialization.metadata
+    assert {k: metadata[k].value for k in ("file_a", "file_b", "key", "added", "removed", "changed", "unchanged")} == {
+        "file_a": "jan.csv", "file_b": "mar.csv", "key": "id", "added": 0, "removed": 2, "changed": 1, "unchanged": 0,
+    }  # fmt: skip
+    [event] = on_city.get_asset_materialization_events()
+    assert event.materialization.metadata["differences_sample"].value == (
+        "| kind | key | column | before | after |\n| --- | --- | --- | --- | --- |\n"
+        "| added | email='b***@example.net' |  |  |  |\n"
+        "| added | email='d***@example.org' |  |  |  |\n"
+        "| removed | email='b***@example.org' |  |  |  |\n"
+        "| removed | email='c***@example.org' |  |  |  |\n\n"
+        "Every difference: keys.comparison_rows, by comparison_id."
+    )
+    comparison_id = event.materialization.metadata["comparison_id"].value
+    assert psql(
+        "SELECT key_columns, rows_a, rows_b, added, removed, changed, unchanged, changed_columns FROM keys.file_comparisons WHERE comparison_id = %s",
+        (comparison_id,),
+    ) == [(["email"], 3, 3, 2, 2, 0, 1, {})]
+    # The stored rows hold the values in clear (who may read them is the database roles' job).
+    assert psql("SELECT kind, key_values FROM keys.comparison_rows WHERE comparison_id = %s ORDER BY kind, key_values::text", (comparison_id,)) == [
+        ("added", {"email": "bob@example.net"}),
+        ("added", {"email": "di@example.org"}),
+        ("removed", {"email": "bob@example.org"}),
+        ("removed", {"email": "cy@example.org"}),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"source": "nowhere", "file_a": "jan.csv", "file_b": "jan.csv"}, "source: no source 'nowhere' in harmonizer.yaml (sources: {source})"),
+        ({"file_a": "jan.csv", "file_b": "dec.csv"}, "{source} has no loaded file 'dec.csv' (its loaded files: jan.csv)"),
+        ({"file_a": "jan.csv", "file_b": "jan.csv", "key": ["nope"]}, "jan.csv: no key column 'nope' (its columns: id, email)"),
+        (
+            {"file_a": "jan.csv", "file_b": "jan.csv", "key": ["email"]},
+            "jan.csv: key (email) is not unique: 2 rows have email='a***@example.org' (1 key value(s) repeat, in 2 rows); choose another key with --key",
+        ),
+    ],
+)
+def test_compare_files_with_a_bad_run_config_fails_with_one_line(landing, source, config, message):
+    defs = make_defs(landing, source)
+    with dg.instance_for_test() as instance:
+        (landing / "jan.csv").write_text("id,email\n1,ann@example.org\n2,ann@example.org\n")
+        land(defs, instance)
+        done = compare_files(defs, instance, **{"source": source, **config})
+    assert not done.success
+    [failure] = [e for e in done.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert failure.step_failure_data.user_failure_data.description == message.format(source=source)
