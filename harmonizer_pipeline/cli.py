@@ -319,7 +319,7 @@ def keys(path: Path, max_size: int | None, nulls_distinct: bool, violations: boo
         "keys_with_nulls": [list(k.columns) for k in found.minimal_keys if k.has_nulls],
         "near_keys": [
             {"columns": list(k.columns), "uniqueness": k.uniqueness, "duplicate_groups": k.duplicate_groups, "excess_rows": k.excess_rows}
-            | ({"violations": broken.get(k.columns, [])} if violations else {})
+            | ({"violations": [{"group": g.group, "values": g.values, "rows": g.rows} for g in broken.get(k.columns, [])]} if violations else {})
             for k in found.near_keys
         ],
         "suggested_key": list(found.suggestion.columns) if found.suggestion.columns else None,
@@ -336,13 +336,13 @@ def keys(path: Path, max_size: int | None, nulls_distinct: bool, violations: boo
     for near in found.near_keys:
         click.echo(f"  near-key  {', '.join(near.columns)}: {near.uniqueness:.2%} unique, {near.excess_rows} repeated rows")
         for group in broken.get(near.columns, []):
-            values = ", ".join(f"{c}={v!r}" for c, v in group["values"].items())
-            click.echo(f"    group {group['group']}: {values}  rows {', '.join(map(str, group['rows']))}")
+            values = ", ".join(f"{c}={v!r}" for c, v in group.values.items())
+            click.echo(f"    group {group.group}: {values}  rows {', '.join(map(str, group.rows))}")
     click.echo(f"suggested key: {', '.join(report['suggested_key'] or ['(none)'])} ({found.suggestion.reason})")
     click.echo(f"rows repeating another entirely: {found.duplicate_rows}")
 
 
-def _near_key_violations(chunks, found, shown) -> dict[tuple[str, ...], list[dict]]:
+def _near_key_violations(chunks, found, shown) -> dict[tuple[str, ...], list]:
     """Per near-key (its columns), the groups of rows breaking it, values shown as `shown` protects them."""
     import pandas as pd
 
@@ -352,9 +352,9 @@ def _near_key_violations(chunks, found, shown) -> dict[tuple[str, ...], list[dic
     frame = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame(columns=[*found.columns, "_row_number"])
     pii = PiiColumns(None, None, [frame]).kinds({c for near in found.near_keys for c in near.columns})
     groups = listed(near_key_groups(frame, found.near_keys, found.null_equals_null), lambda c, v: v if c not in pii else shown.value(v, pii[c]))
-    by_key: dict[tuple[str, ...], list[dict]] = {}
+    by_key: dict[tuple[str, ...], list] = {}
     for group in groups:
-        by_key.setdefault(tuple(group.pop("columns")), []).append(group)
+        by_key.setdefault(group.columns, []).append(group)
     return by_key
 
 
@@ -378,7 +378,7 @@ def compare(file_a: Path, file_b: Path, key_text: str | None, as_json: bool, out
     _exit_on_bad_settings()
     settings = load_settings()
     shown = _values_shown(show_pii)
-    (table_a, a), (table_b, b) = _read_or_exit(file_a), _read_or_exit(file_b)
+    (_, a), (table_b, b) = _read_or_exit(file_a), _read_or_exit(file_b)
     names = (file_a.name, file_b.name)
     source = file_diff.source_of(settings, file_b) or file_diff.source_of(settings, file_a)
     pii = file_diff.PiiColumns(settings, source, [a, b])
@@ -396,7 +396,8 @@ def compare(file_a: Path, file_b: Path, key_text: str | None, as_json: bool, out
     for line in file_diff.text_lines(report):
         click.echo(line)
     for name, rows in written.items():
-        click.echo(f"wrote {output / name} ({rows} rows)" if output else "")
+        assert output is not None  # files are written only into -o
+        click.echo(f"wrote {output / name} ({rows} rows)")
 
 
 @main.command("infer-schema")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
@@ -20,10 +20,10 @@ from harmonizer_pipeline.bookkeeping import keys as key_tables
 from harmonizer_pipeline.bookkeeping import metrics, registry
 from harmonizer_pipeline.bookkeeping.registry import RegistryEntry
 from harmonizer_pipeline.engine_output import captured_output
-from harmonizer_pipeline.keys.comparison import Comparison, ComparisonError, ShowValue, compare_frames, protected_show
+from harmonizer_pipeline.keys.comparison import Comparison, ComparisonError, Difference, ShowValue, compare_frames, protected_show
 from harmonizer_pipeline.keys.discovery import ENGINE_LOGGERS, KeyAnalysis, KeyDiscoveryError, analyze, duplicate_groups
 from harmonizer_pipeline.keys.settings import KeySettings
-from harmonizer_pipeline.keys.violations import listed, near_key_groups
+from harmonizer_pipeline.keys.violations import Violation, listed, near_key_groups
 from harmonizer_pipeline.privacy.policy import MASKED, source_columns
 from harmonizer_pipeline.privacy.settings import PrivacySettings
 from harmonizer_pipeline.quality.profiling import count_text, detect_pii
@@ -46,7 +46,7 @@ class KeyFindings:
     key_duplicate_groups: int
     key_duplicate_rows: int
     engine_output: str
-    near_key_sample: list[dict[str, object]]  # the first groups breaking each near-key, PII values masked
+    near_key_sample: list[Violation]  # the first groups breaking each near-key, PII values masked
 
 
 @dataclass(frozen=True)
@@ -206,7 +206,7 @@ class FilesCompared:
     file_a: str
     file_b: str
     result: Comparison
-    sample: list[dict[str, object]]
+    sample: list[Difference]
 
 
 def _loaded_file(conn, source: str, name: str) -> RegistryEntry:
@@ -239,8 +239,8 @@ def compare_files(
     except ComparisonError as err:
         raise StageError(str(err)) from None
     sample = [
-        {**r, "key": {c: show(c, v) for c, v in r["key"].items()}, "before": show(str(r["column"]), r["before"]), "after": show(str(r["column"]), r["after"])}
-        for r in result.sample(SAMPLE_DIFFERENCES)
+        replace(d, key={c: show(c, v) for c, v in d.key.items()}, before=show(d.column or "", d.before), after=show(d.column or "", d.after))
+        for d in result.sample(SAMPLE_DIFFERENCES)
     ]
     with connect() as conn:
         comparison_id = key_tables.save_file_comparison(conn, source, entry_a.partition_key, entry_b.partition_key, run.run_id, result)

@@ -8,7 +8,8 @@ import dagster as dg
 
 from harmonizer_pipeline import naming, wiring
 from harmonizer_pipeline.keys.analysis import Compared, FilesCompared, KeyFindings, analyse_file, compare_file, compare_files
-from harmonizer_pipeline.keys.comparison import Comparison
+from harmonizer_pipeline.keys.comparison import Comparison, Difference
+from harmonizer_pipeline.keys.violations import Violation
 from harmonizer_pipeline.resources import PostgresResource
 from harmonizer_pipeline.services import StageError
 from harmonizer_pipeline.settings import Settings
@@ -97,14 +98,14 @@ def _keys_metadata(found: KeyFindings) -> dict[str, Any]:
     }
 
 
-def _violations_markdown(sample: list[dict[str, Any]]) -> str:
+def _violations_markdown(sample: list[Violation]) -> str:
     """The first groups breaking each near-key (values as analyse_file masked them)."""
     if not sample:
         return "no near-key is broken (or there are no near-keys)"
     lines = ["| near-key | group | values | rows |", "| --- | --- | --- | --- |"]
     for g in sample:
-        values = ", ".join(f"{c}={_cell(v)}" for c, v in g["values"].items())
-        lines.append(f"| {', '.join(g['columns'])} | {g['group']} | {values} | {', '.join(map(str, g['rows']))} |")
+        values = ", ".join(f"{c}={_cell(v)}" for c, v in g.values.items())
+        lines.append(f"| {', '.join(g.columns)} | {g.group} | {values} | {', '.join(map(str, g.rows))} |")
     return "\n".join(lines) + "\n\nEvery group: keys.duplicate_groups, kind `near_key`."
 
 
@@ -185,13 +186,13 @@ def _files_metadata(source: str, compared: FilesCompared) -> dict[str, Any]:
     }
 
 
-def _differences_markdown(sample: list[dict[str, Any]]) -> str:
+def _differences_markdown(sample: list[Difference]) -> str:
     """The first differences of each kind (PII values masked by compare_files)."""
     if not sample:
         return "no differences"
     lines = ["| kind | key | column | before | after |", "| --- | --- | --- | --- | --- |"]
     for r in sample:
-        key = ", ".join(f"{c}={_cell(v)}" for c, v in r["key"].items())
-        changed = r["kind"] == "changed"
-        lines.append(f"| {r['kind']} | {key} | {r['column'] or ''} | {_cell(r['before']) if changed else ''} | {_cell(r['after']) if changed else ''} |")
+        key = ", ".join(f"{c}={_cell(v)}" for c, v in r.key.items())
+        changed = r.kind == "changed"
+        lines.append(f"| {r.kind} | {key} | {r.column or ''} | {_cell(r.before) if changed else ''} | {_cell(r.after) if changed else ''} |")
     return "\n".join(lines) + "\n\nEvery difference: keys.comparison_rows, by comparison_id."

@@ -57,6 +57,17 @@ class DuplicateKeyError(ComparisonError):
     """A key value repeats on one side."""
 
 
+@dataclass(frozen=True)
+class Difference:
+    """One difference as people see it: a row added or removed (by its key), or a changed value."""
+
+    kind: str  # added, removed or changed
+    key: dict[str, object]
+    column: str | None = None
+    before: object = None
+    after: object = None
+
+
 @dataclass
 class Comparison:
     """What differs between A and B on `key`; the difference rows come from added_rows(),
@@ -108,20 +119,19 @@ class Comparison:
                 cells |= {f"{name}_b": self.b[name].take(rows_b).array for name in extra}
                 yield pd.DataFrame(cells)
 
-    def sample(self, rows: int) -> list[dict[str, object]]:
-        """The first `rows` differences of each kind as records: kind, key (dict), column, before, after."""
-        records: list[dict[str, object]] = []
+    def sample(self, rows: int) -> list[Difference]:
+        """The first `rows` differences of each kind: added, removed, then changed values."""
+        found: list[Difference] = []
         for kind, frame, positions in (("added", self.b, self.added_positions), ("removed", self.a, self.removed_positions)):
-            for position in positions[:rows]:
-                records.append({"kind": kind, "key": {k: frame[k].iat[position] for k in self.key}, "column": None, "before": None, "after": None})
-        shown = 0
+            found += [Difference(kind, {k: plain_value(frame[k].iat[p]) for k in self.key}) for p in positions[:rows]]
+        changed: list[Difference] = []
         for cells in self.changed_cells(chunk_rows=rows):
-            for record in cells.head(rows - shown).to_dict("records"):
-                records.append({"kind": "changed", "key": {k: record[k] for k in self.key}, **{n: record[n] for n in ("column", "before", "after")}})
-            shown = min(rows, shown + len(cells))
-            if shown >= rows:
+            for record in cells.head(rows - len(changed)).to_dict("records"):
+                key = {k: plain_value(record[k]) for k in self.key}
+                changed.append(Difference("changed", key, str(record["column"]), plain_value(record["before"]), plain_value(record["after"])))
+            if len(changed) >= rows:
                 break
-        return records
+        return found + changed
 
 
 def _chunks(frame: pd.DataFrame, positions: np.ndarray, chunk_rows: int) -> Iterator[pd.DataFrame]:
@@ -257,7 +267,7 @@ def compare_frames(
     codes_a, codes_b = _key_codes(a, b, key)
     _check_unique(codes_a, a, key, names[0], show)
     _check_unique(codes_b, b, key, names[1], show)
-    found = pd.Index(codes_b).get_indexer(codes_a)
+    found = pd.Index(codes_b).get_indexer(pd.Index(codes_a))
     matched_a = np.flatnonzero(found >= 0)
     matched_b = found[matched_a]
     in_b = np.zeros(len(b), bool)

@@ -5,11 +5,22 @@ values of its columns (discovery.violations), each with its row numbers."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pandas as pd
 
 from harmonizer_pipeline.keys.comparison import ShowValue, plain_value
 from harmonizer_pipeline.keys.discovery import NearKey, violations
+
+
+@dataclass(frozen=True)
+class Violation:
+    """A group of rows sharing their values of a near-key's columns."""
+
+    columns: tuple[str, ...]
+    group: int  # 1, 2, ... in order of first appearance
+    values: dict[str, object]  # as shown to people
+    rows: list[int]  # their row numbers
 
 
 def near_key_groups(frame: pd.DataFrame, near_keys: Sequence[NearKey], null_equals_null: bool) -> pd.DataFrame:
@@ -24,10 +35,10 @@ def near_key_groups(frame: pd.DataFrame, near_keys: Sequence[NearKey], null_equa
     return pd.concat(parts, ignore_index=True) if parts else frame.iloc[:0].assign(_group=pd.Series([], dtype="int64"), _kind="", _key_columns=None)
 
 
-def listed(groups: pd.DataFrame, show: ShowValue, per_key: int | None = None) -> list[dict[str, object]]:
+def listed(groups: pd.DataFrame, show: ShowValue, per_key: int | None = None) -> list[Violation]:
     """Each near-key's groups (the first `per_key` of each, or all): columns, group, values (as
     `show` shows them) and the row numbers (`_row_number`) of its rows."""
-    found: list[dict[str, object]] = []
+    found: list[Violation] = []
     near = groups[groups["_kind"] == "near_key"] if len(groups) else groups.iloc[:0]
     if not len(near):
         return found
@@ -35,5 +46,5 @@ def listed(groups: pd.DataFrame, show: ShowValue, per_key: int | None = None) ->
         for group, members in list(rows.groupby("_group", sort=True))[:per_key]:
             first = members.iloc[0]
             values = {c: show(c, plain_value(first[c])) for c in columns}
-            found.append({"columns": list(columns), "group": int(group), "values": values, "rows": [int(n) for n in members["_row_number"]]})  # pyright: ignore[reportArgumentType, reportCallIssue]
+            found.append(Violation(tuple(columns), int(group), values, [int(n) for n in members["_row_number"]]))  # pyright: ignore[reportArgumentType]
     return found

@@ -83,7 +83,11 @@ def test_show_pii_writes_and_prints_values_in_clear_and_says_so(files, tmp_path)
     out = tmp_path / "clear"
     done = compare(*map(str, files), "-o", str(out), "--show-pii")
     assert done.stderr == "showing the values of PII columns in clear (--show-pii)\n"
-    assert done.stdout.splitlines()[-3:] == [f"wrote {out / 'added.csv'} (1 rows)", f"wrote {out / 'removed.csv'} (1 rows)", f"wrote {out / 'changed.csv'} (3 rows)"]
+    assert done.stdout.splitlines()[-3:] == [
+        f"wrote {out / 'added.csv'} (1 rows)",
+        f"wrote {out / 'removed.csv'} (1 rows)",
+        f"wrote {out / 'changed.csv'} (3 rows)",
+    ]
     assert (out / "changed.csv").read_text().splitlines()[2] == '"3","email","cy@example.org","cy@example.net"'
 
 
@@ -149,7 +153,9 @@ def test_an_output_folder_that_cannot_be_made_exits_2_naming_it(files, tmp_path)
 
 def test_keys_violations_lists_the_rows_breaking_each_near_key_masked(tmp_path):
     path = tmp_path / "n.csv"
-    path.write_text("id,name,email,city\n1,Ann,ann@example.org,B\n2,Bob,bob@example.org,K\n3,Ann,cy@example.org,B\n4,Di,ann@example.org,K\n5,Ed,ed@example.org,B\n")
+    path.write_text(
+        "id,name,email,city\n1,Ann,ann@example.org,B\n2,Bob,bob@example.org,K\n3,Ann,cy@example.org,B\n4,Di,ann@example.org,K\n5,Ed,ed@example.org,B\n"
+    )
     done = CliRunner().invoke(main, ["keys", str(path), "--violations"])
     assert done.exit_code == 0, done.output
     assert done.stdout.splitlines()[4:9] == [

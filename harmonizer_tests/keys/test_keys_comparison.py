@@ -17,7 +17,14 @@ def text(values: list) -> pd.Series:
 
 
 def test_planted_inserts_deletes_and_changes_come_back_exactly():
-    a = pd.DataFrame({"id": text(["1", "2", "3", "4", "5"]), "name": text(["Ann", "Bob", "Cy", "Di", "Ed"]), "city": text(["B", "K", "B", None, "M"]), "old": text(["0"] * 5)})
+    a = pd.DataFrame(
+        {
+            "id": text(["1", "2", "3", "4", "5"]),
+            "name": text(["Ann", "Bob", "Cy", "Di", "Ed"]),
+            "city": text(["B", "K", "B", None, "M"]),
+            "old": text(["0"] * 5),
+        }
+    )
     b = pd.DataFrame(
         {
             "id": text(["1", "2", "3", "5", "6", "7"]),  # 4 removed, 6 and 7 added
