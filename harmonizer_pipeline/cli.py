@@ -350,8 +350,7 @@ def _near_key_violations(chunks, found, shown) -> dict[tuple[str, ...], list]:
     from harmonizer_pipeline.keys.violations import listed, near_key_groups
 
     frame = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame(columns=[*found.columns, "_row_number"])
-    pii = PiiColumns(None, None, [frame]).kinds({c for near in found.near_keys for c in near.columns})
-    groups = listed(near_key_groups(frame, found.near_keys, found.null_equals_null), lambda c, v: v if c not in pii else shown.value(v, pii[c]))
+    groups = listed(near_key_groups(frame, found.near_keys, found.null_equals_null), PiiColumns(None, None, [frame]).show(shown.value))
     by_key: dict[tuple[str, ...], list] = {}
     for group in groups:
         by_key.setdefault(group.columns, []).append(group)
@@ -381,7 +380,7 @@ def compare(file_a: Path, file_b: Path, key_text: str | None, as_json: bool, out
     (_, a), (table_b, b) = _read_or_exit(file_a), _read_or_exit(file_b)
     names = (file_a.name, file_b.name)
     source = file_diff.source_of(settings, file_b) or file_diff.source_of(settings, file_a)
-    pii = file_diff.PiiColumns(settings, source, [a, b])
+    pii = file_diff.PiiColumns(settings.privacy, source, [a, b])
     try:
         key = file_diff.choose_key(file_diff.parse_key(key_text), settings, source, b, table_b.detection.columns)
         result = file_diff.compare_texts(a, b, names, key.columns, pii, shown.value)

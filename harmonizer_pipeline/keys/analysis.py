@@ -20,13 +20,13 @@ from harmonizer_pipeline.bookkeeping import keys as key_tables
 from harmonizer_pipeline.bookkeeping import metrics, registry
 from harmonizer_pipeline.bookkeeping.registry import RegistryEntry
 from harmonizer_pipeline.engine_output import captured_output
-from harmonizer_pipeline.keys.comparison import Comparison, ComparisonError, Difference, ShowValue, compare_frames, protected_show
+from harmonizer_pipeline.keys.comparison import Comparison, ComparisonError, Difference, ShowValue, compare_frames
 from harmonizer_pipeline.keys.discovery import ENGINE_LOGGERS, KeyAnalysis, KeyDiscoveryError, analyze, duplicate_groups
+from harmonizer_pipeline.keys.file_diff import PiiColumns
 from harmonizer_pipeline.keys.settings import KeySettings
 from harmonizer_pipeline.keys.violations import Violation, listed, near_key_groups
-from harmonizer_pipeline.privacy.policy import MASKED, source_columns
+from harmonizer_pipeline.privacy.policy import MASKED
 from harmonizer_pipeline.privacy.settings import PrivacySettings
-from harmonizer_pipeline.quality.profiling import count_text, detect_pii
 from harmonizer_pipeline.services import Run, StageError, audit_file, file_columns
 from harmonizer_pipeline.storage.tables import StageTables
 
@@ -118,8 +118,7 @@ def analyse_file(
             "key_uniqueness": uniqueness, "minimal_keys": len(analysis.minimal_keys), "duplicate_rows": analysis.duplicate_rows,
             "duration_seconds": time.perf_counter() - started,
         })  # fmt: skip
-    near_columns = sorted({c for near in analysis.near_keys for c in near.columns})
-    sample = listed(all_groups, file_pii_shown(privacy, source, [frame], near_columns), SAMPLE_GROUPS)
+    sample = listed(all_groups, file_pii_shown(privacy, source, [frame]), SAMPLE_GROUPS)
     return KeyFindings(analysis, suggested, int(key_groups["_group"].nunique()), len(key_groups), engine.text.strip(), sample)
 
 
@@ -168,7 +167,7 @@ def compare_file(
     try:
         result = compare_frames(
             before, after, key, (f"previous file {previous_entry.object_key}", f"file {entry.object_key}"),
-            show=file_pii_shown(privacy, source, [before, after], key), ignore=["_row_number"],
+            show=file_pii_shown(privacy, source, [before, after]), ignore=["_row_number"],
         )  # fmt: skip
     except ComparisonError as err:
         with connect() as conn:
@@ -183,15 +182,10 @@ def compare_file(
     return Compared(previous, result)
 
 
-def file_pii_shown(privacy: PrivacySettings, source: str, frames: Sequence[pd.DataFrame], columns: Sequence[str]) -> ShowValue:
-    """How values of `columns` of the source's files are shown to people: masked where declared PII,
-    or where the profile's detector flags the column in any of the `frames`."""
-    declared = privacy.sources.get(source, {})
-    detected: dict[str, list[str]] = {}
-    if privacy.detect:
-        for column in (c for c in columns if c not in declared):
-            detected[column] = sorted({kind for frame in frames if column in frame.columns for kind in detect_pii(count_text(frame[column].astype("str")))})
-    return protected_show(source_columns(privacy, source, detected), MASKED.value)
+def file_pii_shown(privacy: PrivacySettings, source: str, frames: Sequence[pd.DataFrame]) -> ShowValue:
+    """How values of the source's files are shown to people: masked where the column is PII
+    (declared, or flagged by the profile's detector in any of the `frames`)."""
+    return PiiColumns(privacy, source, frames).show(MASKED.value)
 
 
 SAMPLE_DIFFERENCES = 10  # differences of each kind a chosen-files comparison shows people
@@ -232,8 +226,7 @@ def compare_files(
         raise StageError(f"no key to compare {entry_a.object_key} and {entry_b.object_key} on: give `key` in the run config")
     a, _, _ = validated_file(tables, connect, source, entry_a.partition_key, ["_row_number"])
     b, _, _ = validated_file(tables, connect, source, entry_b.partition_key, ["_row_number"])
-    columns = list(dict.fromkeys(c for frame in (a, b) for c in frame.columns if c != "_row_number"))
-    show = file_pii_shown(privacy, source, [a, b], columns)
+    show = file_pii_shown(privacy, source, [a, b])
     try:
         result = compare_frames(a, b, chosen, (entry_a.object_key, entry_b.object_key), show=show, ignore=["_row_number"])
     except ComparisonError as err:
