@@ -4,9 +4,9 @@ A file's rows in each table are replaced when it is analysed again.
 - keys.key_summary: one row per file — rows, keys found, the suggested key and why, duplicates.
 - keys.unique_keys: the file's minimal keys.
 - keys.near_keys: its best almost-unique combinations, ranked.
-- keys.duplicate_groups: the rows of each group of fully repeated rows (kind `row`) and of each
-  group sharing the suggested or declared key (kind `key`), with their lineage, for the export
-  stage's unique- and duplicate-record files.
+- keys.duplicate_groups: the rows of each group of fully repeated rows (kind `row`), of each
+  group sharing the suggested or declared key (kind `key`) and of each group breaking a near-key
+  (kind `near_key`, the near-key in key_columns), with their lineage.
 - keys.comparisons: the file against the previous file of its source on the key (counts).
 - keys.file_comparisons: two files of a source chosen for the job compare_files (counts).
 - keys.comparison_rows: the differences of each comparison of either kind: rows added (B's row
