@@ -42,6 +42,7 @@ bench: $(INSTALLED) $(YDATA_PYTHON)  ## benchmarks against peers (not part of CI
 	$(BIN)/python bench/bench_ingest.py
 	$(BIN)/python bench/bench_quality.py
 	$(BIN)/python bench/bench_keys.py
+	$(BIN)/python bench/bench_compare.py
 	$(BIN)/python bench/bench_e2e.py
 
 LINTED := harmonizer_pipeline harmonizer_tests bench

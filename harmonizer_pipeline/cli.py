@@ -284,10 +284,13 @@ def validate(path: Path, schema_spec: str, as_json: bool, show_pii: bool) -> Non
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--max-size", type=click.IntRange(min=1), help="Report keys of at most this many columns (the search stays exact).")
 @click.option("--nulls-distinct", is_flag=True, help="Count every NULL as a value of its own (default: NULL equals NULL).")
+@click.option("--violations", is_flag=True, help="Also list, per near-key, the groups of rows that break it (their values and row numbers).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: rows, columns, minimal_keys, near_keys, suggested_key, duplicate_rows, seconds.")
 @click.option("-v", "--verbose", is_flag=True, help="Also show what Desbordante printed or logged while it ran (on standard error).")
-def keys(path: Path, max_size: int | None, nulls_distinct: bool, as_json: bool, verbose: bool) -> None:
-    """Find FILE's minimal unique column combinations, its near-keys and a suggested key."""
+@_show_pii
+def keys(path: Path, max_size: int | None, nulls_distinct: bool, violations: bool, as_json: bool, verbose: bool, show_pii: bool) -> None:
+    """Find FILE's minimal unique column combinations, its near-keys and a suggested key; with
+    --violations the rows breaking each near-key, the values of PII columns masked."""
     import time
 
     from harmonizer_pipeline.engine_output import captured_output
@@ -296,16 +299,19 @@ def keys(path: Path, max_size: int | None, nulls_distinct: bool, as_json: bool, 
 
     started = time.perf_counter()
     try:
-        # Chunk by chunk: only the codes of a large file are held once each column is encoded.
+        # Chunk by chunk: only the codes of a large file are held once each column is encoded;
+        # listing violations needs the rows themselves.
         table = open_table(path)
         columns = list(table.detection.columns)
+        chunks = list(table.chunks()) if violations else table.chunks()
         with captured_output(ENGINE_LOGGERS) as engine:
-            found = analyze_chunks(table.chunks(), columns, max_size=max_size, null_equals_null=not nulls_distinct)
+            found = analyze_chunks(chunks, columns, max_size=max_size, null_equals_null=not nulls_distinct)
     except ReadError as exc:
         click.echo(str(exc), err=True)
         sys.exit(2)
     if verbose and engine.text.strip():
         click.echo(engine.text.strip(), err=True)
+    broken = _near_key_violations(chunks, found, _values_shown(show_pii)) if violations else {}
     report = {
         "rows": found.rows,
         "columns": found.columns,
@@ -313,6 +319,7 @@ def keys(path: Path, max_size: int | None, nulls_distinct: bool, as_json: bool, 
         "keys_with_nulls": [list(k.columns) for k in found.minimal_keys if k.has_nulls],
         "near_keys": [
             {"columns": list(k.columns), "uniqueness": k.uniqueness, "duplicate_groups": k.duplicate_groups, "excess_rows": k.excess_rows}
+            | ({"violations": [{"group": g.group, "values": g.values, "rows": g.rows} for g in broken.get(k.columns, [])]} if violations else {})
             for k in found.near_keys
         ],
         "suggested_key": list(found.suggestion.columns) if found.suggestion.columns else None,
@@ -321,15 +328,75 @@ def keys(path: Path, max_size: int | None, nulls_distinct: bool, as_json: bool, 
         "seconds": round(time.perf_counter() - started, 3),
     }
     if as_json:
-        click.echo(json.dumps(report, ensure_ascii=False))
+        click.echo(json.dumps(report, ensure_ascii=False, default=str))
         return
     click.echo(f"{found.rows} rows, {len(columns)} columns: {len(found.minimal_keys)} minimal keys in {report['seconds']} s")
     for key in found.minimal_keys:
         click.echo(f"  key       {', '.join(key.columns)}{'  (holds NULLs)' if key.has_nulls else ''}")
     for near in found.near_keys:
         click.echo(f"  near-key  {', '.join(near.columns)}: {near.uniqueness:.2%} unique, {near.excess_rows} repeated rows")
+        for group in broken.get(near.columns, []):
+            values = ", ".join(f"{c}={v!r}" for c, v in group.values.items())
+            click.echo(f"    group {group.group}: {values}  rows {', '.join(map(str, group.rows))}")
     click.echo(f"suggested key: {', '.join(report['suggested_key'] or ['(none)'])} ({found.suggestion.reason})")
     click.echo(f"rows repeating another entirely: {found.duplicate_rows}")
+
+
+def _near_key_violations(chunks, found, shown) -> dict[tuple[str, ...], list]:
+    """Per near-key (its columns), the groups of rows breaking it, values shown as `shown` protects them."""
+    import pandas as pd
+
+    from harmonizer_pipeline.keys.file_diff import PiiColumns
+    from harmonizer_pipeline.keys.violations import listed, near_key_groups
+
+    frame = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame(columns=[*found.columns, "_row_number"])
+    groups = listed(near_key_groups(frame, found.near_keys, found.null_equals_null), PiiColumns(None, None, [frame]).show(shown.value))
+    by_key: dict[tuple[str, ...], list] = {}
+    for group in groups:
+        by_key.setdefault(group.columns, []).append(group)
+    return by_key
+
+
+@main.command()
+@click.argument("file_a", type=click.Path(path_type=Path))
+@click.argument("file_b", type=click.Path(path_type=Path))
+@click.option(
+    "--key", "key_text", metavar="COLUMNS", help="Key columns, comma-separated (default: the source's declared key, else the key suggested for FILE_B)."
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: added, removed, changed, unchanged, changed_columns, schema differences.")
+@click.option("-o", "--output", type=click.Path(path_type=Path, file_okay=False), help="Write added.csv, removed.csv and changed.csv into this folder.")
+@_show_pii
+def compare(file_a: Path, file_b: Path, key_text: str | None, as_json: bool, output: Path | None, show_pii: bool) -> None:
+    """Compare FILE_A (before) with FILE_B (after) on a key: rows added, removed, changed (per
+    column) and unchanged, columns added, removed and retyped. Exit 0 when they compared, 2 on a
+    file, key or folder that does not fit."""
+    from harmonizer_pipeline.keys import file_diff
+    from harmonizer_pipeline.keys.comparison import ComparisonError
+    from harmonizer_pipeline.settings import load_settings
+
+    _exit_on_bad_settings()
+    settings = load_settings()
+    shown = _values_shown(show_pii)
+    (_, a), (table_b, b) = _read_or_exit(file_a), _read_or_exit(file_b)
+    names = (file_a.name, file_b.name)
+    source = file_diff.source_of(settings, file_b) or file_diff.source_of(settings, file_a)
+    pii = file_diff.PiiColumns(settings.privacy, source, [a, b])
+    try:
+        key = file_diff.choose_key(file_diff.parse_key(key_text), settings, source, b, table_b.detection.columns)
+        result = file_diff.compare_texts(a, b, names, key.columns, pii, shown.value)
+        written = file_diff.write_differences(result, output, pii.kinds([*a.columns, *b.columns]), shown.value) if output else {}
+    except (ComparisonError, OSError) as exc:
+        click.echo(f"harmonizer compare: {exc}", err=True)
+        sys.exit(2)
+    report = file_diff.report(result, key, names)
+    if as_json:
+        click.echo(json.dumps(report | ({"files": {str(output / n): rows for n, rows in written.items()}} if output else {}), ensure_ascii=False))
+        return
+    for line in file_diff.text_lines(report):
+        click.echo(line)
+    for name, rows in written.items():
+        assert output is not None  # files are written only into -o
+        click.echo(f"wrote {output / name} ({rows} rows)")
 
 
 @main.command("infer-schema")

@@ -9,7 +9,7 @@ from harmonizer_pipeline.export.assets import export_target_asset
 from harmonizer_pipeline.harmonize.assets import harmonized_target_asset, staged_source_asset
 from harmonizer_pipeline.ingest.assets import files_partitions, raw_source_asset
 from harmonizer_pipeline.ingest.sensors import landing_sensor
-from harmonizer_pipeline.keys.assets import comparison_source_asset, keys_source_asset
+from harmonizer_pipeline.keys.assets import comparison_source_asset, file_comparisons_asset, keys_source_asset
 from harmonizer_pipeline.monitoring.assets import trends_source_asset
 from harmonizer_pipeline.monitoring.sensors import alerts_sensor
 from harmonizer_pipeline.quality.assets import profile_source_asset, validated_source_asset
@@ -25,7 +25,7 @@ def build_definitions(settings: Settings, resources: dict[str, object] | None = 
     validates, profiles and analyses the keys of one file and stages it for its target (staged/<source>); its sensor; the job `profile_<source>`
     and its schedule; ops/trends_<source>. Per target: harmonized/<target> and export/<target>, the job
     `harmonize_<target>` that merges and exports, `rebuild_<target>` that recomputes every key, and the schedule. The job `ops_trends`; ops/retention, its job
-    `retention` and the schedule retention_daily; the alerts sensor when channels are set;
+    `retention` and the schedule retention_daily; keys/file_comparisons and its job `compare_files` (two chosen files of a source); the alerts sensor when channels are set;
     an automation sensor per source and per target."""
     assets, jobs, sensors, schedules = [], [], [], []
     for source in settings.sources:
@@ -65,6 +65,15 @@ def build_definitions(settings: Settings, resources: dict[str, object] | None = 
         assets.append(retention)
         jobs.append(dg.define_asset_job("retention", selection=[retention.key]))
         schedules.append(retention_schedule(settings, jobs[-1]))
+        comparisons = file_comparisons_asset(settings)
+        assets.append(comparisons)
+        jobs.append(
+            dg.define_asset_job(
+                "compare_files",
+                selection=[comparisons.key],
+                description="Compare two files of a source on a key (run config: source, file_a, file_b, optional key): keys/file_comparisons.",
+            )
+        )
     sensors += [alerts_sensor(settings), *automation_sensors(settings)]
     return dg.Definitions(
         assets=assets,

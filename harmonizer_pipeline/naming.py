@@ -54,6 +54,11 @@ def comparison(source: str) -> StageAsset:
     return StageAsset("keys", f"comparison_{source}", by_file=True)
 
 
+def file_comparisons() -> StageAsset:
+    """Two chosen files of a source compared, by the job compare_files (not partitioned)."""
+    return StageAsset("keys", "file_comparisons")
+
+
 def staged(source: str) -> StageAsset:
     return StageAsset("staged", source, by_file=True)
 

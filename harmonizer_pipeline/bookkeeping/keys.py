@@ -4,10 +4,13 @@ A file's rows in each table are replaced when it is analysed again.
 - keys.key_summary: one row per file — rows, keys found, the suggested key and why, duplicates.
 - keys.unique_keys: the file's minimal keys.
 - keys.near_keys: its best almost-unique combinations, ranked.
-- keys.duplicate_groups: the rows of each group of fully repeated rows (kind `row`) and of each
-  group sharing the suggested or declared key (kind `key`), with their lineage, for the export
-  stage's unique- and duplicate-record files.
-- keys.comparisons: the file against the previous file of its source on the key.
+- keys.duplicate_groups: the rows of each group of fully repeated rows (kind `row`), of each
+  group sharing the suggested or declared key (kind `key`) and of each group breaking a near-key
+  (kind `near_key`, the near-key in key_columns), with their lineage.
+- keys.comparisons: the file against the previous file of its source on the key (counts).
+- keys.file_comparisons: two files of a source chosen for the job compare_files (counts).
+- keys.comparison_rows: the differences of each comparison of either kind: rows added (B's row
+  number), removed (A's) and each changed value, before and after, as text.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import pandas as pd
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from harmonizer_pipeline.keys.comparison import FileComparison
+from harmonizer_pipeline.keys.comparison import Comparison, value_text
 from harmonizer_pipeline.keys.discovery import KeyAnalysis
 
 _PER_FILE = ("key_summary", "unique_keys", "near_keys", "duplicate_groups")
@@ -89,19 +92,76 @@ def suggested_key(conn, source: str, partition_key: str) -> list[str] | None:
     return row[0] if row else None
 
 
-def save_comparison(conn, source: str, partition_key: str, previous_key: str, run_id: str, result: FileComparison) -> None:
-    conn.execute("DELETE FROM keys.comparisons WHERE source = %s AND partition_key = %s", (source, partition_key))
-    samples = {kind: [[_plain(v) for v in key] for key in keys] for kind, keys in result.samples.items()}
-    conn.execute(
+def save_comparison(conn, source: str, partition_key: str, previous_key: str, run_id: str, result: Comparison) -> int:
+    """Replace the file's comparison with the previous file, and its difference rows; its comparison id."""
+    old = conn.execute("DELETE FROM keys.comparisons WHERE source = %s AND partition_key = %s RETURNING comparison_id", (source, partition_key)).fetchall()
+    conn.execute("DELETE FROM keys.comparison_rows WHERE comparison_id = ANY(%s)", ([i for (i,) in old],))
+    # The count columns keep the meaning they had before difference rows were kept (summaries read
+    # them); both keys are unique now, or there is no comparison.
+    (comparison_id,) = conn.execute(
         "INSERT INTO keys.comparisons (source, partition_key, previous_partition_key, run_id, key_columns, added_columns,"
         " removed_columns, type_changes, key_holds_previous, key_holds_current, only_in_previous, only_in_current, in_both,"
-        " changed, changed_columns, samples) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        " changed, changed_columns) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, true, true, %s, %s, %s, %s, %s) RETURNING comparison_id",
         (
             source, partition_key, previous_key, run_id, list(result.key), result.added_columns, result.removed_columns,
-            Jsonb([list(t) for t in result.type_changes]), result.key_holds_a, result.key_holds_b, result.only_in_a,
-            result.only_in_b, result.in_both, result.changed, Jsonb(result.changed_columns), Jsonb(samples),
+            Jsonb([list(t) for t in result.retyped_columns]), result.removed, result.added, result.changed + result.unchanged,
+            result.changed, Jsonb(result.changed_columns),
         ),
-    )  # fmt: skip
+    ).fetchone()  # fmt: skip
+    save_difference_rows(conn, comparison_id, source, previous_key, partition_key, result)
+    return comparison_id
+
+
+def save_file_comparison(conn, source: str, partition_key_a: str, partition_key_b: str, run_id: str, result: Comparison) -> int:
+    """Record a comparison of two chosen files of the source, and its difference rows; its comparison id."""
+    (comparison_id,) = conn.execute(
+        "INSERT INTO keys.file_comparisons (source, partition_key_a, partition_key_b, run_id, key_columns, added_columns, removed_columns,"
+        " retyped_columns, rows_a, rows_b, added, removed, changed, unchanged, changed_columns)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING comparison_id",
+        (
+            source, partition_key_a, partition_key_b, run_id, list(result.key), result.added_columns, result.removed_columns,
+            Jsonb([list(t) for t in result.retyped_columns]), result.rows_a, result.rows_b, result.added, result.removed,
+            result.changed, result.unchanged, Jsonb(result.changed_columns),
+        ),
+    ).fetchone()  # fmt: skip
+    save_difference_rows(conn, comparison_id, source, partition_key_a, partition_key_b, result)
+    return comparison_id
+
+
+_ROW_COLUMNS = [
+    "comparison_id", "source", "partition_key_a", "partition_key_b", "kind", "key_values", "column_name", "before", "after", "_row_number_a", "_row_number_b",
+]  # fmt: skip
+
+
+def save_difference_rows(conn, comparison_id: int, source: str, partition_key_a: str, partition_key_b: str, result: Comparison) -> None:
+    """COPY every difference into keys.comparison_rows: added rows (B's row number), removed rows
+    (A's), and one row per changed value with its text before and after. The frames compared
+    carry `_row_number`."""
+    statement = sql.SQL("COPY keys.comparison_rows ({}) FROM STDIN").format(sql.SQL(", ").join(map(sql.Identifier, _ROW_COLUMNS)))
+    fixed = (comparison_id, source, partition_key_a, partition_key_b)
+    key = list(result.key)
+
+    def key_json(record: dict) -> str:
+        return json.dumps({c: _plain(record[c]) for c in key}, ensure_ascii=False)
+
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        for kind, rows in (("added", result.added_rows()), ("removed", result.removed_rows())):
+            for chunk in rows:
+                for record in chunk[[*key, "_row_number"]].to_dict("records"):
+                    number = _plain(record["_row_number"])
+                    copy.write_row((*fixed, kind, key_json(record), None, None, None, *((None, number) if kind == "added" else (number, None))))
+        for chunk in result.changed_cells(extra=["_row_number"]):
+            for record in chunk.to_dict("records"):
+                copy.write_row((
+                    *fixed, "changed", key_json(record), record["column"], _text(record["before"]), _text(record["after"]),
+                    _plain(record["_row_number_a"]), _plain(record["_row_number_b"]),
+                ))  # fmt: skip
+
+
+def _text(value) -> str | None:
+    """A value as the text column before/after holds it (NULL stays NULL)."""
+    plain = _plain(value)
+    return None if plain is None else value_text(plain)  # pyright: ignore[reportReturnType]
 
 
 def key_summaries(conn) -> list[tuple[str, str, list[str] | None, str, int, int]]:

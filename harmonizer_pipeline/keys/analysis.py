@@ -1,30 +1,37 @@
 """The key steps of one file (no dagster): `analyse_file` finds the minimal keys, near-keys, the
 suggested key and the duplicate groups of its validated rows (keys.key_summary, keys.unique_keys,
-keys.near_keys, keys.duplicate_groups); `compare_file` compares it with the previous analysed file
-on the key (keys.comparisons). Each records its audit row (and the analysis its metrics). The
-domain work is keys.discovery and keys.comparison; the assets are in keys.assets."""
+keys.near_keys, keys.duplicate_groups, with the groups breaking each near-key); `compare_file`
+compares it with the previous analysed file on the key (keys.comparisons), `compare_files` two
+chosen files (keys.file_comparisons), both keeping their differences in keys.comparison_rows. Each
+records its audit row (and the analysis its metrics). The domain work is keys.discovery and
+keys.comparison; the assets are in keys.assets."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
 from harmonizer_pipeline import naming
 from harmonizer_pipeline.bookkeeping import keys as key_tables
-from harmonizer_pipeline.bookkeeping import metrics
+from harmonizer_pipeline.bookkeeping import metrics, registry
 from harmonizer_pipeline.bookkeeping.registry import RegistryEntry
 from harmonizer_pipeline.engine_output import captured_output
-from harmonizer_pipeline.keys.comparison import ComparisonError, FileComparison, compare_frames
+from harmonizer_pipeline.keys.comparison import Comparison, ComparisonError, Difference, ShowValue, compare_frames
 from harmonizer_pipeline.keys.discovery import ENGINE_LOGGERS, KeyAnalysis, KeyDiscoveryError, analyze, duplicate_groups
+from harmonizer_pipeline.keys.file_diff import PiiColumns
 from harmonizer_pipeline.keys.settings import KeySettings
+from harmonizer_pipeline.keys.violations import Violation, listed, near_key_groups
+from harmonizer_pipeline.privacy.policy import MASKED
+from harmonizer_pipeline.privacy.settings import PrivacySettings
 from harmonizer_pipeline.services import Run, StageError, audit_file, file_columns
 from harmonizer_pipeline.storage.tables import StageTables
 
 LINEAGE = ["_row_number", "_source_file", "_load_id"]
+SAMPLE_GROUPS = 3  # groups breaking each near-key shown in the UI (all are in keys.duplicate_groups)
 
 Connect = Callable[[], AbstractContextManager]  # opens a bookkeeping transaction
 
@@ -39,6 +46,7 @@ class KeyFindings:
     key_duplicate_groups: int
     key_duplicate_rows: int
     engine_output: str
+    near_key_sample: list[Violation]  # the first groups breaking each near-key, PII values masked
 
 
 @dataclass(frozen=True)
@@ -47,7 +55,7 @@ class Compared:
     `previous` is None when there was nothing to compare with, else the comparison failed."""
 
     previous: str | None
-    result: FileComparison | None
+    result: Comparison | None
     reason: str | None = None
 
 
@@ -67,9 +75,17 @@ def validated_file(
 
 
 def analyse_file(
-    tables: StageTables, connect: Connect, run: Run, source: str, partition_key: str, declared: Sequence[str] | None, options: KeySettings
+    tables: StageTables,
+    connect: Connect,
+    run: Run,
+    source: str,
+    partition_key: str,
+    declared: Sequence[str] | None,
+    options: KeySettings,
+    privacy: PrivacySettings,
 ) -> KeyFindings:
-    """Analyse the file's keys (against the `declared` key, if any) and record what was found."""
+    """Analyse the file's keys (against the `declared` key, if any) and record what was found:
+    with the duplicate groups of the rows and of the suggested key, those breaking each near-key."""
     started = time.perf_counter()
     frame, columns, entry = validated_file(tables, connect, source, partition_key, ["_row_number"])
     try:
@@ -84,6 +100,7 @@ def analyse_file(
     if suggested:
         key_holds = analysis.suggestion.unique and analysis.null_equals_null
         groups.append(_groups(frame.iloc[:0] if key_holds else frame, "key", suggested))
+    groups.append(near_key_groups(frame, analysis.near_keys, analysis.null_equals_null))
     all_groups = pd.concat(groups, ignore_index=True)
     if len(all_groups):
         all_groups = _with_lineage(tables, source, partition_key, all_groups)
@@ -101,7 +118,8 @@ def analyse_file(
             "key_uniqueness": uniqueness, "minimal_keys": len(analysis.minimal_keys), "duplicate_rows": analysis.duplicate_rows,
             "duration_seconds": time.perf_counter() - started,
         })  # fmt: skip
-    return KeyFindings(analysis, suggested, int(key_groups["_group"].nunique()), len(key_groups), engine.text.strip())
+    sample = listed(all_groups, file_pii_shown(privacy, source, [frame]), SAMPLE_GROUPS)
+    return KeyFindings(analysis, suggested, int(key_groups["_group"].nunique()), len(key_groups), engine.text.strip(), sample)
 
 
 def _with_lineage(tables: StageTables, source: str, partition_key: str, groups: pd.DataFrame) -> pd.DataFrame:
@@ -121,10 +139,19 @@ def _groups(frame: pd.DataFrame, kind: str, columns: list[str]) -> pd.DataFrame:
 
 
 def compare_file(
-    tables: StageTables, connect: Connect, run: Run, source: str, partition_key: str, declared: Sequence[str] | None, earlier: Sequence[str]
+    tables: StageTables,
+    connect: Connect,
+    run: Run,
+    source: str,
+    partition_key: str,
+    declared: Sequence[str] | None,
+    earlier: Sequence[str],
+    privacy: PrivacySettings,
 ) -> Compared:
     """Compare the file with the last of the `earlier` files (oldest first) whose keys were
-    analysed, on the `declared` key or else the one suggested for this file."""
+    analysed, on the `declared` key or else the one suggested for this file; its differences go to
+    keys.comparison_rows. Not compared (the audit row and `reason` say why): no earlier file, no
+    key, or the key does not fit (a column missing, a key value repeating)."""
     asset = naming.comparison(source)
     with connect() as conn:
         key = declared or key_tables.suggested_key(conn, source, partition_key)
@@ -135,10 +162,13 @@ def compare_file(
             reason = "first file of the source: nothing to compare with" if previous is None else "no key to compare on"
             audit_file(conn, run, "compare", asset, file_columns(conn, source, partition_key)[0], detail=reason)
             return Compared(None, None, reason)
-    before, _, _ = validated_file(tables, connect, source, previous, [])
-    after, _, entry = validated_file(tables, connect, source, partition_key, [])
+    before, _, previous_entry = validated_file(tables, connect, source, previous, ["_row_number"])
+    after, _, entry = validated_file(tables, connect, source, partition_key, ["_row_number"])
     try:
-        result = compare_frames(before, after, key)
+        result = compare_frames(
+            before, after, key, (f"previous file {previous_entry.object_key}", f"file {entry.object_key}"),
+            show=file_pii_shown(privacy, source, [before, after]), ignore=["_row_number"],
+        )  # fmt: skip
     except ComparisonError as err:
         with connect() as conn:
             audit_file(conn, run, "compare", asset, entry, detail=str(err))
@@ -147,6 +177,68 @@ def compare_file(
         # The audit row commits with the comparison it describes.
         key_tables.save_comparison(conn, source, partition_key, previous, run.run_id, result)
         audit_file(conn, run, "compare", asset, entry, detail=(
-            f"{result.only_in_a} key(s) only in {previous}, {result.only_in_b} only in this file, {result.changed} changed"
+            f"{result.removed} key(s) only in {previous}, {result.added} only in this file, {result.changed} changed"
         ))  # fmt: skip
     return Compared(previous, result)
+
+
+def file_pii_shown(privacy: PrivacySettings, source: str, frames: Sequence[pd.DataFrame]) -> ShowValue:
+    """How values of the source's files are shown to people: masked where the column is PII
+    (declared, or flagged by the profile's detector in any of the `frames`)."""
+    return PiiColumns(privacy, source, frames).show(MASKED.value)
+
+
+SAMPLE_DIFFERENCES = 10  # differences of each kind a chosen-files comparison shows people
+
+
+@dataclass(frozen=True)
+class FilesCompared:
+    """Two chosen files of a source compared: the result, its id in keys.file_comparisons, the
+    files' names and a sample of the differences with PII values masked."""
+
+    comparison_id: int
+    file_a: str
+    file_b: str
+    result: Comparison
+    sample: list[Difference]
+
+
+def _loaded_file(conn, source: str, name: str) -> RegistryEntry:
+    """The source's loaded file called `name` (its object key, the latest version, or its partition key)."""
+    entries = [e for e in registry.entries(conn, source) if e.status in registry.IN_RAW]
+    found = [e for e in entries if e.object_key == name] or [e for e in entries if e.partition_key == name]
+    if not found:
+        known = ", ".join(dict.fromkeys(e.object_key for e in entries)) or "none"
+        raise StageError(f"{source} has no loaded file {name!r} (its loaded files: {known})")
+    return found[-1]
+
+
+def compare_files(
+    tables: StageTables, connect: Connect, run: Run, source: str, file_a: str, file_b: str, key: Sequence[str] | None, declared: Sequence[str] | None,
+    privacy: PrivacySettings,
+) -> FilesCompared:  # fmt: skip
+    """Compare two loaded files of the source (validated rows) on `key`, else the `declared` key,
+    else the key suggested for file B; record the comparison and its difference rows."""
+    with connect() as conn:
+        entry_a, entry_b = _loaded_file(conn, source, file_a), _loaded_file(conn, source, file_b)
+        chosen = list(key or declared or key_tables.suggested_key(conn, source, entry_b.partition_key) or [])
+    if not chosen:
+        raise StageError(f"no key to compare {entry_a.object_key} and {entry_b.object_key} on: give `key` in the run config")
+    a, _, _ = validated_file(tables, connect, source, entry_a.partition_key, ["_row_number"])
+    b, _, _ = validated_file(tables, connect, source, entry_b.partition_key, ["_row_number"])
+    show = file_pii_shown(privacy, source, [a, b])
+    try:
+        result = compare_frames(a, b, chosen, (entry_a.object_key, entry_b.object_key), show=show, ignore=["_row_number"])
+    except ComparisonError as err:
+        raise StageError(str(err)) from None
+    sample = [
+        replace(d, key={c: show(c, v) for c, v in d.key.items()}, before=show(d.column or "", d.before), after=show(d.column or "", d.after))
+        for d in result.sample(SAMPLE_DIFFERENCES)
+    ]
+    with connect() as conn:
+        comparison_id = key_tables.save_file_comparison(conn, source, entry_a.partition_key, entry_b.partition_key, run.run_id, result)
+        audit_file(conn, run, "compare", naming.file_comparisons(), entry_b, detail=(
+            f"comparison {comparison_id} against {entry_a.object_key} on {', '.join(chosen)}: "
+            f"{result.added} added, {result.removed} removed, {result.changed} changed, {result.unchanged} unchanged"
+        ))  # fmt: skip
+    return FilesCompared(comparison_id, entry_a.object_key, entry_b.object_key, result, sample)

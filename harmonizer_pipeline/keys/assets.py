@@ -1,13 +1,17 @@
-"""keys/<source> (minimal keys, near-keys, duplicates of each file) and keys/comparison_<source>
-(each file against the previous one on the key): Dagster wiring over the steps in keys.analysis."""
+"""keys/<source> (minimal keys, near-keys, duplicates of each file), keys/comparison_<source>
+(each file against the previous one on the key) and keys/file_comparisons (two files of a source
+chosen in the run config of the job compare_files): Dagster wiring over the steps in keys.analysis."""
 
 from typing import Any
 
 import dagster as dg
 
 from harmonizer_pipeline import naming, wiring
-from harmonizer_pipeline.keys.analysis import Compared, KeyFindings, analyse_file, compare_file
+from harmonizer_pipeline.keys.analysis import Compared, FilesCompared, KeyFindings, analyse_file, compare_file, compare_files
+from harmonizer_pipeline.keys.comparison import Comparison, Difference
+from harmonizer_pipeline.keys.violations import Violation
 from harmonizer_pipeline.resources import PostgresResource
+from harmonizer_pipeline.services import StageError
 from harmonizer_pipeline.settings import Settings
 from harmonizer_pipeline.wiring import GATED_EAGER, OWNERS, earlier_partitions, failing_as_dagster, table_metadata
 
@@ -28,12 +32,12 @@ def keys_source_asset(settings: Settings, source: str, partitions: dg.DynamicPar
         owners=OWNERS,
         description=(
             f"Minimal unique keys (exact, HPIValid's method; Desbordante's for wide tables), near-keys, the suggested key and duplicate groups of each "
-            f"{source} file's validated rows; in keys.key_summary, keys.unique_keys, keys.near_keys, keys.duplicate_groups."
+            f"{source} file's validated rows (also the rows breaking each near-key); in keys.key_summary, keys.unique_keys, keys.near_keys, keys.duplicate_groups."
         ),
     )
     def keys(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
         with failing_as_dagster():
-            found = analyse_file(postgres.tables(), postgres.connect, context.run, source, context.partition_key, declared, options)
+            found = analyse_file(postgres.tables(), postgres.connect, context.run, source, context.partition_key, declared, options, settings.privacy)
         if found.engine_output:
             context.log.debug(f"Desbordante printed:\n{found.engine_output}")
         analysis = found.analysis
@@ -53,14 +57,16 @@ def comparison_source_asset(settings: Settings, source: str, partitions: dg.Dyna
         kinds={"pandas", "postgres"},
         owners=OWNERS,
         description=(
-            f"Each {source} file against the previous one on the key: schema differences, keys only in either, keys in "
-            "both with changed values (per column), whether the key holds in each; in keys.comparisons."
+            f"Each {source} file against the previous one on the key: schema differences, rows added, removed, changed (per "
+            "column) and unchanged; counts in keys.comparisons, every difference in keys.comparison_rows."
         ),
     )
     def comparison(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
         earlier = earlier_partitions(context, partitions)
         with failing_as_dagster():
-            compared = compare_file(postgres.tables(), postgres.connect, context.run, source, context.partition_key, settings.sources[source].key, earlier)
+            compared = compare_file(
+                postgres.tables(), postgres.connect, context.run, source, context.partition_key, settings.sources[source].key, earlier, settings.privacy
+            )
         return dg.MaterializeResult(metadata=_comparison_metadata(compared))
 
     return comparison
@@ -88,7 +94,24 @@ def _keys_metadata(found: KeyFindings) -> dict[str, Any]:
             ],
             [("columns", "string"), ("uniqueness", "float"), ("duplicate_groups", "int"), ("excess_rows", "int")],
         ),
+        "near_key_violations": dg.MetadataValue.md(_violations_markdown(found.near_key_sample)),
     }
+
+
+def _violations_markdown(sample: list[Violation]) -> str:
+    """The first groups breaking each near-key (values as analyse_file masked them)."""
+    if not sample:
+        return "no near-key is broken (or there are no near-keys)"
+    lines = ["| near-key | group | values | rows |", "| --- | --- | --- | --- |"]
+    for g in sample:
+        values = ", ".join(f"{c}={_cell(v)}" for c, v in g.values.items())
+        lines.append(f"| {', '.join(g.columns)} | {g.group} | {values} | {', '.join(map(str, g.rows))} |")
+    return "\n".join(lines) + "\n\nEvery group: keys.duplicate_groups, kind `near_key`."
+
+
+def _cell(value: object) -> str:
+    """A value in a markdown table cell: NULL as NULL, text quoted, pipes escaped."""
+    return "NULL" if value is None else repr(value).replace("|", "\\|")
 
 
 def _comparison_metadata(compared: Compared) -> dict[str, Any]:
@@ -96,19 +119,80 @@ def _comparison_metadata(compared: Compared) -> dict[str, Any]:
     if result is None:
         # Not compared: why, and with which file when the comparison itself failed.
         return {"comparison": compared.reason, **({"previous_partition": previous} if previous else {})}
+    return {"previous_partition": previous, **_counts_metadata(result)}
+
+
+def _counts_metadata(result: Comparison) -> dict[str, Any]:
+    """A comparison's counts and schema differences (no values)."""
     return {
-        "previous_partition": previous,
         "key": ", ".join(result.key),
-        "only_in_previous": result.only_in_a,
-        "only_in_current": result.only_in_b,
-        "in_both": result.in_both,
-        "changed": result.changed,
-        "key_holds_previous": result.key_holds_a,
-        "key_holds_current": result.key_holds_b,
+        **result.counts,
         "added_columns": ", ".join(result.added_columns) or "(none)",
         "removed_columns": ", ".join(result.removed_columns) or "(none)",
+        "retyped_columns": table_metadata(
+            [{"column": c, "type_before": before, "type_after": after} for c, before, after in result.retyped_columns],
+            [("column", "string"), ("type_before", "string"), ("type_after", "string")],
+        ),
         "changed_columns": table_metadata(
-            [{"column": c, "changed_keys": n} for c, n in result.changed_columns.items()],
-            [("column", "string"), ("changed_keys", "int")],
+            [{"column": c, "changed_rows": n} for c, n in result.changed_columns.items()], [("column", "string"), ("changed_rows", "int")]
         ),
     }
+
+
+class CompareFilesConfig(dg.Config):
+    source: str
+    """The source both files landed in."""
+    file_a: str
+    """The earlier file ("before"): its name (object key) or its partition key."""
+    file_b: str
+    """The later file ("after"): its name (object key) or its partition key."""
+    key: list[str] | None = None
+    """The key columns; default: the source's declared key, else the key suggested for file_b."""
+
+
+def file_comparisons_asset(settings: Settings) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=wiring.key(naming.file_comparisons()),
+        group_name="keys",
+        kinds={"pandas", "postgres"},
+        owners=OWNERS,
+        description=(
+            "Two files of a source, chosen in the run config of the job compare_files, compared on a key: rows added, removed, "
+            "changed (per column) and unchanged, schema differences; in keys.file_comparisons and keys.comparison_rows."
+        ),
+    )
+    def file_comparisons(context: dg.AssetExecutionContext, config: CompareFilesConfig, postgres: PostgresResource) -> dg.MaterializeResult:
+        with failing_as_dagster():
+            if config.source not in settings.sources:
+                raise StageError(f"source: no source {config.source!r} in harmonizer.yaml (sources: {', '.join(settings.sources) or 'none'})")
+            compared = compare_files(
+                postgres.tables(), postgres.connect, context.run, config.source, config.file_a, config.file_b, config.key,
+                settings.sources[config.source].key, settings.privacy,
+            )  # fmt: skip
+        context.log.info(f"comparison {compared.comparison_id}: {compared.result.counts}")
+        return dg.MaterializeResult(metadata=_files_metadata(config.source, compared))
+
+    return file_comparisons
+
+
+def _files_metadata(source: str, compared: FilesCompared) -> dict[str, Any]:
+    return {
+        "comparison_id": compared.comparison_id,
+        "source": source,
+        "file_a": compared.file_a,
+        "file_b": compared.file_b,
+        **_counts_metadata(compared.result),
+        "differences_sample": dg.MetadataValue.md(_differences_markdown(compared.sample)),
+    }
+
+
+def _differences_markdown(sample: list[Difference]) -> str:
+    """The first differences of each kind (PII values masked by compare_files)."""
+    if not sample:
+        return "no differences"
+    lines = ["| kind | key | column | before | after |", "| --- | --- | --- | --- | --- |"]
+    for r in sample:
+        key = ", ".join(f"{c}={_cell(v)}" for c, v in r.key.items())
+        changed = r.kind == "changed"
+        lines.append(f"| {r.kind} | {key} | {r.column or ''} | {_cell(r.before) if changed else ''} | {_cell(r.after) if changed else ''} |")
+    return "\n".join(lines) + "\n\nEvery difference: keys.comparison_rows, by comparison_id."

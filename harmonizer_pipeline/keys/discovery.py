@@ -524,3 +524,10 @@ def duplicate_groups(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFram
     repeated = counts[labels] > 1
     grouped = frame[repeated].assign(_group=numbers[labels[repeated]])
     return grouped.sort_values(["_group"], kind="stable")
+
+
+def violations(frame: pd.DataFrame, columns: Sequence[str], null_equals_null: bool = True) -> pd.DataFrame:
+    """The rows that break a near-key: duplicate_groups() of `columns`, where with NULLs distinct
+    a row holding NULL in one of them breaks nothing (its NULL is a value of its own)."""
+    rows = frame if null_equals_null else frame.dropna(subset=list(columns))
+    return duplicate_groups(rows, columns)

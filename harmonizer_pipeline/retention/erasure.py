@@ -40,12 +40,13 @@ from harmonizer_pipeline.storage.catalog import stored_columns, table_exists
 from harmonizer_pipeline.storage.frame_codec import pg_type_sql, qualified, storage_name
 
 # Per-file results besides the layers: (table, its column naming the file); comparisons also
-# name the earlier file they compared against, with samples of its values.
+# name the other file they compared against, and their difference rows hold values of both.
 _RESULTS = [
     *((f"quality.{t}", "partition_key") for t in ("gate_results", "column_profiles", "recommendations", "schema_history")),
     *((f"keys.{t}", "partition_key") for t in ("key_summary", "unique_keys", "near_keys", "duplicate_groups", "comparisons")),
     ("keys.comparisons", "previous_partition_key"),
     ("quality.schema_history", "previous_partition_key"),
+    *((f"keys.{t}", f"partition_key_{side}") for t in ("file_comparisons", "comparison_rows") for side in ("a", "b")),
 ]
 
 
@@ -111,14 +112,15 @@ def erase_file(conn, settings: Settings, source: str, name: str, by: str, erasur
         staged = conn.execute("SELECT load_id FROM ops.staged_files WHERE source = %s AND partition_key = %s", (source, partition_key)).fetchone()
         if staged is not None and staged[0] is not None:
             load_ids.append(staged[0])
-        for layer in ("raw", "validated", "staged", "rejected_rows"):
-            erased.count(layers.asset(layer, source).qualified, layers.remove(conn, layer, source, partition_key))
+        # Results first: leaving validated also takes the comparisons' difference rows, uncounted.
         for table, column in _RESULTS:
             rows = conn.execute(
                 sql.SQL("DELETE FROM {} WHERE source = %s AND {} = %s").format(sql.Identifier(*table.split(".")), sql.Identifier(column)),
                 (source, partition_key),
             )
             erased.count(table, rows.rowcount)
+        for layer in ("raw", "validated", "staged", "rejected_rows"):
+            erased.count(layers.asset(layer, source).qualified, layers.remove(conn, layer, source, partition_key))
     conn.execute("UPDATE ops.file_registry SET status = 'erased', updated_at = now() WHERE id = ANY(%s) AND status <> 'erased'", ([e.id for e in entries],))
     if target is not None:
         lineage = (sql.SQL("_source = %s AND _load_id = ANY(%s)"), (source, load_ids))

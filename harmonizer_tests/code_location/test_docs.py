@@ -133,9 +133,10 @@ def test_every_other_source_is_drawn_like_the_one_drawn():
     whole = drawn | {tuple(a.replace(DRAWN_SOURCE, source) for a in edge) for source in SAMPLE_SOURCES for edge in per_source}
     assert _graph_edges() == whole
     graph = defs.resolve_asset_graph()
-    # ops/retention stands apart, as the README says: no edges.
-    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {a for edge in whole for a in edge} | {"ops/retention"}
+    # ops/retention and keys/file_comparisons stand apart, as the README says: no edges.
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {a for edge in whole for a in edge} | {"ops/retention", "keys/file_comparisons"}
     assert sorted(k.to_user_string() for k in graph.get_all_asset_keys() if not graph.get(k).parent_keys) == [
+        "keys/file_comparisons",
         "ops/retention",
         *(f"raw/{source}" for source in SAMPLE_SOURCES),
     ]
