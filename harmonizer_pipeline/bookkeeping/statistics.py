@@ -1,6 +1,6 @@
 """A file's profile statistics (no dagster): quality.column_statistics (one row per column per
 profiling run), quality.missing_patterns and quality.column_associations, written with the
-profile, read back as quality.statistics' dataclasses, and removed with the file's raw rows
+profile, read back as the dataclasses of harmonizer_pipeline.quality.statistics, and removed with the file's raw rows
 (retention) or the file (erasure)."""
 
 from __future__ import annotations

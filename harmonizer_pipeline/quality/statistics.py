@@ -24,7 +24,7 @@ Across columns:
   the MISSING_PATTERNS_TOP most common patterns that miss at least one column; exact over all rows;
 - Pearson and Spearman (average ranks for ties) correlations of each pair of number columns,
   over the rows where both are numbers;
-- Cramér's V of each pair of low-cardinality columns (categorical or boolean, 2 to
+- Cramér's V of each pair of low-cardinality columns (categorical or boolean, at most
   ASSOCIATION_MAX_CATEGORIES distinct values), bias-corrected (Bergsma 2013), over the rows where
   both are filled.
 A measure that is undefined (a constant column, fewer than 2 rows in common) is stored as NULL
@@ -197,7 +197,7 @@ class StatisticsCollector:
         if value_numbers is not None:
             self._numbers[profile.name] = np.append(value_numbers, np.nan)[sampled]
         filled_distinct = len(text.filled)
-        if profile.semantic_type in CATEGORY_TYPES and 2 <= filled_distinct <= ASSOCIATION_MAX_CATEGORIES:
+        if profile.semantic_type in CATEGORY_TYPES and filled_distinct <= ASSOCIATION_MAX_CATEGORIES:
             categories = np.full(len(text.values) + 1, -1, np.int16)
             categories[np.flatnonzero(~text.blank)] = np.arange(filled_distinct)
             self._categories[profile.name] = categories[sampled]

@@ -124,7 +124,7 @@ def _expire_file(conn, settings: Settings, file: _File, limits: dict[str, int], 
         if layer == "raw" and (quoted := statistics.delete_statistics(conn, file.source, file.partition_key)):
             # The profile's statistics quote the raw values (top values, quantiles): they leave with them.
             recorded.append(
-                replace(entry, asset="quality.column_statistics", rows_in=quoted, rows_out=0, detail=f"the statistics of the raw rows removed ({detail})")
+                replace(entry, asset="quality/column_statistics", rows_in=quoted, rows_out=0, detail=f"the statistics of the raw rows removed ({detail})")
             )
         target = settings.sources[file.source].target
         if layer == "staged" and target is not None:
