@@ -292,3 +292,17 @@ def test_measures_across_columns_equal_pandas_on_the_rows(columns):
 def test_cramers_v_is_none_without_two_categories_on_each_side():
     assert cramers_v(np.array([0, 0, 0]), np.array([0, 1, 2])) is None
     assert cramers_v(np.array([0]), np.array([1])) is None
+
+
+def test_only_the_first_paired_columns_max_columns_of_each_kind_are_paired(monkeypatch):
+    monkeypatch.setattr(statistics, "PAIRED_COLUMNS_MAX", 2)
+    _, found = stats_of({"x": ["1", "2", "3"], "y": ["2", "4", "7"], "z": ["3", "1", "2"], "a": ["p", "q", "p"], "b": ["P", "Q", "Q"], "c": ["u", "u", "v"]})
+    assert [(a.column_a, a.column_b, a.measure) for a in found.associations] == [("x", "y", "pearson"), ("x", "y", "spearman"), ("a", "b", "cramers_v")]
+
+
+def test_a_column_of_another_length_than_the_file_is_refused():
+    collector = statistics.StatisticsCollector(3)
+    values = pd.Series(["1", "2"], dtype=TEXT)
+    text = statistics.count_text(values)
+    with pytest.raises(ValueError, match=r"^column 'n' has 2 rows, the file 3$"):
+        collector.add(values, text, statistics.profile_column("n", text))
