@@ -10,7 +10,12 @@ URLs, IPs, card numbers, free text with blanks) is generated once, deterministic
 bench/.data/ (gitignored), with a pandera YAML schema for it. Then, each in a fresh subprocess
 (its peak RSS its own, read by the parent from os.wait4), one after the other:
 
-- harmonizer_profile: quality.profiling.profile_frame over the file's 20 text columns;
+- harmonizer_profile: the profile step's computation over the file's 20 text columns:
+  quality.statistics.profile_with_statistics (the column profiles and their statistics:
+  quantiles, histograms, dates per period, lengths, missing patterns, Pearson and Spearman
+  correlations, Cramér's V), as the profile asset computes them;
+- harmonizer_profile_only: quality.profiling.profile_frame, the column profiles without the
+  statistics (what the statistics cost is the difference);
 - harmonizer_validate: the schema gate of validated/<source> (quality.gate): whole-file
   uniqueness, then lazy validation chunk by chunk (100,000 rows), rejected rows collected;
 - harmonizer_profile_validate: both, one after the other, in one process;
@@ -155,6 +160,13 @@ def _schema():
 
 
 def _profile(frame) -> dict:
+    from harmonizer_pipeline.quality.statistics import profile_with_statistics
+
+    profile, statistics = profile_with_statistics(frame)
+    return {"quality_score": profile.quality_score, "columns": len(profile.columns), "associations": len(statistics.associations)}
+
+
+def _profile_only(frame) -> dict:
     from harmonizer_pipeline.quality.profiling import profile_frame
 
     profile = profile_frame(frame)
@@ -184,11 +196,13 @@ def scenario(name: str, path: Path) -> dict:
         detail = {"columns": len(description.variables), "pandas": pd.__version__}
     else:
         frame = _text_frame(path)
-        schema = _schema() if name != "harmonizer_profile" else None
+        schema = _schema() if name not in ("harmonizer_profile", "harmonizer_profile_only") else None
         before = peak_rss_mb()
         start = time.perf_counter()
         if name == "harmonizer_profile":
             detail = _profile(frame)
+        elif name == "harmonizer_profile_only":
+            detail = _profile_only(frame)
         elif name == "harmonizer_validate":
             detail = _validate(frame, schema)
         elif name == "harmonizer_profile_validate":
@@ -225,7 +239,7 @@ def main() -> int:
     schema_path().write_text(SCHEMA_YAML)
     print(f"{path.name}: {args.rows:,} rows × 20 columns, {path.stat().st_size / 1e6:.0f} MB")
     results = {}
-    for name in ("harmonizer_profile", "harmonizer_validate", "harmonizer_profile_validate", "pandera", "ydata_minimal"):
+    for name in ("harmonizer_profile", "harmonizer_profile_only", "harmonizer_validate", "harmonizer_profile_validate", "pandera", "ydata_minimal"):
         python = args.ydata_python if name == "ydata_minimal" else sys.executable
         if name == "ydata_minimal" and not Path(python).exists():
             results[name] = {"error": f"{python} not found (see this script's docstring to create it)"}

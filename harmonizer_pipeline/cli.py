@@ -194,20 +194,25 @@ def _values_shown(show_pii: bool):
 @main.command()
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option(
-    "--json", "as_json", is_flag=True, help="One JSON object: rows, quality_score, columns (name, semantic_type, nulls, distinct, pii, pattern, ...)."
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object: rows, quality_score, columns (name, semantic_type, nulls, distinct, pii, pattern, statistics, ...), "
+    "missing_patterns, correlations, associations.",
 )
 @_show_pii
 def profile(path: Path, as_json: bool, show_pii: bool) -> None:
-    """Profile FILE's columns: semantic type, counts, shapes, PII and quality score; the values
-    of PII columns (min, max, top values) masked."""
+    """Profile FILE's columns: semantic type, counts, shapes, PII, quality score and statistics
+    (numbers, dates, lengths, missing patterns, correlations); the values of PII columns masked."""
     from harmonizer_pipeline.privacy.policy import detected_kind
-    from harmonizer_pipeline.quality.profiling import profile_frame
+    from harmonizer_pipeline.quality.statistics import profile_with_statistics
+    from harmonizer_pipeline.quality.statistics_display import column_json, column_line, file_json, file_lines
 
     shown = _values_shown(show_pii)
     table, frame = _read_or_exit(path)
-    found = profile_frame(frame, table.detection.columns)
-    columns = []
-    for c in found.columns:
+    found, statistics = profile_with_statistics(frame, table.detection.columns)
+    columns, lines = [], []
+    for c, stats in zip(found.columns, statistics.columns, strict=True):
         kind = detected_kind(c.pii)
 
         def value(text: str | None, kind: str | None = kind) -> object:
@@ -217,17 +222,23 @@ def profile(path: Path, as_json: bool, show_pii: bool) -> None:
             "name": c.name, "semantic_type": c.semantic_type, "nulls": c.nulls, "empties": c.empties, "distinct": c.distinct, "pii": c.pii,
             "pattern": c.patterns[0][0] if c.patterns else None, "min": value(c.minimum), "max": value(c.maximum),
             "top_values": [[value(v), count] for v, count in c.top_values], "quality_score": c.quality_score,
+            "statistics": column_json(stats, kind, shown),
         })  # fmt: skip
+        lines.append(column_line(stats, kind, shown))
     if as_json:
-        click.echo(json.dumps({"rows": found.rows, "quality_score": found.quality_score, "columns": columns}, ensure_ascii=False))
+        click.echo(json.dumps({"rows": found.rows, "quality_score": found.quality_score, "columns": columns, **file_json(statistics)}, ensure_ascii=False))
         return
     click.echo(f"{found.rows} rows, quality score {found.quality_score}")
-    for c in columns:
+    for c, line in zip(columns, lines, strict=True):
         pii = f"  PII: {', '.join(c['pii'])}" if c["pii"] else ""
         click.echo(
             f"  {c['name']:<24} {c['semantic_type']:<16} nulls {c['nulls']:<8} empty {c['empties']:<8} "
             f"distinct {c['distinct']:<8} shape {c['pattern']!s:<14} score {c['quality_score']}{pii}"
         )
+        if line is not None:
+            click.echo(f"    {line}")
+    for line in file_lines(statistics):
+        click.echo(f"  {line}")
 
 
 @main.command()

@@ -9,6 +9,7 @@ from harmonizer_pipeline.privacy.masking import mask_quoted
 from harmonizer_pipeline.privacy.policy import MASKED, source_columns
 from harmonizer_pipeline.quality.profile import Profiled, profile_file
 from harmonizer_pipeline.quality.profiling import FileProfile
+from harmonizer_pipeline.quality.statistics_display import statistics_markdown
 from harmonizer_pipeline.quality.validate import Validation, validate_file
 from harmonizer_pipeline.resources import PostgresResource
 from harmonizer_pipeline.settings import Settings
@@ -199,8 +200,8 @@ def profile_source_asset(settings: Settings, source: str, partitions: dg.Dynamic
         kinds={"pandas", "postgres"},
         owners=OWNERS,
         description=(
-            f"Column profile of each {source} file as landed (types, counts, shapes, PII, quality score) and "
-            "recommended fixes; history in quality.column_profiles, quality.recommendations and quality.schema_history."
+            f"Column profile of each {source} file as landed (types, counts, shapes, PII, quality score, statistics) and "
+            "recommended fixes; history in quality.column_profiles, quality.column_statistics, quality.recommendations and quality.schema_history."
         ),
     )
     def profile(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
@@ -216,6 +217,7 @@ def profile_source_asset(settings: Settings, source: str, partitions: dg.Dynamic
                 "quality_score": file_profile.quality_score,
                 "columns": _columns_table(file_profile),
                 "profile": dg.MetadataValue.md(_profile_markdown(file_profile, pii)),
+                "statistics": dg.MetadataValue.md(statistics_markdown(outcome.statistics, pii, MASKED)),
                 "recommendations": dg.MetadataValue.md(_recommendations_markdown(recommendations, pii)),
                 "recommendation_count": len(recommendations),
             },

@@ -1,7 +1,9 @@
-"""The profile step of one file (no dagster): its raw columns profiled, fixes recommended, drift
-found against the previous profiled file, and all of it recorded (quality.column_profiles,
-quality.recommendations, quality.schema_history, its audit row and metrics). The profiling itself
-is quality.profiling, quality.recommendations and quality.drift; the asset is in quality.assets."""
+"""The profile step of one file (no dagster): its raw columns profiled with their statistics, fixes
+recommended, drift found against the previous profiled file, and all of it recorded
+(quality.column_profiles, quality.column_statistics, quality.missing_patterns,
+quality.column_associations, quality.recommendations, quality.schema_history, its audit row and
+metrics). The profiling itself is quality.profiling, quality.statistics, quality.recommendations
+and quality.drift; the asset is in quality.assets."""
 
 from __future__ import annotations
 
@@ -11,10 +13,11 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from harmonizer_pipeline import naming
-from harmonizer_pipeline.bookkeeping import metrics, profiles
+from harmonizer_pipeline.bookkeeping import metrics, profiles, statistics
 from harmonizer_pipeline.quality.drift import DriftFinding, compare_profiles
 from harmonizer_pipeline.quality.profiling import FileProfile, count_text, profile_column
 from harmonizer_pipeline.quality.recommendations import Recommendation, recommend_column
+from harmonizer_pipeline.quality.statistics import FileStatistics, StatisticsCollector
 from harmonizer_pipeline.services import Run, audit_file, file_columns
 from harmonizer_pipeline.storage.tables import StageTables
 
@@ -23,10 +26,11 @@ PROFILE_READ_CELLS = 20_000_000  # raw values profiled at once: columns are read
 
 @dataclass(frozen=True)
 class Profiled:
-    """A file's profile, its recommended fixes, and its drift from `previous` (the earlier file
-    compared with; None for the source's first profiled file)."""
+    """A file's profile and statistics, its recommended fixes, and its drift from `previous` (the
+    earlier file compared with; None for the source's first profiled file)."""
 
     profile: FileProfile
+    statistics: FileStatistics
     recommendations: list[Recommendation]
     previous: str | None
     findings: list[DriftFinding]
@@ -43,6 +47,7 @@ def profile_file(
         entry, columns = file_columns(conn, source, partition_key)
     per_read = max(1, PROFILE_READ_CELLS // max(entry.rows or 1, 1))
     column_profiles, recommendations = [], []
+    collector = StatisticsCollector(entry.rows or 0)
     with tables.reading() as reader:
         for start in range(0, len(columns), per_read):
             group = columns[start : start + per_read]
@@ -51,12 +56,14 @@ def profile_file(
                 text = count_text(frame[name])
                 column_profile = profile_column(name, text)
                 column_profiles.append(column_profile)
+                collector.add(frame[name], text, column_profile)
                 recommendations.extend(recommend_column(column_profile, text, raw.qualified))
             del frame
-    file_profile = FileProfile(entry.rows or 0, column_profiles)
+    file_profile, file_statistics = FileProfile(entry.rows or 0, column_profiles), collector.finish()
     with connect() as conn:
         previous = profiles.latest_profile(conn, source, earlier)
         profiles.save_profile(conn, source, partition_key, run.run_id, file_profile, recommendations)
+        statistics.save_statistics(conn, source, partition_key, run.run_id, file_statistics)
         findings = compare_profiles(previous[1], file_profile) if previous else []
         if previous:
             profiles.record_drift(conn, source, partition_key, previous[0], run.run_id, findings)
@@ -71,4 +78,4 @@ def profile_file(
             **{f"null_rate:{c.name}": (c.nulls + c.empties) / file_profile.rows if file_profile.rows else None for c in column_profiles},
             "duration_seconds": time.perf_counter() - started,
         })  # fmt: skip
-    return Profiled(file_profile, recommendations, previous[0] if previous else None, findings)
+    return Profiled(file_profile, file_statistics, recommendations, previous[0] if previous else None, findings)

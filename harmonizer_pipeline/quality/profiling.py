@@ -39,6 +39,7 @@ from typing import cast
 
 import numpy as np
 import pandas as pd
+import phonenumbers
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -60,13 +61,23 @@ DATE_FORMATS = {
 }
 _DATE = "(?:" + "|".join(DATE_FORMATS.values()) + ")"
 _TIME = r"\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?"
-# A phone number is written as phones are (a leading + or 00, an area code with a leading 0, or
-# groups split by spaces, dashes, dots or parentheses); a short bare run of digits is a code.
+# A phone number is written as phones are (a leading + or 00, an area code with a leading 0 or in
+# parentheses, or groups split by spaces, dashes, dots or parentheses); a short bare run of digits
+# is a code. What the pattern takes, phonenumbers then confirms (_phone_matches).
 _PHONE = (
     r"(?:\+|00)\d[\d\s().-]{6,18}\d"  # international
     r"|\(?0\d{1,4}\)?[\s./-]\d[\d\s./-]{3,14}\d|0\d{9,11}"  # national: area code, then a separator or 10-12 digits
+    r"|\(\d{2,5}\)\s?\d[\d\s./-]{4,12}\d"  # national: area code in parentheses, as (212) 555-3999
     r"|\d{2,4}[\s.-]\d{2,4}[\s.-]\d{2,6}"  # grouped
 )
+# Regions a number written without its country code is tried in: with a leading 0 (the trunk
+# prefix of most of Europe and beyond, Italy's area codes), Europe's largest then others; ten
+# digits without it, the North American plan. Other numbers without a country code (8 or 9 digits
+# as Denmark or Spain write them) are not taken: as many codes and ids look the same.
+PHONE_REGIONS = ("GB", "DE", "FR", "IT", "NL", "BE", "CH", "AT", "PL", "SE", "IE", "AU", "IN", "BR", "JP")
+NANP_REGION = "US"
+PHONE_CHECKS = 100  # distinct values a column's phone numbers are confirmed on (the cost per column is bounded)
+PHONE_VALID_SHARE = 0.9  # of the checked values (by rows) phonenumbers must find valid
 # Each semantic type: the RE2 pattern its values fully match (pyarrow runs them).
 TYPE_PATTERNS: dict[str, str] = {
     "uuid": r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
@@ -149,11 +160,11 @@ def profile_column(name: str, values: pd.Series | pa.Array | pa.ChunkedArray | C
     sample = filled.sample(SAMPLE_DISTINCT)
     semantic_type = _semantic_type(name, sample, len(filled), filled.total)
     open_type = semantic_type in ("categorical", "free text")
-    matches = np.ones(len(filled), bool) if open_type else filled.full_match(TYPE_PATTERNS[semantic_type])
+    matches = np.ones(len(filled), bool) if open_type else type_matches(filled, semantic_type)
     pii_counts = _pii_counts(filled, sample)
     patterns = _patterns(sample, filled.total)
     minimum, maximum = _range(semantic_type, filled.stripped, matches)
-    # _as_text makes every column string or large_string; pyarrow-stubs' utf8_length takes no plain Array.
+    # as_text_array makes every column string or large_string; pyarrow-stubs' utf8_length takes no plain Array.
     lengths = pc.utf8_length(cast(pa.StringArray | pa.LargeStringArray, distinct_values)).to_numpy(zero_copy_only=False)
     completeness = (rows - nulls - empties) / rows if rows else 1.0
     validity = float(filled.counts[matches].sum()) / filled.total if filled.total and not open_type else 1.0
@@ -245,7 +256,7 @@ def count_text(values: pd.Series | pa.Array | pa.ChunkedArray) -> CountedText:
     order (first appearance) and whose codes also give each row's value (measured: 0.17 s against
     value_counts' 0.25 s for a million distinct strings). Chunks are encoded as they are (joining
     a million-row column's chunks first cost 25 ms)."""
-    array = _as_text(values)
+    array = as_text_array(values)
     encoded = pc.dictionary_encode(array.drop_null())
     # dictionary_encode makes DictionaryArrays; pyarrow-stubs type its chunks as plain Arrays.
     chunks = cast(list[pa.DictionaryArray], encoded.chunks)
@@ -262,7 +273,8 @@ def count_text(values: pd.Series | pa.Array | pa.ChunkedArray) -> CountedText:
     return CountedText(len(array), array.null_count, distinct_values, counts, codes, blank, filled)
 
 
-def _as_text(values) -> pa.ChunkedArray:
+def as_text_array(values: pd.Series | pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
+    """The values as one Arrow string column (string or large_string)."""
     if isinstance(values, pd.Series):
         values = pa.array(values.array, from_pandas=True) if len(values) else pa.array([], pa.string())
     if isinstance(values, pa.Array):
@@ -282,8 +294,8 @@ def _semantic_type(name: str, sample: _Values, distinct: int, total: int) -> str
     if not sample.total:
         return "free text"
     shares = {}
-    for semantic_type, pattern in TYPE_PATTERNS.items():
-        shares[semantic_type] = sample.counts[sample.full_match(pattern)].sum() / sample.total
+    for semantic_type in TYPE_PATTERNS:
+        shares[semantic_type] = sample.counts[type_matches(sample, semantic_type)].sum() / sample.total
         whole_numbers = semantic_type == "decimal" and shares["integer"] >= TYPE_SHARE
         if shares[semantic_type] >= TYPE_SHARE and semantic_type not in _DIGITS_ONLY and not whole_numbers:
             return semantic_type
@@ -306,7 +318,9 @@ def is_pii(value: str, kind: str) -> bool:
     """Whether one value is of a PII kind by the same pattern and check digits (for text written
     for people, such as an error message, where a column's share means nothing)."""
     text = pa.array([value])
-    return bool(_pii_matches(kind, PII_PATTERNS[kind], _Values(text, pc.utf8_trim_whitespace(text), np.ones(1, np.int64)))[0])
+    one = _Values(text, pc.utf8_trim_whitespace(text), np.ones(1, np.int64))
+    # A phone number's shape is enough here: masking one that phonenumbers would not confirm errs on the safe side.
+    return bool(_phone_shaped(one)[0] if kind == "phone" else _pii_matches(kind, PII_PATTERNS[kind], one)[0])
 
 
 def _pii_counts(filled: _Values, sample: _Values) -> dict[str, int]:
@@ -333,9 +347,59 @@ def _pii_matches(kind: str, pattern: str, values: _Values) -> np.ndarray:
         check = _luhn if kind == "card" else _iban_ok
         at = np.flatnonzero(matches)
         matches[at] = [check(value) for value in text_values(values.stripped.take(at))]
-    elif kind == "phone" and matches.any():
-        matches &= ~values.full_match("(?:" + TYPE_PATTERNS["datetime"] + "|" + TYPE_PATTERNS["date"] + ")")
+    elif kind == "phone":
+        matches = _phone_matches(values).copy()
     return matches
+
+
+def type_matches(values: _Values, semantic_type: str) -> np.ndarray:
+    """Which values are of the semantic type (read only): its pattern, and for phones phonenumbers' word."""
+    return _phone_matches(values) if semantic_type == "phone" else values.full_match(TYPE_PATTERNS[semantic_type])
+
+
+def _phone_matches(values: _Values) -> np.ndarray:
+    """Values written as phone numbers (_PHONE, not a date), when phonenumbers finds PHONE_VALID_SHARE
+    (by rows) of up to PHONE_CHECKS of them valid, in their own country (+ or 00) or one of
+    PHONE_REGIONS; else none: a column of codes or amounts that happen to be grouped is no phone column."""
+    key = "phonenumbers"
+    if key not in values._matches:
+        matches = _phone_shaped(values)
+        at = np.flatnonzero(matches)
+        if len(at):
+            # Evenly spread over the matching values (first appearance order), the same ones every run.
+            checked = at[np.linspace(0, len(at) - 1, min(PHONE_CHECKS, len(at))).astype(int)]
+            valid = np.array([is_phone_number(v) for v in text_values(values.stripped.take(checked))])
+            weights = values.counts[checked]
+            if weights[valid].sum() < PHONE_VALID_SHARE * weights.sum():
+                matches[:] = False
+        matches.flags.writeable = False
+        values._matches[key] = matches
+    return values._matches[key]
+
+
+def _phone_shaped(values: _Values) -> np.ndarray:
+    return values.full_match(_PHONE) & ~values.full_match("(?:" + TYPE_PATTERNS["datetime"] + "|" + TYPE_PATTERNS["date"] + ")")
+
+
+def is_phone_number(text: str) -> bool:
+    """Whether phonenumbers finds the text a valid number: with its country code (+ or 00), with a
+    leading 0 in one of PHONE_REGIONS, or of ten digits in the North American plan."""
+    digits = re.sub(r"\D", "", text)
+    if text.startswith(("+", "00")):
+        number, regions = "+" + digits.removeprefix("00"), (None,)
+    elif digits.startswith("0"):
+        number, regions = text, PHONE_REGIONS
+    elif len(digits) == 10:
+        number, regions = text, (NANP_REGION,)
+    else:
+        return False
+    for region in regions:
+        try:
+            if phonenumbers.is_valid_number(phonenumbers.parse(number, region)):
+                return True
+        except phonenumbers.NumberParseException:
+            continue
+    return False
 
 
 def _luhn(value: str) -> bool:

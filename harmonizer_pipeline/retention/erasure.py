@@ -42,7 +42,10 @@ from harmonizer_pipeline.storage.frame_codec import pg_type_sql, qualified, stor
 # Per-file results besides the layers: (table, its column naming the file); comparisons also
 # name the other file they compared against, and their difference rows hold values of both.
 _RESULTS = [
-    *((f"quality.{t}", "partition_key") for t in ("gate_results", "column_profiles", "recommendations", "schema_history")),
+    *(
+        (f"quality.{t}", "partition_key")
+        for t in ("gate_results", "column_profiles", "column_statistics", "missing_patterns", "column_associations", "recommendations", "schema_history")
+    ),
     *((f"keys.{t}", "partition_key") for t in ("key_summary", "unique_keys", "near_keys", "duplicate_groups", "comparisons")),
     ("keys.comparisons", "previous_partition_key"),
     ("quality.schema_history", "previous_partition_key"),

@@ -5,7 +5,8 @@ days.
 A file's load time is when the landing sensor registered it (ops.file_registry.first_seen; for
 versions of a name that share one partition, the latest). Each file is one transaction: its
 layers' rows, its target's merge when it leaves the staged layer (the target loses its rows, and
-the next change file records the deletes), its audit rows (action `expire`, one per layer) and,
+the next change file records the deletes; leaving raw, its profile statistics, which quote raw
+values, go too), its audit rows (action `expire`, one per layer) and,
 once no layer holds it any more, its registry entries marked `expired` (SHA-256 kept, so the same
 content landing again is a duplicate, not a new load). Dagster's dynamic partitions of expired
 files are the wiring's to delete (`gone_partitions` names them). `now` is given, so tests set
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harmonizer_pipeline import naming
-from harmonizer_pipeline.bookkeeping import audit, registry
+from harmonizer_pipeline.bookkeeping import audit, registry, statistics
 from harmonizer_pipeline.harmonize.harmonization import merge_and_match, summary
 from harmonizer_pipeline.harmonize.merge import MergeResult
 from harmonizer_pipeline.ingest.b2 import v2_bucket
@@ -120,6 +121,11 @@ def _expire_file(conn, settings: Settings, file: _File, limits: dict[str, int], 
         outcome.removals.append(Removal(asset, file.partition_key, file.object_key, rows))
         detail = f"loaded {file.loaded_at.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC, more than {days} days before {now.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC"
         recorded.append(replace(entry, asset=asset, rows_in=rows, rows_out=0, detail=detail))
+        if layer == "raw" and (quoted := statistics.delete_statistics(conn, file.source, file.partition_key)):
+            # The profile's statistics quote the raw values (top values, quantiles): they leave with them.
+            recorded.append(
+                replace(entry, asset="quality/column_statistics", rows_in=quoted, rows_out=0, detail=f"the statistics of the raw rows removed ({detail})")
+            )
         target = settings.sources[file.source].target
         if layer == "staged" and target is not None:
             result, _ = merge_and_match(conn, settings, target, run.run_id)

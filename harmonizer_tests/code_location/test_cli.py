@@ -341,6 +341,52 @@ def test_profile_reports_types_pii_and_scores_as_json(tmp_path):
     assert 0 < report["quality_score"] <= 100
 
 
+STATISTICS_CSV = """\
+id,amount,phone,visit,colour,size,empty
+1,"1,5",(212) 555-3999,13/01/2024,red,S,
+2,"2,5",020 7946 0357,02/02/2024,blue,M,
+3,,+1 415 555 2741,28/02/2024,red,S,
+4,"-3,0",030 1234567,15/03/2024,blue,M,
+"""
+
+
+def test_profile_shows_statistics_with_pii_values_masked(tmp_path):
+    path = tmp_path / "visits.csv"
+    path.write_text(STATISTICS_CSV, encoding="utf-8")
+    done = run_cli("profile", str(path))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    # Under each column's line, a line of its statistics (none for the empty column); then the measures across columns.
+    assert [line.strip() for line in lines if line.startswith("    ")] + [line.strip() for line in lines[-3:]] == [
+        "numbers: mean 2.5 std 1.29099 min 1 p5 1.15 p25 1.75 median 2.5 p75 3.25 p95 3.85 max 4; zeros 0, negatives 0",
+        "numbers: mean 0.333333 std 2.92973 min -3 p5 -2.55 p25 -0.75 median 1.5 p75 2 p95 2.4 max 2.5; zeros 0, negatives 1",
+        "length 11-15 (mean 13.25); top *** **99 (1), *** **57 (1), +1 *** **41 (1)",  # a phone column from three countries, masked
+        "dates: 2024-01-13 to 2024-03-15, 63 day(s), the busiest 2024-01-13 (1 rows)",  # day first: 13/01
+        "length 3-4 (mean 3.5); top red (2), blue (2)",
+        "length 1-1 (mean 1.0); top S (2), M (2)",
+        "missing together: empty (3 rows); amount + empty (1 rows)",
+        "correlations (Pearson / Spearman): id ~ amount -0.875 / -0.500",
+        "associations (Cramér's V, bias-corrected): colour ~ size 1.000",
+    ]
+    report = json.loads(run_cli("profile", str(path), "--json", "--show-pii").stdout)
+    by_name = {c["name"]: c for c in report["columns"]}
+    assert (by_name["phone"]["semantic_type"], by_name["phone"]["pii"]) == ("phone", ["phone"])
+    assert by_name["phone"]["statistics"]["top_values"] == [["(212) 555-3999", 1], ["020 7946 0357", 1], ["+1 415 555 2741", 1], ["030 1234567", 1]]
+    assert by_name["empty"]["statistics"] is None  # all empty: nothing to describe
+    amount = by_name["amount"]["statistics"]
+    assert {k: amount[k] for k in ("kind", "count", "invalid", "min", "p50", "max", "zeros", "negatives")} == {
+        "kind": "numbers", "count": 3, "invalid": 0, "min": -3.0, "p50": 1.5, "max": 2.5, "zeros": 0, "negatives": 1,
+    }  # fmt: skip
+    assert amount["histogram"] == {"edges": [-3.0, -1.1666666666666667, 0.6666666666666665, 2.5], "counts": [1, 0, 2]}
+    assert {k: report[k] for k in ("sampled_rows", "missing_patterns", "associations")} == {
+        "sampled_rows": 4,
+        "missing_patterns": [{"columns": ["empty"], "rows": 3}, {"columns": ["amount", "empty"], "rows": 1}],
+        "associations": [{"columns": ["colour", "size"], "cramers_v": 1.0, "rows": 4}],
+    }
+    [correlation] = report["correlations"]
+    assert correlation == {"columns": ["id", "amount"], "pearson": pytest.approx(-0.8751857342005341), "spearman": -0.5, "rows": 3}
+
+
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [

@@ -135,3 +135,42 @@ def test_counted_text_is_value_counts_in_its_order_with_each_rows_value(values, 
     assert text.counts.tolist() == counted.field("counts").to_pylist()
     assert text.values.take(pa.array(text.codes)).to_pylist() == [v for v in values if v is not None]
     assert (text.rows, text.nulls) == (len(values), values.count(None))
+
+
+def test_phone_columns_written_in_other_countries_formats_are_phone_columns():
+    # New York, London, San Francisco, Berlin, Paris; national and international, mixed.
+    values = ["(212) 555-3999", "020 7946 0357", "+1 415 555 2741", "030 1234567", "06 12 34 56 78", "0049 30 901820", "212-555-0147"] * 3
+    found = column(values, "contact")
+    assert (found.semantic_type, found.pii, found.pii_counts["phone"], found.validity) == ("phone", ["phone"], 21, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("values", "semantic_type"),
+    [
+        (["2024-01-15", "15.01.2024", "01/15/2024", "2024/01/15", "2023-12-31", "2022-02-02"], "date"),
+        (["10001", "10002", "0012345678", "10004", "10005", "10006", "10007"], "categorical"),  # ids, one with leading zeros
+        (["12-345-678", "22-345-679", "32-345-670", "42-345-671", "52-345-672", "62-345-673"], "categorical"),  # grouped ids
+        (["123 456 789", "223 456 781", "323 456 782", "423 456 783", "523 456 784", "623 456 785"], "decimal"),  # amounts grouped by spaces
+        (["1 234 567", "12 345 678", "1,234.56", "234 567", "99", "12 345"], "decimal"),
+        (["0001-2345", "0002-2345", "0003-2345", "0004-2345", "0005-2345", "0006-2345"], "categorical"),  # codes with a leading 0
+    ],
+)
+def test_near_misses_of_phone_numbers_are_not_phones(values, semantic_type):
+    found = column(values * 3, "value")
+    assert (found.semantic_type, "phone" in found.pii) == (semantic_type, False)
+
+
+def test_phonenumbers_confirms_a_bounded_number_of_values_per_column(monkeypatch):
+    parsed = []
+    real_parse = profiling.phonenumbers.parse
+
+    def counting_parse(number, region=None):
+        parsed.append(number)
+        return real_parse(number, region)
+
+    monkeypatch.setattr(profiling.phonenumbers, "parse", counting_parse)
+    # 5,000 distinct numbers with a leading 0 that no region's plan knows: every region is tried.
+    found = column([f"0{n:04d} 00{n:04d}" for n in range(5000)], "value")
+    assert "phone" not in found.pii and found.semantic_type != "phone"
+    assert len(set(parsed)) == profiling.PHONE_CHECKS
+    assert len(parsed) <= 2 * profiling.PHONE_CHECKS * len(profiling.PHONE_REGIONS)  # the type's sample, then the PII count's

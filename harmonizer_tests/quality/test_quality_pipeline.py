@@ -246,6 +246,11 @@ def test_profiles_are_stored_by_run_shown_in_the_ui_and_compared_with_the_previo
     assert columns["email"]["pii"] == "email" and columns["id"]["pattern"] == "99"
     assert "| email | email | 0 | 0 | 20 |" in metadata["profile"].value
     assert "### `name`: whitespace" in metadata["recommendations"].value and "```sql" in metadata["recommendations"].value
+    shown = metadata["statistics"].value.splitlines()
+    assert shown[0] == "- `id` (integer) numbers: mean 10.5 std 5.91608 min 1 p5 1.95 p25 5.75 median 10.5 p75 15.25 p95 19.05 max 20; zeros 0, negatives 0"
+    # The e-mail column is PII: its top values are masked where they are shown.
+    assert shown[2] == "- `email` (email) length 19-20 (mean 19.5); top p***@example.com (1), p***@example.com (1), p***@example.com (1)"
+    assert "person" not in "\n".join(shown[2:])
     [first_drift] = [e for e in first.get_asset_check_evaluations() if e.check_name == "drift"]
     assert (first_drift.passed, first_drift.description) == (True, "first file of the source: nothing to compare with")
 
@@ -262,6 +267,15 @@ def test_profiles_are_stored_by_run_shown_in_the_ui_and_compared_with_the_previo
         (first_key, "status", "categorical", 0, 0, 2, []),
     ]
     assert [row[1] for row in stored[4:]] == ["id", "full_name", "email", "status", "phone"]
+    assert psql(
+        "SELECT column_name, kind, count, mean, p50, length_max FROM quality.column_statistics WHERE source = %s AND partition_key = %s ORDER BY position",
+        (source, first_key),
+    ) == [
+        ("id", "numbers", 20, 10.5, 10.5, None),
+        ("name", "text", None, None, None, 9),
+        ("email", "text", None, None, None, 20),
+        ("status", "text", None, None, None, 8),
+    ]
     # 'Person 3 ' carries a trailing space, and so is also a second spelling of 'Person 3'.
     assert psql(
         "SELECT column_name, issue, rows FROM quality.recommendations WHERE source = %s AND partition_key = %s ORDER BY issue",

@@ -51,6 +51,7 @@ def test_a_file_and_a_subject_leave_every_layer_and_do_not_come_back(tmp_path, n
             erased = erase_file(conn, settings, b, "feb.csv", "dpo@example.org", "erase-file-1")
         assert erased.tables == {
             f"raw.{b}": 2, f"validated.{b}": 2, f"staged.{b}": 2, "quality.gate_results": 1, "quality.column_profiles": 4,
+            "quality.column_statistics": 4, "quality.missing_patterns": 1, "quality.column_associations": 3,
             "keys.key_summary": 1, "keys.unique_keys": erased.tables["keys.unique_keys"], f"harmonized.{target} (deleted)": 1,
             f"harmonized.{target} (updated)": 1,
         }  # fmt: skip
@@ -82,7 +83,7 @@ def test_a_file_and_a_subject_leave_every_layer_and_do_not_come_back(tmp_path, n
 
         audit = psql("SELECT run_id, action, status, launched_by, asset, file, rows_in, detail FROM ops.audit_log WHERE run_id LIKE 'erase-%%' ORDER BY id")
         assert [row[:7] for row in audit] == [
-            ("erase-file-1", "erase", "done", "dpo@example.org", f"raw/{b}", "feb.csv", 14 + erased.tables["keys.unique_keys"]),
+            ("erase-file-1", "erase", "done", "dpo@example.org", f"raw/{b}", "feb.csv", 22 + erased.tables["keys.unique_keys"]),
             ("erase-file-2", "erase", "nothing", "dpo@example.org", f"raw/{b}", "feb.csv", 0),
             ("erase-subject-1", "erase", "done", "dpo@example.org", f"harmonized/{target}", None, 4),
             ("erase-subject-2", "erase", "nothing", "dpo@example.org", f"harmonized/{target}", None, 0),

@@ -55,6 +55,8 @@ def test_each_layer_loses_files_older_than_its_limit_and_expired_files_are_not_l
             (f"raw/{a}", "jan.csv", 2), (f"raw/{b}", "feb.csv", 2), (f"validated/{a}", "jan.csv", 2), (f"validated/{b}", "feb.csv", 2),
         ]  # fmt: skip
         assert later.expired == []
+        # The profile statistics quote raw values: they leave with the raw rows.
+        assert psql("SELECT count(*) FROM quality.column_statistics WHERE source IN (%s, %s)", (a, b)) == [(0,)]
         assert counts(psql, names) == loaded | {f'raw."{a}"': 0, f'raw."{b}"': 0, f'validated."{a}"': 0, f'validated."{b}"': 0}
         # A second run at the same time finds nothing left to remove.
         assert apply_retention(settings, postgres.connect, Run(), now + dt.timedelta(days=11)).removals == []
@@ -80,8 +82,8 @@ def test_each_layer_loses_files_older_than_its_limit_and_expired_files_are_not_l
             "SELECT action, asset, file, rows_in, launched_by FROM ops.audit_log WHERE run_id = 'retention-test' AND action = 'expire' AND partition_key IS NOT NULL ORDER BY id"
         )
         assert [(action, asset, file, rows) for action, asset, file, rows, _ in audit] == [
-            ("expire", f"raw/{a}", "jan.csv", 2), ("expire", f"validated/{a}", "jan.csv", 2),
-            ("expire", f"raw/{b}", "feb.csv", 2), ("expire", f"validated/{b}", "feb.csv", 2),
+            ("expire", f"raw/{a}", "jan.csv", 2), ("expire", "quality/column_statistics", "jan.csv", 6), ("expire", f"validated/{a}", "jan.csv", 2),
+            ("expire", f"raw/{b}", "feb.csv", 2), ("expire", "quality/column_statistics", "feb.csv", 8), ("expire", f"validated/{b}", "feb.csv", 2),
             ("expire", f"staged/{a}", "jan.csv", 2), ("expire", "ops/file_registry", "jan.csv", None),
             ("expire", f"staged/{b}", "feb.csv", 2), ("expire", "ops/file_registry", "feb.csv", None),
         ]  # fmt: skip
