@@ -7,6 +7,7 @@ import dagster as dg
 
 from harmonizer_pipeline import naming, wiring
 from harmonizer_pipeline.keys.analysis import Compared, KeyFindings, analyse_file, compare_file
+from harmonizer_pipeline.reports.summary import file_text
 from harmonizer_pipeline.resources import PostgresResource
 from harmonizer_pipeline.settings import Settings
 from harmonizer_pipeline.wiring import GATED_EAGER, OWNERS, earlier_partitions, failing_as_dagster, table_metadata
@@ -47,21 +48,25 @@ def comparison_source_asset(settings: Settings, source: str, partitions: dg.Dyna
     @dg.asset(
         key=wiring.key(naming.comparison(source)),
         partitions_def=partitions,
-        deps=[wiring.key(naming.keys(source))],
+        # After the profile too: the file's summary, in this asset's metadata, tells its findings and drift.
+        deps=[wiring.key(naming.keys(source)), wiring.key(naming.profile(source))],
         automation_condition=GATED_EAGER,
         group_name="keys",
         kinds={"pandas", "postgres"},
         owners=OWNERS,
         description=(
             f"Each {source} file against the previous one on the key: schema differences, keys only in either, keys in "
-            "both with changed values (per column), whether the key holds in each; in keys.comparisons."
+            "both with changed values (per column), whether the key holds in each; in keys.comparisons. Its metadata `summary` "
+            "tells the file's story in plain English: what arrived, the gate, the profile's findings, the key and the drift."
         ),
     )
     def comparison(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
         earlier = earlier_partitions(context, partitions)
         with failing_as_dagster():
             compared = compare_file(postgres.tables(), postgres.connect, context.run, source, context.partition_key, settings.sources[source].key, earlier)
-        return dg.MaterializeResult(metadata=_comparison_metadata(compared))
+            with postgres.connect() as conn:
+                summary = file_text(conn, settings, source, context.partition_key)
+        return dg.MaterializeResult(metadata={"summary": dg.MetadataValue.md(summary), **_comparison_metadata(compared)})
 
     return comparison
 

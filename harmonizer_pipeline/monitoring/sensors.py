@@ -3,12 +3,17 @@ event log, sent to the channels of `alerts:` in harmonizer.yaml."""
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import dagster as dg
+import psycopg
 
+from harmonizer_pipeline.bookkeeping.audit import one_line
 from harmonizer_pipeline.monitoring.notifications import Alert, Delivery
+from harmonizer_pipeline.reports.summary import alert_narrative
 from harmonizer_pipeline.settings import Settings
+from harmonizer_pipeline.storage.postgres import resolve_database_url
 
 BATCH = 200  # records read per query; the cursors resume after the last one handled
 # Dagster abandons a sensor evaluation after 60 s, cursor update and all: a tick tries no channel
@@ -94,6 +99,18 @@ def _records_after(instance: dg.DagsterInstance, cursor: dict, ui_url: str) -> I
         yield "checks", record.storage_id, None if passed else check_alert(instance, record, ui_url)
 
 
+def _with_narrative(settings: Settings, alert: Alert, warn: Callable[[str], None]) -> Alert:
+    """The alert with the summary of the file or merge it is about, read now (the run has ended, so
+    every fact is recorded); as it was when there is none or it cannot be read: alerting goes on."""
+    try:
+        with psycopg.connect(resolve_database_url()) as conn:
+            narrative = alert_narrative(conn, settings, alert.job, alert.partition)
+    except Exception as exc:
+        warn(f"alert {alert.summary!r} goes without its summary: {one_line(exc)}")
+        return alert
+    return replace(alert, narrative=narrative)
+
+
 def alerts_sensor(settings: Settings, budget_seconds: float = TICK_BUDGET_SECONDS) -> dg.SensorDefinition | None:
     options = settings.alerts
     if not options.channels():
@@ -127,6 +144,7 @@ def alerts_sensor(settings: Settings, budget_seconds: float = TICK_BUDGET_SECOND
             if alert is not None:
                 found[key] += 1
             if alert is not None and alert.event in options.on:
+                alert = _with_narrative(settings, alert, context.log.warning)
                 for channel, problem in delivery.send(alert).items():
                     if problem is None:
                         sent += 1
