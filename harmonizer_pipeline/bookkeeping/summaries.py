@@ -37,6 +37,7 @@ class ProfileFindings:
 class KeyRow:
     columns: list[str]
     unique: bool
+    rows: int
     breaking_rows: int
     example: dict[str, object] | None
     duplicate_rows: int
@@ -136,16 +137,16 @@ def profile_findings(conn, source: str, partition_key: str) -> ProfileFindings |
 def key(conn, source: str, partition_key: str) -> KeyRow | None:
     """The key the file was analysed on: the suggested (or declared) one, else its best near-key."""
     summary = conn.execute(
-        "SELECT suggested_key, suggested_key_unique, duplicate_rows FROM keys.key_summary WHERE source = %s AND partition_key = %s",
+        "SELECT suggested_key, suggested_key_unique, rows, duplicate_rows FROM keys.key_summary WHERE source = %s AND partition_key = %s",
         (source, partition_key),
     ).fetchone()
     if summary is None:
         return None
-    columns, unique, duplicate_rows = summary
+    columns, unique, rows, duplicate_rows = summary
     if not columns:
-        return KeyRow([], False, 0, None, duplicate_rows)
+        return KeyRow([], False, rows, 0, None, duplicate_rows)
     if unique:
-        return KeyRow(list(columns), True, 0, None, duplicate_rows)
+        return KeyRow(list(columns), True, rows, 0, None, duplicate_rows)
     # Rows beyond the first of each group sharing a value of the key, and the first group's value.
     found = conn.execute(
         "SELECT count(*) - count(DISTINCT group_id), (array_agg(key_values ORDER BY group_id, _row_number))[1]"
@@ -154,7 +155,7 @@ def key(conn, source: str, partition_key: str) -> KeyRow | None:
     ).fetchone()
     breaking, example = found if found else (0, None)
     example = json.loads(example) if isinstance(example, str) else example
-    return KeyRow(list(columns), False, int(breaking), example, duplicate_rows)
+    return KeyRow(list(columns), False, rows, int(breaking), example, duplicate_rows)
 
 
 def comparison(conn, source: str, partition_key: str) -> tuple | None:

@@ -104,6 +104,7 @@ class KeyFacts:
 
     columns: tuple[str, ...]  # empty: no key found
     unique: bool
+    rows: int  # the rows analysed: those that passed the gate
     declared: bool = False  # the source's key in harmonizer.yaml
     breaking_rows: int = 0  # rows beyond the first of each group sharing a value of the key
     example: Mapping[str, object] | None = None  # one value of the key that repeats
@@ -274,7 +275,7 @@ def _key(facts: FileFacts) -> list[str]:
     key = facts.key
     if key is None:
         return []
-    rows = count(facts.rows or 0, "row")
+    rows = count(key.rows, "row") + (" that passed the gate" if key.rows != facts.rows else "")
     if not key.columns:
         said = ["No unique key or near-key was found."]
     elif key.unique:
@@ -285,7 +286,7 @@ def _key(facts: FileFacts) -> list[str]:
         ]
     else:
         example = f" (for example {_example(facts, key.example)})" if key.example else ""
-        breaking = f"{count(key.breaking_rows, 'row')} break it{example}"
+        breaking = f"{count(key.breaking_rows, 'row')} {'breaks' if key.breaking_rows == 1 else 'break'} it{example}"
         said = [
             f"The declared key {_columns(key.columns)} does not hold: {breaking}."
             if key.declared
@@ -334,9 +335,9 @@ def _drift(facts: FileFacts) -> list[str]:
 
 def merge_summary(facts: MergeFacts) -> str:
     """A merge of a target, in a few sentences."""
-    holds = f"{facts.target} holds {count(facts.rows, 'row')} from {count(facts.files, 'file')}."
+    holds = f"{count(facts.rows, 'row')} from {count(facts.files, 'file')}"
     if not facts.changed:
-        return f"Nothing changed since the last merge: {holds}"
+        return f"Nothing changed since the last merge: {facts.target} holds {holds}."
     changes = tally([(facts.inserted, "inserted"), (facts.updated, "updated"), (facts.deleted, "deleted")])
     changed = listed(changes) if changes else "no row changed"
     if facts.rebuild:
@@ -348,11 +349,11 @@ def merge_summary(facts: MergeFacts) -> str:
         if facts.files_removed:
             files.append(f"let {count(facts.files_removed, 'file')} go")
         sentences = [f"The merge of {facts.target} {listed(files) or 'ran'} and recomputed {count(facts.keys_affected, 'key')}: {changed}."]
-        sentences.append(f"It now {holds}")
+        sentences.append(f"{facts.target} now holds {holds}.")
     if facts.merged_rows:
         sentences.append(
-            f"{count(facts.merged_rows, 'row')} shared {'its' if facts.merged_rows == 1 else 'their'} key with another and "
-            f"{'was' if facts.merged_rows == 1 else 'were'} merged into {count(facts.duplicate_keys, 'row')}."
+            f"{count(facts.merged_rows, 'row')} {'was' if facts.merged_rows == 1 else 'were'} merged into another row with the same key"
+            f" ({count(facts.duplicate_keys, 'key')} had more than one row)."
         )
     else:
         sentences.append("No two rows share a key.")
@@ -399,6 +400,7 @@ def file_facts(conn, settings: Settings, source: str, partition_key: str) -> Fil
         else KeyFacts(
             tuple(key.columns),
             key.unique,
+            key.rows,
             declared is not None and list(declared) == list(key.columns),
             key.breaking_rows,
             key.example,
