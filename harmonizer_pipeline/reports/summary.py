@@ -14,7 +14,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from harmonizer_pipeline.bookkeeping import rejected, summaries
+import psycopg
+
+from harmonizer_pipeline.bookkeeping import rejected, schema, summaries
+from harmonizer_pipeline.bookkeeping.statements import NotMigrated
 from harmonizer_pipeline.privacy.policy import MASKED, source_columns
 from harmonizer_pipeline.settings import Settings
 
@@ -505,5 +508,9 @@ def text_of(conn, settings: Settings, kind: str, name: str, partition_key: str) 
 
 
 def requested(conn, settings: Settings, source: str | None, file: str | None, target: str | None) -> list[tuple[str, str]]:
-    """(heading, summary) of each summary `harmonizer summary` prints for these options."""
-    return [text_of(conn, settings, *chosen) for chosen in choose(conn, settings, source, file, target)]
+    """(heading, summary) of each summary `harmonizer summary` prints for these options; raises
+    NotMigrated when the database lacks the bookkeeping tables (or their columns) the summaries read."""
+    try:
+        return [text_of(conn, settings, *chosen) for chosen in choose(conn, settings, source, file, target)]
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as error:
+        raise NotMigrated(f"the bookkeeping tables are not at revision {schema.head()} ({error.diag.message_primary}): run `harmonizer db migrate`") from None
