@@ -254,7 +254,9 @@ _ISSUES = {
 
 def finding_text(finding: Finding) -> str:
     """`3 invalid e-mail addresses in email`."""
-    noun, where, *plural = _ISSUES.get(finding.issue, (finding.issue.replace("_", " ") + " row", "in"))
+    if finding.issue not in _ISSUES:  # an issue the profile learns later: its name, in words
+        return f"{count(finding.rows, 'row')} with {finding.issue.replace('_', ' ')} in {finding.column}"
+    noun, where, *plural = _ISSUES[finding.issue]
     return f"{count(finding.rows, noun, plural[0] if plural else None)} {where} {finding.column}"
 
 
