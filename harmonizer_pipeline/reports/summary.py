@@ -240,15 +240,16 @@ def _reasons(failures: Iterable[tuple[str, str, int]]) -> list[str]:
     return [f"Main reasons: {listed(named + ([count(more, 'other check')] if more > 0 else []))}."]
 
 
+# Each issue of quality.recommendations as a noun, singular and plural, counted in a column.
 _ISSUES = {
-    "duplicates": ("repeated value", "in"),
-    "missing_required": ("missing value", "in"),
-    "whitespace": ("value with surrounding spaces", "in", "values with surrounding spaces"),
-    "inconsistent_case": ("value written several ways", "in", "values written several ways"),
-    "invalid_email": ("invalid e-mail address", "in", "invalid e-mail addresses"),
-    "invalid_phone": ("invalid phone number", "in"),
-    "mixed_date_formats": ("date in mixed formats", "in", "dates in mixed formats"),
-    "outliers": ("outlier", "in"),
+    "duplicates": ("repeated value", "repeated values"),
+    "missing_required": ("missing value", "missing values"),
+    "whitespace": ("value with surrounding spaces", "values with surrounding spaces"),
+    "inconsistent_case": ("value written several ways", "values written several ways"),
+    "invalid_email": ("invalid e-mail address", "invalid e-mail addresses"),
+    "invalid_phone": ("invalid phone number", "invalid phone numbers"),
+    "mixed_date_formats": ("date in mixed formats", "dates in mixed formats"),
+    "outliers": ("outlier", "outliers"),
 }
 
 
@@ -256,8 +257,8 @@ def finding_text(finding: Finding) -> str:
     """`3 invalid e-mail addresses in email`."""
     if finding.issue not in _ISSUES:  # an issue the profile learns later: its name, in words
         return f"{count(finding.rows, 'row')} with {finding.issue.replace('_', ' ')} in {finding.column}"
-    noun, where, *plural = _ISSUES[finding.issue]
-    return f"{count(finding.rows, noun, plural[0] if plural else None)} {where} {finding.column}"
+    singular, plural = _ISSUES[finding.issue]
+    return f"{count(finding.rows, singular, plural)} in {finding.column}"
 
 
 def _findings(facts: FileFacts) -> list[str]:

@@ -327,3 +327,9 @@ def test_exports_hold_exactly_the_harmonized_table(sample_runs, exports, databas
     assert [line for line in summary.splitlines() if line.startswith("### ")] == [
         "### clinic_a: patients_2026-11.csv", "### clinic_b: export.csv", "### clinic_c: patienten_2026-11.xlsx", "### partner_feed: patients_2026-11-20.json",
     ]  # fmt: skip
+    # How each file was read, as the registry kept it.
+    found = [line.split(": ", 1)[1].split(". ")[0] for line in summary.splitlines() if " arrived in " in line]
+    assert found == [
+        "1.2 kB, 25 rows, read as CSV in UTF-8", "638 bytes, 15 rows, read as CSV in Windows-1252", "5.7 kB, 7 rows, read as Excel",
+        "2.6 kB, 6 rows, read as JSON in UTF-8",
+    ]  # fmt: skip
