@@ -102,9 +102,10 @@ def _records_after(instance: dg.DagsterInstance, cursor: dict, ui_url: str) -> I
 
 class _Narratives:
     """The summaries of a tick's alerts, each read when its alert is sent (the run has ended, so
-    every fact is recorded), on one connection opened at the first: a connection an alert took
-    ~0.1 s of the tick's budget. An alert whose summary cannot be read goes as it is, said in one
-    line: alerting goes on."""
+    every fact is recorded), on one connection opened at the first: with a connection of its own a
+    file's summary took 27 ms of the tick's budget, on a shared one 4 ms (measured on the test
+    run of harmonizer_tests/reports). An alert whose summary cannot be read goes as it is, said in
+    one line: alerting goes on."""
 
     def __init__(self, settings: Settings, warn: Callable[[str], None]):
         self.settings, self.warn = settings, warn

@@ -7,6 +7,10 @@ recorded in PostgreSQL (bookkeeping.summaries reads them).
 carries as summary.md. Sentences follow the facts: a file whose rows all passed says so rather than
 "0 rows rejected", a first file says there was nothing to compare it with. Values from the data
 (a key that repeats) are masked as privacy.policy says for the UI, alerts and the CLI.
+
+Reading a file's facts is a dozen small indexed queries: 3.8 ms a file and 2.9 ms a merge on one
+open connection (harmonizer_tests/reports' run, 200 reads each), so the assets, the alerts sensor
+and the export read them when they need them rather than keeping a table of summaries.
 """
 
 from __future__ import annotations
