@@ -467,6 +467,32 @@ def audit(since, file_name: str | None, as_json: bool) -> None:
 
 
 @main.command()
+@click.option("--source", help="The latest file of this source (or, with --file, its file of that name).")
+@click.option("--file", "file_name", help="The file of this name (with or without folders), in --source or in any source.")
+@click.option("--target", help="The latest merge of this target.")
+def summary(source: str | None, file_name: str | None, target: str | None) -> None:
+    """Print the plain-English summary of files after their load and of merges: with no option,
+    the latest file of each source and each target's latest merge."""
+    import psycopg
+
+    from harmonizer_pipeline.bookkeeping.statements import NotMigrated
+    from harmonizer_pipeline.reports.summary import SummaryError, requested
+    from harmonizer_pipeline.settings import load_settings
+
+    _exit_on_bad_settings()
+    try:
+        with psycopg.connect(postgres.resolve_database_url()) as conn:
+            found = requested(conn, load_settings(), source, file_name, target)
+    except (SummaryError, NotMigrated) as exc:
+        click.echo(f"harmonizer summary: {exc}", err=True)
+        sys.exit(1)
+    for i, (heading, text) in enumerate(found):
+        click.echo(("\n" if i else "") + f"{heading}\n{text}")
+    if not found:
+        click.echo("nothing loaded or merged yet")
+
+
+@main.command()
 def demo() -> None:
     """Run the whole pipeline on the bundled sample data and say where the results are."""
     from harmonizer_pipeline.demo import run_demo

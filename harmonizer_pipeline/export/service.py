@@ -25,11 +25,14 @@ from harmonizer_pipeline.harmonize import store
 from harmonizer_pipeline.ingest.b2 import v2_bucket
 from harmonizer_pipeline.ingest.discovery import sha256_of
 from harmonizer_pipeline.privacy.policy import PrivacyError, Protection, export_protection, source_columns, target_columns
+from harmonizer_pipeline.reports.summary import target_document
 from harmonizer_pipeline.services import Run, StageError
 from harmonizer_pipeline.settings import Settings
 from harmonizer_pipeline.storage.tables import StageTables
 
 CHUNK_ROWS = 100_000  # rows of the harmonized tables read at a time (StageTables' chunk_rows)
+
+SUMMARY_FILE = "summary.md"  # in the zip: the target's latest merge and its files, in plain English
 
 # Where export.full is `schedule`, an automatic run writes the change files only.
 SCHEDULE_WAIT = "waits for the schedule (export.full: schedule)"
@@ -116,7 +119,9 @@ def _export(settings: Settings, target_name: str, tables: StageTables, connect, 
     written[duplicates_path.name] = writers.write_csv(duplicates(), duplicates_path, bom=options.csv_bom)
     files.insert(len(files) - ("xlsx" in options.formats), duplicates_path)
     if options.zip:
-        files.append(writers.write_zip(files, directory / f"{target_name}_{directory.name}.zip"))
+        with connect() as conn:
+            summary = target_document(conn, settings, target_name)
+        files.append(writers.write_zip(files, directory / f"{target_name}_{directory.name}.zip", {SUMMARY_FILE: summary}))
     uploaded = upload(files)
     log(f"{target_name}: {len(files)} files in {directory}")
     # One row per file, so `harmonizer audit --file <name>` finds it: its bytes' SHA-256 and

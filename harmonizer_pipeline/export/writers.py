@@ -28,7 +28,7 @@ import re
 import shutil
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -859,9 +859,11 @@ def _deflating(archive: zipfile.ZipFile) -> Iterator[Callable[[zipfile.ZipInfo |
         yield open_member
 
 
-def write_zip(paths: Sequence[Path], zip_path: Path) -> Path:
-    """A deflated ZIP of the files, each stored under its base name; returns `zip_path`."""
-    names = [path.name for path in paths]
+def write_zip(paths: Sequence[Path], zip_path: Path, texts: Mapping[str, str] | None = None) -> Path:
+    """A deflated ZIP of the files, each stored under its base name, and of `texts` (member name:
+    its text, UTF-8, e.g. summary.md); returns `zip_path`."""
+    texts = texts or {}
+    names = [path.name for path in paths] + list(texts)
     if duplicates := sorted({name for name in names if names.count(name) > 1}):
         raise ExportError(f"{zip_path}: more than one file named {', '.join(duplicates)}")
     # Files that are compressed already (Parquet, xlsx, zip) are stored as they are.
@@ -875,6 +877,8 @@ def write_zip(paths: Sequence[Path], zip_path: Path) -> Path:
             member.compress_type = zipfile.ZIP_STORED if path.suffix.lower() in _COMPRESSED_ALREADY else zipfile.ZIP_DEFLATED
             with path.open("rb") as source, open_member(member) as target:
                 shutil.copyfileobj(source, target, _DEFLATE_BLOCK)
+        for name, text in texts.items():
+            archive.writestr(name, text.encode(), compress_type=zipfile.ZIP_DEFLATED)
     return zip_path
 
 

@@ -8,6 +8,7 @@ from harmonizer_pipeline import naming
 from harmonizer_pipeline.harmonize import store
 from harmonizer_pipeline.harmonize.harmonization import harmonize_target
 from harmonizer_pipeline.harmonize.staging import stage_file
+from harmonizer_pipeline.reports.summary import merge_facts, merge_summary
 from harmonizer_pipeline.resources import PostgresResource
 from harmonizer_pipeline.settings import Settings
 from harmonizer_pipeline.wiring import OWNERS, column_schema, failing_as_dagster, file_written, key, keys, table_metadata
@@ -90,9 +91,12 @@ def harmonized_target_asset(settings: Settings, target_name: str) -> dg.AssetsDe
     def harmonized(context: dg.AssetExecutionContext, config: HarmonizeConfig, postgres: PostgresResource) -> dg.MaterializeResult:
         with failing_as_dagster():
             outcome = harmonize_target(settings, target_name, postgres.connect, context.run, rebuild=config.rebuild)
+            with postgres.connect() as conn:
+                summary = merge_summary(merge_facts(conn, settings, target_name, changed=outcome.result.merge_id is not None))
         result = outcome.result
         context.log.info(f"{target_name}: {outcome.summary}")
         metadata = {
+            "summary": dg.MetadataValue.md(summary),
             "dagster/row_count": result.rows,
             "dagster/column_schema": column_schema(store.target_specs(target)),
             "business_key": ", ".join(business_key),

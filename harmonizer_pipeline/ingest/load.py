@@ -201,6 +201,7 @@ class _Attempt:
             registry.update(
                 write.connection, entry.id,
                 status="loaded", rows=written.rows, sha256=sha256, run_id=run_id, error=None, columns=data_columns, retry_at=None,
+                detected_format=table.detection.format, detected_encoding=table.detection.encoding,
             )  # fmt: skip
             self.step.done(write.connection, "loaded", rows_in=written.rows, rows_out=written.rows, detail=f"attempt {entry.attempts}")
             seconds = time.perf_counter() - self.started

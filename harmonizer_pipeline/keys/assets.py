@@ -10,6 +10,7 @@ from harmonizer_pipeline import naming, wiring
 from harmonizer_pipeline.keys.analysis import Compared, FilesCompared, KeyFindings, analyse_file, compare_file, compare_files
 from harmonizer_pipeline.keys.comparison import Comparison, Difference
 from harmonizer_pipeline.keys.violations import Violation
+from harmonizer_pipeline.reports.summary import file_text
 from harmonizer_pipeline.resources import PostgresResource
 from harmonizer_pipeline.services import StageError
 from harmonizer_pipeline.settings import Settings
@@ -51,14 +52,16 @@ def comparison_source_asset(settings: Settings, source: str, partitions: dg.Dyna
     @dg.asset(
         key=wiring.key(naming.comparison(source)),
         partitions_def=partitions,
-        deps=[wiring.key(naming.keys(source))],
+        # After the profile too: the file's summary, in this asset's metadata, tells its findings and drift.
+        deps=[wiring.key(naming.keys(source)), wiring.key(naming.profile(source))],
         automation_condition=GATED_EAGER,
         group_name="keys",
         kinds={"pandas", "postgres"},
         owners=OWNERS,
         description=(
             f"Each {source} file against the previous one on the key: schema differences, rows added, removed, changed (per "
-            "column) and unchanged; counts in keys.comparisons, every difference in keys.comparison_rows."
+            "column) and unchanged; counts in keys.comparisons, every difference in keys.comparison_rows. Its metadata `summary` "
+            "tells the file's story in plain English: what arrived, the gate, the profile's findings, the key and the drift."
         ),
     )
     def comparison(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
@@ -67,7 +70,9 @@ def comparison_source_asset(settings: Settings, source: str, partitions: dg.Dyna
             compared = compare_file(
                 postgres.tables(), postgres.connect, context.run, source, context.partition_key, settings.sources[source].key, earlier, settings.privacy
             )
-        return dg.MaterializeResult(metadata=_comparison_metadata(compared))
+            with postgres.connect() as conn:
+                summary = file_text(conn, settings, source, context.partition_key)
+        return dg.MaterializeResult(metadata={"summary": dg.MetadataValue.md(summary), **_comparison_metadata(compared)})
 
     return comparison
 

@@ -48,6 +48,8 @@ class Alert:
     check: str | None = None
     severity: str | None = None
     counts: dict[str, float | None] = field(default_factory=dict)
+    # The plain-English summary of the file or merge the alert is about (reports.summary), if any.
+    narrative: str | None = None
 
     @property
     def summary(self) -> str:
@@ -62,6 +64,8 @@ class Alert:
 
     def as_text(self) -> str:
         lines = [self.summary, "", self.message, ""]
+        if self.narrative:
+            lines += [self.narrative, ""]
         lines += [f"{label}: {value}" for label, value in self._fields() if value]
         lines += [f"{name}: {value}" for name, value in self.counts.items()]
         return "\n".join([*lines, "", f"Run: {self.run_url}"])
@@ -118,6 +122,7 @@ def slack_payload(alert: Alert) -> dict:
         "blocks": [
             {"type": "header", "text": {"type": "plain_text", "text": alert.summary[:150]}},
             {"type": "section", "text": {"type": "mrkdwn", "text": alert.message[:2900] or " "}},
+            *([{"type": "section", "text": {"type": "mrkdwn", "text": alert.narrative[:2900]}}] if alert.narrative else []),
             *({"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{label}*\n{value}"} for label, value in pairs[:10]]}
               for pairs in sections if pairs),
             {"type": "actions", "elements": [{"type": "button", "text": {"type": "plain_text", "text": "Open run"}, "url": alert.run_url}]},
@@ -250,7 +255,7 @@ def _send_email(channel: EmailChannel, alert: Alert, env: Mapping[str, str], sec
 
 def send(channel: WebhookChannel | SlackChannel | EmailChannel, alert: Alert, env: Mapping[str, str], timeout: float) -> None:
     # A run's error may quote a value of a file: personal data in it leaves masked.
-    alert = replace(alert, message=scrub_text(alert.message))
+    alert = replace(alert, message=scrub_text(alert.message), narrative=alert.narrative and scrub_text(alert.narrative))
     if isinstance(channel, WebhookChannel):
         _post_json(_secret_url(channel.url_env, env), alert.as_json(), timeout)
     elif isinstance(channel, SlackChannel):

@@ -71,7 +71,10 @@ def test_migrate_adopts_a_database_of_the_previous_schema_rows_kept(new_database
     adopted, made = catalog(previous), catalog(fresh)
     assert adopted == made
     assert ("ops", "file_registry", "file_registry_status", "c") in [row[:4] for row in made["constraints"]]
-    assert rows(previous) == before
+    # Rows kept as they were; the registry's columns revision 0003 added are empty in them.
+    after = rows(previous)
+    assert [row[:-2] for row in after[0]] == before[0] and {row[-2:] for row in after[0]} == {(None, None)}
+    assert after[1:] == before[1:]
 
 
 def test_migrate_again_changes_nothing(new_database):
@@ -107,6 +110,16 @@ def test_a_database_nobody_migrated_says_to_migrate_it_in_one_line(new_database,
     [failure] = [event for event in run.all_events if event.is_step_failure]
     assert failure.step_key == f"raw__{source}"
     assert any(f"NotMigrated: {message}" in cause for cause in _causes(failure.step_failure_data.error))
+
+
+def test_summary_on_a_database_nobody_migrated_says_to_migrate_it_in_one_line(new_database, monkeypatch):
+    monkeypatch.setenv(postgres.DATABASE_URL_ENV, new_database())
+    result = CliRunner().invoke(main, ["summary"])
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == (
+        f'harmonizer summary: the bookkeeping tables are not at revision {schema.head()} (relation "ops.file_registry" does not exist):'
+        " run `harmonizer db migrate`\n"
+    )
 
 
 def test_the_revisions_form_one_line_to_the_head_that_start_up_applies(new_database, monkeypatch, tmp_path):

@@ -319,4 +319,17 @@ def test_exports_hold_exactly_the_harmonized_table(sample_runs, exports, databas
     assert data[1][:3] == ("Jonas", "Becker", dt.datetime(1985, 4, 3))
     assert len(list(workbook["keys"].iter_rows(values_only=True))) == 5  # header + one file per source
     with zipfile.ZipFile(exports / zipped) as archive:
-        assert sorted(archive.namelist()) == sorted(names)
+        assert sorted(archive.namelist()) == sorted([*names, "summary.md"])
+        summary = archive.read("summary.md").decode()
+    # The merge's summary, then one per file merged (reports.summary; its texts are tested in harmonizer_tests/reports).
+    # The latest merge recorded: the run after it found nothing to change.
+    assert summary.startswith("# patients\n\n## The latest merge\n\nThe merge of patients took in 4 new files and recomputed 44 keys: 44 rows inserted.")
+    assert [line for line in summary.splitlines() if line.startswith("### ")] == [
+        "### clinic_a: patients_2026-11.csv", "### clinic_b: export.csv", "### clinic_c: patienten_2026-11.xlsx", "### partner_feed: patients_2026-11-20.json",
+    ]  # fmt: skip
+    # How each file was read, as the registry kept it.
+    found = [line.split(": ", 1)[1].split(". ")[0] for line in summary.splitlines() if " arrived in " in line]
+    assert found == [
+        "1.2 kB, 25 rows, read as CSV in UTF-8", "638 bytes, 15 rows, read as CSV in Windows-1252", "5.7 kB, 7 rows, read as Excel",
+        "2.6 kB, 6 rows, read as JSON in UTF-8",
+    ]  # fmt: skip

@@ -59,6 +59,8 @@ def test_only_dagster_wiring_modules_load_dagster():
         "harmonizer_pipeline.quality.statistics",
         "harmonizer_pipeline.quality.statistics_display",
         "harmonizer_pipeline.bookkeeping.statistics",
+        "harmonizer_pipeline.reports.summary",
+        "harmonizer_pipeline.bookkeeping.summaries",
     } <= set(plain)
     assert {m for m in modules if is_wiring(m)} >= {"harmonizer_pipeline.definitions", "harmonizer_pipeline.resources", "harmonizer_pipeline.ingest.assets"}
     done = subprocess.run([sys.executable, "-c", PROBE, *plain], capture_output=True, text=True, timeout=600, check=True)

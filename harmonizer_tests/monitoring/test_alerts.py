@@ -136,7 +136,7 @@ def test_each_channel_delivers_the_alert_to_a_real_server(inbox, smtp_server, al
         "summary": "harmonizer: check failed: validated/clinic check schema_gate (jan.csv)",
         "event": "check_failure", "run_id": "r-1", "run_url": "http://ui/runs/r-1", "job": "load_clinic",
         "message": "3 of 4 rows rejected (75.00%)", "asset": "validated/clinic", "partition": "jan.csv@abc", "file": "jan.csv",
-        "check": "schema_gate", "severity": "ERROR", "counts": {"rows": 4, "rejected_rows": 3},
+        "check": "schema_gate", "severity": "ERROR", "counts": {"rows": 4, "rejected_rows": 3}, "narrative": None,
     }  # fmt: skip
     assert inbox.on(SLACK_PATH) == [slack_payload(ALERT)]
     slack = slack_payload(ALERT)
@@ -369,6 +369,21 @@ def test_the_sensor_sends_failed_runs_and_failed_or_warned_checks_with_file_coun
         ("check_failure", f"validated/{blocked}", "schema_gate", "blocked.csv"),
     ]
     ragged, blocked_run, warning, gate = hooks
+    # Each alert about a file carries its summary, read once the run had ended.
+    gate_narrative = (
+        f"blocked.csv arrived in {blocked}: 29 bytes, 3 rows, read as CSV in UTF-8. The schema gate quarantined the file: 2 of 3 rows (66.7%)"
+        " failed the schema, more than the 50% allowed. Main reasons: id failed str_matches('^C\\d+$') twice. The profile found no quality"
+        " issues. Its rows go no further than validated until a corrected file lands."
+    )
+    assert [h["narrative"] for h in hooks] == [
+        f"ragged.csv arrived in {warned}: 28 bytes. It could not be loaded: ragged.csv: line 3 has 3 fields, the header has 2.",
+        gate_narrative,
+        f"warn.csv arrived in {warned}: 28 bytes, 3 rows, read as CSV in UTF-8. The schema gate let it through with 1 of 3 rows (33.3%) set"
+        " aside in quality.rejected_rows, within the 50% allowed. Main reasons: id failed str_matches('^C\\d+$') once. The profile found no"
+        f" quality issues. id is a unique key: it tells all 2 rows that passed the gate apart. It is the first file of {warned}: there is"
+        " nothing to compare it with.",
+        gate_narrative,
+    ]
     assert ragged["message"] == "ragged.csv: line 3 has 3 fields, the header has 2"
     assert ragged["job"] == f"load_{warned}" and ragged["run_url"] == f"http://dagster.example:3000/runs/{landed.runs['ragged.csv'].run_id}"
     assert blocked_run["message"].endswith(f"1 blocking asset check failed with ERROR severity:\nvalidated/{blocked}: schema_gate")
@@ -381,7 +396,7 @@ def test_the_sensor_sends_failed_runs_and_failed_or_warned_checks_with_file_coun
         "summary": summary, "event": "check_failure", "run_id": run.run_id, "run_url": run_url, "job": f"load_{blocked}",
         "message": "2 of 3 rows rejected (66.67%), over max_reject_rate 50.00%", "asset": f"validated/{blocked}",
         "partition": partition, "file": "blocked.csv", "check": "schema_gate", "severity": "ERROR",
-        "counts": {"max_reject_rate": 0.5, "reject_rate": 2 / 3, "rejected_rows": 2, "rows": 3},
+        "counts": {"max_reject_rate": 0.5, "reject_rate": 2 / 3, "rejected_rows": 2, "rows": 3}, "narrative": gate_narrative,
     }  # fmt: skip
     # Slack: the alerts in the order sent; the gate's fields, its counts (past Slack's 10 a section), its link.
     slack = inbox.on(SLACK_PATH)
@@ -392,12 +407,13 @@ def test_the_sensor_sends_failed_runs_and_failed_or_warned_checks_with_file_coun
         f"*Job*\nload_{blocked}", f"*Run id*\n{run.run_id}", "*max_reject_rate*\n0.5", f"*reject_rate*\n{2 / 3}", "*rejected_rows*\n2", "*rows*\n3",
     ]  # fmt: skip
     assert slack[3]["blocks"][1]["text"]["text"] == gate["message"] and slack[3]["blocks"][-1]["elements"][0]["url"] == run_url
+    assert slack[3]["blocks"][2]["text"]["text"] == gate_narrative
     # E-mail: one per alert, over TLS; the gate's body in full.
     assert sorted(m["Subject"].strip() for _, _, m, _ in mailbox.messages) == sorted(h["summary"] for h in hooks)
     assert all(over_tls for _, _, _, over_tls in mailbox.messages)
     [body] = [m.get_content() for _, _, m, _ in mailbox.messages if m["Subject"].strip() == summary]
     assert body.splitlines() == [
-        summary, "", gate["message"], "", f"Asset: validated/{blocked}", "Check: schema_gate", "Severity: ERROR", f"Partition: {partition}",
+        summary, "", gate["message"], "", gate_narrative, "", f"Asset: validated/{blocked}", "Check: schema_gate", "Severity: ERROR", f"Partition: {partition}",
         "File: blocked.csv", f"Job: load_{blocked}", f"Run id: {run.run_id}", "max_reject_rate: 0.5", f"reject_rate: {2 / 3}", "rejected_rows: 2",
         "rows: 3", "", f"Run: {run_url}",
     ]  # fmt: skip
@@ -418,6 +434,23 @@ def not_sent(summaries: list[str], channel: str, first: str) -> list[str]:
     """The log lines of a channel that was unreachable at the first alert: then skipped."""
     skipped = f"skipped: {channel} was unreachable earlier in this tick"
     return [f"WARNING alert {s!r} not sent to {channel}: {first if i == 0 else skipped}" for i, s in enumerate(summaries)]
+
+
+def test_an_alert_whose_summary_cannot_be_read_goes_without_it_and_says_why(landed, inbox, alert_env, monkeypatch):
+    from harmonizer_pipeline.storage import postgres
+
+    closed = free_port()
+    monkeypatch.setenv(postgres.DATABASE_URL_ENV, f"postgresql://nobody@127.0.0.1:{closed}/harmonizer")
+    message, _, log = tick(sensor_for(alert_settings(inbox.url, None)), landed.instance, landed.before)
+    assert message == "2 failed run(s), 2 failed check(s): 8 alert(s) sent, 0 failed to send"
+    hooks = inbox.on("/hook")
+    assert [h["narrative"] for h in hooks] == [None] * 4
+    # One line each, naming the alert and why (the refused connection), never a traceback.
+    assert log == [
+        f"WARNING alert {h['summary']!r} goes without its summary: OperationalError: connection failed: connection to server at"
+        f' "127.0.0.1", port {closed} failed: Connection refused'
+        for h in hooks
+    ]
 
 
 def test_failures_to_notify_are_logged_with_channel_and_reason_never_the_secret(landed, inbox, alert_env, monkeypatch):
