@@ -71,7 +71,7 @@ def test_migrate_adopts_a_database_of_the_previous_schema_rows_kept(new_database
     adopted, made = catalog(previous), catalog(fresh)
     assert adopted == made
     assert ("ops", "file_registry", "file_registry_status", "c") in [row[:4] for row in made["constraints"]]
-    # Rows kept as they were; the registry's columns revision 0003 added are empty in them.
+    # Rows kept as they were; the registry's columns revision 0005 added are empty in them.
     after = rows(previous)
     assert [row[:-2] for row in after[0]] == before[0] and {row[-2:] for row in after[0]} == {(None, None)}
     assert after[1:] == before[1:]

@@ -2,15 +2,15 @@
 detected them (NULL for files loaded before, and for formats without an encoding), for the
 file's plain-English summary.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0005
+Revises: 0004
 Create Date: 2027-02-01
 """
 
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
