@@ -81,6 +81,19 @@ def deployed(tmp_path_factory, server_url: str, database_url: str):
         yield running
 
 
+@pytest.fixture(autouse=True)
+def no_leftover_dagster_state_storage():
+    """Entering a Dagster instance (`with instance:`) sets a context variable to its defs-state
+    storage, which holds the instance by a weak reference. Left set past its instance, every later
+    `materialize` in that process fails ('Attempted to resolve undefined DagsterInstance weakref'):
+    seen once under two xdist workers, after whichever module ran before on the worker. Each test
+    starts without it, as a fresh process does."""
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+
+    with set_defs_state_storage(None):
+        yield
+
+
 def pytest_addoption(parser):
     parser.addoption("--update-snapshots", action="store_true", help="rewrite harmonizer_tests/snapshots/ from the code, then compare")
 
