@@ -136,7 +136,7 @@ def _column(profile: ColumnProfile, statistics: FileStatistics | None, report: R
         charts.append(svg.bars([rows for _, rows in top], [shown(value) for value, _ in top], f"{profile.name}: top values"))
     if profile.pii:
         figures.append(("personal data", ", ".join(profile.pii)))
-    return {"name": profile.name, "pii": kind, "figures": figures, "charts": charts}
+    return {"name": profile.name, "pii": kind if report.protection.how != "clear" else None, "figures": figures, "charts": charts}
 
 
 def _statistics_of(statistics: FileStatistics | None, column: str) -> ColumnStatistics | None:
