@@ -1,8 +1,9 @@
-"""The report of a file read from disk (`harmonizer report FILE`), no dagster: its profile with
-statistics, the quality findings, its keys, and what the readers detected."""
+"""The report of a file's rows (`harmonizer report FILE`, and the benchmark's), no dagster: its
+profile with statistics, the quality findings, its keys, and what the readers detected."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -17,11 +18,7 @@ from harmonizer_pipeline.reports.html import Report, render
 
 
 def file_report(path: Path, table: TableFile, frame: pd.DataFrame, protection: Protection) -> str:
-    """The HTML page of a file's rows, read by the project's readers (`table` says how)."""
-    columns = list(table.detection.columns)
-    profile, statistics = profile_with_statistics(frame, columns)
-    with captured_output(ENGINE_LOGGERS):  # Desbordante's progress lines are not the page's
-        keys = analyze(frame[columns])
+    """The HTML page of a file read by the project's readers (`table` says how)."""
     detection = table.detection
     overview = [("format", detection.format)]
     if detection.encoding:
@@ -29,16 +26,16 @@ def file_report(path: Path, table: TableFile, frame: pd.DataFrame, protection: P
     if detection.delimiter:
         overview.append(("delimiter", repr(detection.delimiter)))
     overview.append(("file size", f"{path.stat().st_size:,} bytes"))
+    return frame_report(path.name, frame, list(detection.columns), overview, protection)
+
+
+def frame_report(title: str, frame: pd.DataFrame, columns: Sequence[str], overview: Sequence[tuple[str, str]], protection: Protection) -> str:
+    """The HTML page of `columns` of a frame of text, as raw/<source> holds a file."""
+    columns = list(columns)
+    profile, statistics = profile_with_statistics(frame, columns)
+    with captured_output(ENGINE_LOGGERS):  # Desbordante's progress lines are not the page's
+        keys = analyze(frame[columns])
     pii = {c.name: kind for c in profile.columns if (kind := detected_kind(c.pii))}
-    return render(
-        Report(
-            title=path.name,
-            profile=profile,
-            statistics=statistics,
-            findings=recommend(profile, frame[columns]),
-            keys=keys,
-            overview=overview,
-            pii=pii,
-            protection=protection,
-        )
-    )
+    findings = recommend(profile, frame[columns])
+    report = Report(title, profile, statistics, findings, keys, overview=overview, pii=pii, protection=protection)
+    return render(report)
