@@ -19,19 +19,25 @@ bench/.data/ (gitignored), with a pandera YAML schema for it. Then, each in a fr
 - harmonizer_validate: the schema gate of validated/<source> (quality.gate): whole-file
   uniqueness, then lazy validation chunk by chunk (100,000 rows), rejected rows collected;
 - harmonizer_profile_validate: both, one after the other, in one process;
+- harmonizer_report: the HTML page of `harmonizer report` (reports.file_report.frame_report):
+  the profile with its statistics, the quality findings, the keys (Desbordante), rendered with
+  its inline SVG charts, values of PII columns masked;
 - pandera: plain `schema.validate(frame, lazy=True)` of the whole frame (pandera's own way);
 - ydata_minimal: `ProfileReport(frame, minimal=True).get_description()` (the profile without
   rendering the HTML report, the part comparable to ours), run by a separate interpreter
   because ydata-profiling 4.18 pins pandas < 3: `--ydata-python`, default
   bench/.data/venv-ydata/bin/python, created on first use with
   `python3.11 -m venv bench/.data/venv-ydata && bench/.data/venv-ydata/bin/pip install
-  "ydata-profiling>=4.18" "pandas<3" "setuptools<81"`.
+  "ydata-profiling>=4.18" "pandas<3" "setuptools<81"`;
+- ydata_minimal_report: `ProfileReport(frame, minimal=True).to_html()`, its minimal report with
+  histograms, rendered: what harmonizer_report is compared with.
 
 Each child first reads the CSV (as text with pyarrow for harmonizer and pandera, as raw/<source>
 holds it; pandas.read_csv with its type inference for ydata, as its users do), then times only
 the operation; `rss_before` is the process's peak RSS after the read,
 `peak_rss` after the operation. Targets: profile time ≥ 5× faster than ydata minimal, and a
-lower peak RSS. Exit status 1 when a target fails or a scenario fails.
+lower peak RSS; the same for the report against ydata's minimal report. Exit status 1 when a
+target fails or a scenario fails.
 """
 
 from __future__ import annotations
@@ -52,6 +58,10 @@ DATA_VERSION = 1
 SEED = 20261123
 CHUNK_ROWS = 100_000
 SPEEDUP_TARGET = 5.0
+SCENARIOS = (
+    "harmonizer_profile", "harmonizer_profile_only", "harmonizer_validate", "harmonizer_profile_validate",
+    "harmonizer_report", "pandera", "ydata_minimal", "ydata_minimal_report",
+)  # fmt: skip
 
 SCHEMA_YAML = """\
 schema_type: dataframe
@@ -184,19 +194,22 @@ def _validate(frame, schema) -> dict:
 
 
 def scenario(name: str, path: Path) -> dict:
-    if name == "ydata_minimal":
+    if name in ("ydata_minimal", "ydata_minimal_report"):
         import pandas as pd
         from ydata_profiling import ProfileReport
 
         frame = pd.read_csv(path)
         before = peak_rss_mb()
         start = time.perf_counter()
-        description = ProfileReport(frame, minimal=True, progress_bar=False).get_description()
+        report = ProfileReport(frame, minimal=True, progress_bar=False)
+        if name == "ydata_minimal":
+            detail = {"columns": len(report.get_description().variables), "pandas": pd.__version__}
+        else:
+            detail = {"html_bytes": len(report.to_html().encode()), "pandas": pd.__version__}
         seconds = time.perf_counter() - start
-        detail = {"columns": len(description.variables), "pandas": pd.__version__}
     else:
         frame = _text_frame(path)
-        schema = _schema() if name not in ("harmonizer_profile", "harmonizer_profile_only") else None
+        schema = _schema() if name not in ("harmonizer_profile", "harmonizer_profile_only", "harmonizer_report") else None
         before = peak_rss_mb()
         start = time.perf_counter()
         if name == "harmonizer_profile":
@@ -207,6 +220,12 @@ def scenario(name: str, path: Path) -> dict:
             detail = _validate(frame, schema)
         elif name == "harmonizer_profile_validate":
             detail = {**_profile(frame), **_validate(frame, schema)}
+        elif name == "harmonizer_report":
+            from harmonizer_pipeline.privacy.policy import MASKED
+            from harmonizer_pipeline.reports.file_report import frame_report
+
+            columns = [c for c in frame.columns if not c.startswith("_")]
+            detail = {"html_bytes": len(frame_report(path.name, frame, columns, [], MASKED).encode())}
         elif name == "pandera":
             from pandera.errors import SchemaErrors
 
@@ -239,9 +258,9 @@ def main() -> int:
     schema_path().write_text(SCHEMA_YAML)
     print(f"{path.name}: {args.rows:,} rows × 20 columns, {path.stat().st_size / 1e6:.0f} MB")
     results = {}
-    for name in ("harmonizer_profile", "harmonizer_profile_only", "harmonizer_validate", "harmonizer_profile_validate", "pandera", "ydata_minimal"):
-        python = args.ydata_python if name == "ydata_minimal" else sys.executable
-        if name == "ydata_minimal" and not Path(python).exists():
+    for name in SCENARIOS:
+        python = args.ydata_python if name.startswith("ydata") else sys.executable
+        if name.startswith("ydata") and not Path(python).exists():
             results[name] = {"error": f"{python} not found (see this script's docstring to create it)"}
         else:
             results[name] = run_child(__file__, name, path, python)
@@ -255,12 +274,24 @@ def main() -> int:
         memory = ours["peak_rss_mb"] / ydata["peak_rss_mb"]
         gate = results["harmonizer_validate"]
         print(
+            f"  profile: ydata minimal {ydata['seconds']:.1f} s / harmonizer profile {ours['seconds']:.1f} s = {speedup:.1f}× faster "
+            f"(target {SPEEDUP_TARGET:.0f}×); peak RSS {ours['peak_rss_mb']:.0f} MB vs {ydata['peak_rss_mb']:.0f} MB = {memory:.2f}"
+        )
+        print(
             f"  validation: plain pandera {pandera['seconds']:.1f} s / harmonizer gate {gate['seconds']:.1f} s = "
             f"{pandera['seconds'] / gate['seconds']:.1f}× faster; pandera reports {pandera['failure_cases']:,} failure "
             f"cases, the gate {gate['failures']:,} on {gate['rejected_rows']:,} rows (in pandera a column with a value "
             "its dtype cannot take stays text, and its other checks fail or error on every row)"
         )
-        ok = speedup >= SPEEDUP_TARGET and memory < 1
+        report, ydata_report = results["harmonizer_report"], results["ydata_minimal_report"]
+        report_speedup = ydata_report["seconds"] / report["seconds"]
+        report_memory = report["peak_rss_mb"] / ydata_report["peak_rss_mb"]
+        print(
+            f"  report: ydata minimal report {ydata_report['seconds']:.1f} s / harmonizer report {report['seconds']:.1f} s = "
+            f"{report_speedup:.1f}× faster (target {SPEEDUP_TARGET:.0f}×); peak RSS {report['peak_rss_mb']:.0f} MB vs "
+            f"{ydata_report['peak_rss_mb']:.0f} MB = {report_memory:.2f}"
+        )
+        ok = speedup >= SPEEDUP_TARGET and memory < 1 and report_speedup >= SPEEDUP_TARGET and report_memory < 1
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0 if ok else 1

@@ -410,6 +410,21 @@ def compare(file_a: Path, file_b: Path, key_text: str | None, as_json: bool, out
         click.echo(f"wrote {output / name} ({rows} rows)")
 
 
+@main.command()
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, path_type=Path), required=True, help="the HTML file to write")
+@_show_pii
+def report(path: Path, output: Path, show_pii: bool) -> None:
+    """Write FILE's report as one self-contained HTML page: overview, keys, correlations, a card
+    per column with its chart, and the quality findings with their fixes."""
+    from harmonizer_pipeline.reports.file_report import file_report
+
+    shown = _values_shown(show_pii)
+    table, frame = _read_or_exit(path)
+    output.write_text(file_report(path, table, frame, shown), encoding="utf-8")
+    click.echo(f"wrote {output}")
+
+
 @main.command("infer-schema")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the YAML here (default: standard output).")

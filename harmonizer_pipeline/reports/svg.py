@@ -93,7 +93,9 @@ def heat_map(names: Sequence[str], values: Sequence[Sequence[float | None]], tit
             shapes.append(f'<rect x="{x}" y="{y}" width="{cell - 1}" height="{cell - 1}" fill="{fill}"><title>{escape(tip)}</title></rect>')
             shapes.append(f'<text x="{x + cell / 2}" y="{y + cell * 0.62}" font-size="9" text-anchor="middle" fill="{ink}">{text}</text>')
     side = margin + len(names) * cell
-    return _svg(Size(side, side), title, shapes)
+    shapes.append(f'<text x="0" y="14" font-size="12" font-weight="600">{escape(title)}</text>')
+    # the column names rise to the right of their cells: room for the last one's
+    return _svg(Size(side + margin * 3 // 4, side), title, shapes)
 
 
 def _colour(value: float, signed: bool) -> str:

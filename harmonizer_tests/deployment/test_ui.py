@@ -6,23 +6,16 @@ harmonizer_tests/artifacts/ (gitignored)."""
 
 import collections
 import re
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 
+from harmonizer_tests.browser import CHROMIUM, NO_CHROMIUM, chromium
 from harmonizer_tests.deployment.harness import SAMPLE_FILE
 
-CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium")) if p and Path(p).exists()), None)
-NO_CHROMIUM = "Debian chromium is not installed: apt-get install chromium"
 # A mark, not only pytest.skip in a fixture: the session's deployment would start before it.
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)]
-# Without --disable-background-networking Chromium's own connections are refused on a closed network.
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 ARTIFACTS = Path(__file__).parent / "artifacts"
 GROUPS = {"ingest", "quality", "keys", "harmonize", "export", "ops", "retention"}
 HEADER = SAMPLE_FILE.read_text().splitlines()[0].split(",")
@@ -35,14 +28,8 @@ TABLE_ROWS_JS = "() => Array.from(document.querySelectorAll('tr')).map(tr => Arr
 
 @pytest.fixture(scope="module")
 def browser():
-    if CHROMIUM is None:
-        pytest.skip(NO_CHROMIUM)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture

@@ -58,7 +58,8 @@ def test_heat_map_colours_run_from_blue_through_white_to_orange():
     assert [c.get("fill") for c in cells] == ["#d66e20", "#9db6d2", "#eeeeee", "#ffffff"]
     assert [c.find("svg:title", NS).text for c in cells] == ["a × a: 1.00", "a × b: -0.50", "b × a: not computed", "b × b: 0.00"]
     values = [t.text for t in chart.findall("svg:text", NS)[4:]]
-    assert values == ["1.00", "-0.50", None, "0.00"]
+    assert values == ["1.00", "-0.50", None, "0.00", "pearson"]  # the cells, then the caption
+    assert (chart.get("width"), chart.get("height")) == ("248", "166")  # room right of the cells for the rising names
 
 
 def test_an_association_heat_map_is_orange_only():
