@@ -350,7 +350,7 @@ def _near_key_violations(chunks, found, shown) -> dict[tuple[str, ...], list]:
     from harmonizer_pipeline.keys.violations import listed, near_key_groups
 
     frame = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame(columns=[*found.columns, "_row_number"])
-    groups = listed(near_key_groups(frame, found.near_keys, found.null_equals_null), PiiColumns(None, None, [frame]).show(shown.value))
+    groups = listed(near_key_groups(frame, found.near_keys, found.null_equals_null, found.codes), PiiColumns(None, None, [frame]).show(shown.value))
     by_key: dict[tuple[str, ...], list] = {}
     for group in groups:
         by_key.setdefault(group.columns, []).append(group)
