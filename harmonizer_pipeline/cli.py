@@ -388,11 +388,11 @@ def compare(file_a: Path, file_b: Path, key_text: str | None, as_json: bool, out
     except (ComparisonError, OSError) as exc:
         click.echo(f"harmonizer compare: {exc}", err=True)
         sys.exit(2)
-    report = file_diff.report(result, key, names)
     if as_json:
+        report = file_diff.report(result, key, names)
         click.echo(json.dumps(report | ({"files": {str(output / n): rows for n, rows in written.items()}} if output else {}), ensure_ascii=False))
         return
-    for line in file_diff.text_lines(report):
+    for line in file_diff.text_lines(result, key, names):
         click.echo(line)
     for name, rows in written.items():
         assert output is not None  # files are written only into -o
