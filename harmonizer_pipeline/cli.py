@@ -361,7 +361,7 @@ def _near_key_violations(chunks, found, shown) -> dict[tuple[str, ...], list]:
     from harmonizer_pipeline.keys.violations import listed, near_key_groups
 
     frame = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame(columns=[*found.columns, "_row_number"])
-    groups = listed(near_key_groups(frame, found.near_keys, found.null_equals_null), PiiColumns(None, None, [frame]).show(shown.value))
+    groups = listed(near_key_groups(frame, found.near_keys, found.null_equals_null, found.codes), PiiColumns(None, None, [frame]).show(shown.value))
     by_key: dict[tuple[str, ...], list] = {}
     for group in groups:
         by_key.setdefault(group.columns, []).append(group)
@@ -399,11 +399,11 @@ def compare(file_a: Path, file_b: Path, key_text: str | None, as_json: bool, out
     except (ComparisonError, OSError) as exc:
         click.echo(f"harmonizer compare: {exc}", err=True)
         sys.exit(2)
-    report = file_diff.report(result, key, names)
     if as_json:
+        report = file_diff.report(result, key, names)
         click.echo(json.dumps(report | ({"files": {str(output / n): rows for n, rows in written.items()}} if output else {}), ensure_ascii=False))
         return
-    for line in file_diff.text_lines(report):
+    for line in file_diff.text_lines(result, key, names):
         click.echo(line)
     for name, rows in written.items():
         assert output is not None  # files are written only into -o

@@ -100,7 +100,8 @@ def analyse_file(
     if suggested:
         key_holds = analysis.suggestion.unique and analysis.null_equals_null
         groups.append(_groups(frame.iloc[:0] if key_holds else frame, "key", suggested))
-    groups.append(near_key_groups(frame, analysis.near_keys, analysis.null_equals_null))
+    groups.append(near_key_groups(frame, analysis.near_keys, analysis.null_equals_null, analysis.codes))
+    analysis.codes = None  # the file's codes are not needed past here
     all_groups = pd.concat(groups, ignore_index=True)
     if len(all_groups):
         all_groups = _with_lineage(tables, source, partition_key, all_groups)

@@ -128,7 +128,7 @@ def report(result: Comparison, key: KeyChoice, names: tuple[str, str]) -> dict[s
     return {
         "file_a": names[0],
         "file_b": names[1],
-        "key": result.key and list(result.key),
+        "key": list(result.key),
         "key_reason": key.reason,
         "rows_a": result.rows_a,
         "rows_b": result.rows_b,
@@ -140,23 +140,20 @@ def report(result: Comparison, key: KeyChoice, names: tuple[str, str]) -> dict[s
     }
 
 
-def text_lines(summary: Mapping[str, object]) -> list[str]:
+def text_lines(result: Comparison, key: KeyChoice, names: tuple[str, str]) -> list[str]:
     """The report as people read it on a terminal."""
-    changed_columns = summary["changed_columns"]
-    retyped = summary["retyped_columns"]
-    assert isinstance(changed_columns, dict) and isinstance(retyped, list)
     lines = [
-        f"{summary['file_a']} ({summary['rows_a']} rows) -> {summary['file_b']} ({summary['rows_b']} rows)",
-        f"key: {', '.join(summary['key'])} ({summary['key_reason']})",  # pyright: ignore[reportArgumentType, reportCallIssue]
-        f"added {summary['added']}, removed {summary['removed']}, changed {summary['changed']}, unchanged {summary['unchanged']}",
+        f"{names[0]} ({result.rows_a} rows) -> {names[1]} ({result.rows_b} rows)",
+        f"key: {', '.join(result.key)} ({key.reason})",
+        f"added {result.added}, removed {result.removed}, changed {result.changed}, unchanged {result.unchanged}",
     ]
-    if changed_columns:
+    if result.changed_columns:
         lines.append("changed rows per column:")
-        width = max(len(str(c)) for c in changed_columns)
-        lines += [f"  {c:<{width}}  {n}" for c, n in changed_columns.items()]
-    for label, names in (("columns added", summary["added_columns"]), ("columns removed", summary["removed_columns"])):
-        lines.append(f"{label}: {', '.join(names) or '(none)'}")  # pyright: ignore[reportCallIssue, reportArgumentType]
-    lines.append("columns retyped: " + (", ".join(f"{r['column']} ({r['type_a']} -> {r['type_b']})" for r in retyped) or "(none)"))
+        width = max(len(c) for c in result.changed_columns)
+        lines += [f"  {c:<{width}}  {n}" for c, n in result.changed_columns.items()]
+    lines.append(f"columns added: {', '.join(result.added_columns) or '(none)'}")
+    lines.append(f"columns removed: {', '.join(result.removed_columns) or '(none)'}")
+    lines.append("columns retyped: " + (", ".join(f"{c} ({before} -> {after})" for c, before, after in result.retyped_columns) or "(none)"))
     return lines
 
 

@@ -23,13 +23,13 @@ class Violation:
     rows: list[int]  # their row numbers
 
 
-def near_key_groups(frame: pd.DataFrame, near_keys: Sequence[NearKey], null_equals_null: bool) -> pd.DataFrame:
+def near_key_groups(frame: pd.DataFrame, near_keys: Sequence[NearKey], null_equals_null: bool, encoded: pd.DataFrame | None = None) -> pd.DataFrame:
     """The groups breaking each near-key: the frame's rows in them with `_group`, `_kind`
-    (`near_key`) and `_key_columns`, near-key after near-key in their rank order."""
+    (`near_key`) and `_key_columns`, near-key after near-key in their rank order. `encoded`: the
+    analysis' codes of the frame's columns, when at hand."""
     parts = []
-    for near in near_keys:
+    for near, found in zip(near_keys, violations(frame, [near.columns for near in near_keys], null_equals_null, encoded)):
         columns = list(near.columns)
-        found = violations(frame, columns, null_equals_null)
         # pandas-stubs type assign's values as scalars or sequences of scalars; a list of lists makes the object column wanted.
         parts.append(found.assign(_kind="near_key", _key_columns=[columns] * len(found)))  # pyright: ignore[reportArgumentType]
     return pd.concat(parts, ignore_index=True) if parts else frame.iloc[:0].assign(_group=pd.Series([], dtype="int64"), _kind="", _key_columns=None)

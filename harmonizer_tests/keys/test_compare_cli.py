@@ -181,3 +181,10 @@ def test_keys_violations_with_nulls_distinct_leaves_rows_with_null_out(tmp_path)
     done = CliRunner().invoke(main, ["keys", str(path), "--violations", "--nulls-distinct", "--json"])
     near = {tuple(k["columns"]): k["violations"] for k in json.loads(done.stdout)["near_keys"]}
     assert near[("code",)] == [{"group": 1, "values": {"code": "a"}, "rows": [3, 4]}]
+
+
+def test_keys_violations_of_an_unreadable_file_exits_2_with_one_line(tmp_path):
+    (tmp_path / "ragged.csv").write_text("a,b\n1,2\n3,4,5\n")
+    done = CliRunner().invoke(main, ["keys", str(tmp_path / "ragged.csv"), "--violations"])
+    assert (done.exit_code, done.stdout) == (2, "")
+    assert done.stderr.startswith("ragged.csv: line 3 has 3 fields, the header has 2") and len(done.stderr.splitlines()) == 1

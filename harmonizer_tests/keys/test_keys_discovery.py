@@ -202,3 +202,29 @@ def test_near_keys_of_a_table_larger_than_a_sample_come_from_sample_keys():
     best = analysis.near_keys[0]
     assert (best.columns, best.uniqueness, best.duplicate_groups, best.excess_rows) == (("email",), 0.999, 5, 5)
     assert all(k.uniqueness < 0.999 for k in analysis.near_keys[1:])
+
+
+def obvious_violations(frame: pd.DataFrame, columns: list[str], null_equals_null: bool) -> list[tuple[int, int]]:
+    """(group, row) of the rows sharing their combination with another row, by Python tuples:
+    groups numbered by first appearance; with NULLs distinct a row holding NULL repeats nothing."""
+    rows = [tuple(None if pd.isna(v) else v for v in r) for r in frame[columns].itertuples(index=False)]
+    counted: dict[tuple, list[int]] = {}
+    for position, combination in enumerate(rows):
+        if null_equals_null or None not in combination:
+            counted.setdefault(combination, []).append(position)
+    repeated = [positions for positions in counted.values() if len(positions) > 1]
+    return sorted((group, row) for group, positions in enumerate(repeated, start=1) for row in positions)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from(["a", "b", None]), st.sampled_from(["x", "y", "z", None]), st.integers(0, 2)), max_size=40),
+    st.booleans(),
+    st.booleans(),
+)
+def test_violations_from_shared_codes_agree_with_grouping_by_tuples(rows, null_equals_null, from_analysis):
+    frame = pd.DataFrame(rows, columns=["p", "q", "r"]).astype({"p": "str", "q": "str"})
+    near = [["p"], ["p", "q"], ["q", "r"], ["p", "q", "r"]]
+    encoded = discovery.encode(frame, null_equals_null=null_equals_null) if from_analysis else None
+    for columns, found in zip(near, discovery.violations(frame, near, null_equals_null, encoded)):
+        assert sorted(zip(found["_group"], found.index)) == obvious_violations(frame, columns, null_equals_null)

@@ -14,7 +14,12 @@ from harmonizer_pipeline.retention.erasure import erase_file
 from harmonizer_pipeline.retention.expiry import apply_retention
 from harmonizer_pipeline.settings import Settings, parse_settings
 from harmonizer_tests.keys.test_keys_pipeline import compare_files, land
-from harmonizer_tests.retention.test_retention import Run
+
+
+class Run:
+    """The run of these tests' retention calls (its own id: other tests read their audit rows by theirs)."""
+
+    run_id, tags, parent_run_id = "comparison-rows-retention-test", {"harmonizer/launched_by": "test"}, None
 
 
 def make_settings(landing: Path, source: str, **retention) -> Settings:
