@@ -252,7 +252,7 @@ def number_statistics(numbers: np.ndarray, counts: np.ndarray, invalid: int = 0)
     mean = float(np.dot(values, weights) / n)
     std = math.sqrt(float(np.dot(weights, (values - mean) ** 2)) / (n - 1)) if n > 1 else None
     p5, p25, p50, p75, p95 = weighted_quantiles(values, weights, QUANTILES)
-    bins = min(HISTOGRAM_BINS, len(np.unique(values)))
+    bins = min(HISTOGRAM_BINS, 1 + int(np.count_nonzero(np.diff(values))))  # distinct numbers (values are sorted)
     edges = np.histogram_bin_edges(values, bins=bins)
     hist, _ = np.histogram(values, bins=edges, weights=weights)
     return NumberStatistics(
