@@ -22,6 +22,7 @@ import psycopg
 
 from harmonizer_pipeline.bookkeeping import rejected, schema, summaries
 from harmonizer_pipeline.bookkeeping.statements import NotMigrated
+from harmonizer_pipeline.privacy.masking import scrub_text
 from harmonizer_pipeline.privacy.policy import MASKED, source_columns
 from harmonizer_pipeline.settings import Settings
 
@@ -79,6 +80,10 @@ def tally(parts: Sequence[tuple[int, str]], noun: str = "row") -> list[str]:
 
 def _columns(names: Sequence[str]) -> str:
     return ", ".join(names)
+
+
+def _unknown(name: str, kind: str, known: Iterable[str]) -> SummaryError:
+    return SummaryError(f"no {kind} {name!r} in harmonizer.yaml ({kind}s: {', '.join(known) or 'none'})")
 
 
 # The facts
@@ -184,7 +189,8 @@ def file_summary(facts: FileFacts) -> str:
     if facts.status in ("failed", "duplicate", "pending"):
         sentences.append(
             {
-                "failed": f"It could not be loaded: {facts.error}.",
+                # A reader's error may quote a value of the file.
+                "failed": f"It could not be loaded: {scrub_text(facts.error or 'no reason recorded')}.",
                 "duplicate": f"It was not loaded: {facts.error}.",
                 "pending": "It is being loaded.",
             }[facts.status]
@@ -428,7 +434,7 @@ def merge_facts(conn, settings: Settings, target: str, *, changed: bool = True) 
     """The facts of the target's latest merge; with `changed` False, of a merge that found nothing
     to do after it (the target as the latest merge left it)."""
     if target not in settings.targets:
-        raise SummaryError(f"no target {target!r} in harmonizer.yaml (targets: {', '.join(settings.targets) or 'none'})")
+        raise _unknown(target, "target", settings.targets)
     merge = summaries.latest_merge(conn, target)
     files = summaries.merged_file_count(conn, target)
     if merge is None:
@@ -487,9 +493,9 @@ def choose(conn, settings: Settings, source: str | None, file: str | None, targe
     """The summaries asked for, as (kind, source or target, partition key or ''): with no option
     the latest file of each source and every target; raises SummaryError naming what is unknown."""
     if source is not None and source not in settings.sources:
-        raise SummaryError(f"no source {source!r} in harmonizer.yaml (sources: {', '.join(settings.sources) or 'none'})")
+        raise _unknown(source, "source", settings.sources)
     if target is not None and target not in settings.targets:
-        raise SummaryError(f"no target {target!r} in harmonizer.yaml (targets: {', '.join(settings.targets) or 'none'})")
+        raise _unknown(target, "target", settings.targets)
     chosen: list[tuple[str, str, str]] = []
     sources = [source] if source else ([] if target and not file else list(settings.sources))
     if file is not None:

@@ -192,6 +192,14 @@ def test_drift_against_the_previous_file(changes, said):
     assert text == " ".join([ARRIVED, PASSED, CLEAN, KEYED, said])
 
 
+def test_an_error_quoting_personal_data_is_masked():
+    error = "visits_2026-11.csv: row 7: cannot parse 'ann.lee@example.org' as a date"
+    text = file_summary(facts(status="failed", error=error, rows=None, format=None, encoding=None))
+    assert (
+        text == "visits_2026-11.csv arrived in clinic_a: 1.2 MB. It could not be loaded: visits_2026-11.csv: row 7: cannot parse '***@example.org' as a date."
+    )
+
+
 def test_a_file_whose_rows_were_removed_since():
     text = file_summary(facts(status="erased"))
     assert text == " ".join([ARRIVED, "Its rows have since been removed (erased).", PASSED, CLEAN, KEYED, FIRST])
