@@ -121,9 +121,11 @@ def refresh(conn, target_name: str, target: Target, merge_id: int, every_block: 
         labels = [block_label(dict(zip(match.block_on, b)), match.block_on) for b in blocks]
         conn.execute(sql.SQL("DELETE FROM {} WHERE block = ANY(%s)").format(table), (labels,))
     selected = _selection(conn, target_name, target, blocks)
-    block_ids = _blocks_sql(target) if match.block_on else sql.SQL("1")
-    sizes = sql.SQL("SELECT count(*) FILTER (WHERE n <= %s), count(*) FILTER (WHERE n > %s) FROM (SELECT count(*) AS n FROM {} WHERE {} GROUP BY {}) b").format(
-        qualified(store.SCHEMA, target_name), selected, block_ids
+    # Without block_on the whole target is one block (none when it is empty); `GROUP BY 1` would
+    # name the select list's count(*).
+    grouped = sql.SQL("GROUP BY {}").format(_blocks_sql(target)) if match.block_on else sql.SQL("HAVING count(*) > 0")
+    sizes = sql.SQL("SELECT count(*) FILTER (WHERE n <= %s), count(*) FILTER (WHERE n > %s) FROM (SELECT count(*) AS n FROM {} WHERE {} {}) b").format(
+        qualified(store.SCHEMA, target_name), selected, grouped
     )
     compared, skipped = conn.execute(sizes, (match.max_block_rows, match.max_block_rows)).fetchone()
     columns = [*(f"left_{k}" for k in target.key), *(f"right_{k}" for k in target.key), "left_text", "right_text", "score", "block"]

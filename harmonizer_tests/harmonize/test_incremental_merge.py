@@ -29,7 +29,7 @@ from harmonizer_pipeline.settings import parse_settings
 KEYS = ["k1", "k2", "k3", "k4", "k5", "k6"]
 
 
-def make_settings(survivorship: str = "latest_file", snapshot_b: bool = False, history: bool = False, match: bool = False):
+def make_settings(survivorship: str = "latest_file", snapshot_b: bool = False, history: bool = False, match: bool = False, block_on: tuple[str, ...] = ("n",)):
     suffix = uuid.uuid4().hex[:10]
     a, b, target = f"ma_{suffix}", f"mb_{suffix}", f"mt_{suffix}"
     config = {
@@ -44,7 +44,7 @@ def make_settings(survivorship: str = "latest_file", snapshot_b: bool = False, h
                 "survivorship": survivorship,
                 **({"source_priority": [b, a]} if survivorship == "source_priority" else {}),
                 "history": history,
-                **({"match": {"columns": ["v"], "block_on": ["n"], "threshold": 80}} if match else {}),
+                **({"match": {"columns": ["v"], "block_on": list(block_on), "threshold": 80}} if match else {}),
             }
         },
     }
@@ -276,6 +276,18 @@ def test_two_merges_of_one_target_never_interleave(database_url, tmp_path):
         conn.commit()
     out, _ = second.communicate(timeout=60)
     assert (first.inserted, out.split()) == (1, ["0", "1"])  # it saw the first's merge: nothing left to do
+
+
+def test_fuzzy_candidates_without_block_on_compare_the_whole_target_as_one_block(database_url, psql):
+    settings, a, b, target = make_settings(match=True, block_on=())
+    with psycopg.connect(database_url) as conn:
+        files = Files(conn, settings, target)
+        files.land(a, "jan.csv", [("k1", "Jonas Becker", 1), ("k2", "Anna Meyer", 2)])
+        files.merge()
+        files.land(b, "feb.csv", [("k3", "Jonas Bäcker", 3)])
+        files.merge()
+    found = psql(f'SELECT left_k, right_k, left_text, right_text, block FROM harmonized."{target}_match_candidates" ORDER BY 1, 2')
+    assert found == [("k1", "k3", "jonas becker", "jonas bäcker", "")]  # compared as normalized text
 
 
 def test_a_merge_that_fails_leaves_every_table_as_it_was(database_url, psql):
