@@ -127,16 +127,19 @@ def _column(profile: ColumnProfile, statistics: FileStatistics | None, report: R
     elif stats and stats.text:
         text = stats.text
         figures.append(("length min · mean · max", f"{text.length_min} · {text.length_mean:.1f} · {text.length_max}"))
-        top = text.top_values[:TOP_SHOWN]
-        if top:
-            charts.append(svg.bars([rows for _, rows in top], [shown(value) for value, _ in top], f"{profile.name}: top values"))
+        if text.top_values:
+            charts.append(_top_values(profile.name, text.top_values, shown))
         charts.append(svg.columns(text.length_histogram.counts, _bin_labels(text.length_histogram, str), f"{profile.name}: lengths"))
     elif profile.top_values:
-        top = profile.top_values[:TOP_SHOWN]
-        charts.append(svg.bars([rows for _, rows in top], [shown(value) for value, _ in top], f"{profile.name}: top values"))
+        charts.append(_top_values(profile.name, profile.top_values, shown))
     if profile.pii:
         figures.append(("personal data", ", ".join(profile.pii)))
     return {"name": profile.name, "pii": kind if report.protection.how != "clear" else None, "figures": figures, "charts": charts}
+
+
+def _top_values(column: str, top_values: list[tuple[str, int]], shown) -> str:
+    top = top_values[:TOP_SHOWN]
+    return svg.bars([rows for _, rows in top], [shown(value) for value, _ in top], f"{column}: top values")
 
 
 def _statistics_of(statistics: FileStatistics | None, column: str) -> ColumnStatistics | None:

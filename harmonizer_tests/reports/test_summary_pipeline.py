@@ -22,15 +22,7 @@ from harmonizer_pipeline.demo import evaluate_sensor, launch_requests
 from harmonizer_pipeline.reports import summary
 from harmonizer_pipeline.resources import build_resources
 from harmonizer_pipeline.settings import CONFIG_ENV, Settings, load_settings, parse_settings
-
-SCHEMA = """\
-schema_type: dataframe
-version: 0.22.0
-columns:
-  id: {dtype: str, nullable: false, checks: {str_matches: '^C\\d+$'}}
-coerce: true
-strict: false
-"""
+from harmonizer_tests.harmonize.test_harmonize_pipeline import SCHEMA
 
 
 @dataclass

@@ -264,14 +264,13 @@ def _detect(path: Path, raw: bytes, complete: bool, not_utf8: str) -> tuple[str,
 
     def describe(reading: _Reading) -> str:
         language = languages.get(reading.encoding) or languages.get(reading.encodings[0])
-        found = language and pycountry.languages.get(alpha_2=language)
-        name = f" ({found.name.removesuffix(' (1453-)')})" if found else ""  # 'Modern Greek (1453-)'
-        return f"{reading.encoding}{name}, score {reading.score:.3f}"
+        name = language and _language_name(language)
+        return f"{reading.encoding}{f' ({name})' if name else ''}, score {reading.score:.3f}"
 
     why = f"{not_utf8}; chardet: {describe(best)}"
     if best is not readings[0] and readings[0].fit:
         share, language, _ = readings[0].fit
-        why += f"; not {describe(readings[0])}: only {share:.0%} of its accented letters fit one of its languages ({_language_name(language)})"
+        why += f"; not {describe(readings[0])}: only {share:.0%} of its accented letters fit one of its languages ({_language_name(language) or language})"
     if best.score < _WEAK_SCORE:
         raise ReadError(path, f"cannot tell the encoding ({why}, too little text to tell): {hint}")
     other = next((reading for reading in plausible if reading.family != best.family), None)
@@ -323,9 +322,10 @@ def _alphabet_fit(text: str, languages: set[str]) -> tuple[float, str, int] | No
     return fitting(language) / total, language, total
 
 
-def _language_name(alpha_2: str) -> str:
+def _language_name(alpha_2: str) -> str | None:
+    """The language's English name ('Modern Greek (1453-)' without its years), None when unknown."""
     found = pycountry.languages.get(alpha_2=alpha_2)
-    return found.name.removesuffix(" (1453-)") if found else alpha_2
+    return found.name.removesuffix(" (1453-)") if found else None
 
 
 def _text(raw: bytes, encoding: str, complete: bool) -> str | None:
