@@ -7,6 +7,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -104,3 +105,8 @@ def failing_as_dagster() -> Iterator[None]:
         yield
     except StageError as error:
         raise dg.Failure(scrub_text(str(error))) from None
+
+
+def page_metadata(page: Path | None) -> dict[str, dg.MetadataValue]:
+    """The link to a file's HTML page (reports.pages), once it has one."""
+    return {} if page is None else {"report": dg.MetadataValue.path(str(page))}

@@ -23,7 +23,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from harmonizer_pipeline.keys.comparison import Comparison, value_text
-from harmonizer_pipeline.keys.discovery import KeyAnalysis
+from harmonizer_pipeline.keys.discovery import Key, KeyAnalysis, NearKey, Suggestion
 
 _PER_FILE = ("key_summary", "unique_keys", "near_keys", "duplicate_groups")
 
@@ -85,6 +85,36 @@ def save_analysis(conn, source: str, partition_key: str, run_id: str, analysis: 
                     source, partition_key, run_id, record["_kind"], list(record["_key_columns"]), int(record["_group"]),
                     json.dumps(values, ensure_ascii=False), _plain(record.get("_row_number")), record.get("_source_file"), record.get("_load_id"),
                 ))  # fmt: skip
+
+
+def load_analysis(conn, source: str, partition_key: str, columns: Sequence[str]) -> KeyAnalysis | None:
+    """The file's stored key analysis (`columns`: the file's, which the summary only counts); None
+    when never analysed."""
+    where = (source, partition_key)
+    summary = conn.execute(
+        "SELECT rows, suggested_key, suggestion_reason, suggested_key_unique, duplicate_rows, null_equals_null, max_size, seconds"
+        " FROM keys.key_summary WHERE source = %s AND partition_key = %s",
+        where,
+    ).fetchone()
+    if summary is None:
+        return None
+    rows, suggested, reason, unique, duplicate_rows, null_equals_null, max_size, seconds = summary
+    minimal = conn.execute("SELECT columns, has_nulls FROM keys.unique_keys WHERE source = %s AND partition_key = %s ORDER BY size, columns", where).fetchall()
+    near = conn.execute(
+        "SELECT columns, uniqueness, duplicate_groups, excess_rows, has_nulls FROM keys.near_keys WHERE source = %s AND partition_key = %s ORDER BY rank",
+        where,
+    ).fetchall()
+    return KeyAnalysis(
+        rows=rows,
+        columns=list(columns),
+        minimal_keys=[Key(tuple(c), nulls) for c, nulls in minimal],
+        near_keys=[NearKey(tuple(c), u, g, e, nulls) for c, u, g, e, nulls in near],
+        suggestion=Suggestion(tuple(suggested) if suggested else None, reason, unique),
+        duplicate_rows=duplicate_rows,
+        seconds=seconds,
+        null_equals_null=null_equals_null,
+        max_size=max_size,
+    )
 
 
 def suggested_key(conn, source: str, partition_key: str) -> list[str] | None:

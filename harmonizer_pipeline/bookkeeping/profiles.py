@@ -71,6 +71,18 @@ def latest_profile(conn, source: str, partition_keys: Sequence[str]) -> tuple[st
     return key, FileProfile(columns[0].rows if columns else 0, columns)
 
 
+def latest_recommendations(conn, source: str, partition_key: str) -> list[Recommendation]:
+    """The fixes recommended with the file's latest profile."""
+    rows = conn.execute(
+        "SELECT r.column_name, r.issue, r.detail, r.rows, r.pandas_fix, r.sql_fix FROM quality.recommendations r"
+        " JOIN quality.column_profiles p USING (run_id, source, partition_key, column_name)"
+        " WHERE (r.run_id, r.source, r.partition_key) = (SELECT run_id, source, partition_key FROM quality.column_profiles"
+        " WHERE source = %s AND partition_key = %s ORDER BY profiled_at DESC LIMIT 1) ORDER BY p.position, r.issue",
+        (source, partition_key),
+    ).fetchall()
+    return [Recommendation(*row) for row in rows]
+
+
 def _column_profile(stored: dict | str) -> ColumnProfile:
     fields = json.loads(stored) if isinstance(stored, str) else dict(stored)
     fields["top_values"] = [tuple(pair) for pair in fields["top_values"]]

@@ -38,7 +38,7 @@ def export_target_asset(settings: Settings, target_name: str) -> dg.AssetsDefini
         description=(
             f"{naming.harmonized(target_name).qualified} as {', '.join(options.formats)} under {settings.export_directory()}/{target_name}/<run date>/, with "
             "its unique-record file (keys that occurred once) and duplicate-record file (every row of a key that occurred "
-            "more than once, the kept row first)"
+            "more than once, the kept row first), its HTML report (<target>_report.html: the harmonized table profiled, the latest merge told)"
             + (", a zip of the lot" if options.zip else "")
             + (f"; uploaded to b2://{options.b2.bucket}/{options.b2.prefix}" if options.b2 else "")
             + "."
@@ -57,6 +57,7 @@ def export_target_asset(settings: Settings, target_name: str) -> dg.AssetsDefini
         return dg.MaterializeResult(
             metadata={
                 "directory": directory,
+                "report": dg.MetadataValue.path(str(outcome.report)),
                 "files": _files(outcome.files),
                 "change_files": change_files,
                 "rows": table_metadata([{"output": k, "rows": v} for k, v in outcome.written.items()], [("output", "string"), ("rows", "int")]),

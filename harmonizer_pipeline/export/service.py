@@ -24,7 +24,8 @@ from harmonizer_pipeline.export import writers
 from harmonizer_pipeline.harmonize import store
 from harmonizer_pipeline.ingest.b2 import v2_bucket
 from harmonizer_pipeline.ingest.discovery import sha256_of
-from harmonizer_pipeline.privacy.policy import PrivacyError, Protection, export_protection, source_columns, target_columns
+from harmonizer_pipeline.privacy.policy import PrivacyError, Protection, export_protection, page_protection, source_columns, target_columns
+from harmonizer_pipeline.reports import pages
 from harmonizer_pipeline.reports.summary import target_document
 from harmonizer_pipeline.services import Run, StageError
 from harmonizer_pipeline.settings import Settings
@@ -33,6 +34,7 @@ from harmonizer_pipeline.storage.tables import StageTables
 CHUNK_ROWS = 100_000  # rows of the harmonized tables read at a time (StageTables' chunk_rows)
 
 SUMMARY_FILE = "summary.md"  # in the zip: the target's latest merge and its files, in plain English
+REPORT_SUFFIX = "_report.html"  # the target's HTML page (reports.pages), among the files
 
 # Where export.full is `schedule`, an automatic run writes the change files only.
 SCHEDULE_WAIT = "waits for the schedule (export.full: schedule)"
@@ -42,7 +44,7 @@ SCHEDULE_WAIT = "waits for the schedule (export.full: schedule)"
 class Exported:
     """An export: its directory, the change files written, and (unless the full export waits for
     the schedule: `full` False) the files of the full export, the rows each output got and where
-    the files were uploaded."""
+    the files were uploaded (the target's HTML page among them)."""
 
     directory: Path
     change_files: list[Path]
@@ -50,6 +52,7 @@ class Exported:
     files: list[Path] = field(default_factory=list)
     written: dict[str, int] = field(default_factory=dict)
     uploaded: list[str] = field(default_factory=list)
+    report: Path | None = None  # the target's HTML page, one of the files
 
 
 def export_target(
@@ -118,9 +121,11 @@ def _export(settings: Settings, target_name: str, tables: StageTables, connect, 
     duplicates_path = directory / f"{target_name}_duplicate_records.csv"
     written[duplicates_path.name] = writers.write_csv(duplicates(), duplicates_path, bom=options.csv_bom)
     files.insert(len(files) - ("xlsx" in options.formats), duplicates_path)
+    with connect() as conn:
+        report = pages.write(directory / f"{target_name}{REPORT_SUFFIX}", pages.target_page(conn, tables, settings, target_name, protected.page))
+        summary = target_document(conn, settings, target_name)
+    files.append(report)
     if options.zip:
-        with connect() as conn:
-            summary = target_document(conn, settings, target_name)
         files.append(writers.write_zip(files, directory / f"{target_name}_{directory.name}.zip", {SUMMARY_FILE: summary}))
     uploaded = upload(files)
     log(f"{target_name}: {len(files)} files in {directory}")
@@ -140,7 +145,7 @@ def _export(settings: Settings, target_name: str, tables: StageTables, connect, 
         metrics.record(conn, run.run_id, target_name, None, str(naming.export(target_name)), {
             "rows": read.rows, "files": len(files), "duration_seconds": time.perf_counter() - started,
         })  # fmt: skip
-    return Exported(directory, changed, files=files, written=written, uploaded=uploaded)
+    return Exported(directory, changed, files=files, written=written, uploaded=uploaded, report=report)
 
 
 def _write_changes(
@@ -179,26 +184,28 @@ _Protect = Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]
 
 @dataclass(frozen=True)
 class _Protected:
-    """The export's PII protection (privacy.exports) with the PII columns of the target and of
-    each of its sources (for the rejected values their files left)."""
+    """The export's PII protection (privacy.exports) and its HTML page's (privacy.reports), with
+    the PII columns of the target and of each of its sources (for the rejected values their
+    files left)."""
 
     protection: Protection
+    page: Protection
     target: dict[str, str] = field(default_factory=dict)
     sources: dict[tuple[str, str], str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, settings: Settings, target_name: str, connect) -> _Protected:
         try:
-            protection = export_protection(settings.privacy)
+            protection, page = export_protection(settings.privacy), page_protection(settings.privacy)
         except PrivacyError as err:
             raise StageError(str(err)) from None
-        if protection.how == "clear":
-            return cls(protection)
+        if protection.how == page.how == "clear":
+            return cls(protection, page)
         sources = settings.sources_of(target_name)
         with connect() as conn:
             detected = profiles.flagged_pii(conn, sources) if settings.privacy.detect else {}
         by_source = {(s, c): kind for s in sources for c, kind in source_columns(settings.privacy, s, detected.get(s, {})).items()}
-        return cls(protection, target_columns(settings, target_name, detected), by_source)
+        return cls(protection, page, target_columns(settings, target_name, detected), by_source)
 
     def chunks(self, chunks: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         return self.protection.chunks(chunks, self.target)

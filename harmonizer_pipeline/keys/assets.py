@@ -10,11 +10,12 @@ from harmonizer_pipeline import naming, wiring
 from harmonizer_pipeline.keys.analysis import Compared, FilesCompared, KeyFindings, analyse_file, compare_file, compare_files
 from harmonizer_pipeline.keys.comparison import Comparison, Difference
 from harmonizer_pipeline.keys.violations import Violation
+from harmonizer_pipeline.reports.pages import publish_file_page
 from harmonizer_pipeline.reports.summary import file_text
-from harmonizer_pipeline.resources import PostgresResource
+from harmonizer_pipeline.resources import LandingResource, PostgresResource
 from harmonizer_pipeline.services import StageError
 from harmonizer_pipeline.settings import Settings
-from harmonizer_pipeline.wiring import GATED_EAGER, OWNERS, earlier_partitions, failing_as_dagster, table_metadata
+from harmonizer_pipeline.wiring import GATED_EAGER, OWNERS, earlier_partitions, failing_as_dagster, page_metadata, table_metadata
 
 SHOWN_KEYS = 50  # keys listed in the UI metadata (all are in keys.unique_keys)
 
@@ -61,10 +62,11 @@ def comparison_source_asset(settings: Settings, source: str, partitions: dg.Dyna
         description=(
             f"Each {source} file against the previous one on the key: schema differences, rows added, removed, changed (per "
             "column) and unchanged; counts in keys.comparisons, every difference in keys.comparison_rows. Its metadata `summary` "
-            "tells the file's story in plain English: what arrived, the gate, the profile's findings, the key and the drift."
+            "tells the file's story in plain English: what arrived, the gate, the profile's findings, the key and the drift; `report` "
+            f"is the file's HTML page, under {settings.export_directory()}/pages/{source}/."
         ),
     )
-    def comparison(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
+    def comparison(context: dg.AssetExecutionContext, postgres: PostgresResource, landing: LandingResource) -> dg.MaterializeResult:
         earlier = earlier_partitions(context, partitions)
         with failing_as_dagster():
             compared = compare_file(
@@ -72,7 +74,8 @@ def comparison_source_asset(settings: Settings, source: str, partitions: dg.Dyna
             )
             with postgres.connect() as conn:
                 summary = file_text(conn, settings, source, context.partition_key)
-        return dg.MaterializeResult(metadata={"summary": dg.MetadataValue.md(summary), **_comparison_metadata(compared)})
+            page = publish_file_page(settings, postgres.connect, source, context.partition_key, landing.b2_api)
+        return dg.MaterializeResult(metadata={"summary": dg.MetadataValue.md(summary), **page_metadata(page), **_comparison_metadata(compared)})
 
     return comparison
 

@@ -2,8 +2,8 @@
 
 - minimal_keys(): every *minimal* unique column combination (UCC) of a frame, exact over every
   row. A key is a non-empty set of columns whose value combinations are all distinct; it is
-  minimal when no proper subset is a key. `max_size` only filters the result (the search is
-  exact either way). Keys come as column names, each key's columns sorted, the list sorted by
+  minimal when no proper subset is a key. With `max_size`, the keys of at most that many columns,
+  still exact (the search checks no larger candidate). Keys come as column names, each key's columns sorted, the list sorted by
   size then names. Up to SEARCH_MAX_COLUMNS columns (besides single-column keys) _search()
   finds them, HPIValid's method in numpy on the codes: on the bench's 1M rows × 14 columns it
   took 0.3 s where Desbordante's HPIValid took 4.7 s (its CSV load 4.4 s of it; its DataFrame
@@ -49,6 +49,12 @@ SPILL_BYTES = 256 << 20  # codes larger than this wait on disk while HPIValid ru
 # 1M rows two threads encode the 14 columns in 0.45 s of wall time where one took 0.8 s.
 ENCODE_THREADS = min(2, os.cpu_count() or 1)
 SEARCH_MAX_COLUMNS = 16  # columns (besides single-column keys) up to which _search() finds the keys; HPIValid beyond
+# ... and up to which it finds the keys of at most max_size columns: fewer candidates to check, so
+# wider tables are in reach (2^24 flags are 16 MB). On the bench's 1M rows × 20 columns the keys of
+# up to 3 columns took 1.3 s where HPIValid's whole search took 14 s.
+SEARCH_MAX_COLUMNS_BOUNDED = 24
+# ... and may sort more: HPIValid gains nothing from the bound (the bench's keys of up to 3 columns took 10.2 × its rows, 1.3 s)
+SEARCH_WORK_BOUNDED = 40
 SEARCH_SEED_ROWS = 1_000  # rows whose every pair's agree set seeds _search()
 SEARCH_SAMPLE_ROWS = 50_000  # rows _search() looks for repeats of a candidate in before it looks in all
 VIOLATIONS_PER_CHECK = 256  # pairs repeating a failed candidate whose agree sets _search() takes
@@ -269,7 +275,7 @@ def _minimal(keys: np.ndarray, width: int) -> np.ndarray:
     return np.flatnonzero(keys & ~below)
 
 
-def _search(table: CodeTable) -> list[tuple[str, ...]] | None:
+def _search(table: CodeTable, max_size: int | None = None) -> list[tuple[str, ...]] | None:
     """Every minimal key of a table of at least two rows, as HPIValid finds them: a set of columns
     is a key unless some pair of rows agrees on all of it, so the candidates are the minimal sets
     not inside any agree set seen yet. Agree sets come first from every pair of a random sample,
@@ -280,7 +286,9 @@ def _search(table: CodeTable) -> list[tuple[str, ...]] | None:
     (width: the columns that are not keys by themselves), hence SEARCH_MAX_COLUMNS. None once the
     checks have sorted SEARCH_WORK times the table's rows: where many keys each need most rows
     checked, HPIValid's cached partitions are far faster (with no limit on the columns, 236 s
-    against HPIValid's 10 s on bench_keys' 1M rows × 20 columns with 1,072 keys)."""
+    against HPIValid's 10 s on bench_keys' 1M rows × 20 columns with 1,072 keys). With `max_size`,
+    only the candidates of at most that many columns are checked, which finds exactly the keys of
+    that size: any larger candidate is left unchecked, and a smaller one never depends on it."""
     singles = [(name,) for name, rows in zip(table.names, table.recurring_rows) if not rows]
     columns = [c for c, rows in enumerate(table.recurring_rows) if rows]
     width = len(columns)
@@ -293,10 +301,12 @@ def _search(table: CodeTable) -> list[tuple[str, ...]] | None:
     if table.rows > 2 * SEARCH_SAMPLE_ROWS:
         levels.insert(0, CodeTable(table.codes.take(rng.choice(table.rows, SEARCH_SAMPLE_ROWS, replace=False))))
     checked: set[int] = set()
-    allowed = table.rows_checked + SEARCH_WORK * table.rows
+    allowed = table.rows_checked + (SEARCH_WORK if max_size is None else SEARCH_WORK_BOUNDED) * table.rows
     while True:
         _fold_down(non_keys, width)
         minimal = _minimal(~non_keys, width)
+        if max_size is not None:
+            minimal = minimal[_POPCOUNT[minimal & 0xFFFF] + _POPCOUNT[minimal >> 16] <= max_size]
         seen: list[np.ndarray] = []  # agree sets found this round, which may rule out later candidates
         for mask in (int(m) for m in minimal):
             if mask in checked or any(((found & mask) == mask).any() for found in seen):
@@ -317,15 +327,21 @@ def _search(table: CodeTable) -> list[tuple[str, ...]] | None:
     return _sorted_keys(singles + found)
 
 
-def minimal_key_sets(table: CodeTable) -> list[tuple[str, ...]]:
-    """Every minimal non-empty unique combination of the encoded table's columns."""
-    found = _searched_key_sets(table)
-    return _engine_key_sets(table) if found is None else found
+_POPCOUNT = np.array([bin(i).count("1") for i in range(1 << 16)], np.int8)  # set bits of each 16-bit mask
 
 
-def _searched_key_sets(table: CodeTable) -> list[tuple[str, ...]] | None:
+def minimal_key_sets(table: CodeTable, max_size: int | None = None) -> list[tuple[str, ...]]:
+    """Every minimal non-empty unique combination of the encoded table's columns (with
+    `max_size`, of at most that many columns)."""
+    found = _searched_key_sets(table, max_size)
+    if found is None:
+        found = [k for k in _engine_key_sets(table) if max_size is None or len(k) <= max_size]
+    return found
+
+
+def _searched_key_sets(table: CodeTable, max_size: int | None = None) -> list[tuple[str, ...]] | None:
     """_search()'s answer where the table is in its reach."""
-    return _search(table) if table.rows > 1 and searchable(table) else None
+    return _search(table, max_size) if table.rows > 1 and searchable(table, max_size) else None
 
 
 def _engine_key_sets(table: CodeTable) -> list[tuple[str, ...]]:
@@ -341,9 +357,9 @@ def _engine_key_sets(table: CodeTable) -> list[tuple[str, ...]]:
         os.unlink(path)
 
 
-def searchable(table: CodeTable) -> bool:
+def searchable(table: CodeTable, max_size: int | None = None) -> bool:
     """Whether _search() takes the table (else HPIValid does)."""
-    return sum(1 for rows in table.recurring_rows if rows) <= SEARCH_MAX_COLUMNS
+    return sum(1 for rows in table.recurring_rows if rows) <= (SEARCH_MAX_COLUMNS if max_size is None else SEARCH_MAX_COLUMNS_BOUNDED)
 
 
 def _keys(nullable: set[str], found: Sequence[tuple[str, ...]], max_size: int | None) -> list[Key]:
@@ -351,7 +367,7 @@ def _keys(nullable: set[str], found: Sequence[tuple[str, ...]], max_size: int | 
 
 
 def minimal_keys(frame: pd.DataFrame, max_size: int | None = None, null_equals_null: bool = True) -> list[Key]:
-    found = minimal_key_sets(CodeTable(encode(frame, null_equals_null=null_equals_null)))
+    found = minimal_key_sets(CodeTable(encode(frame, null_equals_null=null_equals_null)), max_size)
     return _keys(_null_columns(frame, frame.columns), found, max_size)
 
 
@@ -480,7 +496,7 @@ def analyze_chunks(
     table = CodeTable(codes)
     rows, duplicate_rows = len(codes), duplicate_row_count(table)
     timings["encode"] = time.perf_counter() - started
-    exact = _searched_key_sets(table)
+    exact = _searched_key_sets(table, max_size)
     # HPIValid holds its own copy of the table while it runs (the peak of the whole analysis), so
     # large codes wait on disk meanwhile: 10M rows × 20 columns is 800 MB less at the peak.
     if exact is None and rows > 1 and columns and codes.memory_usage(index=False).sum() > SPILL_BYTES:

@@ -100,10 +100,19 @@ MASKED = Protection("masked")
 
 def export_protection(privacy: PrivacySettings, env: Mapping[str, str] | None = None) -> Protection:
     """The protection of export files; the pseudonymization key is read from its variable now."""
-    if privacy.exports != "pseudonymized":
-        return Protection(privacy.exports)
+    return _protection(privacy, "exports", privacy.exports, env)
+
+
+def page_protection(privacy: PrivacySettings, env: Mapping[str, str] | None = None) -> Protection:
+    """The protection of the HTML pages beside the exports (privacy.reports)."""
+    return _protection(privacy, "reports", privacy.reports, env)
+
+
+def _protection(privacy: PrivacySettings, field: str, how: str, env: Mapping[str, str] | None) -> Protection:
+    if how != "pseudonymized":
+        return Protection(how)
     name = privacy.pseudonymization_key_env
     key = (os.environ if env is None else env).get(name or "")
     if not key:
-        raise PrivacyError(f"privacy.pseudonymization_key_env: environment variable {name} is not set (exports: pseudonymized needs the key)")
+        raise PrivacyError(f"privacy.pseudonymization_key_env: environment variable {name} is not set ({field}: pseudonymized needs the key)")
     return Protection("pseudonymized", key.encode(), privacy.pseudonym_digits)

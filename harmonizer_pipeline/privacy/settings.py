@@ -27,13 +27,21 @@ class PrivacySettings(SettingsModel):
             "(HMAC-SHA256 with the key in pseudonymization_key_env, the same pseudonym for the same value in every run)."
         ),
     )
+    reports: Literal["clear", "masked", "pseudonymized"] = Field(
+        default="masked",
+        description=(
+            "How PII values (top values, ranges, fixes quoted) show on the HTML pages of files and targets written beside the exports: "
+            "masked (as the UI shows them), clear or pseudonymized (as exports: pseudonymized)."
+        ),
+    )
     pseudonymization_key_env: EnvVarName | None = Field(default=None, description="Environment variable holding the pseudonymization key (read at run time).")
     pseudonym_digits: int = Field(default=16, ge=8, le=64, description="Hex digits of the HMAC-SHA256 kept as the pseudonym.")
 
     @model_validator(mode="after")
     def _key_for_pseudonyms(self) -> PrivacySettings:
-        if self.exports == "pseudonymized" and self.pseudonymization_key_env is None:
-            raise ValueError("exports: pseudonymized needs pseudonymization_key_env, the environment variable holding the key")
+        for field, how in (("exports", self.exports), ("reports", self.reports)):
+            if how == "pseudonymized" and self.pseudonymization_key_env is None:
+                raise ValueError(f"{field}: pseudonymized needs pseudonymization_key_env, the environment variable holding the key")
         return self
 
 

@@ -11,9 +11,10 @@ from harmonizer_pipeline.quality.profile import Profiled, profile_file
 from harmonizer_pipeline.quality.profiling import FileProfile
 from harmonizer_pipeline.quality.statistics_display import statistics_markdown
 from harmonizer_pipeline.quality.validate import Validation, validate_file
-from harmonizer_pipeline.resources import PostgresResource
+from harmonizer_pipeline.reports.pages import publish_file_page
+from harmonizer_pipeline.resources import LandingResource, PostgresResource
 from harmonizer_pipeline.settings import Settings
-from harmonizer_pipeline.wiring import OWNERS, earlier_partitions, failing_as_dagster, file_check_spec, file_written, table_metadata
+from harmonizer_pipeline.wiring import OWNERS, earlier_partitions, failing_as_dagster, file_check_spec, file_written, page_metadata, table_metadata
 
 GATE_CHECK = "schema_gate"
 QUARANTINE_CHECK = "quarantine"
@@ -52,12 +53,13 @@ def validated_source_asset(settings: Settings, source: str, partitions: dg.Dynam
             f"{source}'s raw rows typed and checked by its pandera schema; rows that fail go to quality.rejected_rows with the check and value, never dropped."
         ),
     )
-    def validated(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
+    def validated(context: dg.AssetExecutionContext, postgres: PostgresResource, landing: LandingResource) -> dg.MaterializeResult:
         schema = settings.schema_for(source) or pa.DataFrameSchema()
         tables = postgres.tables(chunk_rows=settings.ingest.chunk_rows)
         with failing_as_dagster():
             outcome = validate_file(tables, postgres.connect, context.run, source, context.partition_key, schema, max_reject_rate, settings.privacy)
-        metadata = file_written(context, tables, naming.validated(source), outcome.written)
+            page = publish_file_page(settings, postgres.connect, source, context.partition_key, landing.b2_api)
+        metadata = file_written(context, tables, naming.validated(source), outcome.written) | page_metadata(page)
         return dg.MaterializeResult(metadata=metadata, check_results=_gate_checks(outcome))
 
     return validated
@@ -204,11 +206,12 @@ def profile_source_asset(settings: Settings, source: str, partitions: dg.Dynamic
             "recommended fixes; history in quality.column_profiles, quality.column_statistics, quality.recommendations and quality.schema_history."
         ),
     )
-    def profile(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
+    def profile(context: dg.AssetExecutionContext, postgres: PostgresResource, landing: LandingResource) -> dg.MaterializeResult:
         tables = postgres.tables(chunk_rows=settings.ingest.chunk_rows)
         earlier = earlier_partitions(context, partitions)
         with failing_as_dagster():
             outcome = profile_file(tables, postgres.connect, context.run, source, context.partition_key, earlier)
+            page = publish_file_page(settings, postgres.connect, source, context.partition_key, landing.b2_api)
         file_profile, recommendations = outcome.profile, outcome.recommendations
         pii = source_columns(settings.privacy, source, {c.name: c.pii for c in file_profile.columns})
         return dg.MaterializeResult(
@@ -220,6 +223,7 @@ def profile_source_asset(settings: Settings, source: str, partitions: dg.Dynamic
                 "statistics": dg.MetadataValue.md(statistics_markdown(outcome.statistics, pii, MASKED)),
                 "recommendations": dg.MetadataValue.md(_recommendations_markdown(recommendations, pii)),
                 "recommendation_count": len(recommendations),
+                **page_metadata(page),
             },
             check_results=[_drift_check(outcome, pii)],
         )

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 
 from harmonizer_pipeline import naming
 from harmonizer_pipeline.bookkeeping import metrics, profiles, statistics
+from harmonizer_pipeline.naming import StageAsset
 from harmonizer_pipeline.quality.drift import DriftFinding, compare_profiles
 from harmonizer_pipeline.quality.profiling import FileProfile, count_text, profile_column
 from harmonizer_pipeline.quality.recommendations import Recommendation, recommend_column
 from harmonizer_pipeline.quality.statistics import FileStatistics, StatisticsCollector
 from harmonizer_pipeline.services import Run, audit_file, file_columns
-from harmonizer_pipeline.storage.tables import StageTables
+from harmonizer_pipeline.storage.tables import StageTables, TableReader
 
 PROFILE_READ_CELLS = 20_000_000  # raw values profiled at once: columns are read in groups this size
 
@@ -36,6 +37,27 @@ class Profiled:
     findings: list[DriftFinding]
 
 
+def profile_table(
+    reader: TableReader, table: StageAsset, columns: Sequence[str], rows: int, partition_key: str | None = None
+) -> tuple[FileProfile, FileStatistics, list[Recommendation]]:
+    """The columns of a table (of one file's partition) profiled with their statistics and fixes,
+    read PROFILE_READ_CELLS values at a time: a group of columns, each column's text counted once."""
+    per_read = max(1, PROFILE_READ_CELLS // max(rows, 1))
+    column_profiles, recommendations = [], []
+    collector = StatisticsCollector(rows)
+    for start in range(0, len(columns), per_read):
+        group = list(columns[start : start + per_read])
+        frame = reader.frame(table, group, partition_key)
+        for name in group:
+            text = count_text(frame[name])
+            column_profile = profile_column(name, text)
+            column_profiles.append(column_profile)
+            collector.add(frame[name], text, column_profile)
+            recommendations.extend(recommend_column(column_profile, text, table.qualified))
+        del frame
+    return FileProfile(rows, column_profiles), collector.finish(), recommendations
+
+
 def profile_file(
     tables: StageTables, connect: Callable[[], AbstractContextManager], run: Run, source: str, partition_key: str, earlier: Sequence[str]
 ) -> Profiled:
@@ -45,21 +67,9 @@ def profile_file(
     raw, asset = naming.raw(source), naming.profile(source)
     with connect() as conn:
         entry, columns = file_columns(conn, source, partition_key)
-    per_read = max(1, PROFILE_READ_CELLS // max(entry.rows or 1, 1))
-    column_profiles, recommendations = [], []
-    collector = StatisticsCollector(entry.rows or 0)
     with tables.reading() as reader:
-        for start in range(0, len(columns), per_read):
-            group = columns[start : start + per_read]
-            frame = reader.frame(raw, group, partition_key)
-            for name in group:
-                text = count_text(frame[name])
-                column_profile = profile_column(name, text)
-                column_profiles.append(column_profile)
-                collector.add(frame[name], text, column_profile)
-                recommendations.extend(recommend_column(column_profile, text, raw.qualified))
-            del frame
-    file_profile, file_statistics = FileProfile(entry.rows or 0, column_profiles), collector.finish()
+        file_profile, file_statistics, recommendations = profile_table(reader, raw, columns, entry.rows or 0, partition_key)
+    column_profiles = file_profile.columns
     with connect() as conn:
         previous = profiles.latest_profile(conn, source, earlier)
         profiles.save_profile(conn, source, partition_key, run.run_id, file_profile, recommendations)

@@ -43,7 +43,7 @@ pair's ranks from that order.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 from typing import cast
@@ -162,8 +162,11 @@ class FileStatistics:
         return next(c for c in self.columns if c.column == name)
 
 
-def profile_with_statistics(frame: pd.DataFrame, columns: Sequence[str] | None = None) -> tuple[FileProfile, FileStatistics]:
-    """profile_frame's profile and the statistics of its columns, each column's text counted once."""
+def profile_with_statistics(
+    frame: pd.DataFrame, columns: Sequence[str] | None = None, each: Callable[[ColumnProfile, CountedText], None] | None = None
+) -> tuple[FileProfile, FileStatistics]:
+    """profile_frame's profile and the statistics of its columns, each column's text counted once
+    (and given to `each` with the column's profile, for whatever else reads it)."""
     names = list(columns) if columns is not None else [c for c in frame.columns if not str(c).startswith("_")]
     collector = StatisticsCollector(len(frame))
     profiles = []
@@ -171,6 +174,8 @@ def profile_with_statistics(frame: pd.DataFrame, columns: Sequence[str] | None =
         text = count_text(frame[name])
         profiles.append(profile_column(str(name), text))
         collector.add(frame[name], text, profiles[-1])
+        if each is not None:
+            each(profiles[-1], text)
     return FileProfile(len(frame), profiles), collector.finish()
 
 

@@ -175,6 +175,7 @@ def _keys(found: KeyAnalysis | None) -> dict | None:
         "suggested": ", ".join(found.suggestion.columns) if found.suggestion.columns else None,
         "reason": found.suggestion.reason,
         "minimal": [(", ".join(k.columns), k.has_nulls) for k in found.minimal_keys],
+        "max_size": found.max_size,
         "near": [(", ".join(k.columns), f"{k.uniqueness:.2%}", f"{k.excess_rows:,}") for k in found.near_keys],
         "duplicate_rows": f"{found.duplicate_rows:,}",
     }

@@ -34,6 +34,7 @@ from harmonizer_pipeline.harmonize import store
 from harmonizer_pipeline.harmonize.harmonization import merge_and_match, summary
 from harmonizer_pipeline.harmonize.merge import MergeResult
 from harmonizer_pipeline.harmonize.settings import ColumnMapping
+from harmonizer_pipeline.reports import pages
 from harmonizer_pipeline.retention import layers
 from harmonizer_pipeline.settings import Settings
 from harmonizer_pipeline.storage.catalog import stored_columns, table_exists
@@ -59,11 +60,13 @@ class ErasureError(ValueError):
 
 @dataclass
 class Erased:
-    """What an erasure removed: rows per table (only tables that lost rows) and the target's merge."""
+    """What an erasure removed: rows per table (only tables that lost rows), the file pages
+    deleted and the target's merge."""
 
     what: str
     tables: dict[str, int] = field(default_factory=dict)
     merge: MergeResult | None = None
+    pages: list[str] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -78,6 +81,7 @@ class Erased:
         if not self.rows:
             return [f"nothing to erase: {self.what} (already erased, or never there)"]
         lines = [f"erased {self.what}:", *(f"  {table}: {rows} row(s)" for table, rows in self.tables.items())]
+        lines += [f"  page {page}: deleted" for page in self.pages]
         if self.merge is not None and self.merge.merge_id is not None:
             lines.append(f"  merge {self.merge.merge_id}: {summary(self.merge)} (the next change file records it)")
         return lines
@@ -124,6 +128,8 @@ def erase_file(conn, settings: Settings, source: str, name: str, by: str, erasur
             erased.count(table, rows.rowcount)
         for layer in ("raw", "validated", "staged", "rejected_rows"):
             erased.count(layers.asset(layer, source).qualified, layers.remove(conn, layer, source, partition_key))
+        if pages.remove_file_page(settings, source, partition_key):
+            erased.pages.append(str(pages.file_page_path(settings, source, partition_key)))
     conn.execute("UPDATE ops.file_registry SET status = 'erased', updated_at = now() WHERE id = ANY(%s) AND status <> 'erased'", ([e.id for e in entries],))
     if target is not None:
         lineage = (sql.SQL("_source = %s AND _load_id = ANY(%s)"), (source, load_ids))

@@ -27,6 +27,7 @@ from harmonizer_pipeline.bookkeeping import audit, registry, statistics
 from harmonizer_pipeline.harmonize.harmonization import merge_and_match, summary
 from harmonizer_pipeline.harmonize.merge import MergeResult
 from harmonizer_pipeline.ingest.b2 import v2_bucket
+from harmonizer_pipeline.reports import pages
 from harmonizer_pipeline.retention import layers
 from harmonizer_pipeline.retention.settings import FILE_LAYERS
 from harmonizer_pipeline.services import Run
@@ -125,6 +126,10 @@ def _expire_file(conn, settings: Settings, file: _File, limits: dict[str, int], 
             # The profile's statistics quote the raw values (top values, quantiles): they leave with them.
             recorded.append(
                 replace(entry, asset="quality/column_statistics", rows_in=quoted, rows_out=0, detail=f"the statistics of the raw rows removed ({detail})")
+            )
+        if layer == "raw" and pages.remove_file_page(settings, file.source, file.partition_key):
+            recorded.append(
+                replace(entry, asset=f"pages/{file.source}", rows_in=1, rows_out=0, detail=f"the file's HTML page, which quotes its values ({detail})")
             )
         target = settings.sources[file.source].target
         if layer == "staged" and target is not None:

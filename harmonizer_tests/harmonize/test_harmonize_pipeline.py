@@ -196,12 +196,14 @@ def test_exports_are_uploaded_to_the_b2_prefix(tmp_path, names):
     assert run.success
     day = dt.datetime.now(dt.UTC).date().isoformat()
     target = names["target"]
-    expected = [
-        f"out/{target}/{day}/{name}" for name in (f"{target}.csv", f"{target}_duplicate_records.csv", f"{target}_unique_records.csv", f"{target}_{day}.zip")
-    ]
+    files = (f"{target}.csv", f"{target}_duplicate_records.csv", f"{target}_unique_records.csv", f"{target}_report.html", f"{target}_{day}.zip")
+    # Beside them, the page of the file (written by its profile, gate and comparison, uploaded each time: one name, three versions).
+    [page] = (tmp_path / "exports" / "pages" / names["b"]).glob("one.csv@*.html")
+    expected = [*(f"out/{target}/{day}/{name}" for name in files), f"out/pages/{names['b']}/{page.name}"]
     uploaded = sorted(version.file_name for version, _ in bucket.ls(recursive=True))
     changes = [name for name in uploaded if "_changes_" in name]
     assert sorted(set(uploaded) - set(changes)) == sorted(expected)
+    assert len([v for v, _ in bucket.ls(f"out/pages/{names['b']}/", latest_only=False)]) == 3
     assert [name.rsplit(".", 1)[1] for name in changes] == ["csv", "parquet"]  # the merge's change files, uploaded too
     local = tmp_path / "exports" / target / day / f"{target}.csv"
     assert local.read_bytes().startswith(b"\xef\xbb\xbf")

@@ -68,17 +68,18 @@ def test_minimal_keys_equal_brute_force(frame, null_equals_null):
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(frames(), st.integers(2, 8), st.integers(1, 3), st.sampled_from([0, 1, 10]))
-def test_the_search_finds_the_keys_whatever_its_samples(frame, sample_rows, violations, work):
+@given(frames(), st.integers(2, 8), st.integers(1, 3), st.sampled_from([0, 1, 10]), st.sampled_from([None, 1, 2, 3]))
+def test_the_search_finds_the_keys_whatever_its_samples(frame, sample_rows, violations, work, max_size):
     """Seeds and samples this small leave most of the work to the checks on every row; with
-    little work allowed, HPIValid takes over."""
+    little work allowed, HPIValid takes over. A size bound gives the keys of at most that size."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(discovery, "SEARCH_WORK", work)
+        patch.setattr(discovery, "SEARCH_WORK_BOUNDED", work)
         patch.setattr(discovery, "SEARCH_SEED_ROWS", 2)
         patch.setattr(discovery, "SEARCH_SAMPLE_ROWS", sample_rows)
         patch.setattr(discovery, "VIOLATIONS_PER_CHECK", violations)
-        found = discovery.minimal_key_sets(discovery.CodeTable(encode(frame)))
-    assert found == brute_force(frame)
+        found = discovery.minimal_key_sets(discovery.CodeTable(encode(frame)), max_size)
+    assert found == [k for k in brute_force(frame) if max_size is None or len(k) <= max_size]
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -104,6 +105,26 @@ def test_the_search_finds_what_hpivalid_finds_on_a_larger_table():
         assert discovery.minimal_key_sets(discovery.CodeTable(codes)) == discovery._minimal_key_sets_of_file(path, list(codes.columns))
     finally:
         os.unlink(path)
+
+
+def test_a_size_bound_brings_wider_tables_within_the_search():
+    """20 columns that are not keys alone: beyond the unbounded search, within the bounded one,
+    which finds HPIValid's keys of up to 2 columns."""
+    rng = np.random.default_rng(5)
+    rows = 3_000
+    frame = pd.DataFrame({f"c{i}": rng.integers(0, 4 + 3 * i, rows) for i in range(18)})
+    frame["half"] = np.arange(rows) // 2
+    frame["parity"] = np.arange(rows) % 2  # with `half`, a key of two columns
+    codes = encode(frame)
+    table = discovery.CodeTable(codes)
+    assert not discovery.searchable(table) and discovery.searchable(table, 2)
+    path = discovery._write_codes(codes)
+    try:
+        expected = [k for k in discovery._minimal_key_sets_of_file(path, list(codes.columns)) if len(k) <= 2]
+    finally:
+        os.unlink(path)
+    assert expected  # the bound leaves something to find
+    assert discovery._search(table, 2) == expected
 
 
 def test_null_semantics_are_explicit():

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harmonizer_pipeline.privacy.masking import MASKERS, mask, mask_quoted, pseudonymize, scrub_text
-from harmonizer_pipeline.privacy.policy import MASKED, PrivacyError, Protection, export_protection
+from harmonizer_pipeline.privacy.policy import MASKED, PrivacyError, Protection, export_protection, page_protection
 from harmonizer_pipeline.privacy.settings import PrivacySettings
 
 
@@ -101,3 +101,13 @@ def test_pseudonymized_exports_need_their_key_in_the_environment():
     assert str(raised.value) == "privacy.pseudonymization_key_env: environment variable HZ_PSEUDONYM_KEY is not set (exports: pseudonymized needs the key)"
     assert export_protection(privacy, env={"HZ_PSEUDONYM_KEY": "s3cret"}) == Protection("pseudonymized", b"s3cret", 16)
     assert export_protection(PrivacySettings(), env={}) == Protection("clear")
+
+
+def test_pages_are_masked_unless_set_otherwise():
+    assert page_protection(PrivacySettings(), env={}) == MASKED
+    assert page_protection(PrivacySettings(reports="clear"), env={}) == Protection("clear")
+    privacy = PrivacySettings(reports="pseudonymized", pseudonymization_key_env="HZ_PSEUDONYM_KEY")
+    with pytest.raises(PrivacyError) as raised:
+        page_protection(privacy, env={})
+    assert str(raised.value) == "privacy.pseudonymization_key_env: environment variable HZ_PSEUDONYM_KEY is not set (reports: pseudonymized needs the key)"
+    assert page_protection(privacy, env={"HZ_PSEUDONYM_KEY": "k"}) == Protection("pseudonymized", b"k", 16)

@@ -52,6 +52,8 @@ def test_declared_columns_detection_and_export_mode_are_read(tmp_path):
         ({"targets": {"others": {"name": "name"}}}, "privacy.targets.others: no target 'others' (targets: ['people'])"),
         ({"exports": "pseudonymized"}, "privacy: exports: pseudonymized needs pseudonymization_key_env, the environment variable holding the key"),
         ({"exports": "hashed"}, "privacy.exports: Input should be 'clear', 'masked' or 'pseudonymized'"),
+        ({"reports": "pseudonymized"}, "privacy: reports: pseudonymized needs pseudonymization_key_env, the environment variable holding the key"),
+        ({"reports": "hidden"}, "privacy.reports: Input should be 'clear', 'masked' or 'pseudonymized'"),
         (
             {"exports": "pseudonymized", "pseudonymization_key_env": "HZ KEY"},
             "privacy.pseudonymization_key_env: String should match pattern '^[A-Za-z_][A-Za-z0-9_]*$'",

@@ -174,3 +174,18 @@ def test_phonenumbers_confirms_a_bounded_number_of_values_per_column(monkeypatch
     assert "phone" not in found.pii and found.semantic_type != "phone"
     assert len(set(parsed)) == profiling.PHONE_CHECKS
     assert len(parsed) <= 2 * profiling.PHONE_CHECKS * len(profiling.PHONE_REGIONS)  # the type's sample, then the PII count's
+
+
+def textbook_luhn(value: str) -> bool:
+    digits = [int(c) for c in value if c.isdigit()]
+    if not 13 <= len(digits) <= 19:
+        return False
+    total = sum(d if i % 2 == 0 else (d * 2 - 9 if d > 4 else d * 2) for i, d in enumerate(reversed(digits)))
+    return total % 10 == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(alphabet="0123456789 -", min_size=0, max_size=30), max_size=40), st.sampled_from([pa.string(), pa.large_string()]))
+def test_the_vectorized_luhn_check_agrees_with_the_textbook_one(texts, text_type):
+    sliced = pa.array(["4111 1111 1111 1111", *texts], text_type).slice(1)  # an array not starting at its buffers' start
+    assert profiling.luhn_valid(sliced).tolist() == [textbook_luhn(t) for t in texts]

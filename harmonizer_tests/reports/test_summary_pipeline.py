@@ -22,6 +22,7 @@ from harmonizer_pipeline.demo import evaluate_sensor, launch_requests
 from harmonizer_pipeline.reports import summary
 from harmonizer_pipeline.resources import build_resources
 from harmonizer_pipeline.settings import CONFIG_ENV, Settings, load_settings, parse_settings
+from harmonizer_tests.browser import CHROMIUM, NO_CHROMIUM, chromium
 from harmonizer_tests.harmonize.test_harmonize_pipeline import SCHEMA
 
 
@@ -231,3 +232,78 @@ def test_an_unknown_source_file_or_target_is_one_line_and_exit_1(ran, config, ar
     names = {"a": ran.a, "b": ran.b, "t": ran.target}
     result = CliRunner().invoke(main, ["summary", *(arg.format(**names) for arg in args)])
     assert (result.exit_code, result.stdout, result.stderr) == (1, "", message.format(**names) + "\n")
+
+
+def page_of(ran: Ran, file: str) -> Path:
+    return ran.tmp / "exports" / "pages" / (ran.b if file.startswith("b/") else ran.a) / f"{partition(ran, file)}.html"
+
+
+def shown(path: Path) -> dict:
+    """What Chromium shows of a page: title, overview, summary, gate, suggested key, column cards,
+    the labels of the first chart of each card."""
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1366, "height": 900})
+        page.goto(path.as_uri())
+        cards = page.locator("article.column")
+        return {
+            "title": page.title(),
+            "overview": [row.split("\t") for row in page.locator("#overview tr").all_inner_texts()],
+            "summary": page.locator("p#summary").all_inner_texts(),
+            "gate": page.locator("#gate p").all_inner_texts(),
+            "key": page.locator("#keys p").all_inner_texts()[:1],
+            "cards": cards.locator("h3").all_inner_texts(),
+            "labels": [
+                cards.nth(i).locator("svg").first.evaluate("chart => Array.from(chart.querySelectorAll('text')).map(t => t.firstChild.textContent)")
+                for i in range(cards.count())
+            ],
+        }
+
+
+def test_every_loaded_file_has_its_page_linked_from_its_steps(ran):
+    """The profile, the gate and (for a file the gate let through) the comparison each link it."""
+    for file, source in (("jan.csv", ran.a), ("feb.csv", ran.a), ("mar.csv", ran.a), ("b/feb.csv", ran.b)):
+        assets = ["quality/profile", "validated", *(["keys/comparison"] if file != "mar.csv" else [])]
+        for asset in assets:
+            name = f"{asset}_{source}" if asset != "validated" else f"validated/{source}"
+            assert materialized(ran.runs[file], name)["report"] == dg.MetadataValue.path(str(page_of(ran, file))), (file, name)
+        assert page_of(ran, file).is_file()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
+def test_a_file_page_shows_its_summary_gate_key_and_columns_with_pii_masked(ran):
+    texts = file_texts(ran)
+    jan, b_feb, mar = (shown(page_of(ran, f)) for f in ("jan.csv", "b/feb.csv", "mar.csv"))
+    assert jan["title"] == f"{ran.a}: jan.csv · harmonizer report"
+    assert jan["overview"] == [
+        ["rows", "5"], ["columns", "3"], ["source", ran.a], ["file", "jan.csv"], ["format", "csv"], ["encoding", "utf-8"],
+        ["file size", "100 bytes"], ["quality score", "100.0 / 100"],
+    ]  # fmt: skip
+    assert jan["summary"] == [texts["jan.csv"]]
+    assert jan["gate"] == ["Passed: 1 of 5 rows rejected (20.00%) and quarantined in quality.rejected_rows, within max_reject_rate 50.00%"]
+    assert jan["key"] == ["Suggested key: id (smallest exact key without NULLs, identifier-like names)"]
+    assert jan["cards"] == ["id", "full_name", "mail"]
+    # The e-mail addresses are masked (privacy.reports: masked by default), each with its count.
+    assert jan["labels"][2] == [text for address in ("a***@x.org", "b***@x", "c***@x.de", "d***@x.de", "e***@x.de") for text in (address, "1")]
+    assert b_feb["summary"] == [texts["b/feb.csv"]] and b_feb["key"] == ["Suggested key: mail (declared in harmonizer.yaml)"]
+    assert "ann@x.org" not in page_of(ran, "b/feb.csv").read_text()
+    # The blocked file's page tells why, from its profile and gate.
+    assert mar["summary"] == [texts["mar.csv"]]
+    assert mar["gate"][0].startswith("Failed: 2 of 2 rows rejected (100.00%)")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason=NO_CHROMIUM)
+def test_the_target_page_is_one_of_the_export_files(ran):
+    [export_run_page] = (ran.tmp / "exports" / ran.target).rglob(f"{ran.target}_report.html")
+    assert materialized(ran.merge, f"export/{ran.target}")["report"] == dg.MetadataValue.path(str(export_run_page))
+    [archive] = (ran.tmp / "exports" / ran.target).rglob("*.zip")
+    with zipfile.ZipFile(archive) as opened:
+        assert export_run_page.name in opened.namelist()
+    target = shown(export_run_page)
+    assert target["title"] == f"{ran.target} (harmonized.{ran.target}) · harmonizer report"
+    assert target["overview"] == [
+        ["rows", "9"], ["columns", "3"], ["target key", "customer"], ["sources", f"{ran.a}, {ran.b}"], ["files merged", "3"],
+        ["quality score", "100.0 / 100"],
+    ]  # fmt: skip
+    assert target["summary"] == [merge_text(ran)]
+    assert target["cards"] == ["customer", "name", "email"]
+    assert "ann@x.org" not in export_run_page.read_text() and "a***@x.org" in export_run_page.read_text()

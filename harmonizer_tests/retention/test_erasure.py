@@ -47,8 +47,11 @@ def test_a_file_and_a_subject_leave_every_layer_and_do_not_come_back(tmp_path, n
             ("C3", "Cy", "cy@x.de", b, "feb.csv"),
         ]
 
+        [page] = (tmp_path / "exports" / "pages" / b).glob("feb.csv@*.html")  # it quotes the file's values
         with PostgresResource().connect() as conn:
             erased = erase_file(conn, settings, b, "feb.csv", "dpo@example.org", "erase-file-1")
+        assert erased.pages == [str(page)] and not page.exists()
+        assert erased.lines()[-2] == f"  page {page}: deleted"
         assert erased.tables == {
             f"raw.{b}": 2, f"validated.{b}": 2, f"staged.{b}": 2, "quality.gate_results": 1, "quality.column_profiles": 4,
             "quality.column_statistics": 4, "quality.missing_patterns": 1, "quality.column_associations": 3,

@@ -69,6 +69,7 @@ def test_each_layer_loses_files_older_than_its_limit_and_expired_files_are_not_l
         assert export_folder.asset == f"export/{target}" and export_folder.file == str(tmp_path / "exports" / target / now.date().isoformat())
         assert not (tmp_path / "exports" / target / now.date().isoformat()).exists()
         assert counts(psql, names) == {tables: 0 for tables in loaded}
+        assert not list((tmp_path / "exports" / "pages").rglob("*.html"))  # the files' pages quote their values: gone with the raw rows
         # jan.csv left first (C2 kept feb.csv's row, which lost its duplicate), then feb.csv.
         assert psql(f'SELECT _operation, customer FROM harmonized."{target}_changes" ORDER BY _merge_id, customer') == [
             ("delete", "C1"), ("update", "C2"), ("delete", "C2"), ("delete", "C3"),
@@ -82,8 +83,10 @@ def test_each_layer_loses_files_older_than_its_limit_and_expired_files_are_not_l
             "SELECT action, asset, file, rows_in, launched_by FROM ops.audit_log WHERE run_id = 'retention-test' AND action = 'expire' AND partition_key IS NOT NULL ORDER BY id"
         )
         assert [(action, asset, file, rows) for action, asset, file, rows, _ in audit] == [
-            ("expire", f"raw/{a}", "jan.csv", 2), ("expire", "quality/column_statistics", "jan.csv", 6), ("expire", f"validated/{a}", "jan.csv", 2),
-            ("expire", f"raw/{b}", "feb.csv", 2), ("expire", "quality/column_statistics", "feb.csv", 8), ("expire", f"validated/{b}", "feb.csv", 2),
+            ("expire", f"raw/{a}", "jan.csv", 2), ("expire", "quality/column_statistics", "jan.csv", 6), ("expire", f"pages/{a}", "jan.csv", 1),
+            ("expire", f"validated/{a}", "jan.csv", 2),
+            ("expire", f"raw/{b}", "feb.csv", 2), ("expire", "quality/column_statistics", "feb.csv", 8), ("expire", f"pages/{b}", "feb.csv", 1),
+            ("expire", f"validated/{b}", "feb.csv", 2),
             ("expire", f"staged/{a}", "jan.csv", 2), ("expire", "ops/file_registry", "jan.csv", None),
             ("expire", f"staged/{b}", "feb.csv", 2), ("expire", "ops/file_registry", "feb.csv", None),
         ]  # fmt: skip
