@@ -63,6 +63,7 @@ def run_demo(echo: Callable[[str], None] = print) -> bool:
     prepare_dagster_environment()
     from harmonizer_pipeline.bookkeeping import gates, keys, profiles, registry
     from harmonizer_pipeline.definitions import defs, settings
+    from harmonizer_pipeline.reports.pages import PAGES_DIRECTORY
     from harmonizer_pipeline.resources import PostgresResource
 
     all_ok = True
@@ -121,6 +122,7 @@ def run_demo(echo: Callable[[str], None] = print) -> bool:
             echo(f"{naming.export(target)}: {metadata['directory'].value}")
             for record in [*metadata["files"].value.records, *metadata["change_files"].value.records]:
                 echo(f"  {record.data['file']}")
+    echo(f"HTML pages of the files: {settings.export_directory() / PAGES_DIRECTORY}/<source>/ (each target's: <target>_report.html above)")
     echo("audit log (ops.audit_log): `.venv/bin/harmonizer audit [--since DATE] [--file NAME]`")
     echo(f"database: {redact(resolve_database_url())}  (open it with `.venv/bin/harmonizer db psql`)")
     echo("see the runs in the Dagster UI: `make dev`, then http://127.0.0.1:3000/runs")

@@ -189,7 +189,7 @@ def test_loads_gate_decisions_harmonization_and_export_are_audited_and_measured(
     [day] = [p.name for p in (tmp_path / "exports" / target).iterdir()]
     exported = tmp_path / "exports" / target / day
 
-    def export(name: str, rows_out: int, rows_in: int | None = 3) -> tuple:
+    def export(name: str, rows_out: int | None, rows_in: int | None = 3) -> tuple:
         digest = hashlib.sha256((exported / name).read_bytes()).hexdigest()
         return ("export", "done", f"export/{target}", f"{target}/{day}/{name}", digest, rows_in, rows_out, by_schedule, harmonize.run_id)
 
@@ -203,6 +203,7 @@ def test_loads_gate_decisions_harmonization_and_export_are_audited_and_measured(
         export(f"{target}.csv", 3),
         export(f"{target}_unique_records.csv", 3),
         export(f"{target}_duplicate_records.csv", 0),
+        export(f"{target}_report.html", None),  # the target's page: no rows of its own
     ]
     measured = {
         (asset, metric): value

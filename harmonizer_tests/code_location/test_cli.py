@@ -75,6 +75,9 @@ def demo_home(demo_env) -> tuple[Path, subprocess.CompletedProcess]:
     return Path(demo_env[postgres.HOME_ENV]), run_cli("demo", env=demo_env)
 
 
+PAGES_PER_SOURCE = ["clinic_a", "clinic_b", "clinic_c", "partner_feed"]  # one file each, one page each
+
+
 def test_demo_runs_the_pipeline_and_prints_where_results_are(demo_home):
     home, done = demo_home
     assert done.returncode == 0, done.stdout + done.stderr
@@ -119,16 +122,20 @@ def test_demo_runs_the_pipeline_and_prints_where_results_are(demo_home):
     ) in lines
     exports = lines.index(next(line for line in lines if line.startswith("export/patients: ")))
     assert lines[exports].startswith(f"export/patients: {home / 'exports' / 'patients'}/")
-    assert lines[exports + 1 : exports + 7] == [
+    assert lines[exports + 1 : exports + 8] == [
         "  patients.csv",
         "  patients.parquet",
         "  patients_unique_records.csv",
         "  patients_duplicate_records.csv",
         "  patients.xlsx",
+        "  patients_report.html",
         f"  patients_{lines[exports].rsplit('/', 1)[1]}.zip",
     ]
-    assert re.fullmatch(r"  patients_changes_\d{8}T\d{6}\.\d{6}Z\.csv", lines[exports + 7])
-    assert lines[exports + 8] == lines[exports + 7].replace(".csv", ".parquet")
+    assert re.fullmatch(r"  patients_changes_\d{8}T\d{6}\.\d{6}Z\.csv", lines[exports + 8])
+    assert lines[exports + 9] == lines[exports + 8].replace(".csv", ".parquet")
+    pages = home / "exports" / "pages"
+    assert f"HTML pages of the files: {pages}/<source>/ (each target's: <target>_report.html above)" in lines
+    assert sorted(p.relative_to(pages).parts[0] for p in pages.rglob("*.html")) == PAGES_PER_SOURCE
     assert "make dev" in done.stdout
 
 
@@ -154,7 +161,7 @@ def test_audit_prints_what_the_demo_did(demo_home, demo_env):
     exported = [("export", "done", f"patients/{day}/{name}", rows_in, rows) for name, rows_in, rows in [
         (f"{changes.rsplit('/', 1)[1]}.csv", None, 44), (f"{changes.rsplit('/', 1)[1]}.parquet", None, 44),
         ("patients.csv", 44, 44), ("patients.parquet", 44, 44), ("patients_unique_records.csv", 44, 38), ("patients_duplicate_records.csv", 44, 12),
-        ("patients.xlsx", 44, 44), (f"patients_{day}.zip", 44, None),
+        ("patients.xlsx", 44, 44), ("patients_report.html", 44, None), (f"patients_{day}.zip", 44, None),
     ]]  # fmt: skip
     trends = [("trends", "done", None, None, None)] * len(files)
     # The merge recomputed the 44 keys of the 50 staged rows: all new.

@@ -294,7 +294,7 @@ def test_the_sample_sources_harmonize_into_one_row_per_patient(sample_runs, psql
 def test_exports_hold_exactly_the_harmonized_table(sample_runs, exports, database_url):
     metadata = materialization(sample_runs["harmonize"][1], "export/patients")
     assert metadata["directory"].value == str(exports)
-    names = ["patients.csv", "patients.parquet", "patients_unique_records.csv", "patients_duplicate_records.csv", "patients.xlsx"]
+    names = ["patients.csv", "patients.parquet", "patients_unique_records.csv", "patients_duplicate_records.csv", "patients.xlsx", "patients_report.html"]
     zipped = f"patients_{exports.name}.zip"
     assert [r.data["file"] for r in metadata["files"].value.records] == [*names, zipped]
     with PostgresResource().connect() as conn:

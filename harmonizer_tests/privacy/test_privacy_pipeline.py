@@ -118,8 +118,8 @@ def test_planted_pii_leaves_only_masked_or_pseudonymized(tmp_path, schema, psql,
             ("1", JAN[0][1]), ("2", JAN[1][1]), ("5", FEB[0][1]), ("6", FEB[1][1]),
         ]  # fmt: skip
         first = exported_text(exports)
-        # The full files, the unique and duplicate records, the change files, the zip: none in clear.
-        assert len(first) == 8 and sum("_changes_" in name for name in first) == 2
+        # The full files, the unique and duplicate records, the change files, the target's page, the zip: none in clear.
+        assert len(first) == 9 and sum("_changes_" in name for name in first) == 2
         assert found_in(first) == set()
         anna = pseudonym("key-one", "anna.meyer@example.org")
         assert anna in first[f"{target}.csv"] and anna in first[f"{target}.parquet"] and anna in first[f"{target}.xlsx"]
