@@ -508,6 +508,69 @@ def summary(source: str | None, file_name: str | None, target: str | None) -> No
 
 
 @main.command()
+@click.argument("question")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: question, sql, columns, rows, row_count, truncated (and explanation).")
+@click.option("--target", help="Ask about this target's tables only.")
+@click.option("--session", help="Keep the conversation under this name: a follow-up question refines the previous query.")
+@click.option("--explain", is_flag=True, help="Also have the model answer in one sentence from the rows.")
+@click.option("--role", type=click.Choice(["reader", "steward"]), help="Whose rights the query runs with (default: ask.role).")
+@_show_pii
+def ask(question: str, as_json: bool, target: str | None, session: str | None, explain: bool, role: str | None, show_pii: bool) -> None:
+    """Answer QUESTION from the harmonized tables: a language model writes one SELECT, which is
+    checked and run read-only as the reader (or steward) role; exit 1 when it is refused or fails,
+    2 when no model is configured."""
+    import getpass
+    import uuid
+
+    import psycopg
+
+    from harmonizer_pipeline.ask.guard import QueryRefused
+    from harmonizer_pipeline.ask.providers import LlmError, LlmNotConfigured, LlmSettings
+    from harmonizer_pipeline.ask.runner import QueryFailed
+    from harmonizer_pipeline.ask.service import AskNotPossible, Asking
+    from harmonizer_pipeline.ask.service import ask as ask_question
+    from harmonizer_pipeline.bookkeeping.statements import NotMigrated
+    from harmonizer_pipeline.settings import load_settings
+
+    _exit_on_bad_settings()
+    settings = load_settings()
+    try:
+        llm = LlmSettings.from_env()
+    except LlmNotConfigured as exc:
+        click.echo(f"harmonizer ask: {exc}", err=True)
+        sys.exit(2)
+    if show_pii:
+        _values_shown(show_pii)
+    how = Asking(role or settings.ask.role, getpass.getuser(), f"ask-{uuid.uuid4().hex[:12]}", target, session, explain, show_pii)
+    url = postgres.resolve_database_url()
+    try:
+        answer = ask_question(settings, lambda: psycopg.connect(url), llm, question, how)
+    except QueryRefused as exc:
+        click.echo(f"harmonizer ask: refused: {exc}", err=True)
+        sys.exit(1)
+    except (QueryFailed, LlmError, AskNotPossible, NotMigrated) as exc:
+        click.echo(f"harmonizer ask: {exc}", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(answer.as_json(), default=str, ensure_ascii=False))
+        return
+    _print_table(answer.columns, answer.rows)
+    click.echo(f"({answer.row_count} row{'s' if answer.row_count != 1 else ''}{'; more were cut at ask.row_limit' if answer.truncated else ''})")
+    if answer.explanation:
+        click.echo(f"\n{answer.explanation}")
+    click.echo(f"\nSQL:\n{answer.sql}")
+
+
+def _print_table(columns: list[str], rows: list[tuple]) -> None:
+    """Rows as aligned columns, NULL as NULL."""
+    texts = [["NULL" if v is None else str(v) for v in row] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in texts)) if texts else len(c) for i, c in enumerate(columns)]
+    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip())
+    for row in texts:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+@main.command()
 def demo() -> None:
     """Run the whole pipeline on the bundled sample data and say where the results are."""
     from harmonizer_pipeline.demo import run_demo

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from harmonizer_pipeline import naming
+from harmonizer_pipeline.ask.job import ask_job
 from harmonizer_pipeline.automation.schedules import full_profile_schedule, harmonize_schedule, retention_schedule
 from harmonizer_pipeline.automation.sensors import automation_sensors
 from harmonizer_pipeline.export.assets import export_target_asset
@@ -24,7 +25,7 @@ def build_definitions(settings: Settings, resources: dict[str, object] | None = 
     quality/profile_<source>, keys/<source> and keys/comparison_<source>; the job that loads,
     validates, profiles and analyses the keys of one file and stages it for its target (staged/<source>); its sensor; the job `profile_<source>`
     and its schedule; ops/trends_<source>. Per target: harmonized/<target> and export/<target>, the job
-    `harmonize_<target>` that merges and exports, `rebuild_<target>` that recomputes every key, and the schedule. The job `ops_trends`; ops/retention, its job
+    `harmonize_<target>` that merges and exports, `rebuild_<target>` that recomputes every key, and the schedule; the job `ask` (questions in plain language). The job `ops_trends`; ops/retention, its job
     `retention` and the schedule retention_daily; keys/file_comparisons and its job `compare_files` (two chosen files of a source); the alerts sensor when channels are set;
     an automation sensor per source and per target."""
     assets, jobs, sensors, schedules = [], [], [], []
@@ -59,6 +60,8 @@ def build_definitions(settings: Settings, resources: dict[str, object] | None = 
         )
         jobs += [job, rebuild]
         schedules.append(harmonize_schedule(settings, target, job))
+    if settings.targets:
+        jobs.append(ask_job(settings))
     if settings.sources:
         jobs.append(dg.define_asset_job("ops_trends", selection=dg.AssetSelection.groups("ops")))
         retention = retention_asset(settings)

@@ -33,6 +33,7 @@ from dagster import (
 from dagster._core.storage.db_io_manager import DbClient, DbIOManager, DbTypeHandler, TableSlice
 from pydantic import Field
 
+from harmonizer_pipeline.ask.providers import LlmSettings
 from harmonizer_pipeline.ingest.landing import LandingZone, LocalLanding
 from harmonizer_pipeline.settings import Settings
 from harmonizer_pipeline.storage.catalog import delete_rows, drop_table, ensure_schema, lock_table
@@ -307,10 +308,31 @@ def _env(name: str) -> dg.EnvVar | None:
     return dg.EnvVar(name) if os.environ.get(name) else None
 
 
+class LanguageModelResource(dg.ConfigurableResource):
+    """The language model of the job `ask`: each of its environment variables (ask.providers) as
+    an EnvVar when set where the definitions load, read when a run starts; unset, the run fails
+    with the one line naming what to set."""
+
+    provider: str | None = None
+    base_url: str | None = None
+    model: str | None = None
+    api_key: str | None = None
+    timeout: str | None = None
+    max_retries: str | None = None
+
+    def llm_settings(self) -> LlmSettings:
+        return LlmSettings.from_env({variable: value for name, variable in LLM_ENV.items() if (value := getattr(self, name)) is not None})
+
+
+# The resource's fields, by the environment variable each comes from (LlmSettings.from_env reads them).
+LLM_ENV = {name: f"HARMONIZER_LLM_{name.upper()}" for name in ("provider", "base_url", "model", "api_key", "timeout", "max_retries")}
+
+
 def build_resources() -> dict[str, object]:
     url = _env(DATABASE_URL_ENV)
     return {
         "io_manager": PostgresPandasIOManager(database_url=url),
         "postgres": PostgresResource(database_url=url),
         "landing": LandingResource(b2_application_key_id=_env(B2_KEY_ID_ENV), b2_application_key=_env(B2_KEY_ENV)),
+        "language_model": LanguageModelResource(**{name: _env(variable) for name, variable in LLM_ENV.items()}),
     }

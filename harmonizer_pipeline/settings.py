@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from harmonizer_pipeline.ask.settings import AskSettings, SummarySettings
 from harmonizer_pipeline.automation.settings import Schedules
 from harmonizer_pipeline.export.settings import ExportSettings
 from harmonizer_pipeline.harmonize.rules import RuleError, validate_options
@@ -103,6 +104,8 @@ class Settings(SettingsModel):
     trends: Trends = Trends()
     privacy: PrivacySettings = PrivacySettings()
     retention: Retention = Retention()
+    ask: AskSettings = AskSettings()
+    summaries: SummarySettings = SummarySettings()
     base_dir: Path = Field(default=PROJECT_ROOT, exclude=True)
 
     @model_validator(mode="after")

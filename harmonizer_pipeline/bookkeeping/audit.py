@@ -22,7 +22,7 @@ from psycopg import sql
 from harmonizer_pipeline.bookkeeping.statements import execute, insert
 
 AUDIT_TABLE = sql.Identifier("ops", "audit_log")
-ACTIONS = ("load", "gate", "profile", "keys", "compare", "harmonize", "export", "trends", "expire", "erase")
+ACTIONS = ("load", "gate", "profile", "keys", "compare", "harmonize", "export", "trends", "expire", "erase", "ask")
 _COLUMNS = ("action", "status", "run_id", "launched_by", "asset", "partition_key", "file", "sha256", "rows_in", "rows_out", "detail")
 
 

@@ -24,6 +24,7 @@ from harmonizer_pipeline.bookkeeping import rejected, schema, summaries
 from harmonizer_pipeline.bookkeeping.statements import NotMigrated
 from harmonizer_pipeline.privacy.masking import scrub_text
 from harmonizer_pipeline.privacy.policy import MASKED, source_columns
+from harmonizer_pipeline.reports.narrative import rephrased
 from harmonizer_pipeline.settings import Settings
 
 FORMATS = {"csv": "CSV", "tsv": "TSV", "excel": "Excel", "json": "JSON", "ndjson": "NDJSON", "xml": "XML", "parquet": "Parquet"}
@@ -450,14 +451,19 @@ def merge_facts(conn, settings: Settings, target: str, *, changed: bool = True) 
 
 
 def file_text(conn, settings: Settings, source: str, partition_key: str) -> str:
-    return file_summary(file_facts(conn, settings, source, partition_key))
+    return _told(settings, file_summary(file_facts(conn, settings, source, partition_key)))
 
 
 def merge_text(conn, settings: Settings, target: str) -> str | None:
     """The summary of the target's latest merge; None before its first."""
     if summaries.latest_merge(conn, target) is None:
         return None
-    return merge_summary(merge_facts(conn, settings, target))
+    return _told(settings, merge_summary(merge_facts(conn, settings, target)))
+
+
+def _told(settings: Settings, text: str) -> str:
+    """The text as people read it: the model's wording where summaries.llm asks for it (reports.narrative)."""
+    return rephrased(text) if settings.summaries.llm else text
 
 
 def target_document(conn, settings: Settings, target: str) -> str:
@@ -467,7 +473,7 @@ def target_document(conn, settings: Settings, target: str) -> str:
     lines += ["## The files merged", ""]
     for source, partition_key in files:
         facts = file_facts(conn, settings, source, partition_key)
-        lines += [f"### {source}: {facts.file}", "", file_summary(facts), ""]
+        lines += [f"### {source}: {facts.file}", "", _told(settings, file_summary(facts)), ""]
     if not files:
         lines += ["None.", ""]
     return "\n".join(lines)
