@@ -2,9 +2,8 @@
 `harmonizer ask` answers it (ask.service); the answer, the SQL and the rows are the metadata of
 the run's output. Dagster wiring only."""
 
-from __future__ import annotations
 
-from typing import Literal
+from enum import Enum
 
 import dagster as dg
 from pydantic import Field
@@ -21,12 +20,17 @@ from harmonizer_pipeline.wiring import table_metadata
 ROWS_SHOWN = 100  # rows of an answer in the run's metadata (the CLI prints up to ask.row_limit)
 
 
+class Role(Enum):
+    reader = "reader"
+    steward = "steward"
+
+
 class Question(dg.Config):
     question: str = Field(min_length=1, description="The question, in plain language.")
     target: str | None = Field(default=None, description="Ask about this target's tables only.")
     session: str | None = Field(default=None, description="Keep the conversation under this name: a follow-up refines the previous query.")
     explain: bool = Field(default=False, description="Also have the model answer in one sentence from the rows.")
-    role: Literal["reader", "steward"] | None = Field(default=None, description="Whose rights the query runs with (default: ask.role).")
+    role: Role | None = Field(default=None, description="Whose rights the query runs with (default: ask.role).")
 
 
 def ask_job(settings: Settings) -> dg.JobDefinition:
@@ -34,7 +38,7 @@ def ask_job(settings: Settings) -> dg.JobDefinition:
     def answer(context: dg.OpExecutionContext, config: Question, postgres: PostgresResource, language_model: LanguageModelResource) -> dg.Output[None]:
         run = context.run
         who = launched_by(run.tags, run.parent_run_id)
-        how = Asking(config.role or settings.ask.role, who, run.run_id, config.target, config.session, config.explain)
+        how = Asking(config.role.value if config.role else settings.ask.role, who, run.run_id, config.target, config.session, config.explain)
         try:
             found = ask(settings, postgres.connect, language_model.llm_settings(), config.question, how)
         except QueryRefused as exc:
