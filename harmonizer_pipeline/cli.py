@@ -527,7 +527,7 @@ def ask(question: str, as_json: bool, target: str | None, session: str | None, e
     from harmonizer_pipeline.ask.guard import QueryRefused
     from harmonizer_pipeline.ask.providers import LlmError, LlmNotConfigured, LlmSettings
     from harmonizer_pipeline.ask.runner import QueryFailed
-    from harmonizer_pipeline.ask.service import AskNotPossible, Asking
+    from harmonizer_pipeline.ask.service import Asking, AskNotPossible
     from harmonizer_pipeline.ask.service import ask as ask_question
     from harmonizer_pipeline.bookkeeping.statements import NotMigrated
     from harmonizer_pipeline.settings import load_settings

@@ -103,7 +103,11 @@ def catalog(conn, settings: Settings, role: str, target: str | None = None, samp
         tables.append(Table(store.SCHEMA, name, columns, description, list(definition.key) if suffix in ("", "_duplicates") else []))
     if role == "steward":
         for schema in STEWARD_SCHEMAS:
-            tables += [Table(schema, name, [Column(c, kind) for c, kind in _columns(conn, schema, name)]) for name in _relations(conn, schema) if (schema, name) != QUARANTINE]
+            tables += [
+                Table(schema, name, [Column(c, kind) for c, kind in _columns(conn, schema, name)])
+                for name in _relations(conn, schema)
+                if (schema, name) != QUARANTINE
+            ]
     return Catalog(tables)
 
 
@@ -135,9 +139,9 @@ def _columns(conn, schema: str, table: str) -> list[tuple[str, str]]:
 
 
 def _samples(conn, schema: str, table: str, column: str, pii_kind: str | None, limit: int) -> list[str]:
-    query = sql.SQL("SELECT v FROM (SELECT {c}::text AS v FROM {t} WHERE {c} IS NOT NULL LIMIT {scan}) s GROUP BY v ORDER BY count(*) DESC, v LIMIT {n}").format(
-        c=sql.Identifier(column), t=sql.Identifier(schema, table), scan=sql.Literal(SAMPLE_SCAN_ROWS), n=sql.Literal(limit)
-    )
+    query = sql.SQL(
+        "SELECT v FROM (SELECT {c}::text AS v FROM {t} WHERE {c} IS NOT NULL LIMIT {scan}) s GROUP BY v ORDER BY count(*) DESC, v LIMIT {n}"
+    ).format(c=sql.Identifier(column), t=sql.Identifier(schema, table), scan=sql.Literal(SAMPLE_SCAN_ROWS), n=sql.Literal(limit))
     values = [value for (value,) in conn.execute(query).fetchall()]
     return [str(MASKED.value(v, pii_kind)) if pii_kind else scrub_text(v) for v in values]
 

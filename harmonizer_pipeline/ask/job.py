@@ -2,7 +2,6 @@
 `harmonizer ask` answers it (ask.service); the answer, the SQL and the rows are the metadata of
 the run's output. Dagster wiring only."""
 
-
 from enum import Enum
 
 import dagster as dg
@@ -11,7 +10,7 @@ from pydantic import Field
 from harmonizer_pipeline.ask.guard import QueryRefused
 from harmonizer_pipeline.ask.providers import LlmError, LlmNotConfigured
 from harmonizer_pipeline.ask.runner import QueryFailed
-from harmonizer_pipeline.ask.service import AskNotPossible, Asking, ask
+from harmonizer_pipeline.ask.service import Asking, AskNotPossible, ask
 from harmonizer_pipeline.bookkeeping.audit import launched_by
 from harmonizer_pipeline.resources import LanguageModelResource, PostgresResource
 from harmonizer_pipeline.settings import Settings

@@ -186,12 +186,18 @@ def _excerpt(text: str) -> str:
 
 # The first fenced block: its opening fence, an optional info string ending the line (```sql), its text.
 _FENCED = re.compile(r"```(?:[\w+-]*[ \t]*\r?\n)?(.*?)```", re.DOTALL)
-_QUERY_START = re.compile(r"(?:select|with)\b", re.IGNORECASE)
+# How a plain reply that is SQL starts: a query, or any other statement (which the guard then
+# refuses, saying why, rather than it passing for a reply without SQL).
+_QUERY_START = re.compile(
+    r"(?:select|with|values|table|insert|update|delete|merge|drop|create|alter|truncate|grant|revoke|copy|set|reset|do|call"
+    r"|explain|vacuum|analyze|lock|listen|notify|prepare|execute|load|begin|commit|rollback)\b",
+    re.IGNORECASE,
+)
 
 
 def sql_from_reply(text: str) -> str:
     """The query in a model's reply: the first fenced block's text, else the whole reply if it
-    starts as a query does (SELECT or WITH), stripped; a trailing `;` stays. A reply that is
+    starts as SQL does (a statement's first word), stripped; a trailing `;` stays. A reply that is
     neither (a refusal, an explanation) raises LlmError."""
     fenced = _FENCED.search(text)
     sql = fenced.group(1).strip() if fenced else text.strip()

@@ -142,5 +142,6 @@ def _record(connect, how: Asking, question: str, query: str | None, outcome: str
             (how.asked_by, how.session, how.role, question, query, outcome, reason, rows, truncated),
         )
         detail = f"{question!r}: {outcome}" + (f" ({reason})" if reason else f", {rows} row(s)")
-        audit.record(conn, audit.AuditEntry("ask", outcome, how.run_id, how.asked_by, "ask", rows_out=rows, detail=detail + (f"; SQL: {query}" if query else "")))
-
+        audit.record(
+            conn, audit.AuditEntry("ask", outcome, how.run_id, how.asked_by, "ask", rows_out=rows, detail=detail + (f"; SQL: {query}" if query else ""))
+        )

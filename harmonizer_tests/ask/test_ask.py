@@ -14,12 +14,14 @@ import dagster as dg
 import psycopg
 import pytest
 from click.testing import CliRunner
+from psycopg import sql
 
+from harmonizer_pipeline.bookkeeping import roles
 from harmonizer_pipeline.cli import main
 from harmonizer_pipeline.definitions import build_definitions
 from harmonizer_pipeline.demo import evaluate_sensor, launch_requests
 from harmonizer_pipeline.resources import build_resources
-from harmonizer_pipeline.settings import CONFIG_ENV, parse_settings
+from harmonizer_pipeline.settings import CONFIG_ENV, load_settings, parse_settings
 from harmonizer_tests.ask.model_server import Garbage, Hang, ModelServer, Status
 
 SECRET = "sk-test-SECRET-0f9a"
@@ -72,13 +74,18 @@ def asked(tmp_path_factory, database_url):
         sensor = defs.resolve_sensor_def(f"{source}_landing")
         assert [r.success for r in launch_requests(defs, sensor, instance, evaluate_sensor(defs, sensor, instance))] == [True]
         assert defs.resolve_job_def(f"harmonize_{target}").execute_in_process(instance=instance).success
+    roles.apply(database_url)  # as `harmonizer db migrate` does: the reader reads the harmonized tables
     with ModelServer() as server:
         env = {CONFIG_ENV: str(path), "HARMONIZER_LLM_BASE_URL": server.base_url, "HARMONIZER_LLM_MODEL": "loopback-1", "HARMONIZER_LLM_API_KEY": SECRET}
         yield Asked(path, source, target, env, server)
 
 
 def run_ask(asked: Asked, *args: str, env: dict[str, str] | None = None):
-    return CliRunner().invoke(main, ["ask", *args], env={**asked.env, **(env or {})})
+    load_settings.cache_clear()  # the process's settings are read once: these are the fixture's
+    try:
+        return CliRunner().invoke(main, ["ask", *args], env={**asked.env, **(env or {})})
+    finally:
+        load_settings.cache_clear()
 
 
 def snapshot(database_url: str) -> dict[str, str]:
@@ -92,8 +99,8 @@ def snapshot(database_url: str) -> dict[str, str]:
         for schema, table in tables:
             if (schema, table) in (("ops", "questions"), ("ops", "audit_log")):
                 continue
-            query = psycopg.sql.SQL("SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {} t").format(psycopg.sql.Identifier(schema, table))
-            digests[f"{schema}.{table}"] = conn.execute(query).fetchone()[0]
+            query = sql.SQL("SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {} t").format(sql.Identifier(schema, table))
+            [(digests[f"{schema}.{table}"],)] = conn.execute(query).fetchall()
         return digests
 
 
@@ -133,7 +140,7 @@ def test_a_fair_question_gets_its_rows_exactly(asked):
     assert f"harmonized.{t}: the harmonized rows, one per key of target {t} (people who registered) (key: customer)" in prompt
     assert "  - city text: where they live; e.g. 'Berlin', 'Hamburg', 'Munich'" in prompt
     # Sample e-mail addresses are masked: the prompt leaves for the model's provider.
-    [email] = [line for line in prompt if line.startswith("  - email ")]
+    email = next(line for line in prompt if line.startswith("  - email "))  # the target's, its first table
     assert "@example.org" in email and not any(p[2] in system["content"] for p in PEOPLE)
 
 
@@ -150,32 +157,39 @@ def test_fenced_sql_in_text_mode_prints_a_table_and_the_sql(asked):
     assert json.loads(clear.stdout)["rows"][0] == ["C1", "Ann Lee", "ann.lee@example.org"]
 
 
+NOT_READ = "is not one the question may read (allowed: harmonized.{t}, harmonized.{t}_changes, harmonized.{t}_duplicates)"
+# What a model might write, and the one line it is refused with.
 HOSTILE = {
-    "two statements": "SELECT 1; DROP TABLE harmonized.{t}",
-    "drop": "DROP TABLE harmonized.{t}",
-    "delete": "DELETE FROM harmonized.{t}",
-    "update": "UPDATE harmonized.{t} SET city = 'x'",
-    "a data-modifying CTE": "WITH gone AS (DELETE FROM harmonized.{t} RETURNING *) SELECT count(*) FROM gone",
-    "the raw layer": "SELECT * FROM raw.{s}",
-    "the quarantine": "SELECT * FROM quality.rejected_rows",
-    "a server file": "SELECT pg_read_file('/etc/passwd')",
-    "copy to a program": "COPY (SELECT 1) TO PROGRAM 'id'",
-    "sleep": "SELECT pg_sleep(30)",
-    "settings": "SELECT set_config('statement_timeout', '0', false)",
-    "the catalog": "SELECT rolname, rolpassword FROM pg_authid",
-}
+    "two statements": ("SELECT 1; DROP TABLE harmonized.{t}", "2 statements: only one query is run"),
+    "drop": ("DROP TABLE harmonized.{t}", "DROP is not a query: only SELECT (with WITH) is run"),
+    "delete": ("DELETE FROM harmonized.{t}", "DELETE is not a query: only SELECT (with WITH) is run"),
+    "update": ("UPDATE harmonized.{t} SET city = 'x'", "UPDATE is not a query: only SELECT (with WITH) is run"),
+    "a data-modifying CTE": (
+        "WITH gone AS (DELETE FROM harmonized.{t} RETURNING *) SELECT count(*) FROM gone", "DELETE is not a query: only SELECT (with WITH) is run",
+    ),
+    "the raw layer": ("SELECT * FROM raw.{s}", "table raw.{s} " + NOT_READ),
+    "the quarantine": ("SELECT * FROM quality.rejected_rows", "table quality.rejected_rows " + NOT_READ),
+    "a server file": ("SELECT pg_read_file('/etc/passwd')", "function pg_read_file is not allowed"),
+    "copy to a program": ("COPY (SELECT 1) TO PROGRAM 'id'", "COPY is not a query: only SELECT (with WITH) is run"),
+    "sleep": ("SELECT pg_sleep(30)", "function pg_sleep is not allowed"),
+    "settings": ("SELECT set_config('statement_timeout', '0', false)", "function set_config is not allowed"),
+    "the catalog": ("SELECT rolname, rolpassword FROM pg_authid", "table harmonized.pg_authid " + NOT_READ),
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("case", list(HOSTILE))
 def test_hostile_sql_is_refused_in_one_line(asked, case):
-    sql_text = HOSTILE[case].format(t=asked.target, s=asked.source)
+    sql_text, reason = (text.format(t=asked.target, s=asked.source) for text in HOSTILE[case])
     result = answered(asked, f"```sql\n{sql_text}\n```", f"please do {case}")
-    assert result.exit_code == 1
-    assert len(result.output.splitlines()) == 1 and result.output.startswith("harmonizer ask: refused: "), result.output
-    REFUSALS[case] = result.output.removeprefix("harmonizer ask: refused: ").strip()
+    assert (result.exit_code, result.output) == (1, f"harmonizer ask: refused: {reason}\n")
 
 
-REFUSALS: dict[str, str] = {}
+def test_the_steward_also_reads_the_quality_tables(asked):
+    query = f"SELECT severity, rows FROM quality.gate_results WHERE source = '{asked.source}'"
+    steward = answered(asked, query, "how did the gate go?", "--role", "steward", "--json")
+    assert steward.exit_code == 0 and json.loads(steward.stdout)["rows"] == [["ok", 5]]
+    reader = answered(asked, query, "how did the gate go?")
+    assert reader.exit_code == 1 and reader.output.startswith("harmonizer ask: refused: table quality.gate_results is not one the question may read")
 
 
 def test_a_query_running_too_long_is_cancelled(asked):
@@ -250,7 +264,7 @@ def test_anthropic_through_its_sdk(asked):
 
 
 def test_without_a_model_ask_exits_2_naming_the_variables(asked):
-    result = CliRunner().invoke(main, ["ask", "anything"], env={CONFIG_ENV: asked.env[CONFIG_ENV], "HARMONIZER_LLM_BASE_URL": "", "HARMONIZER_LLM_MODEL": "", "HARMONIZER_LLM_API_KEY": ""})
+    result = run_ask(asked, "anything", env={"HARMONIZER_LLM_BASE_URL": "", "HARMONIZER_LLM_MODEL": "", "HARMONIZER_LLM_API_KEY": ""})
     assert (result.exit_code, result.output) == (
         2,
         "harmonizer ask: no language model configured: set HARMONIZER_LLM_BASE_URL and HARMONIZER_LLM_MODEL (and HARMONIZER_LLM_API_KEY if the"
@@ -261,20 +275,24 @@ def test_without_a_model_ask_exits_2_naming_the_variables(asked):
 def test_the_job_ask_puts_the_answer_in_its_run(asked, monkeypatch):
     for name, value in asked.env.items():
         monkeypatch.setenv(name, value)
-    from harmonizer_pipeline.settings import load_settings
-
+    load_settings.cache_clear()
     defs = build_definitions(load_settings(), build_resources())
+    load_settings.cache_clear()
     asked.server.script = [f"SELECT city, count(*) AS people FROM harmonized.{asked.target} GROUP BY city ORDER BY city"]
     config = {"ops": {"answer": {"config": {"question": "people per city?"}}}}
     with dg.instance_for_test() as instance:
         result = defs.resolve_job_def("ask").execute_in_process(run_config=config, instance=instance)
-        asked.server.script = ["DROP TABLE ops.questions"]
+        asked.server.script = ["DROP TABLE ops.questions"]  # plain, not fenced: still SQL, for the guard to refuse
         refused = defs.resolve_job_def("ask").execute_in_process(run_config=config, instance=instance, raise_on_error=False)
-    [output] = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_OUTPUT]
-    metadata = output.event_specific_data.metadata
+    [output] = [e.step_output_data for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_OUTPUT]
+    metadata = output.metadata
     assert metadata["question"] == dg.MetadataValue.text("people per city?")
     assert metadata["row_count"] == dg.MetadataValue.int(3) and metadata["truncated"] == dg.MetadataValue.bool(False)
-    assert [r.data for r in metadata["rows"].value.records] == [{"city": "Berlin", "people": "2"}, {"city": "Hamburg", "people": "2"}, {"city": "Munich", "people": "1"}]
+    assert [r.data for r in metadata["rows"].value.records] == [
+        {"city": "Berlin", "people": "2"},
+        {"city": "Hamburg", "people": "2"},
+        {"city": "Munich", "people": "1"},
+    ]
     [failure] = [e for e in refused.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
     assert failure.event_specific_data.error.message.startswith("dagster._core.definitions.events.Failure: refused: ")
 
@@ -283,7 +301,7 @@ def test_every_question_is_audited_and_nothing_changed_or_leaked(asked, database
     assert snapshot(database_url) == BEFORE
     with psycopg.connect(database_url) as conn:
         outcomes = dict(conn.execute("SELECT outcome, count(*) FROM ops.questions GROUP BY outcome").fetchall())
-        audited = conn.execute("SELECT count(*) FROM ops.audit_log WHERE action = 'ask'").fetchone()[0]
+        [(audited,)] = conn.execute("SELECT count(*) FROM ops.audit_log WHERE action = 'ask'").fetchall()
     assert outcomes["refused"] >= len(HOSTILE) and audited == sum(outcomes.values())
     printed = "\n".join(OUTPUTS)
     assert SECRET not in printed and "root:" not in printed

@@ -236,3 +236,8 @@ def test_a_query_comes_back_stripped_fenced_or_plain(rest):
     sql = "SELECT " + rest
     assert sql_from_reply(f"```sql\n{sql}\n```") == sql.strip()
     assert sql_from_reply(sql) == sql.strip()
+
+
+def test_a_plain_statement_that_is_no_query_is_taken_for_the_guard_to_refuse():
+    assert sql_from_reply("DROP TABLE harmonized.patients") == "DROP TABLE harmonized.patients"
+    assert sql_from_reply("  delete from x;") == "delete from x;"

@@ -77,7 +77,7 @@ def test_the_readme_links_the_index_each_page_and_deploy_readme():
     assert sorted(set(_relative_links(README))) == [
         "deploy/README.md",
         *(f"docs/{page}.md" for page in (
-            "README", "access", "benchmarks", "configuration", "dagster-apis", "deploying", "harmonization-and-export", "incremental-harmonization",
+            "README", "access", "ask", "benchmarks", "configuration", "dagster-apis", "deploying", "harmonization-and-export", "incremental-harmonization",
             "ingestion", "io-manager", "keys", "operations", "privacy", "quality", "retention-and-erasure",
         )),
     ]  # fmt: skip
@@ -166,7 +166,7 @@ def test_every_settings_field_is_in_the_configuration_page():
     # A field is named in backticks (`chunk_rows`, `local: {path, glob}`) or in such a {...} list.
     named = set(re.findall(r"`([a-z_][a-z0-9_]*)", text)) | set(re.findall(r"[{,] ?([a-z_][a-z0-9_]*)", text))
     fields = _field_names(Settings)
-    assert len(fields) == 105  # distinct names; a new field must be documented here
+    assert len(fields) == 112  # distinct names; a new field must be documented here
     assert sorted(fields - named) == []
 
 

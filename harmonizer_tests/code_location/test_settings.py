@@ -342,9 +342,17 @@ def test_bad_targets_name_the_field(replace, by, message):
         ("export: {b2: {prefix: out/}}", "export.b2.bucket: Field required"),
         ("export: {zip: 3}", "export.zip: Input should be a valid boolean"),
         ("export: {full: weekly}", "export.full: Input should be 'every_run' or 'schedule'"),
+        ("ask: {statement_timeout_seconds: 0}", "ask.statement_timeout_seconds: Input should be greater than 0"),
+        ("ask: {statement_timeout_seconds: 601}", "ask.statement_timeout_seconds: Input should be less than or equal to 600"),
+        ("ask: {row_limit: 0}", "ask.row_limit: Input should be greater than 0"),
+        ("ask: {row_limit: many}", "ask.row_limit: Input should be a valid integer"),
+        ("ask: {sample_values: 21}", "ask.sample_values: Input should be less than or equal to 20"),
+        ("ask: {role: admin}", "ask.role: Input should be 'reader' or 'steward'"),
+        ("ask: {model: gpt}", "ask.model: Extra inputs are not permitted"),
+        ("summaries: {llm: sometimes}", "summaries.llm: Input should be a valid boolean"),
     ],
 )
-def test_bad_export_fields_name_the_field(fragment, message):
+def test_bad_export_ask_and_summaries_fields_name_the_field(fragment, message):
     with pytest.raises(SettingsError) as caught:
         parse_settings(f"{fragment}\n", base_dir=PROJECT_ROOT)
     assert message in str(caught.value)
