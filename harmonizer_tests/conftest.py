@@ -101,20 +101,54 @@ def pytest_addoption(parser):
 # The modules on the session's `deployed` topology: on one worker, which starts it once.
 _ON_THE_TOPOLOGY = ("harmonizer_tests/deployment/test_topology.py", "harmonizer_tests/deployment/test_ui.py")
 
+# The modules that take longest (minutes of waiting on deployed processes), handed out first:
+# pytest-xdist otherwise orders modules by their number of tests, which left the crash tests (4
+# tests, 7 minutes) for last, with the other worker idle.
+_LONGEST_FIRST = (
+    "harmonizer_tests/deployment/test_crash_recovery.py",
+    *_ON_THE_TOPOLOGY,
+    "harmonizer_tests/code_location/test_definitions.py",
+    "harmonizer_tests/code_location/test_cli.py",
+    "harmonizer_tests/keys/test_keys_pipeline.py",
+    "harmonizer_tests/ingest/test_ingest_pipeline.py",
+    "harmonizer_tests/bookkeeping/test_ops.py",
+)
+
+
+def _module(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+def pytest_collection_modifyitems(config, items):
+    """The modules of _LONGEST_FIRST first, then the others by their number of tests (as
+    pytest-xdist's own order); each module's tests stay together and in their order."""
+    tests: dict[str, int] = {}
+    for item in items:
+        tests[_module(item.nodeid)] = tests.get(_module(item.nodeid), 0) + 1
+
+    def rank(item) -> tuple[int, int, str]:
+        module = _module(item.nodeid)
+        first = _LONGEST_FIRST.index(module) if module in _LONGEST_FIRST else len(_LONGEST_FIRST)
+        return first, -tests[module], module
+
+    items.sort(key=rank)
+
 
 def pytest_xdist_make_scheduler(config, log):
     """`make test` runs two pytest-xdist workers. Each module goes to one worker as a whole, so a
     module-scoped fixture (a pipeline run its tests share) runs once; the modules of
-    _ON_THE_TOPOLOGY go together. (`--dist loadgroup` with marks would say the same, but pytest 9.2
+    _ON_THE_TOPOLOGY go together; modules are handed out in the collection's order
+    (pytest_collection_modifyitems). (`--dist loadgroup` with marks would say the same, but pytest 9.2
     no longer takes the node ids it rewrites: pytest-xdist issue 1386.)"""
     from xdist.scheduler import LoadScopeScheduling
 
     if config.getvalue("dist") not in ("load", "loadscope"):  # another --dist asked for by name
         return None
+    config.option.loadscopereorder = False
 
     class ByModule(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0]
+            module = _module(nodeid)
             return "the deployed topology" if module in _ON_THE_TOPOLOGY else module
 
     return ByModule(config, log)

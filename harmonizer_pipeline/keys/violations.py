@@ -43,7 +43,9 @@ def listed(groups: pd.DataFrame, show: ShowValue, per_key: int | None = None) ->
     if not len(near):
         return found
     for columns, rows in near.groupby(near["_key_columns"].map(tuple), sort=False):
-        for group, members in list(rows.groupby("_group", sort=True))[:per_key]:
+        if per_key is not None:  # the first groups picked before grouping: a near-key may have 100,000s
+            rows = rows[rows["_group"].isin(sorted(rows["_group"].unique())[:per_key])]
+        for group, members in rows.groupby("_group", sort=True):
             first = members.iloc[0]
             values = {c: show(c, plain_value(first[c])) for c in columns}
             found.append(Violation(tuple(columns), int(group), values, [int(n) for n in members["_row_number"]]))  # pyright: ignore[reportArgumentType]

@@ -33,8 +33,9 @@ HEADER = "patient_id,first_name,last_name,birth_date,city,postal_code,balance\n"
 
 
 def big_csv(path: Path, tag: str) -> Path:
-    """ROWS rows of patient-like text (the file's own tag in every row, so files never repeat)."""
-    lines = (f'P{n:07d},Ann{tag},Lee,1990-01-{1 + n % 28:02d},Berlin,{10000 + n % 89999},"{n % 997},{n % 100:02d}"\n' for n in range(ROWS))
+    """ROWS rows of patient-like text; the file's own tag in its first row makes it a file of its own,
+    which the comparison with the previous file finds changed in that row alone."""
+    lines = (f'P{n:07d},Ann{tag if n == 0 else ""},Lee,1990-01-{1 + n % 28:02d},Berlin,{10000 + n % 89999},"{n % 997},{n % 100:02d}"\n' for n in range(ROWS))
     partial = path.with_suffix(".part")  # written under a name the sensor skips, then renamed into place
     with partial.open("w") as out:
         out.write(HEADER)
