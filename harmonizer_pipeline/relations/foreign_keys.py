@@ -293,3 +293,19 @@ def find_foreign_keys(
                     )
     found.sort(key=lambda f: (-f.score, -f.coverage, len(f.from_columns), f.from_table, f.from_columns, f.to_table, f.to_columns))
     return found
+
+
+def _yaml_side(table: str, columns: Sequence[str]) -> str:
+    return f"{table}.{columns[0]}" if len(columns) == 1 else f"{{table: {table}, columns: [{', '.join(columns)}]}}"
+
+
+def relation_line(fk: ForeignKey) -> str:
+    """The candidate as an item of harmonizer.yaml's `relations:` list, its figures in a comment:
+    `  - {from: flights.carrier, to: airlines.carrier, max_violations: 0}  # exact, ...`; a
+    composite side as `{table: t, columns: [a, b]}`. max_violations allows today's violating rows."""
+    rule = f"  - {{from: {_yaml_side(fk.from_table, fk.from_columns)}, to: {_yaml_side(fk.to_table, fk.to_columns)}, max_violations: {fk.rows_violating}}}"
+    if fk.exact:
+        found = "exact"
+    else:
+        found = f"near: {fk.distinct_missing} distinct missing ({', '.join(fk.sample_missing)}{', ...' if fk.distinct_missing > len(fk.sample_missing) else ''}), {fk.rows_violating} rows violate"
+    return f"{rule}  # {found}; coverage {fk.coverage:.2%}, score {fk.score:.3f}"
