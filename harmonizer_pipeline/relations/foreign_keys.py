@@ -23,13 +23,14 @@ another table. Why these rules:
   SAMPLE_MISSING of them, as text; a combination as "(a, b)").
 
 Score, in [0, 1] (documented in full at _score()):
-    score = (0.6 × coverage + 0.25 × name + 0.15 × type) × (0.3 if small integers without a name match else 1)
+    score = (0.6 × coverage + 0.25 × name + 0.15 × type) × (0.3 if a column of small integers has no name match else 1)
 name is 1 when the column names agree (equal after lower-casing and dropping '_'/'-'/' ',
 or the referencing name is the referenced table's name, its singular, or either followed by
 the referenced column or 'id'/'code'/'key'), type is 1 when both sides hold the same kind
 (integer, decimal, text) and the referencing values' lengths fall within the referenced ones',
 0.5 for the same kind only. "Small integers" are referencing columns whose values are all
-integers below SMALL_INTEGER: month, hour, counts and flags are contained in any id column.
+integers below SMALL_INTEGER: month, hour, counts and flags are contained in any id column, and
+a composite pairing such a column with a real one (region_no, parcels) is as accidental.
 Candidates are ranked by score, then coverage, then fewer columns, then names.
 
 How candidates are found, measured: unary containment is a membership test of each column's
@@ -47,6 +48,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import product
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -117,7 +119,7 @@ class _Column:
         lengths = pc.utf8_length(values)
         shortest, longest = (int(pc.min(lengths).as_py() or 0), int(pc.max(lengths).as_py() or 0))
         if pc.all(pc.match_substring_regex(values, _INTEGER.pattern)).as_py():
-            small = longest <= len(str(SMALL_INTEGER)) and all(abs(int(v)) < SMALL_INTEGER for v in values.to_pylist())
+            small = longest <= len(str(SMALL_INTEGER)) and all(abs(int(str(v))) < SMALL_INTEGER for v in self.texts[self.present])
             return "integer", shortest, longest, small
         if pc.all(pc.match_substring_regex(values, _DECIMAL.pattern)).as_py():
             return "decimal", shortest, longest, False
@@ -142,7 +144,7 @@ def _share_ids(columns: Sequence[_Column]) -> int:
     if not columns:
         return 0
     joined = pa.chunked_array([pa.array(c.texts, pa.string()) for c in columns], pa.string())
-    encoded = joined.dictionary_encode().combine_chunks()
+    encoded = cast(pa.DictionaryArray, joined.dictionary_encode().combine_chunks())
     ids = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     start = 0
     for column in columns:
@@ -178,18 +180,19 @@ def _names_match(from_name: str, to_table: str, to_name: str) -> bool:
 
 
 def _score(coverage: float, sources: Sequence[_Column], targets: Sequence[_Column], to_table: str) -> float:
-    """score = (0.6 × coverage + 0.25 × name + 0.15 × type) × (SMALL_INTEGER_FACTOR if every
-    referencing column holds only small integers and the names do not match, else 1); name and
+    """score = (0.6 × coverage + 0.25 × name + 0.15 × type) × (SMALL_INTEGER_FACTOR if a
+    referencing column holding only small integers has no name match, else 1); name and
     type are the shares of the columns whose names match (_names_match) and whose kinds agree
     (1 with lengths inside the referenced ones, 0.5 for the kind alone). Coverage weighs most: a
     real reference is (nearly) contained; names and types tell a real one from a chance one."""
-    name = sum(_names_match(s.name, to_table, t.name) for s, t in zip(sources, targets)) / len(sources)
+    matches = [_names_match(s.name, to_table, t.name) for s, t in zip(sources, targets)]
+    name = sum(matches) / len(sources)
     kind = 0.0
     for source, target in zip(sources, targets):
         (s_kind, s_short, s_long, _), (t_kind, t_short, t_long, _) = source.profile, target.profile
         kind += (1.0 if t_short <= s_short and s_long <= t_long else 0.5) if s_kind == t_kind else 0.0
     score = 0.6 * coverage + 0.25 * name + 0.15 * kind / len(sources)
-    if name == 0 and all(s.profile[3] for s in sources):
+    if any(source.profile[3] and not match for source, match in zip(sources, matches)):
         score *= SMALL_INTEGER_FACTOR
     return round(score, 4)
 
