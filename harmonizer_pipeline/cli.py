@@ -411,6 +411,56 @@ def compare(file_a: Path, file_b: Path, key_text: str | None, as_json: bool, out
 
 
 @main.command()
+@click.argument("paths", metavar="FILE...", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object: foreign_keys, each with from_table, from_columns, to_table, to_columns, distinct_missing, rows_violating, coverage, score.",
+)
+@click.option(
+    "--min-coverage",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.5,
+    show_default=True,
+    help="Least share of the referencing distinct values found in the referenced key.",
+)
+def relations(paths: tuple[Path, ...], as_json: bool, min_coverage: float) -> None:
+    """Foreign-key candidates between the files (each table named by its file stem): column
+    combinations of up to 3 columns whose values are contained in a key of another file, exact or
+    near, best first. Each is printed as a line for harmonizer.yaml's `relations:` list with the
+    figures in a comment: `- {from: flights.carrier, to: airlines.carrier, max_violations: 0}`,
+    a composite one as `- {from: {table: flights, columns: [origin, time_hour]}, to: {table:
+    weather, columns: [origin, time_hour]}, max_violations: 1556}`; max_violations is the number
+    of rows violating today."""
+    from harmonizer_pipeline.relations.foreign_keys import find_foreign_keys, relation_line
+
+    if len(paths) < 2:
+        click.echo("harmonizer relations: give at least two files", err=True)
+        sys.exit(2)
+    stems = [path.stem for path in paths]
+    if len(set(stems)) < len(stems):
+        click.echo(
+            f"harmonizer relations: two files share a name, tables are named by it: {', '.join(sorted({s for s in stems if stems.count(s) > 1}))}", err=True
+        )
+        sys.exit(2)
+    tables = {}
+    for path in paths:
+        table, frame = _read_or_exit(path)
+        tables[path.stem] = frame[list(table.detection.columns)]  # without the lineage columns
+    found = find_foreign_keys(tables, min_coverage=min_coverage)
+    if as_json:
+        fields = ("from_table", "from_columns", "to_table", "to_columns", "distinct_missing", "rows_violating", "coverage", "score")
+        click.echo(
+            json.dumps({"foreign_keys": [{f: list(v) if isinstance(v := getattr(fk, f), tuple) else v for f in fields} for fk in found]}, ensure_ascii=False)
+        )
+        return
+    click.echo(f"relations:  # {len(found)} foreign-key candidates between {len(tables)} files, best first")
+    for fk in found:
+        click.echo(relation_line(fk))
+
+
+@main.command()
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, path_type=Path), required=True, help="the HTML file to write")
 @_show_pii
