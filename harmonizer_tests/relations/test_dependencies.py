@@ -106,7 +106,7 @@ def test_columns_entirely_null_and_tiny_frames():
 def frames(draw):
     rows = draw(st.integers(2, 40))
     columns = {}
-    for i in range(draw(st.integers(1, 5))):
+    for i in range(draw(st.integers(1, 4))):
         kind = draw(st.sampled_from(["small", "nullable", "text", "derived"]))
         if kind == "derived" and columns:  # a function of an earlier column, sometimes with a typo
             source = pd.Series(columns[draw(st.sampled_from(sorted(columns)))])
@@ -127,10 +127,13 @@ def brute_force(frame: pd.DataFrame, max_lhs: int, max_error: float) -> set[tupl
     """Every dependency find_dependencies() should report, by trying every LHS with pandas."""
     rows, budget = len(frame), int(max_error * len(frame))
     varying = [c for c in frame.columns if frame[c].nunique(dropna=False) > 1]
-    removed = {(lhs, a): g3_removed(frame, lhs, a) for size in range(1, max_lhs + 1) for lhs in itertools.combinations(varying, size) for a in varying if a not in lhs}
+    removed = {
+        (lhs, a): g3_removed(frame, lhs, a) for size in range(1, max_lhs + 1) for lhs in itertools.combinations(varying, size) for a in varying if a not in lhs
+    }
     found = set()
+    near_keys = {lhs for lhs, _ in removed if key_excess(frame, lhs) <= budget}
     for (lhs, a), count in removed.items():
-        if any(key_excess(frame, sub) <= budget for size in range(1, len(lhs) + 1) for sub in itertools.combinations(lhs, size)):
+        if any(sub in near_keys for size in range(1, len(lhs) + 1) for sub in itertools.combinations(lhs, size)):
             continue  # a key or near-key LHS, or a superset of one
         subsets = [sub for size in range(1, len(lhs)) for sub in itertools.combinations(lhs, size)]
         if count == 0 and not any(removed[sub, a] == 0 for sub in subsets):
@@ -141,7 +144,7 @@ def brute_force(frame: pd.DataFrame, max_lhs: int, max_error: float) -> set[tupl
     return found
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(frames(), st.sampled_from([0.0, 0.05, 0.2]), st.integers(1, 3))
 def test_the_engine_equals_pandas(frame, max_error, max_lhs):
     found = find_dependencies(frame, max_lhs=max_lhs, max_error=max_error, limit=None)
