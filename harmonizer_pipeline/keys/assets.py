@@ -10,6 +10,7 @@ from harmonizer_pipeline import naming, wiring
 from harmonizer_pipeline.keys.analysis import Compared, FilesCompared, KeyFindings, analyse_file, compare_file, compare_files
 from harmonizer_pipeline.keys.comparison import Comparison, Difference
 from harmonizer_pipeline.keys.violations import Violation
+from harmonizer_pipeline.relations.dependencies import VIOLATION_LIMIT, BrokenRow, described
 from harmonizer_pipeline.reports.pages import publish_file_page
 from harmonizer_pipeline.reports.summary import file_text
 from harmonizer_pipeline.resources import LandingResource, PostgresResource
@@ -34,7 +35,9 @@ def keys_source_asset(settings: Settings, source: str, partitions: dg.DynamicPar
         owners=OWNERS,
         description=(
             f"Minimal unique keys (exact, HPIValid's method; Desbordante's for wide tables), near-keys, the suggested key and duplicate groups of each "
-            f"{source} file's validated rows (also the rows breaking each near-key); in keys.key_summary, keys.unique_keys, keys.near_keys, keys.duplicate_groups."
+            f"{source} file's validated rows (also the rows breaking each near-key) and its functional dependencies, exact and approximate "
+            "(with the rows breaking them); in keys.key_summary, keys.unique_keys, keys.near_keys, keys.duplicate_groups, keys.dependencies, "
+            "keys.dependency_rows."
         ),
     )
     def keys(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
@@ -103,7 +106,26 @@ def _keys_metadata(found: KeyFindings) -> dict[str, Any]:
             [("columns", "string"), ("uniqueness", "float"), ("duplicate_groups", "int"), ("excess_rows", "int")],
         ),
         "near_key_violations": dg.MetadataValue.md(_violations_markdown(found.near_key_sample)),
+        "functional_dependencies": table_metadata(
+            [
+                {"lhs": ", ".join(d.lhs), "rhs": d.rhs, "exact": d.exact, "error": round(d.error, 6), "violating_rows": d.violating_rows}
+                for d in found.dependencies
+            ],
+            [("lhs", "string"), ("rhs", "string"), ("exact", "bool"), ("error", "float"), ("violating_rows", "int")],
+        ),
+        "dependency_violations": dg.MetadataValue.md(_broken_markdown(found.broken_sample)),
     }
+
+
+def _broken_markdown(sample: list[BrokenRow]) -> str:
+    """The first rows breaking each approximate dependency (values as analyse_file masked them)."""
+    if not sample:
+        return "no approximate functional dependency (or none is broken)"
+    lines = ["| dependency | row | LHS values | value | most rows hold |", "| --- | --- | --- | --- | --- |"]
+    for r in sample:
+        values = ", ".join(f"{c}={_cell(v)}" for c, v in r.lhs_values.items())
+        lines.append(f"| {described(r)} | {r.row_number} | {values} | {_cell(r.value)} | {_cell(r.majority)} |")
+    return "\n".join(lines) + f"\n\nEvery such row (up to {VIOLATION_LIMIT:,} per dependency): keys.dependency_rows."
 
 
 def _violations_markdown(sample: list[Violation]) -> str:

@@ -52,6 +52,7 @@ MAX_LHS = 3
 MAX_ERROR = 0.05
 DEPENDENCY_LIMIT = 50  # dependencies find_dependencies() returns at most, best first
 VIOLATION_LIMIT = 1_000  # rows violations() returns at most
+SAMPLE_ROWS = 100_000  # file_dependencies() searches a larger file on a sample of this many rows
 ROW_NUMBER = "_row_number"
 
 
@@ -146,13 +147,21 @@ class _Groups:
         return removed if removed <= budget else None
 
 
-def find_dependencies(frame: pd.DataFrame, max_lhs: int = MAX_LHS, max_error: float = MAX_ERROR, limit: int | None = DEPENDENCY_LIMIT) -> list[Dependency]:
+def find_dependencies(
+    frame: pd.DataFrame,
+    max_lhs: int = MAX_LHS,
+    max_error: float = MAX_ERROR,
+    limit: int | None = DEPENDENCY_LIMIT,
+    codes: pd.DataFrame | None = None,
+) -> list[Dependency]:
     """The minimal exact and approximate functional dependencies of `frame` (all its columns;
-    leave lineage columns out before), ranked, at most `limit`."""
-    rows = len(frame)
+    leave lineage columns out before), ranked, at most `limit`. `codes`: the frame's columns as
+    discovery.encode gives them with NULL equal to NULL (the keys stage's), when at hand."""
+    codes = codes if codes is not None else encode(frame)
+    rows = len(codes)
     if rows < 2:
         return []
-    table = CodeTable(encode(frame))
+    table = CodeTable(codes)
     varying = [i for i, values in enumerate(table.values) if values.max() > 0]  # constant columns determine nothing and follow from anything
     candidates = [i for i in varying if table.recurring_rows[i]]  # a column with no repeated value is a key
     budget = int(max_error * rows)
@@ -188,18 +197,64 @@ def find_dependencies(frame: pd.DataFrame, max_lhs: int = MAX_LHS, max_error: fl
                 else:
                     near_lhs[a].append(columns)
                     found.append(Dependency(names, table.names[a], removed / rows, removed, False))
-    found.sort(key=lambda d: (not d.exact, d.error, len(d.lhs), d.lhs, d.rhs))
+    found.sort(key=_rank)
     return found[:limit]
 
 
-def violations(frame: pd.DataFrame, dependency: Dependency, limit: int | None = VIOLATION_LIMIT) -> pd.DataFrame:
+def _rank(dependency: Dependency) -> tuple:
+    return (not dependency.exact, dependency.error, len(dependency.lhs), dependency.lhs, dependency.rhs)
+
+
+def file_dependencies(
+    frame: pd.DataFrame,
+    codes: pd.DataFrame | None = None,
+    max_lhs: int = MAX_LHS,
+    max_error: float = MAX_ERROR,
+    limit: int | None = DEPENDENCY_LIMIT,
+    sample_rows: int = SAMPLE_ROWS,
+) -> list[Dependency]:
+    """find_dependencies() with the pipeline's cost bound: a file of more than `sample_rows` rows
+    is searched on a deterministic sample of that many rows, and every dependency found there is
+    measured again on all rows (see the module docstring): it stays exact only if it holds on all
+    of them, an approximate one is kept only within `max_error`, and error and violating rows are
+    always those of all rows."""
+    codes = codes if codes is not None else encode(frame)
+    if len(codes) <= sample_rows:
+        return find_dependencies(frame, max_lhs, max_error, limit, codes)
+    sample = codes.sample(sample_rows, random_state=0).reset_index(drop=True)
+    found = find_dependencies(frame.iloc[:0], max_lhs, max_error, None, sample)
+    return _remeasured(CodeTable(codes), found, max_error)[:limit]
+
+
+def _remeasured(table: CodeTable, found: Sequence[Dependency], max_error: float) -> list[Dependency]:
+    """The dependencies `found` on a sample, measured on all of `table`'s rows: those whose LHS is
+    within `max_error` of a key on all rows, or whose error exceeds it, left out; an approximate
+    one left out too when a kept one with the same RHS has a smaller LHS (no longer minimal)."""
+    rows, budget = table.rows, int(max_error * table.rows)
+    by_lhs: dict[tuple[str, ...], list[Dependency]] = {}
+    for dependency in found:
+        by_lhs.setdefault(dependency.lhs, []).append(dependency)
+    kept: list[Dependency] = []
+    for lhs, dependencies in by_lhs.items():
+        groups = _Groups(table, table.columns_of(lhs))
+        if groups.excess <= budget:
+            continue
+        for dependency in dependencies:
+            removed = groups.removed(table.values[table.names.index(dependency.rhs)], budget)
+            if removed is not None:
+                kept.append(Dependency(lhs, dependency.rhs, removed / rows, removed, removed == 0))
+    minimal = [d for d in kept if d.exact or not any(o.rhs == d.rhs and set(o.lhs) < set(d.lhs) for o in kept)]
+    return sorted(minimal, key=_rank)
+
+
+def violations(frame: pd.DataFrame, dependency: Dependency, limit: int | None = VIOLATION_LIMIT, codes: pd.DataFrame | None = None) -> pd.DataFrame:
     """The rows that break `dependency`: in each group of rows equal on its LHS holding more than
     one RHS value, the rows holding other than the group's most frequent value (the rows its g3
     removes). Columns: the LHS columns, the RHS column (the value seen), `majority` (the group's
     most frequent RHS value) and `_row_number` (the frame's, else its index); group by group in
-    order of first appearance, at most `limit` rows."""
+    order of first appearance, at most `limit` rows. `codes`: as find_dependencies takes them."""
     lhs, rhs = list(dependency.lhs), dependency.rhs
-    codes = encode(frame, [*lhs, rhs])
+    codes = codes[[*lhs, rhs]] if codes is not None else encode(frame, [*lhs, rhs])
     labels, _ = pd.factorize(combined_codes([codes[c].to_numpy() for c in lhs]))
     minority, majority = _minority(labels, codes[rhs].to_numpy())
     rows = np.flatnonzero(minority)
@@ -212,7 +267,37 @@ def violations(frame: pd.DataFrame, dependency: Dependency, limit: int | None = 
     return found
 
 
-def _described(dependency: Dependency) -> str:
+@dataclass(frozen=True)
+class BrokenRow:
+    """A row breaking an approximate dependency: its LHS values, the RHS value it holds and the
+    value most rows of its group hold (as the file holds them; callers mask them for people)."""
+
+    lhs: tuple[str, ...]
+    rhs: str
+    row_number: int
+    lhs_values: dict[str, object]
+    value: object
+    majority: object
+
+
+def broken_rows(frame: pd.DataFrame, dependency: Dependency, limit: int | None = VIOLATION_LIMIT, codes: pd.DataFrame | None = None) -> list[BrokenRow]:
+    """violations() as BrokenRows."""
+    found = violations(frame, dependency, limit, codes)
+    lhs, rhs = dependency.lhs, dependency.rhs
+    return [
+        BrokenRow(lhs, rhs, int(record[ROW_NUMBER]), {c: _plain(record[c]) for c in lhs}, _plain(record[rhs]), _plain(record["majority"]))
+        for record in found.to_dict("records")
+    ]
+
+
+def _plain(value: object) -> object:
+    if value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and np.isnan(value)):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def described(dependency: Dependency | BrokenRow) -> str:
+    """`zip -> city`."""
     return f"{', '.join(dependency.lhs)} -> {dependency.rhs}"
 
 
@@ -221,9 +306,9 @@ def dependency_lines(dependencies: Sequence[Dependency]) -> list[str]:
     lines = []
     for dependency in dependencies:
         if dependency.exact:
-            lines.append(f"{_described(dependency)}  (exact)")
+            lines.append(f"{described(dependency)}  (exact)")
         else:
-            lines.append(f"{_described(dependency)}  (approximate: {dependency.error:.2%} of rows, {dependency.violating_rows} rows break it)")
+            lines.append(f"{described(dependency)}  (approximate: {dependency.error:.2%} of rows, {dependency.violating_rows} rows break it)")
     return lines
 
 
