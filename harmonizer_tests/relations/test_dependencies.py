@@ -3,9 +3,12 @@ engine against plain pandas (every reported one holds or has its stated g3, is m
 is missed) on small random frames."""
 
 import itertools
+import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -160,3 +163,65 @@ def test_the_engine_equals_pandas(frame, max_error, max_lhs):
         else:
             assert int(violations(frame, dependency, limit=None)["_row_number"].nunique()) == removed
     assert {(d.lhs, d.rhs, d.violating_rows) for d in found} == brute_force(frame, max_lhs, max_error)
+
+
+CUSTOMERS = "id,zip,city,email\n" + "".join(
+    f"{n},{zip_code},{'Berln' if n == 3 else city},{city.lower()}@example.org\n"
+    for n, (zip_code, city) in enumerate(
+        [(z, c) for z, c in (("10115", "Berlin"), ("20095", "Hamburg"), ("50667", "Köln"), ("80331", "München")) for _ in range(5)], 1
+    )
+)
+
+
+def relations(*args: str):
+    from click.testing import CliRunner
+
+    from harmonizer_pipeline.cli import main
+
+    return CliRunner().invoke(main, ["relations", *args])
+
+
+@pytest.fixture
+def customers(tmp_path) -> Path:
+    """20 customers: zip -> city but for one typo (row 3, line 4: Berln), email names the city."""
+    path = tmp_path / "customers.csv"
+    path.write_text(CUSTOMERS, encoding="utf-8")
+    return path
+
+
+def test_cli_fds_lines_and_masked_violations(customers):
+    done = relations("--fds", "--violations", str(customers))
+    assert done.exit_code == 0, done.output
+    assert done.stdout.splitlines() == [
+        "customers: 6 functional dependencies",
+        "  city -> email  (exact)",
+        "  city -> zip  (exact)",
+        "  email -> zip  (exact)",
+        "  zip -> email  (exact)",
+        "  email -> city  (approximate: 5.00% of rows, 1 row breaks it)",
+        "    row 4: email='b***@example.org': city='Berln' where most rows hold 'Berlin'",
+        "  zip -> city  (approximate: 5.00% of rows, 1 row breaks it)",
+        "    row 4: zip='10115': city='Berln' where most rows hold 'Berlin'",
+    ]
+    clear = relations("--fds", "--violations", "--show-pii", str(customers))
+    assert "row 4: email='berlin@example.org'" in clear.stdout
+    assert clear.stderr == "showing the values of PII columns in clear (--show-pii)\n"
+
+
+def test_cli_fds_json_per_file_stem(customers, tmp_path):
+    other = tmp_path / "cities.csv"
+    other.write_text("city,country\nBerlin,DE\nParis,FR\nLyon,FR\n", encoding="utf-8")
+    done = relations("--fds", "--json", str(customers), str(other))
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.stdout)
+    assert list(report) == ["dependencies"] and list(report["dependencies"]) == ["customers", "cities"]
+    assert report["dependencies"]["customers"][-1] == {"lhs": ["zip"], "rhs": "city", "exact": False, "error": 0.05, "violating_rows": 1}
+    assert report["dependencies"]["cities"] == []  # city is a key, country alone determines nothing exactly within 5% of 3 rows
+    broken = json.loads(relations("--fds", "--json", "--violations", str(customers)).stdout)["dependencies"]["customers"][-1]
+    assert broken["violations"] == [{"row": 4, "lhs": {"zip": "10115"}, "value": "Berln", "majority": "Berlin"}]
+
+
+def test_cli_fds_refusals(customers):
+    assert (relations("--fds").exit_code, relations("--fds").stderr) == (2, "harmonizer relations: give at least one file\n")
+    alone = relations("--violations", str(customers), str(customers))
+    assert (alone.exit_code, alone.stderr) == (2, "harmonizer relations: --violations goes with --fds\n")
