@@ -238,16 +238,25 @@ def find_foreign_keys(
     keys: Mapping[str, list[tuple[str, ...]]] | None = None,
     max_arity: int = 3,
     min_coverage: float = MIN_COVERAGE,
+    declared_keys: Mapping[str, list[tuple[str, ...]]] | None = None,
 ) -> list[ForeignKey]:
     """Foreign-key candidates between the named `tables`, ranked (see the module docstring).
     `keys`: each table's keys to reference (as given, not checked); by default each table's
-    minimal keys of at most `max_arity` columns without NULLs, from the keys engine."""
+    minimal keys of at most `max_arity` columns without NULLs, from the keys engine.
+    `declared_keys`: keys referenced besides those (a target's business key, as given)."""
     if not 0 < min_coverage <= 1:
         raise ValueError(f"min_coverage must be in (0, 1], got {min_coverage}")
     columns = {name: _columns_of(name, frame) for name, frame in tables.items()}
     shared_ids = _share_ids([c for table in columns.values() for c in table.values()])
     referenced = {
-        name: [tuple(k) for k in (keys[name] if keys is not None and name in keys else _keys_of(columns[name], len(tables[name]), max_arity))]
+        name: list(
+            dict.fromkeys(
+                [
+                    *(tuple(k) for k in (keys[name] if keys is not None and name in keys else _keys_of(columns[name], len(tables[name]), max_arity))),
+                    *(tuple(k) for k in (declared_keys or {}).get(name, [])),
+                ]
+            )
+        )
         for name in tables
     }
     # Unary coverage of every referencing column onto every key column of another table.
