@@ -1,12 +1,12 @@
 """keys/relations: foreign-key candidates between the latest file of every source and every
-harmonized target, run by the job find_relations (no automation): Dagster wiring over
-relations.service."""
+harmonized target, run by the job find_relations (no automation; no edges in the asset graph, as
+it reads whatever is latest when run, like ops/retention): Dagster wiring over relations.service."""
 
 from typing import Any
 
 import dagster as dg
 
-from harmonizer_pipeline import naming, wiring
+from harmonizer_pipeline import wiring
 from harmonizer_pipeline.relations.foreign_keys import ForeignKey, relation_line
 from harmonizer_pipeline.relations.service import ASSET, RelationsFound, find_relations
 from harmonizer_pipeline.resources import PostgresResource
@@ -22,7 +22,6 @@ def relations_asset(settings: Settings) -> dg.AssetsDefinition:
         group_name="keys",
         kinds={"pandas", "postgres"},
         owners=OWNERS,
-        deps=[*(wiring.key(naming.keys(s)) for s in settings.sources), *(wiring.key(naming.harmonized(t)) for t in settings.targets)],
         description=(
             "Foreign-key candidates between the latest loaded file of every source (raw rows) and every harmonized target, tables named "
             "by source or target: column combinations of up to 3 columns contained, wholly or for at least half their distinct values, in "
