@@ -119,24 +119,30 @@ def _keys_metadata(found: KeyFindings) -> dict[str, Any]:
 
 def _broken_markdown(sample: list[BrokenRow]) -> str:
     """The first rows breaking each approximate dependency (values as analyse_file masked them)."""
-    if not sample:
-        return "no approximate functional dependency (or none is broken)"
-    lines = ["| dependency | row | LHS values | value | most rows hold |", "| --- | --- | --- | --- | --- |"]
-    for r in sample:
-        values = ", ".join(f"{c}={_cell(v)}" for c, v in r.lhs_values.items())
-        lines.append(f"| {described(r)} | {r.row_number} | {values} | {_cell(r.value)} | {_cell(r.majority)} |")
-    return "\n".join(lines) + f"\n\nEvery such row (up to {VIOLATION_LIMIT:,} per dependency): keys.dependency_rows."
+    rows = [[described(r), str(r.row_number), ", ".join(f"{c}={_cell(v)}" for c, v in r.lhs_values.items()), _cell(r.value), _cell(r.majority)] for r in sample]
+    return _markdown(
+        ["dependency", "row", "LHS values", "value", "most rows hold"], rows, "no approximate functional dependency (or none is broken)",
+        f"Every such row (up to {VIOLATION_LIMIT:,} per dependency): keys.dependency_rows.",
+    )  # fmt: skip
 
 
 def _violations_markdown(sample: list[Violation]) -> str:
     """The first groups breaking each near-key (values as analyse_file masked them)."""
-    if not sample:
-        return "no near-key is broken (or there are no near-keys)"
-    lines = ["| near-key | group | values | rows |", "| --- | --- | --- | --- |"]
-    for g in sample:
-        values = ", ".join(f"{c}={_cell(v)}" for c, v in g.values.items())
-        lines.append(f"| {', '.join(g.columns)} | {g.group} | {values} | {', '.join(map(str, g.rows))} |")
-    return "\n".join(lines) + "\n\nEvery group: keys.duplicate_groups, kind `near_key`."
+    rows = [[", ".join(g.columns), str(g.group), ", ".join(f"{c}={_cell(v)}" for c, v in g.values.items()), ", ".join(map(str, g.rows))] for g in sample]
+    return _markdown(
+        ["near-key", "group", "values", "rows"],
+        rows,
+        "no near-key is broken (or there are no near-keys)",
+        "Every group: keys.duplicate_groups, kind `near_key`.",
+    )
+
+
+def _markdown(header: list[str], rows: list[list[str]], empty: str, footer: str) -> str:
+    """A markdown table for the UI, then a line saying where every row is; `empty` without rows."""
+    if not rows:
+        return empty
+    lines = [f"| {' | '.join(header)} |", f"|{' --- |' * len(header)}", *(f"| {' | '.join(row)} |" for row in rows)]
+    return "\n".join(lines) + f"\n\n{footer}"
 
 
 def _cell(value: object) -> str:
@@ -218,11 +224,9 @@ def _files_metadata(source: str, compared: FilesCompared) -> dict[str, Any]:
 
 def _differences_markdown(sample: list[Difference]) -> str:
     """The first differences of each kind (PII values masked by compare_files)."""
-    if not sample:
-        return "no differences"
-    lines = ["| kind | key | column | before | after |", "| --- | --- | --- | --- | --- |"]
+    rows = []
     for r in sample:
-        key = ", ".join(f"{c}={_cell(v)}" for c, v in r.key.items())
         changed = r.kind == "changed"
-        lines.append(f"| {r.kind} | {key} | {r.column or ''} | {_cell(r.before) if changed else ''} | {_cell(r.after) if changed else ''} |")
-    return "\n".join(lines) + "\n\nEvery difference: keys.comparison_rows, by comparison_id."
+        key = ", ".join(f"{c}={_cell(v)}" for c, v in r.key.items())
+        rows.append([r.kind, key, r.column or "", _cell(r.before) if changed else "", _cell(r.after) if changed else ""])
+    return _markdown(["kind", "key", "column", "before", "after"], rows, "no differences", "Every difference: keys.comparison_rows, by comparison_id.")
