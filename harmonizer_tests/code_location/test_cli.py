@@ -169,7 +169,8 @@ def test_audit_prints_what_the_demo_did(demo_home, demo_env):
     # The merge recomputed the 44 keys of the 50 staged rows: all new.
     assert sorted(((e["action"], e["status"], e["file"], e["rows_in"], e["rows_out"]) for e in entries), key=str) == sorted(
         # keys/relations read every source's file and the 44 merged rows.
-        [*per_file, ("harmonize", "done", None, 44, 44), *exported, *trends, ("relations", "done", None, 97, 13)], key=str
+        [*per_file, ("harmonize", "done", None, 44, 44), *exported, *trends, ("relations", "done", None, 97, 13)],
+        key=str,
     )
     assert {e["launched_by"] for e in entries} == {"make demo"}
     one = run_cli("audit", "--file", "export.csv", env=demo_env).stdout.splitlines()
