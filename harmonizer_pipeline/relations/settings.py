@@ -75,17 +75,18 @@ def _name_part(text: str) -> str:
 
 def check_names(relations: Sequence[Relation]) -> list[str]:
     """Each relation's asset check name, `relation_<from columns>_to_<table>_<columns>` in letters,
-    digits and `_`; a name two relations would share gets `_2`, `_3`, ... on the later ones."""
+    digits and `_`; a name two relations of one referencing table would share gets `_2`, `_3`, ...
+    on the later ones (checks of different assets may share a name)."""
     names, seen = [], set()
     for relation in relations:
         base = "relation_{}_to_{}_{}".format(
             "_".join(map(_name_part, relation.from_.columns)), relation.to.table, "_".join(map(_name_part, relation.to.columns))
         )
         name, n = base, 1
-        while name in seen:
+        while (relation.from_.table, name) in seen:
             n += 1
             name = f"{base}_{n}"
-        seen.add(name)
+        seen.add((relation.from_.table, name))
         names.append(name)
     return names
 
