@@ -161,6 +161,21 @@ def check_relation(conn: psycopg.Connection, settings: Settings, enforced: Enfor
     return RelationOutcome(enforced, rows_violating, distinct_missing, _masked(conn, settings, enforced, records))
 
 
+def check_file(
+    conn: psycopg.Connection, settings: Settings, relations: Sequence[Enforced], source: str, partition_key: str, *, gate_passed: bool
+) -> list[RelationOutcome]:
+    """Check the relations of a file of `source` just validated; when a blocking one fails and the
+    schema gate had passed, the file's registry entry becomes `blocked` with the relation's reason
+    (as a gate blocks it: it stops counting as a current file until validated again)."""
+    outcomes = [check_relation(conn, settings, e, partition_key) for e in relations]
+    failed = [o for o in outcomes if o.enforced.relation.blocking and not o.passed]
+    entry = registry.entry_for_partition(conn, source, partition_key) if failed and gate_passed else None
+    if entry is not None:
+        reason = "; ".join(f"{o.enforced.relation}: {o.summary()}" for o in failed)
+        registry.record_gate(conn, entry.id, False, scrub_text(f"blocked by a relation of harmonizer.yaml: {reason}"))
+    return outcomes
+
+
 def _missing(conn, asset: naming.StageAsset, columns: Sequence[str], *, referenced: bool, partition_key: str | None = None) -> str | None:
     """One line when the table or one of the columns is not there, else None."""
     if not table_exists(conn, asset.schema, asset.table):

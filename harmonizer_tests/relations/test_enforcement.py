@@ -163,13 +163,18 @@ def test_a_composite_relation_allows_max_violations_rows(scenario):
     assert _records(exceeded) == [{"_row_number": 3, "origin": "JFK", "day": "3"}, {"_row_number": 4, "origin": "BOS", "day": "1"}]
 
 
-def test_a_blocking_relation_stops_what_is_downstream_of_the_file(scenario):
+def test_a_blocking_relation_stops_what_is_downstream_of_the_file(scenario, psql):
     [bad] = scenario.runs["bad"]
     blocking = scenario.checks("bad", "validated/fl")[f"relation_origin_to_{scenario.names['pt']}_code"]
     assert (blocking.passed, blocking.blocking) == (False, True)
     assert _records(blocking) == [{"_row_number": 4, "origin": "BOS"}]
     materialized = {e.asset_key.to_user_string() for e in bad.get_asset_materialization_events()}
     assert scenario.key("validated/fl") in materialized and f"staged/{scenario.names['fl']}" not in materialized
+    # Its registry row says why, as for a file its schema gate blocks: it is no current file.
+    [(status, error)] = psql("SELECT status, error FROM ops.file_registry WHERE source = %s AND object_key = 'bad.csv'", (scenario.names["fl"],))
+    assert status == "blocked" and error.startswith(
+        f"blocked by a relation of harmonizer.yaml: {scenario.names['fl']}.origin -> {scenario.names['pt']}.code: 1 row(s)"
+    )
     # The file never reached trips; the non-blocking failure of late.csv let its row through.
     [late] = scenario.runs["late"]
     assert f"staged/{scenario.names['fl']}" in {e.asset_key.to_user_string() for e in late.get_asset_materialization_events()}
