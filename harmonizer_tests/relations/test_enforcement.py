@@ -21,7 +21,7 @@ from harmonizer_pipeline import naming
 from harmonizer_pipeline.cli import main
 from harmonizer_pipeline.definitions import build_definitions
 from harmonizer_pipeline.relations.enforcement import check_relation, enforced_relations
-from harmonizer_pipeline.relations.settings import Relation, RelationSide
+from harmonizer_pipeline.relations.settings import Relation
 from harmonizer_pipeline.resources import build_resources
 from harmonizer_pipeline.settings import PROJECT_ROOT, parse_settings
 from harmonizer_tests.harmonize.test_harmonize_pipeline import harmonize, land
@@ -126,7 +126,9 @@ def scenario(tmp_path_factory) -> Scenario:
 
 
 def _records(evaluation: dg.AssetCheckEvaluation) -> list[dict]:
-    return [record.data for record in evaluation.metadata["violating_rows"].value.records]
+    table = evaluation.metadata["violating_rows"]
+    assert isinstance(table, dg.TableMetadataValue)
+    return [dict(record.data) for record in table.value.records]
 
 
 def _figures(evaluation: dg.AssetCheckEvaluation) -> tuple:
@@ -213,10 +215,12 @@ def test_the_lines_harmonizer_relations_prints_paste_into_harmonizer_yaml_as_the
     sources = "".join(f"  {name}: {{landing: {{local: {{path: x}}}}}}\n" for name in ("flights", "airlines", "weather"))
     settings = parse_settings(f"sources:\n{sources}{printed.output}", base_dir=PROJECT_ROOT)  # the command's whole output, pasted
     assert settings.relations == [
-        Relation(
-            from_=RelationSide(table=c["from_table"], columns=c["from_columns"]),
-            to=RelationSide(table=c["to_table"], columns=c["to_columns"]),
-            max_violations=c["rows_violating"],
+        Relation.model_validate(
+            {
+                "from": {"table": c["from_table"], "columns": c["from_columns"]},
+                "to": {"table": c["to_table"], "columns": c["to_columns"]},
+                "max_violations": c["rows_violating"],
+            }
         )
         for c in candidates
     ]
