@@ -411,6 +411,101 @@ def compare(file_a: Path, file_b: Path, key_text: str | None, as_json: bool, out
 
 
 @main.command()
+@click.argument("paths", metavar="FILE...", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object: foreign_keys, each with from_table, from_columns, to_table, to_columns, distinct_missing, rows_violating, coverage, score"
+    " (with --fds: dependencies, each file's under its stem, with lhs, rhs, exact, error, violating_rows).",
+)
+@click.option(
+    "--min-coverage",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.5,
+    show_default=True,
+    help="Least share of the referencing distinct values found in the referenced key.",
+)
+@click.option("--fds", is_flag=True, help="Each file's functional dependencies instead (exact and approximate, up to 3 columns determining one).")
+@click.option("--violations", is_flag=True, help="With --fds: also list the rows breaking each approximate dependency (their values and row numbers).")
+@_show_pii
+def relations(paths: tuple[Path, ...], as_json: bool, min_coverage: float, fds: bool, violations: bool, show_pii: bool) -> None:
+    """Foreign-key candidates between the files (each table named by its file stem): column
+    combinations of up to 3 columns whose values are contained in a key of another file, exact or
+    near, best first. Each is printed as a line for harmonizer.yaml's `relations:` list with the
+    figures in a comment: `- {from: flights.carrier, to: airlines.carrier, max_violations: 0}`,
+    a composite one as `- {from: {table: flights, columns: [origin, time_hour]}, to: {table:
+    weather, columns: [origin, time_hour]}, max_violations: 1556}`; max_violations is the number
+    of rows violating today. With --fds, each file's functional dependencies (one file is
+    enough): `zip -> city  (approximate: 0.10% of rows, 12 rows break it)`; with --violations the
+    rows breaking the approximate ones, the values of PII columns masked."""
+    from harmonizer_pipeline.relations.foreign_keys import find_foreign_keys, relation_line
+
+    if violations and not fds:
+        click.echo("harmonizer relations: --violations goes with --fds", err=True)
+        sys.exit(2)
+    if len(paths) < (1 if fds else 2):
+        click.echo(f"harmonizer relations: give at least {'one file' if fds else 'two files'}", err=True)
+        sys.exit(2)
+    stems = [path.stem for path in paths]
+    if len(set(stems)) < len(stems):
+        click.echo(
+            f"harmonizer relations: two files share a name, tables are named by it: {', '.join(sorted({s for s in stems if stems.count(s) > 1}))}", err=True
+        )
+        sys.exit(2)
+    if fds:
+        _dependencies(paths, as_json, violations, show_pii)
+        return
+    tables = {}
+    for path in paths:
+        table, frame = _read_or_exit(path)
+        tables[path.stem] = frame[list(table.detection.columns)]  # without the lineage columns
+    found = find_foreign_keys(tables, min_coverage=min_coverage)
+    if as_json:
+        fields = ("from_table", "from_columns", "to_table", "to_columns", "distinct_missing", "rows_violating", "coverage", "score")
+        click.echo(
+            json.dumps({"foreign_keys": [{f: list(v) if isinstance(v := getattr(fk, f), tuple) else v for f in fields} for fk in found]}, ensure_ascii=False)
+        )
+        return
+    click.echo(f"relations:  # {len(found)} foreign-key candidates between {len(tables)} files, best first")
+    for fk in found:
+        click.echo(relation_line(fk))
+
+
+def _dependencies(paths: tuple[Path, ...], as_json: bool, violations: bool, show_pii: bool) -> None:
+    """`harmonizer relations --fds`: each file's functional dependencies (find_dependencies on all
+    its rows), under its stem; with `violations` the rows breaking each approximate one, shown as
+    --show-pii says."""
+    from harmonizer_pipeline.keys.analysis import shown_rows
+    from harmonizer_pipeline.keys.file_diff import PiiColumns
+    from harmonizer_pipeline.relations.dependencies import broken_rows, dependency_json, dependency_lines, find_dependencies
+
+    shown = _values_shown(show_pii) if violations else None
+    report: dict[str, list[dict]] = {}
+    lines: list[str] = []
+    for path in paths:
+        table, frame = _read_or_exit(path)
+        found = find_dependencies(frame[list(table.detection.columns)])
+        entries = dependency_json(found)
+        lines.append(f"{path.stem}: {len(found)} functional dependencies")
+        for dependency, entry, line in zip(found, entries, dependency_lines(found), strict=True):
+            lines.append(f"  {line}")
+            if shown is None or dependency.exact:
+                continue
+            rows = shown_rows(broken_rows(frame, dependency), PiiColumns(None, None, [frame]).show(shown.value), None)
+            entry["violations"] = [{"row": r.row_number, "lhs": r.lhs_values, "value": r.value, "majority": r.majority} for r in rows]
+            for r in rows:
+                values = ", ".join(f"{c}={v!r}" for c, v in r.lhs_values.items())
+                lines.append(f"    row {r.row_number}: {values}: {r.rhs}={r.value!r} where most rows hold {r.majority!r}")
+        report[path.stem] = entries
+    if as_json:
+        click.echo(json.dumps({"dependencies": report}, ensure_ascii=False, default=str))
+        return
+    for line in lines:
+        click.echo(line)
+
+
+@main.command()
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True, path_type=Path), required=True, help="the HTML file to write")
 @_show_pii

@@ -14,6 +14,7 @@ from harmonizer_pipeline.keys.assets import comparison_source_asset, file_compar
 from harmonizer_pipeline.monitoring.assets import trends_source_asset
 from harmonizer_pipeline.monitoring.sensors import alerts_sensor
 from harmonizer_pipeline.quality.assets import profile_source_asset, validated_source_asset
+from harmonizer_pipeline.relations.assets import relations_asset, relations_job
 from harmonizer_pipeline.resources import build_resources
 from harmonizer_pipeline.retention.assets import retention_asset
 from harmonizer_pipeline.settings import Settings, SettingsError, load_settings
@@ -26,7 +27,8 @@ def build_definitions(settings: Settings, resources: dict[str, object] | None = 
     validates, profiles and analyses the keys of one file and stages it for its target (staged/<source>); its sensor; the job `profile_<source>`
     and its schedule; ops/trends_<source>. Per target: harmonized/<target> and export/<target>, the job
     `harmonize_<target>` that merges and exports, `rebuild_<target>` that recomputes every key, and the schedule; the job `ask` (questions in plain language). The job `ops_trends`; ops/retention, its job
-    `retention` and the schedule retention_daily; keys/file_comparisons and its job `compare_files` (two chosen files of a source); the alerts sensor when channels are set;
+    `retention` and the schedule retention_daily; keys/file_comparisons and its job `compare_files` (two chosen files of a source); keys/relations and its job `find_relations`
+    (foreign-key candidates between the latest file of every source and every target, no automation); the alerts sensor when channels are set;
     an automation sensor per source and per target."""
     assets, jobs, sensors, schedules = [], [], [], []
     for source in settings.sources:
@@ -77,6 +79,9 @@ def build_definitions(settings: Settings, resources: dict[str, object] | None = 
                 description="Compare two files of a source on a key (run config: source, file_a, file_b, optional key): keys/file_comparisons.",
             )
         )
+        relations = relations_asset(settings)
+        assets.append(relations)
+        jobs.append(relations_job(relations))
     sensors += [alerts_sensor(settings), *automation_sensors(settings)]
     return dg.Definitions(
         assets=assets,

@@ -1,5 +1,6 @@
 """`make demo`: run every source's sensor once on the bundled sample files, load what it finds
-into the harmonizer instance, harmonize and export every target, and say where the results are."""
+into the harmonizer instance, harmonize and export every target, find the foreign-key candidates
+between them once (the job find_relations), and say where the results are."""
 
 from __future__ import annotations
 
@@ -89,6 +90,16 @@ def run_demo(echo: Callable[[str], None] = print) -> bool:
         )
         all_ok &= run.success
         echo(f"run {run.run_id} trends: {'done' if run.success else 'FAILED'} (ops.run_metrics; ops/trends_<source> in the UI)")
+        run = defs.resolve_job_def("find_relations").execute_in_process(
+            instance=instance, tags={"harmonizer/launched_by": "make demo"}, run_config=QUIET, raise_on_error=False
+        )
+        all_ok &= run.success
+        found = _materialization_metadata(run, naming.StageAsset("keys", "relations"))
+        candidates = found["candidates"].value if found else "no"
+        echo(
+            f"run {run.run_id} relations: {'done' if run.success else 'FAILED'}, {candidates} foreign-key candidate(s) between the sources' latest"
+            " files and the targets (keys.foreign_keys; keys/relations in the UI, its lines paste into harmonizer.yaml's relations:)"
+        )
     with PostgresResource().connect() as conn:
         entries = registry.entries(conn)
         decisions = gates.latest_gate_results(conn)

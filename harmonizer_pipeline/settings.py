@@ -32,6 +32,7 @@ from harmonizer_pipeline.keys.settings import KeySettings
 from harmonizer_pipeline.monitoring.settings import Alerts, Trends
 from harmonizer_pipeline.privacy.settings import PrivacySettings, privacy_problems
 from harmonizer_pipeline.quality.validation import SchemaLoadError, load_schema
+from harmonizer_pipeline.relations.settings import Relation, relation_problems
 from harmonizer_pipeline.retention.settings import Retention
 from harmonizer_pipeline.settings_model import FieldProblems, SettingsModel, SourceName
 from harmonizer_pipeline.storage.postgres import harmonizer_home
@@ -106,6 +107,10 @@ class Settings(SettingsModel):
     retention: Retention = Retention()
     ask: AskSettings = AskSettings()
     summaries: SummarySettings = SummarySettings()
+    relations: list[Relation] = Field(
+        default_factory=list,
+        description="Enforced relationships: each an asset check on the referencing source's or target's asset (docs/relations.md).",
+    )
     base_dir: Path = Field(default=PROJECT_ROOT, exclude=True)
 
     @model_validator(mode="after")
@@ -120,7 +125,12 @@ class Settings(SettingsModel):
                 except SchemaLoadError as err:
                     problems.append((f"sources.{name}.schema", str(err)))
         problems += self._target_problems()
-        problems += [(f"privacy.{path}", reason) for path, reason in privacy_problems(self.privacy, self._listed_columns(), self._target_columns())]
+        listed, target_columns = self._listed_columns(), self._target_columns()
+        problems += [(f"privacy.{path}", reason) for path, reason in privacy_problems(self.privacy, listed, target_columns)]
+        problems += [
+            (f"relations{path}", reason)
+            for path, reason in relation_problems(self.relations, list(self.sources), list(self.targets), {**listed, **target_columns})
+        ]
         if problems:
             raise FieldProblems(problems)
         return self

@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
@@ -20,6 +20,9 @@ from harmonizer_pipeline.storage.postgres import database_of
 from harmonizer_pipeline.storage.reads import partition_filter, select_statement
 from harmonizer_pipeline.storage.tables import StageTables
 from harmonizer_pipeline.storage.writes import WriteResult
+
+if TYPE_CHECKING:
+    from harmonizer_pipeline.relations.enforcement import Enforced, RelationOutcome
 
 OWNERS = ["team:data-engineering"]
 
@@ -42,6 +45,36 @@ def file_check_spec(name: str, asset: dg.AssetKey, partitions: dg.PartitionsDefi
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)
         return dg.AssetCheckSpec(name, asset=asset, blocking=blocking, description=description, partitions_def=partitions)
+
+
+def relation_check_specs(relations: Sequence[Enforced], asset: dg.AssetKey, partitions: dg.PartitionsDefinition | None = None) -> list[dg.AssetCheckSpec]:
+    """A check per enforced relationship of harmonizer.yaml on its referencing asset (per file when
+    `partitions`), blocking where the relation says so."""
+    if partitions is not None:
+        return [file_check_spec(e.name, asset, partitions, e.description(), blocking=e.relation.blocking) for e in relations]
+    return [dg.AssetCheckSpec(e.name, asset=asset, blocking=e.relation.blocking, description=e.description()) for e in relations]
+
+
+def relation_check_result(outcome: RelationOutcome) -> dg.AssetCheckResult:
+    """A relation's check as its outcome says: passed when at most max_violations rows violate;
+    its figures, the referenced table and the violating rows (PII masked) as metadata."""
+    enforced = outcome.enforced
+    kinds = {"_row_number": "int"}
+    return dg.AssetCheckResult(
+        check_name=enforced.name,
+        passed=outcome.passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=outcome.summary(),
+        metadata={
+            "rows_violating": outcome.rows_violating,
+            "distinct_missing": outcome.distinct_missing,
+            "max_violations": enforced.relation.max_violations,
+            "referenced_table": enforced.referenced.qualified,
+            "referenced_columns": ", ".join(enforced.relation.to.columns),
+            "violating_rows": table_metadata(outcome.rows, [(c, kinds.get(c, "string")) for c in enforced.listed_columns]),
+            **({"problem": outcome.problem} if outcome.problem else {}),
+        },
+    )
 
 
 def earlier_partitions(context: dg.AssetExecutionContext, partitions: dg.DynamicPartitionsDefinition) -> list[str]:

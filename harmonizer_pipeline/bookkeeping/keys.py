@@ -7,6 +7,9 @@ A file's rows in each table are replaced when it is analysed again.
 - keys.duplicate_groups: the rows of each group of fully repeated rows (kind `row`), of each
   group sharing the suggested or declared key (kind `key`) and of each group breaking a near-key
   (kind `near_key`, the near-key in key_columns), with their lineage.
+- keys.dependencies: the file's functional dependencies, ranked (exact, or approximate with their
+  g3 error and the rows breaking them); keys.dependency_rows: those rows (up to a limit per
+  dependency) with their LHS values, the value seen and the group's majority value, as text.
 - keys.comparisons: the file against the previous file of its source on the key (counts).
 - keys.file_comparisons: two files of a source chosen for the job compare_files (counts).
 - keys.comparison_rows: the differences of each comparison of either kind: rows added (B's row
@@ -24,8 +27,9 @@ from psycopg.types.json import Jsonb
 
 from harmonizer_pipeline.keys.comparison import Comparison, value_text
 from harmonizer_pipeline.keys.discovery import Key, KeyAnalysis, NearKey, Suggestion
+from harmonizer_pipeline.relations.dependencies import BrokenRow, Dependency
 
-_PER_FILE = ("key_summary", "unique_keys", "near_keys", "duplicate_groups")
+_PER_FILE = ("key_summary", "unique_keys", "near_keys", "duplicate_groups", "dependencies", "dependency_rows")
 
 
 def _delete(conn, table: str, source: str, partition_key: str) -> None:
@@ -104,6 +108,45 @@ def _json_objects(frame: pd.DataFrame, columns: Sequence[str]) -> list[str]:
     built column by column: a dict and a dumps per row took most of a 400,000-row save."""
     parts = [[f"{json.dumps(c, ensure_ascii=False)}: {json.dumps(_plain(v), ensure_ascii=False)}" for v in frame[c].tolist()] for c in columns]
     return ["{" + ", ".join(row) + "}" for row in zip(*parts)] if parts else ["{}"] * len(frame)
+
+
+def save_dependencies(conn, source: str, partition_key: str, run_id: str, dependencies: Sequence[Dependency], rows: Sequence[BrokenRow]) -> None:
+    """Replace the file's functional dependencies and the rows breaking its approximate ones."""
+    for table in ("dependencies", "dependency_rows"):
+        _delete(conn, table, source, partition_key)
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO keys.dependencies (source, partition_key, run_id, rank, lhs, rhs, exact, error, violating_rows)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [(source, partition_key, run_id, rank, list(d.lhs), d.rhs, d.exact, d.error, d.violating_rows) for rank, d in enumerate(dependencies, start=1)],
+        )
+        columns = ["source", "partition_key", "run_id", "lhs", "rhs", "position", "_row_number", "lhs_values", "value", "majority_value"]
+        statement = sql.SQL("COPY keys.dependency_rows ({}) FROM STDIN").format(sql.SQL(", ").join(map(sql.Identifier, columns)))
+        with cur.copy(statement) as copy:
+            for position, r in enumerate(rows, start=1):
+                copy.write_row((
+                    source, partition_key, run_id, list(r.lhs), r.rhs, position, r.row_number,
+                    json.dumps({c: _plain(v) for c, v in r.lhs_values.items()}, ensure_ascii=False), _text(r.value), _text(r.majority),
+                ))  # fmt: skip
+
+
+def load_dependencies(conn, source: str, partition_key: str, rows_each: int | None = None) -> tuple[list[Dependency], list[BrokenRow]] | None:
+    """The file's stored dependencies, ranked, and the first `rows_each` rows breaking each
+    approximate one (all when None), values as text; None when its keys were never analysed."""
+    where = (source, partition_key)
+    if conn.execute("SELECT FROM keys.key_summary WHERE source = %s AND partition_key = %s", where).fetchone() is None:
+        return None
+    found = conn.execute(
+        "SELECT lhs, rhs, error, violating_rows, exact FROM keys.dependencies WHERE source = %s AND partition_key = %s ORDER BY rank", where
+    ).fetchall()
+    rows = conn.execute(
+        "SELECT lhs, rhs, _row_number, lhs_values, value, majority_value FROM ("
+        " SELECT *, row_number() OVER (PARTITION BY lhs, rhs ORDER BY position) AS n FROM keys.dependency_rows WHERE source = %s AND partition_key = %s"
+        ") r WHERE %s::bigint IS NULL OR n <= %s ORDER BY position",
+        (*where, rows_each, rows_each),
+    ).fetchall()
+    dependencies = [Dependency(tuple(lhs), rhs, error, violating, exact) for lhs, rhs, error, violating, exact in found]
+    return dependencies, [BrokenRow(tuple(lhs), rhs, number, dict(values), value, majority) for lhs, rhs, number, values, value, majority in rows]
 
 
 def load_analysis(conn, source: str, partition_key: str, columns: Sequence[str]) -> KeyAnalysis | None:

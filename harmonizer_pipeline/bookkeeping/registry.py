@@ -225,3 +225,12 @@ def record_gate(conn, entry_id: int, passed: bool, reason: str) -> None:
 
 def entries(conn, source: str | None = None) -> list[RegistryEntry]:
     return _entries(conn, _eq("source", source) if source else sql.SQL("TRUE"))
+
+
+def current_versions(conn, sources: Iterable[str]) -> list[RegistryEntry]:
+    """The current version of each name of these sources whose rows are in raw (loaded or
+    blocked): the name's latest landing, by id."""
+    wanted = set(sources)
+    in_raw = [e for e in entries(conn) if e.source in wanted and e.status in IN_RAW]
+    latest = {(e.source, e.object_key): e for e in in_raw}  # entries come by id: a later landing wins
+    return sorted(latest.values(), key=lambda e: e.id)

@@ -27,11 +27,13 @@ AFTER_HARMONIZED = (
 def export_target_asset(settings: Settings, target_name: str) -> dg.AssetsDefinition:
     sources = settings.sources_of(target_name)
     options = settings.export
+    # A blocking relation of harmonizer.yaml on harmonized/<target> stops the export when it fails.
+    gated = any(r.blocking and r.from_.table == target_name for r in settings.relations)
 
     @dg.asset(
         key=naming.export(target_name).path,
         deps=[key(naming.harmonized(target_name)), *keys([naming.keys(s) for s in sources])],
-        automation_condition=AFTER_HARMONIZED,
+        automation_condition=AFTER_HARMONIZED & dg.AutomationCondition.all_deps_blocking_checks_passed() if gated else AFTER_HARMONIZED,
         group_name="export",
         kinds={{"csv": "csv", "parquet": "parquet", "xlsx": "excel"}[f] for f in options.formats},
         owners=OWNERS,

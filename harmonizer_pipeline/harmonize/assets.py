@@ -8,10 +8,21 @@ from harmonizer_pipeline import naming
 from harmonizer_pipeline.harmonize import store
 from harmonizer_pipeline.harmonize.harmonization import harmonize_target
 from harmonizer_pipeline.harmonize.staging import stage_file
+from harmonizer_pipeline.relations.enforcement import check_relation, enforced_relations
 from harmonizer_pipeline.reports.summary import merge_facts, merge_summary
 from harmonizer_pipeline.resources import PostgresResource
 from harmonizer_pipeline.settings import Settings
-from harmonizer_pipeline.wiring import OWNERS, column_schema, failing_as_dagster, file_written, key, keys, table_metadata
+from harmonizer_pipeline.wiring import (
+    OWNERS,
+    column_schema,
+    failing_as_dagster,
+    file_written,
+    key,
+    keys,
+    relation_check_result,
+    relation_check_specs,
+    table_metadata,
+)
 
 
 def staged_source_asset(settings: Settings, source: str, partitions: dg.DynamicPartitionsDefinition) -> dg.AssetsDefinition:
@@ -70,10 +81,12 @@ def harmonized_target_asset(settings: Settings, target_name: str) -> dg.AssetsDe
     target = settings.targets[target_name]
     sources = settings.sources_of(target_name)
     business_key = list(target.key)
+    relations = enforced_relations(settings, naming.harmonized(target_name))
 
     @dg.asset(
         key=naming.harmonized(target_name).path,
         deps=keys([naming.staged(s) for s in sources]),
+        check_specs=relation_check_specs(relations, key(naming.harmonized(target_name))),
         automation_condition=AFTER_STAGED,
         group_name="harmonize",
         kinds={"postgres"},
@@ -93,6 +106,7 @@ def harmonized_target_asset(settings: Settings, target_name: str) -> dg.AssetsDe
             outcome = harmonize_target(settings, target_name, postgres.connect, context.run, rebuild=config.rebuild)
             with postgres.connect() as conn:
                 summary = merge_summary(merge_facts(conn, settings, target_name, changed=outcome.result.merge_id is not None))
+                related = [relation_check_result(check_relation(conn, settings, e)) for e in relations]
         result = outcome.result
         context.log.info(f"{target_name}: {outcome.summary}")
         metadata = {
@@ -119,6 +133,6 @@ def harmonized_target_asset(settings: Settings, target_name: str) -> dg.AssetsDe
         if outcome.matches is not None:
             matches = outcome.matches
             metadata |= {"match_candidates": matches.candidates, "match_blocks_compared": matches.blocks, "match_blocks_skipped": matches.skipped_blocks}
-        return dg.MaterializeResult(metadata=metadata)
+        return dg.MaterializeResult(metadata=metadata, check_results=related)
 
     return harmonized

@@ -71,13 +71,10 @@ class MergeResult:
 
 def current_files(conn, settings: Settings, target_name: str) -> list[MergeFile]:
     """The staged files harmonized.<target> should reflect now, by registry id."""
-    sources = settings.sources_of(target_name)
-    in_raw = [e for e in registry.entries(conn) if e.source in sources and e.status in registry.IN_RAW]
-    latest = {(e.source, e.object_key): e for e in sorted(in_raw, key=lambda e: e.id)}  # a name's latest landing is its current version
     staged = merges.staged_files(conn, target_name)
     files = [
         MergeFile(e.source, e.partition_key, e.id, *staged[(e.source, e.partition_key)])
-        for e in sorted(latest.values(), key=lambda e: e.id)
+        for e in registry.current_versions(conn, settings.sources_of(target_name))
         if e.status == "loaded" and (e.source, e.partition_key) in staged
     ]
     snapshot_latest = {f.source: f for f in files if settings.sources[f.source].mode == "snapshot"}

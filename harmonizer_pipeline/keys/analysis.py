@@ -1,6 +1,8 @@
 """The key steps of one file (no dagster): `analyse_file` finds the minimal keys, near-keys, the
 suggested key and the duplicate groups of its validated rows (keys.key_summary, keys.unique_keys,
-keys.near_keys, keys.duplicate_groups, with the groups breaking each near-key); `compare_file`
+keys.near_keys, keys.duplicate_groups, with the groups breaking each near-key) and its functional
+dependencies (keys.dependencies, with the rows breaking each approximate one in
+keys.dependency_rows; relations.dependencies.file_dependencies, on the analysis' codes); `compare_file`
 compares it with the previous analysed file on the key (keys.comparisons), `compare_files` two
 chosen files (keys.file_comparisons), both keeping their differences in keys.comparison_rows. Each
 records its audit row (and the analysis its metrics). The domain work is keys.discovery and
@@ -11,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
@@ -27,11 +29,13 @@ from harmonizer_pipeline.keys.settings import KeySettings
 from harmonizer_pipeline.keys.violations import Violation, listed, near_key_groups
 from harmonizer_pipeline.privacy.policy import MASKED
 from harmonizer_pipeline.privacy.settings import PrivacySettings
+from harmonizer_pipeline.relations.dependencies import BrokenRow, Dependency, broken_rows, file_dependencies
 from harmonizer_pipeline.services import Run, StageError, audit_file, file_columns
 from harmonizer_pipeline.storage.tables import StageTables
 
 LINEAGE = ["_row_number", "_source_file", "_load_id"]
 SAMPLE_GROUPS = 3  # groups breaking each near-key shown in the UI (all are in keys.duplicate_groups)
+SAMPLE_BROKEN_ROWS = 3  # rows breaking each approximate dependency shown in the UI (more in keys.dependency_rows)
 
 Connect = Callable[[], AbstractContextManager]  # opens a bookkeeping transaction
 
@@ -47,6 +51,8 @@ class KeyFindings:
     key_duplicate_rows: int
     engine_output: str
     near_key_sample: list[Violation]  # the first groups breaking each near-key, PII values masked
+    dependencies: list[Dependency] = field(default_factory=list)  # the file's functional dependencies, ranked
+    broken_sample: list[BrokenRow] = field(default_factory=list)  # the first rows breaking each approximate one, PII values masked
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,10 @@ def analyse_file(
         key_holds = analysis.suggestion.unique and analysis.null_equals_null
         groups.append(_groups(frame.iloc[:0] if key_holds else frame, "key", suggested))
     groups.append(near_key_groups(frame, analysis.near_keys, analysis.null_equals_null, analysis.codes))
+    # Dependencies take NULL as equal to NULL: the analysis' codes serve only when it did too.
+    codes = analysis.codes if analysis.null_equals_null else None
+    dependencies = file_dependencies(frame[columns], codes)
+    broken = [row for d in dependencies if not d.exact for row in broken_rows(frame, d, codes=codes)]
     analysis.codes = None  # the file's codes are not needed past here
     all_groups = pd.concat(groups, ignore_index=True)
     if len(all_groups):
@@ -112,6 +122,7 @@ def analyse_file(
     asset = naming.keys(source)
     with connect() as conn:
         key_tables.save_analysis(conn, source, partition_key, run.run_id, analysis, all_groups)
+        key_tables.save_dependencies(conn, source, partition_key, run.run_id, dependencies, broken)
         audit_file(conn, run, "keys", asset, entry, rows_in=analysis.rows, detail=(
             f"key {', '.join(suggested) or '(none)'}; {len(analysis.minimal_keys)} minimal keys, {analysis.duplicate_rows} repeated rows"
         ))  # fmt: skip
@@ -119,8 +130,25 @@ def analyse_file(
             "key_uniqueness": uniqueness, "minimal_keys": len(analysis.minimal_keys), "duplicate_rows": analysis.duplicate_rows,
             "duration_seconds": time.perf_counter() - started,
         })  # fmt: skip
-    sample = listed(all_groups, file_pii_shown(privacy, source, [frame]), SAMPLE_GROUPS)
-    return KeyFindings(analysis, suggested, int(key_groups["_group"].nunique()), len(key_groups), engine.text.strip(), sample)
+    show = file_pii_shown(privacy, source, [frame])
+    sample = listed(all_groups, show, SAMPLE_GROUPS)
+    return KeyFindings(
+        analysis, suggested, int(key_groups["_group"].nunique()), len(key_groups), engine.text.strip(), sample, dependencies, shown_rows(broken, show)
+    )
+
+
+def shown_rows(rows: Sequence[BrokenRow], show: ShowValue, each: int | None = SAMPLE_BROKEN_ROWS) -> list[BrokenRow]:
+    """The first `each` rows breaking each dependency, values as `show` shows them to people."""
+    taken: dict[tuple, int] = {}
+    shown = []
+    for row in rows:
+        seen = taken.get((row.lhs, row.rhs), 0)
+        if each is not None and seen >= each:
+            continue
+        taken[(row.lhs, row.rhs)] = seen + 1
+        values = {c: show(c, v) for c, v in row.lhs_values.items()}
+        shown.append(replace(row, lhs_values=values, value=show(row.rhs, row.value), majority=show(row.rhs, row.majority)))
+    return shown
 
 
 def _with_lineage(tables: StageTables, source: str, partition_key: str, groups: pd.DataFrame) -> pd.DataFrame:

@@ -10,6 +10,7 @@ from harmonizer_pipeline import naming, wiring
 from harmonizer_pipeline.keys.analysis import Compared, FilesCompared, KeyFindings, analyse_file, compare_file, compare_files
 from harmonizer_pipeline.keys.comparison import Comparison, Difference
 from harmonizer_pipeline.keys.violations import Violation
+from harmonizer_pipeline.relations.dependencies import VIOLATION_LIMIT, BrokenRow, described
 from harmonizer_pipeline.reports.pages import publish_file_page
 from harmonizer_pipeline.reports.summary import file_text
 from harmonizer_pipeline.resources import LandingResource, PostgresResource
@@ -34,7 +35,9 @@ def keys_source_asset(settings: Settings, source: str, partitions: dg.DynamicPar
         owners=OWNERS,
         description=(
             f"Minimal unique keys (exact, HPIValid's method; Desbordante's for wide tables), near-keys, the suggested key and duplicate groups of each "
-            f"{source} file's validated rows (also the rows breaking each near-key); in keys.key_summary, keys.unique_keys, keys.near_keys, keys.duplicate_groups."
+            f"{source} file's validated rows (also the rows breaking each near-key) and its functional dependencies, exact and approximate "
+            "(with the rows breaking them); in keys.key_summary, keys.unique_keys, keys.near_keys, keys.duplicate_groups, keys.dependencies, "
+            "keys.dependency_rows."
         ),
     )
     def keys(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
@@ -103,18 +106,43 @@ def _keys_metadata(found: KeyFindings) -> dict[str, Any]:
             [("columns", "string"), ("uniqueness", "float"), ("duplicate_groups", "int"), ("excess_rows", "int")],
         ),
         "near_key_violations": dg.MetadataValue.md(_violations_markdown(found.near_key_sample)),
+        "functional_dependencies": table_metadata(
+            [
+                {"lhs": ", ".join(d.lhs), "rhs": d.rhs, "exact": d.exact, "error": round(d.error, 6), "violating_rows": d.violating_rows}
+                for d in found.dependencies
+            ],
+            [("lhs", "string"), ("rhs", "string"), ("exact", "bool"), ("error", "float"), ("violating_rows", "int")],
+        ),
+        "dependency_violations": dg.MetadataValue.md(_broken_markdown(found.broken_sample)),
     }
+
+
+def _broken_markdown(sample: list[BrokenRow]) -> str:
+    """The first rows breaking each approximate dependency (values as analyse_file masked them)."""
+    rows = [[described(r), str(r.row_number), ", ".join(f"{c}={_cell(v)}" for c, v in r.lhs_values.items()), _cell(r.value), _cell(r.majority)] for r in sample]
+    return _markdown(
+        ["dependency", "row", "LHS values", "value", "most rows hold"], rows, "no approximate functional dependency (or none is broken)",
+        f"Every such row (up to {VIOLATION_LIMIT:,} per dependency): keys.dependency_rows.",
+    )  # fmt: skip
 
 
 def _violations_markdown(sample: list[Violation]) -> str:
     """The first groups breaking each near-key (values as analyse_file masked them)."""
-    if not sample:
-        return "no near-key is broken (or there are no near-keys)"
-    lines = ["| near-key | group | values | rows |", "| --- | --- | --- | --- |"]
-    for g in sample:
-        values = ", ".join(f"{c}={_cell(v)}" for c, v in g.values.items())
-        lines.append(f"| {', '.join(g.columns)} | {g.group} | {values} | {', '.join(map(str, g.rows))} |")
-    return "\n".join(lines) + "\n\nEvery group: keys.duplicate_groups, kind `near_key`."
+    rows = [[", ".join(g.columns), str(g.group), ", ".join(f"{c}={_cell(v)}" for c, v in g.values.items()), ", ".join(map(str, g.rows))] for g in sample]
+    return _markdown(
+        ["near-key", "group", "values", "rows"],
+        rows,
+        "no near-key is broken (or there are no near-keys)",
+        "Every group: keys.duplicate_groups, kind `near_key`.",
+    )
+
+
+def _markdown(header: list[str], rows: list[list[str]], empty: str, footer: str) -> str:
+    """A markdown table for the UI, then a line saying where every row is; `empty` without rows."""
+    if not rows:
+        return empty
+    lines = [f"| {' | '.join(header)} |", f"|{' --- |' * len(header)}", *(f"| {' | '.join(row)} |" for row in rows)]
+    return "\n".join(lines) + f"\n\n{footer}"
 
 
 def _cell(value: object) -> str:
@@ -196,11 +224,9 @@ def _files_metadata(source: str, compared: FilesCompared) -> dict[str, Any]:
 
 def _differences_markdown(sample: list[Difference]) -> str:
     """The first differences of each kind (PII values masked by compare_files)."""
-    if not sample:
-        return "no differences"
-    lines = ["| kind | key | column | before | after |", "| --- | --- | --- | --- | --- |"]
+    rows = []
     for r in sample:
-        key = ", ".join(f"{c}={_cell(v)}" for c, v in r.key.items())
         changed = r.kind == "changed"
-        lines.append(f"| {r.kind} | {key} | {r.column or ''} | {_cell(r.before) if changed else ''} | {_cell(r.after) if changed else ''} |")
-    return "\n".join(lines) + "\n\nEvery difference: keys.comparison_rows, by comparison_id."
+        key = ", ".join(f"{c}={_cell(v)}" for c, v in r.key.items())
+        rows.append([r.kind, key, r.column or "", _cell(r.before) if changed else "", _cell(r.after) if changed else ""])
+    return _markdown(["kind", "key", "column", "before", "after"], rows, "no differences", "Every difference: keys.comparison_rows, by comparison_id.")

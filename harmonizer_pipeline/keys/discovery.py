@@ -110,14 +110,26 @@ class KeyDiscoveryError(ValueError):
     """A request the engine cannot answer (e.g. a declared key naming a missing column)."""
 
 
-def _column_codes(values: pd.Series, null_equals_null: bool) -> np.ndarray:
+def factorize(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """The column's integer codes (-1 for NULL; int32 while the rows fit, to halve the memory) and
+    its distinct values, the code of each its position there."""
     dtype = np.int32 if len(values) < 2**31 - 1 else np.int64
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    codes = codes.astype(dtype, copy=False)
+    return codes.astype(dtype, copy=False), pd.Index(uniques)
+
+
+def null_coded(codes: np.ndarray, distinct: int, null_equals_null: bool = True) -> np.ndarray:
+    """factorize()'s codes with each NULL (-1) given a code of its own after the `distinct` values:
+    one for all NULLs, or a new one per NULL when NULLs are distinct. Changes `codes` in place."""
     missing = codes < 0
     if missing.any():
-        codes[missing] = len(uniques) if null_equals_null else len(uniques) + np.arange(int(missing.sum()), dtype=dtype)
+        codes[missing] = distinct if null_equals_null else distinct + np.arange(int(missing.sum()), dtype=codes.dtype)
     return codes
+
+
+def _column_codes(values: pd.Series, null_equals_null: bool) -> np.ndarray:
+    codes, uniques = factorize(values)
+    return null_coded(codes, len(uniques), null_equals_null)
 
 
 def encode(frame: pd.DataFrame, columns: Sequence[str] | None = None, null_equals_null: bool = True) -> pd.DataFrame:

@@ -11,10 +11,21 @@ from harmonizer_pipeline.quality.profile import Profiled, profile_file
 from harmonizer_pipeline.quality.profiling import FileProfile
 from harmonizer_pipeline.quality.statistics_display import statistics_markdown
 from harmonizer_pipeline.quality.validate import Validation, validate_file
+from harmonizer_pipeline.relations.enforcement import Enforced, check_file, enforced_relations
 from harmonizer_pipeline.reports.pages import publish_file_page
 from harmonizer_pipeline.resources import LandingResource, PostgresResource
 from harmonizer_pipeline.settings import Settings
-from harmonizer_pipeline.wiring import OWNERS, earlier_partitions, failing_as_dagster, file_check_spec, file_written, page_metadata, table_metadata
+from harmonizer_pipeline.wiring import (
+    OWNERS,
+    earlier_partitions,
+    failing_as_dagster,
+    file_check_spec,
+    file_written,
+    page_metadata,
+    relation_check_result,
+    relation_check_specs,
+    table_metadata,
+)
 
 GATE_CHECK = "schema_gate"
 QUARANTINE_CHECK = "quarantine"
@@ -25,6 +36,7 @@ def validated_source_asset(settings: Settings, source: str, partitions: dg.Dynam
     key = wiring.key(naming.validated(source))
     config = settings.sources[source]
     max_reject_rate = config.max_reject_rate
+    relations = enforced_relations(settings, naming.validated(source))
     gate_description = (
         f"Blocks downstream assets when {source}'s file has the wrong columns or its rejected share "
         f"exceeds max_reject_rate ({max_reject_rate:.2%}); warns when rows were quarantined within it."
@@ -45,6 +57,7 @@ def validated_source_asset(settings: Settings, source: str, partitions: dg.Dynam
                 partitions,
                 f"Warns when some of {source}'s rows were quarantined in quality.rejected_rows and the gate still let the file through.",
             ),
+            *relation_check_specs(relations, key, partitions),
         ],
         group_name="quality",
         kinds={"pandera", "postgres"},
@@ -58,11 +71,22 @@ def validated_source_asset(settings: Settings, source: str, partitions: dg.Dynam
         tables = postgres.tables(chunk_rows=settings.ingest.chunk_rows)
         with failing_as_dagster():
             outcome = validate_file(tables, postgres.connect, context.run, source, context.partition_key, schema, max_reject_rate, settings.privacy)
+            related = _relation_checks(settings, postgres, relations, source, context.partition_key, outcome.verdict.passed)
             page = publish_file_page(settings, postgres.connect, source, context.partition_key, landing.b2_api)
         metadata = file_written(context, tables, naming.validated(source), outcome.written) | page_metadata(page)
-        return dg.MaterializeResult(metadata=metadata, check_results=_gate_checks(outcome))
+        return dg.MaterializeResult(metadata=metadata, check_results=[*_gate_checks(outcome), *related])
 
     return validated
+
+
+def _relation_checks(
+    settings: Settings, postgres: PostgresResource, relations: list[Enforced], source: str, partition_key: str, gate_passed: bool
+) -> list[dg.AssetCheckResult]:
+    """The file's enforced relationships (relations: in harmonizer.yaml), checked once it is validated."""
+    if not relations:
+        return []
+    with postgres.connect() as conn:
+        return [relation_check_result(o) for o in check_file(conn, settings, relations, source, partition_key, gate_passed=gate_passed)]
 
 
 def _gate_checks(outcome: Validation) -> list[dg.AssetCheckResult]:

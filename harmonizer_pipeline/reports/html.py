@@ -1,7 +1,8 @@
 """The HTML report of a file (or a target): one self-contained page people read (no dagster).
 
 What a page holds, top to bottom: the overview (rows, columns, format, encoding, quality score),
-the plain-English summary when there is one, the gate's result, the keys, the measures across
+the plain-English summary when there is one, the gate's result, the keys, the functional
+dependencies (with sample rows breaking the approximate ones), the measures across
 columns (Pearson, Spearman and Cramér's V heat maps, missing-value patterns), a card per column
 with its figures and chart, and the quality findings with their pandas and SQL fixes.
 
@@ -24,6 +25,7 @@ from harmonizer_pipeline.privacy.policy import MASKED, Protection
 from harmonizer_pipeline.quality.profiling import ColumnProfile, FileProfile
 from harmonizer_pipeline.quality.recommendations import Recommendation
 from harmonizer_pipeline.quality.statistics import ColumnStatistics, FileStatistics, Histogram
+from harmonizer_pipeline.relations.dependencies import BrokenRow, Dependency, described
 from harmonizer_pipeline.reports import svg
 
 TOP_SHOWN = 10  # top values drawn per column
@@ -51,6 +53,8 @@ class Report:
     overview: Sequence[tuple[str, str]] = ()  # what the caller knows of the file: format, encoding, source...
     pii: Mapping[str, str] = field(default_factory=dict)  # column -> privacy kind
     protection: Protection = MASKED
+    dependencies: Sequence[Dependency] | None = None  # None: not looked for
+    broken: Sequence[BrokenRow] = ()  # sample rows breaking the approximate dependencies, values in clear (masked here)
 
 
 def render(report: Report) -> str:
@@ -73,6 +77,7 @@ def _page(report: Report) -> dict:
         "summary": report.summary,
         "gate": report.gate,
         "key_findings": _keys(report.keys),
+        "dependencies": _dependencies(report),
         "across": _across(statistics) if statistics else None,
         "columns": columns,
         "findings": [_finding(f, report) for f in report.findings],
@@ -179,6 +184,24 @@ def _keys(found: KeyAnalysis | None) -> dict | None:
         "near": [(", ".join(k.columns), f"{k.uniqueness:.2%}", f"{k.excess_rows:,}") for k in found.near_keys],
         "duplicate_rows": f"{found.duplicate_rows:,}",
     }
+
+
+def _dependencies(report: Report) -> dict | None:
+    if report.dependencies is None:
+        return None
+
+    def shown(column: str, value: object) -> str:
+        if value is None:
+            return "NULL"
+        kind = report.pii.get(column)
+        return repr(value if kind is None else report.protection.value(value, kind))
+
+    found = [(", ".join(d.lhs), d.rhs, "exact" if d.exact else "approximate", f"{d.error:.2%}", f"{d.violating_rows:,}") for d in report.dependencies]
+    broken = [
+        (described(r), f"{r.row_number:,}", ", ".join(f"{c}={shown(c, v)}" for c, v in r.lhs_values.items()), shown(r.rhs, r.value), shown(r.rhs, r.majority))
+        for r in report.broken
+    ]
+    return {"found": found, "broken": broken}
 
 
 def _figure(value: float | None) -> str | None:

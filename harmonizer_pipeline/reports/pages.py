@@ -1,7 +1,7 @@
 """The HTML pages of the pipeline's files and targets, written beside the exports (no dagster).
 
 - A file's page: built from what its steps stored (profile, statistics, fixes, gate decision,
-  key analysis, summary), so it costs a few queries however large the file; written by its
+  key analysis, functional dependencies and sample rows breaking them, summary), so it costs a few queries however large the file; written by its
   profile, its gate and its comparison (each linking it from its metadata) to <export
   directory>/pages/<source>/<partition key>.html, a path that stays put.
 - A target's page: its harmonized table profiled with statistics (read a group of columns at a
@@ -38,6 +38,7 @@ from harmonizer_pipeline.settings import Settings
 from harmonizer_pipeline.storage.tables import StageTables
 
 PAGES_DIRECTORY = "pages"
+SAMPLE_BROKEN_ROWS = 3  # rows breaking each approximate dependency a page shows (more in keys.dependency_rows)
 
 
 class PageError(ValueError):
@@ -64,6 +65,7 @@ def file_page(conn, settings: Settings, source: str, partition_key: str, protect
         if entry.size is not None:
             overview.append(("file size", size_text(entry.size)))
     detected = {c.name: c.pii for c in profile.columns}
+    dependencies = keys.load_dependencies(conn, source, partition_key, SAMPLE_BROKEN_ROWS)
     report = Report(
         title=f"{source}: {entry.object_key if entry else partition_key}",
         profile=profile,
@@ -75,6 +77,8 @@ def file_page(conn, settings: Settings, source: str, partition_key: str, protect
         overview=overview,
         pii=source_columns(settings.privacy, source, detected),
         protection=protection,
+        dependencies=dependencies[0] if dependencies else None,
+        broken=dependencies[1] if dependencies else (),
     )
     return render(report)
 

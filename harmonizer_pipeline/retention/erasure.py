@@ -11,8 +11,8 @@ landing again is a duplicate, not a new load).
 A data subject (`erase_subject`): the rows of the target's sources whose mapped columns equal the
 values given (in staged.<source>, standardized as the target holds them), the raw and validated
 rows of the same file rows (and those whose source column holds the value as given, where the
-target column is a plain rename of it), their rejected-row records and duplicate-group
-members; the files that lost staged rows count as staged again, so the merge recomputes their
+target column is a plain rename of it), their rejected-row records, duplicate-group members
+and records as rows breaking a functional dependency; the files that lost staged rows count as staged again, so the merge recomputes their
 keys; the subject's history versions and pending deltas are deleted.
 
 Values are bound as parameters, never written into the SQL. The audit row names who asked and
@@ -47,7 +47,10 @@ _RESULTS = [
         (f"quality.{t}", "partition_key")
         for t in ("gate_results", "column_profiles", "column_statistics", "missing_patterns", "column_associations", "recommendations", "schema_history")
     ),
-    *((f"keys.{t}", "partition_key") for t in ("key_summary", "unique_keys", "near_keys", "duplicate_groups", "comparisons")),
+    *(
+        (f"keys.{t}", "partition_key")
+        for t in ("key_summary", "unique_keys", "near_keys", "duplicate_groups", "dependencies", "dependency_rows", "comparisons")
+    ),
     ("keys.comparisons", "previous_partition_key"),
     ("quality.schema_history", "previous_partition_key"),
     *((f"keys.{t}", f"partition_key_{side}") for t in ("file_comparisons", "comparison_rows") for side in ("a", "b")),
@@ -210,7 +213,7 @@ def _source_column(mapping: ColumnMapping | None, column: str) -> str | None:
 def _erase_from_source(conn, settings: Settings, source: str, where, matches: sql.Composable, values: list, erasure_id: str, erased: Erased) -> None:
     """The subject's rows of one source: the file rows whose staged values match, and those whose
     raw source columns hold the values as given (where the target columns rename them), leave
-    raw, validated, staged, their rejected-row records and duplicate groups."""
+    raw, validated, staged, their rejected-row records, duplicate groups and dependency rows."""
     staged, raw, validated = naming.staged(source), naming.raw(source), naming.validated(source)
     if not table_exists(conn, staged.schema, staged.table):
         return
@@ -236,6 +239,7 @@ def _erase_from_source(conn, settings: Settings, source: str, where, matches: sq
     of_file_rows = sql.SQL("source = %s AND (partition_key, _row_number) IN (SELECT * FROM unnest(%s::text[], %s::bigint[]))")
     erased.count(layers.REJECTED_ROWS.qualified, _delete(conn, "rejected_rows", of_file_rows, [source, *rows], "quality"))
     erased.count("keys.duplicate_groups", _delete(conn, "duplicate_groups", of_file_rows, [source, *rows], "keys"))
+    erased.count("keys.dependency_rows", _delete(conn, "dependency_rows", of_file_rows, [source, *rows], "keys"))
     # The files that lost staged rows count as staged again (a new staging run id), so the merge recomputes their keys.
     for partition_key, count in Counter(p for (p,) in lost).items():
         conn.execute(

@@ -1,6 +1,7 @@
 """The layers that hold a file's rows, as retention and erasure empty them (no dagster): raw,
 validated and staged (one partition per file) and quality.rejected_rows; leaving validated, a file
-also leaves keys.comparison_rows (the differences of comparisons it was part of hold its values).
+also leaves keys.comparison_rows (the differences of comparisons it was part of hold its values)
+and keys.dependency_rows (its rows breaking a functional dependency, with their values).
 Statements run in the caller's transaction (a psycopg connection)."""
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def remove(conn, layer: str, source: str, partition_key: str) -> int:
         conn.execute(
             "DELETE FROM keys.comparison_rows WHERE source = %s AND (partition_key_a = %s OR partition_key_b = %s)", (source, partition_key, partition_key)
         )
+        conn.execute("DELETE FROM keys.dependency_rows WHERE source = %s AND partition_key = %s", (source, partition_key))
     table = asset(layer, source)
     rows = drop_partition(conn, table.schema, table.table, naming.PARTITION_COLUMN, partition_key)
     if layer == "staged":

@@ -90,6 +90,8 @@ def test_demo_runs_the_pipeline_and_prints_where_results_are(demo_home):
         "partner_feed patients_2026-11-20.json: loaded",
         "harmonize patients: done",
         "trends: done (ops.run_metrics; ops/trends_<source> in the UI)",
+        "relations: done, 13 foreign-key candidate(s) between the sources' latest files and the targets"
+        " (keys.foreign_keys; keys/relations in the UI, its lines paste into harmonizer.yaml's relations:)",
     ]
     assert "  clinic_a patients_2026-11.csv loaded 25 rows -> raw.clinic_a" in lines
     assert "  clinic_b export.csv loaded 15 rows -> raw.clinic_b" in lines
@@ -166,7 +168,9 @@ def test_audit_prints_what_the_demo_did(demo_home, demo_env):
     trends = [("trends", "done", None, None, None)] * len(files)
     # The merge recomputed the 44 keys of the 50 staged rows: all new.
     assert sorted(((e["action"], e["status"], e["file"], e["rows_in"], e["rows_out"]) for e in entries), key=str) == sorted(
-        [*per_file, ("harmonize", "done", None, 44, 44), *exported, *trends], key=str
+        # keys/relations read every source's file and the 44 merged rows.
+        [*per_file, ("harmonize", "done", None, 44, 44), *exported, *trends, ("relations", "done", None, 97, 13)],
+        key=str,
     )
     assert {e["launched_by"] for e in entries} == {"make demo"}
     one = run_cli("audit", "--file", "export.csv", env=demo_env).stdout.splitlines()

@@ -42,7 +42,7 @@ SAMPLE_ASSETS = {
         f"ops/trends_{name}",
         f"staged/{name}",
     )
-} | {"harmonized/patients", "export/patients", "ops/retention", "keys/file_comparisons"}
+} | {"harmonized/patients", "export/patients", "ops/retention", "keys/file_comparisons", "keys/relations"}
 
 
 def test_definitions_are_loadable():

@@ -78,7 +78,7 @@ def test_the_readme_links_the_index_each_page_and_deploy_readme():
         "deploy/README.md",
         *(f"docs/{page}.md" for page in (
             "README", "access", "ask", "benchmarks", "configuration", "dagster-apis", "deploying", "harmonization-and-export", "incremental-harmonization",
-            "ingestion", "io-manager", "keys", "operations", "privacy", "quality", "retention-and-erasure",
+            "ingestion", "io-manager", "keys", "operations", "privacy", "quality", "relations", "retention-and-erasure",
         )),
     ]  # fmt: skip
     assert "incremental-harmonization.md" in _relative_links(PROJECT_ROOT / "docs" / "harmonization-and-export.md")
@@ -133,10 +133,12 @@ def test_every_other_source_is_drawn_like_the_one_drawn():
     whole = drawn | {tuple(a.replace(DRAWN_SOURCE, source) for a in edge) for source in SAMPLE_SOURCES for edge in per_source}
     assert _graph_edges() == whole
     graph = defs.resolve_asset_graph()
-    # ops/retention and keys/file_comparisons stand apart, as the README says: no edges.
-    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {a for edge in whole for a in edge} | {"ops/retention", "keys/file_comparisons"}
+    # ops/retention, keys/file_comparisons and keys/relations stand apart, as the README says: no edges.
+    apart = {"ops/retention", "keys/file_comparisons", "keys/relations"}
+    assert {k.to_user_string() for k in graph.get_all_asset_keys()} == {a for edge in whole for a in edge} | apart
     assert sorted(k.to_user_string() for k in graph.get_all_asset_keys() if not graph.get(k).parent_keys) == [
         "keys/file_comparisons",
+        "keys/relations",
         "ops/retention",
         *(f"raw/{source}" for source in SAMPLE_SOURCES),
     ]
@@ -166,7 +168,7 @@ def test_every_settings_field_is_in_the_configuration_page():
     # A field is named in backticks (`chunk_rows`, `local: {path, glob}`) or in such a {...} list.
     named = set(re.findall(r"`([a-z_][a-z0-9_]*)", text)) | set(re.findall(r"[{,] ?([a-z_][a-z0-9_]*)", text))
     fields = _field_names(Settings)
-    assert len(fields) == 112  # distinct names; a new field must be documented here
+    assert len(fields) == 116  # distinct names; a new field must be documented here
     assert sorted(fields - named) == []
 
 

@@ -358,6 +358,54 @@ def test_bad_export_ask_and_summaries_fields_name_the_field(fragment, message):
     assert message in str(caught.value)
 
 
+RELATED = """\
+sources:
+  patients:
+    landing: {local: {path: x}}
+    schema: harmonizer_pipeline/sample_data/schemas/clinic_a.yaml
+  visits: {landing: {local: {path: y}}}
+targets:
+  people: {columns: {id: {}, city: {}}, key: [id]}
+"""
+
+
+@pytest.mark.parametrize(
+    ("relation", "message"),
+    [
+        (
+            "{from: visits.patient, to: airlinez.carrier}",
+            "relations[0].to: no source or target 'airlinez' (sources: ['patients', 'visits'], targets: ['people'])",
+        ),
+        ("{from: visits.patient, to: patients.nope}", "relations[0].to: 'patients' has no column 'nope' (columns: ['patient_id', 'first_name',"),
+        ("{from: people.nope, to: patients.patient_id}", "relations[0].from: 'people' has no column 'nope' (columns: ['id', 'city'])"),
+        ("{from: visits, to: patients.patient_id}", "relations[0].from: 'visits' is not table.column (a composite side is {table: t, columns: [a, b]})"),
+        ("{from: visits.patient, to: visits.other}", "relations[0].to: 'visits' is the table the relation is from: a relation joins two different tables"),
+        (
+            "{from: {table: visits, columns: [patient, city]}, to: patients.patient_id}",
+            "relations[0].to.columns: 1 column(s) where from has 2: each side needs as many",
+        ),
+        ("{from: {table: visits, columns: [a, b, c, d]}, to: people.id}", "relations[0].from.columns: List should have at most 3 items"),
+        ("{from: {table: visits, columns: []}, to: people.id}", "relations[0].from.columns: List should have at least 1 item"),
+        ("{from: {table: visits, columns: [a, a]}, to: {table: people, columns: [id, city]}}", "relations[0].from.columns: ['a'] named more than once"),
+        ("{from: visits.patient, to: people.id, max_violations: -1}", "relations[0].max_violations: Input should be greater than or equal to 0"),
+        ("{from: visits.patient, to: people.id, blocking: maybe}", "relations[0].blocking: Input should be a valid boolean"),
+        ("{from: visits.patient, to: people.id, severity: high}", "relations[0].severity: Extra inputs are not permitted"),
+        ("{to: people.id}", "relations[0].from: Field required"),
+    ],
+)
+def test_bad_relations_name_the_field(relation, message):
+    with pytest.raises(SettingsError) as caught:
+        parse_settings(f"{RELATED}relations:\n  - {relation}\n", base_dir=PROJECT_ROOT)
+    assert message in str(caught.value) and len(caught.value.lines) == 1
+
+
+def test_a_relation_given_twice_is_reported_at_the_second():
+    twice = "relations:\n  - {from: visits.patient, to: people.id}\n  - {from: visits.patient, to: people.id, blocking: true}\n"
+    with pytest.raises(SettingsError) as caught:
+        parse_settings(RELATED + twice, base_dir=PROJECT_ROOT)
+    assert caught.value.lines == ["harmonizer.yaml: relations[1]: the same relation as relations[0]"]
+
+
 def test_the_shipped_targets_and_mappings_load():
     settings = load_settings_file(PROJECT_ROOT / "harmonizer.yaml")
     assert settings.sources_of("patients") == ["clinic_a", "clinic_b", "clinic_c", "partner_feed"]

@@ -76,7 +76,7 @@ def test_chromium_shows_the_overview_keys_correlations_and_a_card_per_column(pag
         email_labels = cards.nth(1).locator("svg").first.evaluate("chart => Array.from(chart.querySelectorAll('text')).map(t => t.firstChild.textContent)")
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
-    assert headings == ["Keys", "Across columns", "Columns", "Findings"]
+    assert headings == ["Keys", "Functional dependencies", "Across columns", "Columns", "Findings"]
     assert overview == [
         ["rows", "8"], ["columns", "7"], ["format", "csv"], ["encoding", "utf-8"], ["delimiter", "';'"],
         ["file size", f"{len(CSV.encode()):,} bytes"], ["quality score", "95.8 / 100"],
