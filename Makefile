@@ -43,6 +43,8 @@ bench: $(INSTALLED) $(YDATA_PYTHON)  ## benchmarks against peers (not part of CI
 	$(BIN)/python bench/bench_quality.py
 	$(BIN)/python bench/bench_keys.py
 	$(BIN)/python bench/bench_compare.py
+	$(BIN)/python bench/bench_relations.py
+	$(BIN)/python bench/bench_dependencies.py
 	$(BIN)/python bench/bench_e2e.py
 
 LINTED := harmonizer_pipeline harmonizer_tests bench
