@@ -1,6 +1,7 @@
 """Exactly-once under real crashes: the production topology (code server, webserver, daemon with
 deploy/dagster.yaml) on a PostgreSQL server of its own (the embedded server, in a data folder of
-this test), a landing sensor ticking every 2 s, and a large file landing each time:
+this test), a landing sensor ticking every 2 s, and a file landing each time (a large one where
+a COPY is crashed into):
 
 - the run worker is killed (`kill -9`, with its step processes) during the COPY;
 - the PostgreSQL postmaster is killed (`kill -9`) during the COPY, then started again;
@@ -28,14 +29,15 @@ from harmonizer_tests.deployment.harness import SOURCE, TERMINAL, Deployment, de
 
 pytestmark = pytest.mark.slow
 
-ROWS = 400_000
+ROWS = 400_000  # a COPY of about a second: long enough to be caught and crashed into
+DAEMON_ROWS = 2_000  # the daemon is killed before any COPY: a small file spares minutes of later steps
 HEADER = "patient_id,first_name,last_name,birth_date,city,postal_code,balance\n"
 
 
-def big_csv(path: Path, tag: str) -> Path:
-    """ROWS rows of patient-like text; the file's own tag in its first row makes it a file of its own,
+def big_csv(path: Path, tag: str, rows: int = ROWS) -> Path:
+    """`rows` rows of patient-like text; the file's own tag in its first row makes it a file of its own,
     which the comparison with the previous file finds changed in that row alone."""
-    lines = (f'P{n:07d},Ann{tag if n == 0 else ""},Lee,1990-01-{1 + n % 28:02d},Berlin,{10000 + n % 89999},"{n % 997},{n % 100:02d}"\n' for n in range(ROWS))
+    lines = (f'P{n:07d},Ann{tag if n == 0 else ""},Lee,1990-01-{1 + n % 28:02d},Berlin,{10000 + n % 89999},"{n % 997},{n % 100:02d}"\n' for n in range(rows))
     partial = path.with_suffix(".part")  # written under a name the sensor skips, then renamed into place
     with partial.open("w") as out:
         out.write(HEADER)
@@ -129,7 +131,7 @@ def wait_until_loaded(deployed: Deployment, name: str, timeout: float = 240) -> 
     )
 
 
-def assert_loaded_once(deployed: Deployment, name: str) -> list[tuple]:
+def assert_loaded_once(deployed: Deployment, name: str, expected: int = ROWS) -> list[tuple]:
     """The file's rows are in raw once each, one `loaded` audit row says so, no staging table is
     left; returns the file's audit rows (status, launched_by, detail)."""
     rows = query(
@@ -137,7 +139,7 @@ def assert_loaded_once(deployed: Deployment, name: str) -> list[tuple]:
         f'SELECT count(*), count(DISTINCT _row_number), min(_row_number), max(_row_number) FROM raw."{SOURCE}" WHERE _source_file = %s',
         (name,),
     )
-    assert rows == [(ROWS, ROWS, 2, ROWS + 1)]
+    assert rows == [(expected, expected, 2, expected + 1)]
     audit = query(deployed, "SELECT status, launched_by, detail FROM ops.audit_log WHERE action = 'load' AND file = %s ORDER BY id", (name,))
     assert [status for status, _, _ in audit].count("loaded") == 1
     assert query(deployed, "SELECT tablename FROM pg_tables WHERE tablename LIKE '\\_harmonizer\\_load\\_%%'") == []
@@ -187,7 +189,7 @@ def test_a_postmaster_killed_during_the_copy_loses_nothing_once_it_is_back(deplo
 
 def test_a_daemon_killed_after_the_sensor_registered_a_file_loads_it_once_when_back(deployed):
     settle(deployed)
-    name = big_csv(deployed.landing / "daemon_killed.csv", "d").name
+    name = big_csv(deployed.landing / "daemon_killed.csv", "d", DAEMON_ROWS).name
     deployed.wait_for(
         f"{name} registered", lambda: safely(deployed, "SELECT 1 FROM ops.file_registry WHERE object_key = %s", (name,)), timeout=60, interval=0.05
     )
@@ -195,8 +197,8 @@ def test_a_daemon_killed_after_the_sensor_registered_a_file_loads_it_once_when_b
     time.sleep(3)
     deployed.start_daemon()
     status, rows, attempts = wait_until_loaded(deployed, name)
-    assert (status, rows, attempts) == ("loaded", ROWS, 1)
-    assert_loaded_once(deployed, name)
+    assert (status, rows, attempts) == ("loaded", DAEMON_ROWS, 1)
+    assert_loaded_once(deployed, name, DAEMON_ROWS)
     settle(deployed)  # the run goes on past raw (validated, profile, keys)
     assert [r["status"] for r in load_runs(deployed, name)] == ["SUCCESS"]
 
