@@ -174,12 +174,12 @@ class Deployment:
             [str(BIN / "dagster"), "code-server", "start", "-h", "127.0.0.1", "-p", str(self.grpc_port),
              "-m", "harmonizer_pipeline.definitions", "--location-name", LOCATION],
         )  # fmt: skip
-        self.wait_for(f"the code server on 127.0.0.1:{self.grpc_port}", self._grpc_ready, timeout=90)
+        self.wait_for(f"the code server on 127.0.0.1:{self.grpc_port}", self._grpc_ready, timeout=180)
 
     def start_daemon(self) -> None:
         """`dagster-daemon run`, once the daemons the deployment needs are healthy."""
         self.start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(self.workspace)])
-        self.wait_for(f"healthy daemons {', '.join(NEEDED_DAEMONS)}", self._daemons_healthy, timeout=90)
+        self.wait_for(f"healthy daemons {', '.join(NEEDED_DAEMONS)}", self._daemons_healthy, timeout=180)
 
     def kill(self, name: str) -> None:
         """SIGKILL a process and everything it started, as a crash or an OOM kill would."""
@@ -316,7 +316,7 @@ class Deployment:
             done = all(r["status"] in TERMINAL for r in runs) and {"harmonized/patients", "export/patients"} <= selected
             return runs if runs and done else None
 
-        return self.wait_for(f"the {AUTOMATION_SENSOR} sensor's runs of harmonized/patients and export/patients to finish", finished, timeout=120)
+        return self.wait_for(f"the {AUTOMATION_SENSOR} sensor's runs of harmonized/patients and export/patients to finish", finished, timeout=300)
 
     def sensor_selector(self, name: str) -> dict:
         return {"repositoryName": REPOSITORY, "repositoryLocationName": LOCATION, "sensorName": name}
@@ -450,7 +450,7 @@ def deployment(
             "webserver",
             [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(deployed.web_port), "-w", str(deployed.workspace)],
         )
-        deployed.wait_for(f"location {LOCATION} loaded in the webserver at {deployed.url}", deployed._location_loaded, timeout=90)
+        deployed.wait_for(f"location {LOCATION} loaded in the webserver at {deployed.url}", deployed._location_loaded, timeout=180)
         deployed.mark("webserver loaded the location")
         if before_daemon is not None:
             before_daemon(deployed)
@@ -471,7 +471,7 @@ TERMINAL = ("SUCCESS", "FAILURE", "CANCELED")
 
 
 @contextmanager
-def sample_deployment(workdir: Path, server_url: str, database: str, timeout: float = 120) -> Iterator[Deployment]:
+def sample_deployment(workdir: Path, server_url: str, database: str, timeout: float = 300) -> Iterator[Deployment]:
     """The deployment with the sample clinic_a file dropped into its landing folder while the
     daemon runs, after the landing sensor's first tick found the folder empty (a file arriving
     under a running sensor). Yields once the sensor's load run has finished (`deployed.load_run`),
@@ -485,7 +485,7 @@ def sample_deployment(workdir: Path, server_url: str, database: str, timeout: fl
         deployed.empty_tick = deployed.wait_for(
             f"the {sensor} sensor's first finished tick",
             lambda: next((t for t in deployed.sensor_state(sensor)["ticks"] if t["status"] != "STARTED"), None),
-            timeout=60,
+            timeout=120,
         )
         deployed.mark("landing sensor ticked")
         shutil.copyfile(SAMPLE_FILE, deployed.landing / SAMPLE_FILE.name)
